@@ -1,0 +1,25 @@
+#pragma once
+// Each subcommand lives in its own file and registers itself on the CLI11 app. A command's run
+// function returns the process exit code; library errors are turned into one line by main().
+#include <CLI/CLI.hpp>
+
+namespace arcforge::cli {
+
+#ifdef ARCFORGE_WITH_TRAIN
+void add_model_info_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_check_device_command(CLI::App& app);
+#endif
+
+#if defined(ARCFORGE_WITH_TRAIN) && defined(ARCFORGE_WITH_EXPORT)
+void add_export_command(CLI::App& app);
+void add_import_command(CLI::App& app);
+#endif
+
+#ifdef ARCFORGE_WITH_DEPLOY
+void add_bench_model_command(CLI::App& app);
+void add_infer_command(CLI::App& app);
+#endif
+
+}  // namespace arcforge::cli

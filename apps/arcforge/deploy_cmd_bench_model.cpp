@@ -1,0 +1,151 @@
+// `arcforge bench-model MODEL.onnx`: times a model on the arcforge runtime the way
+// onnxruntime_perf_test does: build the plan, warm up, then the median of repeated runs.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "arcforge/common/error.hpp"
+#include "arcforge/runtime/model.hpp"
+#include "commands.hpp"
+
+namespace arcforge::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  int64_t batch = 1;
+  int threads = 0;
+  std::string input_size;
+  std::string precision = "fp32";
+  int warmup = 3;
+  int repeats = 0;  // 0: as many as fit in about two seconds, at least 5
+  bool json = false;
+};
+
+std::pair<int64_t, int64_t> parse_hw(const std::string& text) {
+  const auto x = text.find('x');
+  auto side = [&](const std::string& s) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (s.empty() || used != s.size() || v < 1 || v > 8192) {
+      throw InputError("--input-size: expected HxW with sides in 1..8192, got '" + text + "'");
+    }
+    return static_cast<int64_t>(v);
+  };
+  if (x == std::string::npos) throw InputError("--input-size: expected HxW, got '" + text + "'");
+  return {side(text.substr(0, x)), side(text.substr(x + 1))};
+}
+
+// The input shape: the model's declared shape with the batch and (optionally) H, W filled in.
+std::vector<int64_t> input_shape(const runtime::TensorInfo& info, const BenchArgs& a) {
+  std::vector<int64_t> shape = info.shape;
+  if (shape.empty()) throw InputError(a.model + ": input '" + info.name + "' has no declared shape");
+  auto set = [&](std::size_t axis, int64_t value, const std::string& flag) {
+    if (shape[axis] >= 0 && shape[axis] != value) {
+      throw InputError(a.model + ": input '" + info.name + "' has a fixed " + flag + " of " + std::to_string(shape[axis]) +
+                       ", cannot use " + std::to_string(value));
+    }
+    shape[axis] = value;
+  };
+  set(0, a.batch, "batch");
+  if (!a.input_size.empty()) {
+    if (shape.size() != 4) throw InputError(a.model + ": --input-size needs an NCHW input");
+    const auto [h, w] = parse_hw(a.input_size);
+    set(2, h, "height");
+    set(3, w, "width");
+  }
+  for (int64_t d : shape) {
+    if (d < 0) throw InputError(a.model + ": input '" + info.name + "' has dynamic dimensions: pass --input-size HxW");
+  }
+  return shape;
+}
+
+void run(const BenchArgs& a) {
+  if (a.batch < 1 || a.batch > 4096) throw InputError("--batch must be in 1..4096");
+  if (a.threads < 0) throw InputError("--threads must be >= 0");
+  if (a.warmup < 0 || a.repeats < 0) throw InputError("--warmup and --repeats must be >= 0");
+  runtime::Options options;
+  options.precision = runtime::parse_precision(a.precision);
+  options.threads = a.threads;
+  const auto model = runtime::Model::load(a.model, options);
+  std::vector<runtime::Tensor> inputs;
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const auto& info : model.inputs()) {
+    runtime::Tensor t;
+    t.shape = input_shape(info, a);
+    t.data.resize(static_cast<std::size_t>(t.numel()));
+    for (auto& v : t.data) v = dist(gen);
+    inputs.push_back(std::move(t));
+  }
+  auto session = model.new_session();
+  using clock = std::chrono::steady_clock;
+  const auto plan_start = clock::now();
+  session.run(inputs);  // builds the plan and packs the weights
+  const double first_ms = std::chrono::duration<double, std::milli>(clock::now() - plan_start).count();
+  for (int k = 0; k < a.warmup; ++k) session.run(inputs);
+  std::vector<double> times;
+  const auto bench_start = clock::now();
+  while (true) {
+    const auto t0 = clock::now();
+    session.run(inputs);
+    times.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    const double elapsed = std::chrono::duration<double>(clock::now() - bench_start).count();
+    if (a.repeats > 0 ? static_cast<int>(times.size()) >= a.repeats : (times.size() >= 5 && elapsed > 2.0)) break;
+  }
+  std::sort(times.begin(), times.end());
+  const std::size_t n = times.size();
+  const double median = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+  const double per_image = median / static_cast<double>(a.batch);
+  const int threads = a.threads > 0 ? a.threads : -1;
+  nlohmann::json out = {{"model", a.model},
+                        {"precision", runtime::to_string(options.precision)},
+                        {"batch", a.batch},
+                        {"threads", threads > 0 ? nlohmann::json(threads) : nlohmann::json("all")},
+                        {"input_shape", inputs.at(0).shape},
+                        {"ms_per_batch", median},
+                        {"ms_per_image", per_image},
+                        {"images_per_s", 1000.0 / per_image},
+                        {"first_run_ms", first_ms},
+                        {"repeats", n},
+                        {"arena_bytes", session.arena_bytes([&] {
+                           std::vector<std::vector<int64_t>> s;
+                           for (const auto& t : inputs) s.push_back(t.shape);
+                           return s;
+                         }())}};
+  if (a.json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("%s: %s batch %lld, %.3f ms/image, %.1f images/s (median of %zu runs; first run %.1f ms)\n",
+                a.model.c_str(), a.precision.c_str(), static_cast<long long>(a.batch), per_image, 1000.0 / per_image, n,
+                first_ms);
+  }
+}
+
+}  // namespace
+
+void add_bench_model_command(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench-model", "Time an ONNX model on the arcforge runtime (median of runs)");
+  cmd->add_option("model", args->model, "ONNX model file")->required();
+  cmd->add_option("--batch", args->batch, "Batch size (default 1)");
+  cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--input-size", args->input_size, "Input HxW for models with dynamic height/width");
+  cmd->add_option("--precision", args->precision, "fp32 (bf16 and int8 come later)");
+  cmd->add_option("--warmup", args->warmup, "Warm-up runs after the first (default 3)");
+  cmd->add_option("--repeats", args->repeats, "Timed runs (default: about 2 s worth, at least 5)");
+  cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace arcforge::cli

@@ -1,0 +1,37 @@
+// arcforge: one binary, one subcommand per job. Errors become one clear line and exit code 1.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "arcforge/common/error.hpp"
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"arcforge: train, evaluate, export and run ArcFace-style face recognition"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "arcforge 0.1.0");
+#ifdef ARCFORGE_WITH_TRAIN
+  arcforge::cli::add_model_info_command(app);
+  arcforge::cli::add_train_command(app);
+  arcforge::cli::add_eval_command(app);
+  arcforge::cli::add_check_device_command(app);
+#endif
+#if defined(ARCFORGE_WITH_TRAIN) && defined(ARCFORGE_WITH_EXPORT)
+  arcforge::cli::add_export_command(app);
+  arcforge::cli::add_import_command(app);
+#endif
+#ifdef ARCFORGE_WITH_DEPLOY
+  arcforge::cli::add_bench_model_command(app);
+  arcforge::cli::add_infer_command(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "arcforge: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,100 @@
+#pragma once
+// arcforge's inference runtime: ONNX models executed with oneDNN primitives, no libtorch.
+//
+//   auto model = arcforge::runtime::Model::load("scrfd_500m_bnkps.onnx", {.threads = 2});
+//   std::vector<Tensor> out = model.run({input});            // thread-safe
+//
+// Thread-safety: a Model is immutable after load() and may be shared by any number of threads.
+// Model::run() borrows a Session from an internal pool, so concurrent calls never share scratch
+// memory. A Session is NOT thread-safe: use one per thread (Model::new_session()) when you want to
+// keep its plans and buffers warm yourself.
+//
+// Execution plans (primitives, memory layout, scratch buffers) are built once per distinct set of
+// input shapes and cached in the Session; weights are packed once per layout and shared by all
+// sessions of the model.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace arcforge::runtime {
+
+// Compute precision. Only fp32 exists in this slice; bf16 and int8 plug in here later.
+enum class Precision { fp32 };
+std::string to_string(Precision p);
+Precision parse_precision(const std::string& text);  // throws ConfigError
+
+struct Options {
+  Precision precision = Precision::fp32;
+  // Threads used by every run (oneDNN's OpenMP pool on the calling thread); 0 = all cores.
+  int threads = 0;
+  // Files larger than this are rejected before parsing.
+  std::size_t max_model_bytes = std::size_t{1} << 30;
+};
+
+// A dense float32 tensor in C order (NCHW for images).
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+  int64_t numel() const;
+};
+
+// A graph input or output as declared by the file; dynamic dimensions are -1.
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+namespace detail {
+struct CompiledModel;
+struct Plan;
+}  // namespace detail
+
+class Session;
+
+class Model {
+ public:
+  // Throws InputError naming the file (and the node) for a malformed file, an unsupported
+  // operator, a missing initializer or a cycle.
+  static Model load(const std::string& path, const Options& options = {});
+
+  const std::vector<TensorInfo>& inputs() const;
+  const std::vector<TensorInfo>& outputs() const;
+  const Options& options() const;
+  // Operator counts of the file as loaded (before fusion), e.g. {"Conv": 50, "PRelu": 33}.
+  const std::map<std::string, int>& op_histogram() const;
+  // Number of nodes left after load-time optimisation (fusions, constant folding).
+  std::size_t optimized_node_count() const;
+
+  // One tensor per graph input, in inputs() order; returns one per graph output, in outputs()
+  // order. Throws InputError when a shape does not fit the model.
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
+
+  Session new_session() const;
+
+ private:
+  explicit Model(std::shared_ptr<detail::CompiledModel> compiled);
+  std::shared_ptr<detail::CompiledModel> compiled_;
+};
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<detail::CompiledModel> compiled);
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs);
+  // Builds (or finds) the plan for these input shapes without running it.
+  void prepare(const std::vector<std::vector<int64_t>>& input_shapes);
+  // Bytes of activation memory the plan for these shapes holds (after buffer reuse).
+  std::size_t arena_bytes(const std::vector<std::vector<int64_t>>& input_shapes);
+
+ private:
+  detail::Plan& plan_for(const std::vector<std::vector<int64_t>>& input_shapes);
+  std::shared_ptr<detail::CompiledModel> compiled_;
+  std::map<std::vector<std::vector<int64_t>>, std::unique_ptr<detail::Plan>> plans_;
+};
+
+}  // namespace arcforge::runtime

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Downloads the header-only Debian packages that scripts/device-check.sh unpacks on the GPU machine
+# (which has no network) into .debs/ (git-ignored; carried to the machine with the working tree).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .debs
+cd .debs
+apt-get download nlohmann-json3-dev libcli11-dev libtomlplusplus-dev

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the deployment side (the oneDNN runtime) builds and tests with: oneDNN, libonnx and
+# protobuf from Debian, and ONNX Runtime from npm (the parity and speed reference). Idempotent:
+# when everything is present it touches neither apt nor npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from elsewhere than Debian (e.g. NodeSource's nodejs bundles npm): only the
+# commands matter.
+command -v node > /dev/null || missing+=(nodejs)
+command -v npm > /dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-deploy-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ONNX Runtime for node. --ignore-scripts: its install script would download GPU binaries; the
+# CPU library ships inside the package.
+node_dir=tests/runtime/node
+if [ ! -d "$node_dir/node_modules/onnxruntime-node" ]; then
+  echo "setup-deploy-deps: npm install onnxruntime-node in $node_dir"
+  (cd "$node_dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi

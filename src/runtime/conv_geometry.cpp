@@ -1,0 +1,102 @@
+#include "conv_geometry.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+void spatial(const Node& n, ConvGeometry& g, bool ceil_mode) {
+  const auto strides = n.attr_ints("strides", {1, 1});
+  const auto dilations = n.attr_ints("dilations", {1, 1});
+  auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+  if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4) {
+    node_error(n, "strides/dilations/pads do not describe a 2-D window");
+  }
+  g.stride_h = strides[0];
+  g.stride_w = strides[1];
+  g.dilation_h = dilations[0];
+  g.dilation_w = dilations[1];
+  if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.kernel_h < 1 || g.kernel_w < 1) {
+    node_error(n, "kernel, strides and dilations must be positive");
+  }
+  for (int64_t p : pads) {
+    if (p < 0) node_error(n, "negative padding");
+  }
+  const int64_t h = g.in_dims[2], w = g.in_dims[3];
+  const int64_t eff_h = (g.kernel_h - 1) * g.dilation_h + 1, eff_w = (g.kernel_w - 1) * g.dilation_w + 1;
+  const std::string auto_pad = n.attr_s("auto_pad", "NOTSET");
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    auto same = [&](int64_t in, int64_t stride, int64_t eff, int64_t& begin, int64_t& end) {
+      const int64_t out = (in + stride - 1) / stride;
+      const int64_t total = std::max<int64_t>(0, (out - 1) * stride + eff - in);
+      begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      end = total - begin;
+    };
+    same(h, g.stride_h, eff_h, pads[0], pads[2]);
+    same(w, g.stride_w, eff_w, pads[1], pads[3]);
+  } else if (auto_pad == "VALID") {
+    pads = {0, 0, 0, 0};
+  } else if (auto_pad != "NOTSET") {
+    node_error(n, "unknown auto_pad '" + auto_pad + "'");
+  }
+  g.pad_t = pads[0];
+  g.pad_l = pads[1];
+  g.pad_b = pads[2];
+  g.pad_r = pads[3];
+  auto out_size = [&](int64_t in, int64_t begin, int64_t end, int64_t stride, int64_t eff, int64_t& extra) {
+    const int64_t span = in + begin + end - eff;
+    if (span < 0) node_error(n, "window " + std::to_string(eff) + " is larger than the padded input " + std::to_string(in + begin + end));
+    int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+    // A window may not start in the end padding (ONNX Runtime and PyTorch agree).
+    if (ceil_mode && (out - 1) * stride >= in + begin) --out;
+    extra = std::max<int64_t>(0, (out - 1) * stride + eff - (in + begin + end));
+    return out;
+  };
+  g.out_h = out_size(h, g.pad_t, g.pad_b, g.stride_h, eff_h, g.ceil_extra_h);
+  g.out_w = out_size(w, g.pad_l, g.pad_r, g.stride_w, eff_w, g.ceil_extra_w);
+}
+
+const Dims& image_input(PlanBuilder& b, const Node& n) {
+  const Dims& x = b.dims(n.input(0));
+  if (x.size() != 4) node_error(n, "only 2-D windows (4-D NCHW input) are supported, got " + dims_str(x));
+  return x;
+}
+
+}  // namespace
+
+ConvGeometry conv_geometry(PlanBuilder& b, const Node& n) {
+  ConvGeometry g;
+  g.in_dims = image_input(b, n);
+  const HostTensor& w = b.need_constant(n, 1);
+  if (w.dims.size() != 4) node_error(n, "weights must be 4-D, got " + dims_str(w.dims));
+  g.group = n.attr_i("group", 1);
+  g.out_channels = w.dims[0];
+  if (g.group < 1 || g.out_channels % g.group != 0 || w.dims[1] * g.group != g.in_dims[1]) {
+    node_error(n, "weights " + dims_str(w.dims) + " with group " + std::to_string(g.group) +
+                      " do not fit input " + dims_str(g.in_dims));
+  }
+  g.kernel_h = w.dims[2];
+  g.kernel_w = w.dims[3];
+  const auto ks = n.attr_ints("kernel_shape", {g.kernel_h, g.kernel_w});
+  if (ks != std::vector<int64_t>{g.kernel_h, g.kernel_w}) node_error(n, "kernel_shape disagrees with the weights");
+  spatial(n, g, false);
+  return g;
+}
+
+ConvGeometry pool_geometry(PlanBuilder& b, const Node& n) {
+  ConvGeometry g;
+  g.in_dims = image_input(b, n);
+  g.out_channels = g.in_dims[1];
+  if (n.op == "GlobalAveragePool" || n.op == "GlobalMaxPool") {
+    g.kernel_h = g.in_dims[2];
+    g.kernel_w = g.in_dims[3];
+    g.out_h = g.out_w = 1;
+    return g;
+  }
+  const auto ks = n.attr_ints("kernel_shape");
+  if (ks.size() != 2) node_error(n, "kernel_shape must have 2 values");
+  g.kernel_h = ks[0];
+  g.kernel_w = ks[1];
+  spatial(n, g, n.attr_i("ceil_mode", 0) != 0);
+  return g;
+}
+
+}  // namespace arcforge::runtime::detail

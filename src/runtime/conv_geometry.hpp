@@ -1,0 +1,22 @@
+#pragma once
+// Output size and padding of 2-D windowed operators (Conv, MaxPool, AveragePool), from the ONNX
+// attributes: kernel_shape, strides, dilations, pads, auto_pad and ceil_mode.
+#include "plan.hpp"
+
+namespace arcforge::runtime::detail {
+
+struct ConvGeometry {
+  Dims in_dims;  // N, C, H, W
+  int64_t out_channels = 0, group = 1;
+  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
+  int64_t out_h = 0, out_w = 0;
+  int64_t ceil_extra_h = 0, ceil_extra_w = 0;  // padding added by ceil_mode beyond `pads`
+};
+
+// Conv: kernel from the weights (input 1), group from the attribute.
+ConvGeometry conv_geometry(PlanBuilder& b, const Node& n);
+// Pooling: kernel from kernel_shape (or the whole plane for the Global* ops).
+ConvGeometry pool_geometry(PlanBuilder& b, const Node& n);
+
+}  // namespace arcforge::runtime::detail

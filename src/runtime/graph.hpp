@@ -1,0 +1,91 @@
+#pragma once
+// The runtime's own graph IR: what the ONNX loader produces and the planner consumes. It owns no
+// protobuf types, so only onnx_loader.cpp compiles against libonnx.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "arcforge/runtime/model.hpp"
+
+namespace arcforge::runtime::detail {
+
+enum class DType { f32, i64 };
+
+// A tensor that lives on the host at plan time: initializers, Constant outputs, folded shape
+// arithmetic. Floats and integers are kept apart so shape math never rounds.
+struct HostTensor {
+  DType dtype = DType::f32;
+  std::vector<int64_t> dims;
+  std::vector<float> f;    // dtype == f32
+  std::vector<int64_t> i;  // dtype == i64
+
+  int64_t numel() const;
+  double at(int64_t k) const { return dtype == DType::f32 ? f[k] : static_cast<double>(i[k]); }
+  static HostTensor from_i64(std::vector<int64_t> dims, std::vector<int64_t> values);
+  static HostTensor from_f32(std::vector<int64_t> dims, std::vector<float> values);
+};
+
+struct Attribute {
+  enum class Kind { i, f, s, ints, floats, tensor };
+  Kind kind = Kind::i;
+  int64_t i = 0;
+  float f = 0;
+  std::string s;
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+  HostTensor t;
+};
+
+// An activation or residual add executed as a post-op of the preceding Conv/Gemm.
+struct PostOp {
+  enum class Kind { relu, leaky_relu, clip, sigmoid, tanh, hardswish, prelu, sum };
+  Kind kind = Kind::relu;
+  float alpha = 0, beta = 0;  // leaky slope; clip min/max
+  std::string operand;        // prelu: slope constant; sum: the addend value
+  std::string fused_node;     // name of the node this came from, for messages
+};
+
+struct Node {
+  std::string name;  // never empty: unnamed ONNX nodes get "<op>_<index>"
+  std::string op;
+  std::vector<std::string> inputs;  // "" marks an omitted optional input
+  std::vector<std::string> outputs;
+  std::map<std::string, Attribute> attrs;
+  std::vector<PostOp> post_ops;
+
+  bool has(const std::string& key) const { return attrs.count(key) != 0; }
+  int64_t attr_i(const std::string& key, int64_t fallback) const;
+  float attr_f(const std::string& key, float fallback) const;
+  std::string attr_s(const std::string& key, const std::string& fallback) const;
+  std::vector<int64_t> attr_ints(const std::string& key, std::vector<int64_t> fallback = {}) const;
+  std::string input(std::size_t k) const { return k < inputs.size() ? inputs[k] : std::string(); }
+  // "node 'Conv_12' (Conv)": the prefix of every message about this node.
+  std::string describe() const { return "node '" + name + "' (" + op + ")"; }
+};
+
+struct Graph {
+  std::string path;  // for messages
+  int64_t opset = 0;
+  std::vector<Node> nodes;  // topological order
+  std::map<std::string, HostTensor> constants;
+  std::vector<TensorInfo> inputs;   // graph inputs that are not initializers
+  std::vector<TensorInfo> outputs;
+  std::map<std::string, int> op_histogram;  // ops as loaded, before any fusion
+
+  bool is_constant(const std::string& value) const { return constants.count(value) != 0; }
+  // "path: node 'X' (Op): what"
+  std::string error(const Node& node, const std::string& what) const;
+};
+
+// Parses and validates an ONNX file; throws InputError naming the file (and the node) on failure.
+Graph load_onnx(const std::string& path, std::size_t max_bytes);
+
+// Load-time rewrites: constant folding, BatchNorm into Conv/Gemm, activations and residual adds into
+// Conv post-ops. Returns the number of nodes removed.
+int optimize_graph(Graph& graph);
+
+// True when the runtime has a kernel for this ONNX operator (default domain).
+bool is_supported_op(const std::string& op);
+
+}  // namespace arcforge::runtime::detail

@@ -1,0 +1,147 @@
+// Model (immutable, shared) and Session (plans and scratch, one thread at a time).
+#include "arcforge/runtime/model.hpp"
+
+#include <omp.h>
+
+#include "arcforge/common/error.hpp"
+#include "arcforge/common/log.hpp"
+#include "host_eval.hpp"
+#include "plan.hpp"
+
+namespace arcforge::runtime {
+
+using detail::CompiledModel;
+using detail::Plan;
+
+std::string to_string(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& text) {
+  if (text == "fp32") return Precision::fp32;
+  if (text == "bf16" || text == "int8") throw ConfigError("precision '" + text + "' is not implemented yet (only fp32)");
+  throw ConfigError("unknown precision '" + text + "' (expected fp32)");
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+namespace {
+
+int effective_threads(const Options& o) { return o.threads > 0 ? o.threads : omp_get_num_procs(); }
+
+void check_shapes(const CompiledModel& m, const std::vector<std::vector<int64_t>>& shapes) {
+  const auto& declared = m.graph.inputs;
+  if (shapes.size() != declared.size()) {
+    throw InputError(file_message(m.graph.path, "model takes " + std::to_string(declared.size()) + " inputs, got " +
+                                                    std::to_string(shapes.size())));
+  }
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    const auto& want = declared[k].shape;
+    const auto& got = shapes[k];
+    bool ok = want.empty() || want.size() == got.size();
+    for (std::size_t j = 0; ok && j < want.size(); ++j) ok = want[j] < 0 || want[j] == got[j];
+    for (int64_t d : got) ok = ok && d > 0;
+    if (!ok) {
+      throw InputError(file_message(m.graph.path, "input '" + declared[k].name + "' has shape " + detail::dims_str(got) +
+                                                      ", the model expects " + detail::dims_str(want) + " (-1: any)"));
+    }
+  }
+}
+
+void check_inputs(const CompiledModel& m, const std::vector<Tensor>& inputs) {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const auto& t : inputs) shapes.push_back(t.shape);
+  check_shapes(m, shapes);
+  const auto& declared = m.graph.inputs;
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    const auto& got = inputs[k].shape;
+    if (static_cast<int64_t>(inputs[k].data.size()) != inputs[k].numel()) {
+      throw InputError("input '" + declared[k].name + "': " + std::to_string(inputs[k].data.size()) +
+                       " values for shape " + detail::dims_str(got));
+    }
+  }
+}
+
+}  // namespace
+
+Model::Model(std::shared_ptr<CompiledModel> compiled) : compiled_(std::move(compiled)) {}
+
+Model Model::load(const std::string& path, const Options& options) {
+  auto compiled = std::make_shared<CompiledModel>();
+  compiled->options = options;
+  compiled->graph = detail::load_onnx(path, options.max_model_bytes);
+  const std::size_t before = compiled->graph.nodes.size();
+  detail::optimize_graph(compiled->graph);
+  for (const auto& n : compiled->graph.nodes) {
+    if (!detail::find_planner(n.op) && !detail::is_host_op(n.op)) {
+      throw InputError(compiled->graph.error(n, "unsupported operator '" + n.op + "'"));
+    }
+  }
+  log::debug(log::cat("runtime: ", path, ": ", before, " nodes, ", compiled->graph.nodes.size(), " after optimisation"));
+  return Model(std::move(compiled));
+}
+
+const std::vector<TensorInfo>& Model::inputs() const { return compiled_->graph.inputs; }
+const std::vector<TensorInfo>& Model::outputs() const { return compiled_->graph.outputs; }
+const Options& Model::options() const { return compiled_->options; }
+const std::map<std::string, int>& Model::op_histogram() const { return compiled_->graph.op_histogram; }
+std::size_t Model::optimized_node_count() const { return compiled_->graph.nodes.size(); }
+
+Session Model::new_session() const { return Session(compiled_); }
+
+std::vector<Tensor> Model::run(const std::vector<Tensor>& inputs) const {
+  std::unique_ptr<Session> session;
+  {
+    std::lock_guard<std::mutex> lock(compiled_->pool_mutex);
+    if (!compiled_->idle_sessions.empty()) {
+      session = std::move(compiled_->idle_sessions.back());
+      compiled_->idle_sessions.pop_back();
+    }
+  }
+  if (!session) session = std::make_unique<Session>(compiled_);
+  auto outputs = session->run(inputs);  // on an exception the session is dropped, not reused
+  std::lock_guard<std::mutex> lock(compiled_->pool_mutex);
+  compiled_->idle_sessions.push_back(std::move(session));
+  return outputs;
+}
+
+Session::Session(std::shared_ptr<CompiledModel> compiled) : compiled_(std::move(compiled)) {}
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+Plan& Session::plan_for(const std::vector<std::vector<int64_t>>& input_shapes) {
+  auto it = plans_.find(input_shapes);
+  if (it != plans_.end()) return *it->second;
+  // Primitives are created for the thread count they will run with.
+  omp_set_num_threads(effective_threads(compiled_->options));
+  auto plan = std::make_unique<Plan>();
+  detail::PlanBuilder(*compiled_, *plan, input_shapes).build();
+  return *plans_.emplace(input_shapes, std::move(plan)).first->second;
+}
+
+std::vector<Tensor> Session::run(const std::vector<Tensor>& inputs) {
+  check_inputs(*compiled_, inputs);
+  std::vector<std::vector<int64_t>> shapes;
+  for (const auto& t : inputs) shapes.push_back(t.shape);
+  return plan_for(shapes).run(compiled_->engine, inputs, effective_threads(compiled_->options));
+}
+
+void Session::prepare(const std::vector<std::vector<int64_t>>& input_shapes) {
+  check_shapes(*compiled_, input_shapes);
+  plan_for(input_shapes);
+}
+
+std::size_t Session::arena_bytes(const std::vector<std::vector<int64_t>>& input_shapes) {
+  prepare(input_shapes);
+  return plans_.at(input_shapes)->arena_bytes();
+}
+
+}  // namespace arcforge::runtime

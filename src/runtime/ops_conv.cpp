@@ -1,0 +1,175 @@
+// Conv (2-D), with the post-ops the optimiser attached: eltwise activations, PReLU and the residual
+// sum. oneDNN picks the activation and weight layouts (format `any`); weights are packed once.
+// When oneDNN has no optimised kernel for a post-op chain, the chain runs as separate in-place
+// primitives instead of falling back to a reference convolution.
+#include <cmath>
+
+#include "conv_geometry.hpp"
+#include "plan.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::algorithm eltwise_alg(const PostOp& p, float& alpha, float& beta) {
+  alpha = 0;
+  beta = 0;
+  switch (p.kind) {
+    case PostOp::Kind::relu: return dnnl::algorithm::eltwise_relu;
+    case PostOp::Kind::leaky_relu: alpha = p.alpha; return dnnl::algorithm::eltwise_relu;
+    case PostOp::Kind::clip:
+      if (p.alpha == 0.0f) {
+        alpha = p.beta;
+        return dnnl::algorithm::eltwise_bounded_relu;
+      }
+      alpha = p.alpha;
+      beta = p.beta;
+      return dnnl::algorithm::eltwise_clip;
+    case PostOp::Kind::sigmoid: return dnnl::algorithm::eltwise_logistic;
+    case PostOp::Kind::tanh: return dnnl::algorithm::eltwise_tanh;
+    case PostOp::Kind::hardswish: return dnnl::algorithm::eltwise_hardswish;
+    default: return dnnl::algorithm::undef;
+  }
+}
+
+// How each post-op is fed at run time.
+struct PostOpPlan {
+  dnnl::post_ops ops;
+  std::vector<std::pair<int, MemRef>> args;  // extra primitive arguments
+  bool sum_in_place = false;                  // dst must already hold the addend
+  std::string sum_addend;
+};
+
+PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
+  PostOpPlan plan;
+  const int64_t channels = out_dims[1];
+  for (std::size_t k = 0; k < n.post_ops.size(); ++k) {
+    const PostOp& p = n.post_ops[k];
+    const int idx = static_cast<int>(k);
+    if (p.kind == PostOp::Kind::sum) {
+      const Dims& addend = b.dims(p.operand);
+      if (addend == out_dims && !plan.sum_in_place) {
+        // In place: dst already holds the addend, oneDNN adds the convolution result to it.
+        plan.ops.append_sum(1.0f);
+        plan.sum_in_place = true;
+        plan.sum_addend = p.operand;
+      } else {
+        if (broadcast_dims(n, out_dims, addend) != out_dims) node_error(n, "residual add would grow the output");
+        const md_t md = plain_md(pad_rank(addend, out_dims.size()));
+        plan.ops.append_binary(dnnl::algorithm::binary_add, md);
+        MemRef ref = b.input_plain(p.operand);
+        ref.md = md;
+        plan.args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_SRC_1, ref);
+      }
+    } else if (p.kind == PostOp::Kind::prelu) {
+      const HostTensor* slope = b.host(p.operand);
+      if (!slope || slope->dtype != DType::f32) node_error(n, "PReLU slope must be a float constant");
+      const bool per_channel = slope->numel() != 1;
+      if (per_channel && slope->numel() != channels) node_error(n, "PReLU slope does not match the channels");
+      plan.ops.append_prelu(per_channel ? 1 << 1 : 0);
+      const md_t md = plain_md(per_channel ? Dims{1, channels, 1, 1} : Dims{1, 1, 1, 1});
+      plan.args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_WEIGHTS, b.fixed(*slope, md));
+    } else {
+      float alpha = 0, beta = 0;
+      const auto alg = eltwise_alg(p, alpha, beta);  // sets alpha and beta: call it first
+      plan.ops.append_eltwise(1.0f, alg, alpha, beta);
+    }
+  }
+  return plan;
+}
+
+// Runs the post-ops one by one, in place on `dst` (used when oneDNN cannot fuse them).
+void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, const Dims& out_dims) {
+  const auto& eng = b.engine();
+  for (const PostOp& p : n.post_ops) {
+    if (p.kind == PostOp::Kind::sum) {
+      const Dims& addend = b.dims(p.operand);
+      MemRef src1 = addend == out_dims ? b.input(p.operand, dst.md) : b.input_plain(p.operand);
+      if (addend != out_dims) src1.md = plain_md(pad_rank(addend, out_dims.size()));
+      dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_add, dst.md, src1.md, dst.md}, eng);
+      b.add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, dst}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
+    } else if (p.kind == PostOp::Kind::prelu) {
+      const HostTensor* slope = b.host(p.operand);
+      const int64_t c = slope->numel() == 1 ? 1 : out_dims[1];
+      const md_t wmd = plain_md({1, c, 1, 1});
+      dnnl::prelu_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dst.md, wmd}, eng);
+      b.add(dnnl::prelu_forward(pd),
+            {{DNNL_ARG_SRC, dst}, {DNNL_ARG_WEIGHTS, b.fixed(*slope, wmd)}, {DNNL_ARG_DST, dst}});
+    } else {
+      float alpha = 0, beta = 0;
+      const auto alg = eltwise_alg(p, alpha, beta);
+      dnnl::eltwise_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, alg, dst.md, alpha, beta}, eng);
+      b.add(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, dst}, {DNNL_ARG_DST, dst}});
+    }
+  }
+}
+
+bool is_reference_impl(const dnnl::primitive_desc_base& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+}  // namespace
+
+void plan_conv(PlanBuilder& b, const Node& n) {
+  const ConvGeometry geo = conv_geometry(b, n);
+  const HostTensor& w = b.need_constant(n, 1);
+  const HostTensor* bias = n.input(2).empty() ? nullptr : &b.need_constant(n, 2);
+  if (bias && bias->numel() != geo.out_channels) node_error(n, "bias has " + std::to_string(bias->numel()) + " values, expected " + std::to_string(geo.out_channels));
+
+  const Dims& x = geo.in_dims;
+  const Dims out_dims = {x[0], geo.out_channels, geo.out_h, geo.out_w};
+  const md_t src_any(x, dt::f32, tag::any);
+  const md_t dst_any(out_dims, dt::f32, tag::any);
+  const Dims wdims = geo.group == 1
+                         ? Dims{geo.out_channels, w.dims[1], w.dims[2], w.dims[3]}
+                         : Dims{geo.group, geo.out_channels / geo.group, w.dims[1], w.dims[2], w.dims[3]};
+  const md_t w_any(wdims, dt::f32, tag::any);
+  const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
+  const md_t b_md({geo.out_channels}, dt::f32, tag::x);
+  const Dims strides = {geo.stride_h, geo.stride_w};
+  const Dims dilates = {geo.dilation_h - 1, geo.dilation_w - 1};
+  const Dims pad_l = {geo.pad_t, geo.pad_l}, pad_r = {geo.pad_b, geo.pad_r};
+
+  auto make_desc = [&]() {
+    return bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                  dnnl::algorithm::convolution_direct, src_any, w_any, b_md,
+                                                  dst_any, strides, dilates, pad_l, pad_r)
+                : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                  dnnl::algorithm::convolution_direct, src_any, w_any, dst_any,
+                                                  strides, dilates, pad_l, pad_r);
+  };
+
+  PostOpPlan post;
+  bool fused = !n.post_ops.empty();
+  dnnl::convolution_forward::primitive_desc pd;
+  if (fused) {
+    post = build_post_ops(b, n, out_dims);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post.ops);
+    pd = dnnl::convolution_forward::primitive_desc(make_desc(), attr, b.engine());
+    dnnl::convolution_forward::primitive_desc plain_pd(make_desc(), b.engine());
+    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
+      fused = false;
+      pd = plain_pd;
+      post = PostOpPlan{};
+    }
+  } else {
+    pd = dnnl::convolution_forward::primitive_desc(make_desc(), b.engine());
+  }
+
+  std::unordered_map<int, MemRef> args;
+  args[DNNL_ARG_SRC] = b.input(n.input(0), pd.src_desc());
+  args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w, w_plain, pd.weights_desc());
+  if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/bias", *bias, b_md, pd.bias_desc());
+  for (auto& [arg, ref] : post.args) args[arg] = ref;
+  const std::string& out = n.outputs.at(0);
+  MemRef dst = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, pd.dst_desc())
+                                 : b.output(out, pd.dst_desc());
+  args[DNNL_ARG_DST] = dst;
+  b.add(dnnl::convolution_forward(pd), std::move(args));
+  if (!fused) add_unfused_post_ops(b, n, dst, out_dims);
+}
+
+}  // namespace arcforge::runtime::detail

@@ -1,0 +1,105 @@
+// Gemm and MatMul. A constant right-hand side becomes a oneDNN inner product with weights packed
+// once (alpha and beta folded in); MatMul of two run-time tensors uses oneDNN matmul.
+#include "plan.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+// y[M,N] = x[M,K] * W[N,K]^T + bias[N], written into `out` (plain [M,N]).
+void inner_product(PlanBuilder& b, const Node& n, MemRef x, int64_t m, int64_t k, const HostTensor& w_nk,
+                   const HostTensor* bias, const std::string& out, const Dims& out_dims) {
+  const int64_t cols = w_nk.dims[0];
+  x.md = plain_md({m, k});
+  const md_t w_any({cols, k}, dt::f32, tag::any);
+  const md_t w_plain({cols, k}, dt::f32, tag::oi);
+  const md_t b_md({cols}, dt::f32, tag::x);
+  const md_t dst_md = plain_md({m, cols});
+  auto d = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, b_md, dst_md)
+                : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
+  dnnl::inner_product_forward::primitive_desc pd(d, b.engine());
+  std::unordered_map<int, MemRef> args;
+  args[DNNL_ARG_SRC] = x;
+  args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w_nk, w_plain, pd.weights_desc());
+  if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/bias", *bias, b_md, pd.bias_desc());
+  MemRef dst = b.output(out, plain_md(out_dims));
+  dst.md = dst_md;
+  args[DNNL_ARG_DST] = dst;
+  b.add(dnnl::inner_product_forward(pd), std::move(args));
+}
+
+HostTensor transposed(const HostTensor& t) {
+  const int64_t r = t.dims[0], c = t.dims[1];
+  HostTensor out = HostTensor::from_f32({c, r}, std::vector<float>(t.f.size()));
+  for (int64_t i = 0; i < r; ++i) {
+    for (int64_t j = 0; j < c; ++j) out.f[j * r + i] = t.f[i * c + j];
+  }
+  return out;
+}
+
+}  // namespace
+
+void plan_gemm(PlanBuilder& b, const Node& n) {
+  const Dims& a = b.dims(n.input(0));
+  if (a.size() != 2) node_error(n, "A must be 2-D, got " + dims_str(a));
+  if (n.attr_i("transA", 0) != 0) node_error(n, "transA=1 is not supported");
+  const HostTensor& bt = b.need_constant(n, 1);
+  if (bt.dims.size() != 2) node_error(n, "B must be 2-D");
+  const float alpha = n.attr_f("alpha", 1.0f), beta = n.attr_f("beta", 1.0f);
+  // Packed weights are cached by node name, so what is derived here must not depend on shapes.
+  HostTensor w = n.attr_i("transB", 0) ? bt : transposed(bt);
+  if (w.dims[1] != a[1]) node_error(n, "A " + dims_str(a) + " and B " + dims_str(bt.dims) + " do not multiply");
+  if (alpha != 1.0f) {
+    for (float& v : w.f) v *= alpha;
+  }
+  const int64_t cols = w.dims[0];
+  HostTensor bias;
+  const bool has_bias = !n.input(2).empty();
+  if (has_bias) {
+    const HostTensor& c = b.need_constant(n, 2);
+    if (c.numel() != cols && c.numel() != 1) node_error(n, "C must have N or 1 values (a row-broadcast bias)");
+    bias = HostTensor::from_f32({cols}, std::vector<float>(cols));
+    for (int64_t j = 0; j < cols; ++j) bias.f[j] = beta * c.f[c.numel() == 1 ? 0 : j];
+  }
+  inner_product(b, n, b.input_plain(n.input(0)), a[0], a[1], w, has_bias ? &bias : nullptr, n.outputs.at(0),
+                {a[0], cols});
+}
+
+void plan_matmul(PlanBuilder& b, const Node& n) {
+  Dims a = b.dims(n.input(0));
+  Dims c = b.dims(n.input(1));
+  if (a.size() < 2 || c.size() < 2) node_error(n, "1-D operands are not supported");
+  const HostTensor* bc = b.host(n.input(1));
+  if (bc && c.size() == 2) {
+    // [..., M, K] x [K, N]: one inner product over all leading rows.
+    if (a.back() != c[0]) node_error(n, "shapes " + dims_str(a) + " and " + dims_str(c) + " do not multiply");
+    Dims out = a;
+    out.back() = c[1];
+    const int64_t rows = numel(a) / a.back();
+    const HostTensor w = transposed(*bc);
+    inner_product(b, n, b.input_plain(n.input(0)), rows, a.back(), w, nullptr, n.outputs.at(0), out);
+    return;
+  }
+  const std::size_t rank = std::max(a.size(), c.size());
+  a = pad_rank(a, rank);
+  c = pad_rank(c, rank);
+  if (a[rank - 1] != c[rank - 2]) node_error(n, "shapes " + dims_str(a) + " and " + dims_str(c) + " do not multiply");
+  Dims out(rank);
+  for (std::size_t k = 0; k + 2 < rank; ++k) {
+    if (a[k] != c[k] && a[k] != 1 && c[k] != 1) node_error(n, "batch dimensions do not broadcast");
+    out[k] = std::max(a[k], c[k]);
+  }
+  out[rank - 2] = a[rank - 2];
+  out[rank - 1] = c[rank - 1];
+  MemRef src = b.input_plain(n.input(0));
+  src.md = plain_md(a);
+  MemRef wei = b.input_plain(n.input(1));
+  wei.md = plain_md(c);
+  MemRef dst = b.output(n.outputs.at(0), plain_md(out));
+  dnnl::matmul::primitive_desc pd({src.md, wei.md, dst.md}, b.engine());
+  b.add(dnnl::matmul(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+}
+
+}  // namespace arcforge::runtime::detail

@@ -1,0 +1,251 @@
+// Load-time graph rewrites. Each pass keeps the graph's meaning exactly (up to float rounding):
+//   1. constant folding: nodes whose inputs are all constants become constants;
+//   2. BatchNormalization folded into the Conv or Gemm that feeds it;
+//   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu) and residual Adds become
+//      post-ops of the Conv that feeds them.
+// A fused node takes the position of the last node it absorbs, so every operand of a post-op
+// (the residual addend) is computed before it runs.
+#include <cmath>
+#include <cstdlib>
+#include <set>
+#include <unordered_map>
+
+#include "arcforge/common/error.hpp"
+#include "graph.hpp"
+#include "host_eval.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+struct Uses {
+  std::unordered_map<std::string, std::vector<std::size_t>> consumers;
+  std::set<std::string> graph_outputs;
+};
+
+Uses find_uses(const Graph& g) {
+  Uses u;
+  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+    for (const auto& in : g.nodes[k].inputs) {
+      if (!in.empty()) u.consumers[in].push_back(k);
+    }
+    for (const auto& p : g.nodes[k].post_ops) {
+      if (!p.operand.empty()) u.consumers[p.operand].push_back(k);
+    }
+  }
+  for (const auto& o : g.outputs) u.graph_outputs.insert(o.name);
+  return u;
+}
+
+// The single node that reads `value`, or -1 when there are several, none, or it is a graph output.
+int single_consumer(const Uses& u, const std::string& value) {
+  if (u.graph_outputs.count(value)) return -1;
+  auto it = u.consumers.find(value);
+  if (it == u.consumers.end() || it->second.size() != 1) return -1;
+  return static_cast<int>(it->second[0]);
+}
+
+int fold_constants(Graph& g) {
+  HostLookup host = [&](const std::string& v) -> const HostTensor* {
+    auto it = g.constants.find(v);
+    return it == g.constants.end() ? nullptr : &it->second;
+  };
+  auto dims = [&](const std::string& v) -> Dims { return g.constants.at(v).dims; };
+  std::vector<Node> kept;
+  int folded = 0;
+  for (auto& node : g.nodes) {
+    bool all_constant = !node.inputs.empty();
+    for (const auto& in : node.inputs) all_constant = all_constant && (in.empty() || g.is_constant(in));
+    if (is_host_op(node.op) && all_constant && node.outputs.size() == 1) {
+      try {
+        g.constants[node.outputs[0]] = eval_host(node, host, dims).at(0);
+      } catch (const InputError& e) {
+        throw InputError(file_message(g.path, e.what()));
+      }
+      ++folded;
+      continue;
+    }
+    kept.push_back(std::move(node));
+  }
+  g.nodes = std::move(kept);
+  return folded;
+}
+
+const HostTensor* constant_f32(const Graph& g, const std::string& name) {
+  if (name.empty()) return nullptr;
+  auto it = g.constants.find(name);
+  if (it == g.constants.end() || it->second.dtype != DType::f32) return nullptr;
+  return &it->second;
+}
+
+// Per-channel scale and shift of an inference BatchNormalization, or false if not constant.
+bool batchnorm_affine(const Graph& g, const Node& bn, int64_t channels, std::vector<float>& scale,
+                      std::vector<float>& shift) {
+  if (bn.inputs.size() < 5 || bn.outputs.size() != 1) return false;
+  const HostTensor* gamma = constant_f32(g, bn.inputs[1]);
+  const HostTensor* beta = constant_f32(g, bn.inputs[2]);
+  const HostTensor* mean = constant_f32(g, bn.inputs[3]);
+  const HostTensor* var = constant_f32(g, bn.inputs[4]);
+  if (!gamma || !beta || !mean || !var) return false;
+  for (const HostTensor* t : {gamma, beta, mean, var}) {
+    if (t->numel() != channels) return false;
+  }
+  const float eps = bn.attr_f("epsilon", 1e-5f);
+  scale.resize(channels);
+  shift.resize(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double s = gamma->f[c] / std::sqrt(static_cast<double>(var->f[c]) + eps);
+    scale[c] = static_cast<float>(s);
+    shift[c] = static_cast<float>(beta->f[c] - mean->f[c] * s);
+  }
+  return true;
+}
+
+// Folds BN into Conv (weights [OC, ...]) or Gemm with transB=1 (weights [N, K]); new constants are
+// named after the node so shared initializers are never modified.
+int fold_batchnorm(Graph& g) {
+  int folded = 0;
+  Uses u = find_uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+    Node& producer = g.nodes[k];
+    const bool conv = producer.op == "Conv";
+    const bool gemm = producer.op == "Gemm" && producer.attr_i("transB", 0) == 1 &&
+                      producer.attr_i("transA", 0) == 0;
+    if ((!conv && !gemm) || !producer.post_ops.empty() || producer.outputs.size() != 1) continue;
+    const int c = single_consumer(u, producer.outputs[0]);
+    if (c < 0 || g.nodes[c].op != "BatchNormalization" || g.nodes[c].input(0) != producer.outputs[0]) continue;
+    if (gemm && producer.attr_f("alpha", 1.0f) != 1.0f) continue;
+    const HostTensor* w = constant_f32(g, producer.input(1));
+    if (!w || w->dims.empty()) continue;
+    const int64_t channels = w->dims[0];
+    const HostTensor* b = producer.input(2).empty() ? nullptr : constant_f32(g, producer.input(2));
+    if (!producer.input(2).empty() && (!b || b->numel() != channels)) continue;
+    if (gemm && b && producer.attr_f("beta", 1.0f) != 1.0f) continue;
+    std::vector<float> scale, shift;
+    if (!batchnorm_affine(g, g.nodes[c], channels, scale, shift)) continue;
+
+    HostTensor new_w = *w;
+    const int64_t per_channel = w->numel() / channels;
+    for (int64_t oc = 0; oc < channels; ++oc) {
+      for (int64_t j = 0; j < per_channel; ++j) new_w.f[oc * per_channel + j] *= scale[oc];
+    }
+    HostTensor new_b = HostTensor::from_f32({channels}, std::vector<float>(channels, 0.0f));
+    for (int64_t oc = 0; oc < channels; ++oc) new_b.f[oc] = (b ? b->f[oc] * scale[oc] : 0.0f) + shift[oc];
+
+    Node fused = producer;
+    fused.name = producer.name;
+    fused.inputs.resize(3);
+    fused.inputs[1] = producer.name + "/bn_folded_weight";
+    fused.inputs[2] = producer.name + "/bn_folded_bias";
+    fused.outputs = g.nodes[c].outputs;
+    if (gemm) fused.attrs.erase("beta");
+    g.constants[fused.inputs[1]] = std::move(new_w);
+    g.constants[fused.inputs[2]] = std::move(new_b);
+    g.nodes[c] = std::move(fused);  // takes the BN's position
+    dead[k] = true;
+    ++folded;
+  }
+  std::vector<Node> kept;
+  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+    if (!dead[k]) kept.push_back(std::move(g.nodes[k]));
+  }
+  g.nodes = std::move(kept);
+  return folded;
+}
+
+// The post-op equivalent of `act` applied to a Conv with `channels` outputs, if there is one.
+bool as_post_op(const Graph& g, const Node& act, int64_t channels, int64_t spatial_rank, PostOp& p) {
+  p = PostOp{};
+  p.fused_node = act.name;
+  const std::string& op = act.op;
+  if (op == "Relu") { p.kind = PostOp::Kind::relu; return true; }
+  if (op == "LeakyRelu") { p.kind = PostOp::Kind::leaky_relu; p.alpha = act.attr_f("alpha", 0.01f); return true; }
+  if (op == "Sigmoid") { p.kind = PostOp::Kind::sigmoid; return true; }
+  if (op == "Tanh") { p.kind = PostOp::Kind::tanh; return true; }
+  if (op == "HardSwish") { p.kind = PostOp::Kind::hardswish; return true; }
+  if (op == "Clip") {
+    p.kind = PostOp::Kind::clip;
+    p.alpha = -INFINITY;
+    p.beta = INFINITY;
+    if (g.opset < 11) {
+      p.alpha = act.attr_f("min", -INFINITY);
+      p.beta = act.attr_f("max", INFINITY);
+      return true;
+    }
+    for (std::size_t k : {std::size_t{1}, std::size_t{2}}) {
+      if (act.input(k).empty()) continue;
+      const HostTensor* t = constant_f32(g, act.input(k));
+      if (!t || t->numel() != 1) return false;
+      (k == 1 ? p.alpha : p.beta) = t->f[0];
+    }
+    return true;
+  }
+  if (op == "PRelu") {
+    const HostTensor* slope = constant_f32(g, act.input(1));
+    if (!slope) return false;
+    // The slope must broadcast along the channel axis only: [C,1,1], [1,C,1,1] or a scalar.
+    const Dims& d = slope->dims;
+    const int64_t out_rank = 2 + spatial_rank;
+    if (static_cast<int64_t>(d.size()) > out_rank) return false;
+    for (std::size_t j = 0; j < d.size(); ++j) {
+      const int64_t axis = out_rank - static_cast<int64_t>(d.size()) + static_cast<int64_t>(j);
+      if (axis != 1 && d[j] != 1) return false;
+      if (axis == 1 && d[j] != 1 && d[j] != channels) return false;
+    }
+    p.kind = PostOp::Kind::prelu;
+    p.operand = act.input(1);
+    return true;
+  }
+  return false;
+}
+
+int fuse_post_ops(Graph& g) {
+  int fused_count = 0;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    Uses u = find_uses(g);
+    for (std::size_t k = 0; k < g.nodes.size() && !changed; ++k) {
+      Node& conv = g.nodes[k];
+      if (conv.op != "Conv" || conv.outputs.size() != 1) continue;
+      const HostTensor* w = constant_f32(g, conv.input(1));
+      if (!w || w->dims.size() < 3) continue;
+      const int c = single_consumer(u, conv.outputs[0]);
+      if (c < 0) continue;
+      const Node& next = g.nodes[c];
+      PostOp p;
+      if (next.op == "Add" && next.inputs.size() == 2 && next.outputs.size() == 1) {
+        const std::string& other = next.inputs[0] == conv.outputs[0] ? next.inputs[1] : next.inputs[0];
+        if (other == conv.outputs[0] || g.is_constant(other)) continue;
+        p.kind = PostOp::Kind::sum;
+        p.operand = other;
+        p.fused_node = next.name;
+      } else if (next.input(0) != conv.outputs[0] ||
+                 !as_post_op(g, next, w->dims[0], static_cast<int64_t>(w->dims.size()) - 2, p)) {
+        continue;
+      }
+      Node fused = std::move(conv);
+      fused.post_ops.push_back(p);
+      fused.outputs = next.outputs;
+      g.nodes[c] = std::move(fused);
+      g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(k));
+      ++fused_count;
+      changed = true;
+    }
+  }
+  return fused_count;
+}
+
+}  // namespace
+
+int optimize_graph(Graph& g) {
+  int removed = fold_constants(g);
+  // ARCFORGE_RUNTIME_FUSE=0 turns the fusions off: a debugging aid for bisecting a wrong output.
+  const char* fuse = std::getenv("ARCFORGE_RUNTIME_FUSE");
+  if (fuse && std::string(fuse) == "0") return removed;
+  removed += fold_batchnorm(g);
+  removed += fuse_post_ops(g);
+  return removed;
+}
+
+}  // namespace arcforge::runtime::detail

@@ -1,0 +1,169 @@
+#pragma once
+// An execution plan for one set of input shapes: the oneDNN primitives (and a few loops) in order,
+// with every activation placed in a reusable arena. Built by PlanBuilder, one operator at a time
+// (ops/*.cpp), then run any number of times by one thread.
+#include <dnnl.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "graph.hpp"
+#include "shape_util.hpp"
+
+namespace arcforge::runtime::detail {
+
+using md_t = dnnl::memory::desc;
+
+// Immutable after load, shared by every Session; weights are packed lazily, once per layout.
+struct CompiledModel {
+  Options options;
+  Graph graph;
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+
+  // Returns `t` reordered into `wanted` (built from `plain`, which describes t's data), packing it
+  // on first use. Thread-safe.
+  dnnl::memory packed(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted);
+
+  std::mutex pool_mutex;
+  std::vector<std::unique_ptr<Session>> idle_sessions;
+
+ private:
+  std::mutex packed_mutex_;
+  std::map<std::string, std::vector<std::pair<md_t, dnnl::memory>>> packed_;
+};
+
+// Where a tensor lives at run time: a logical buffer of the plan (arena, graph input or graph
+// output) or a fixed memory (packed weights, materialised constants), seen through `md`.
+struct MemRef {
+  int buffer = -1;        // logical buffer id, or -1 for `fixed`
+  dnnl::memory fixed;     // used when buffer < 0
+  md_t md;
+};
+
+struct Plan {
+  struct Buffer {
+    enum class Kind { arena, input, output } kind = Kind::arena;
+    int index = 0;       // arena slot, or graph input/output position
+    std::size_t bytes = 0;
+  };
+  struct Step {
+    dnnl::primitive primitive;
+    std::unordered_map<int, MemRef> args;
+    std::unordered_map<int, dnnl::memory> memories;  // built from args by finalize()
+    std::vector<MemRef> custom_refs;
+    std::function<void(const std::vector<char*>&)> custom;  // loop kernels; gets custom_refs' pointers
+    std::string node;  // for profiling and messages
+    std::string impl;  // oneDNN implementation name, for profiling
+  };
+
+  std::vector<Buffer> buffers;
+  std::vector<std::size_t> slot_bytes;
+  std::vector<std::unique_ptr<char, void (*)(void*)>> slots;
+  std::vector<Step> steps;
+  std::vector<Dims> output_dims;
+  std::vector<const HostTensor*> host_outputs;  // graph outputs known at plan time (else nullptr)
+  std::vector<std::vector<dnnl::memory>> input_memories, output_memories;  // handles set per run
+  std::vector<char*> input_ptrs, output_ptrs;
+  std::map<std::string, HostTensor> host_values;  // shape arithmetic of this plan
+  std::vector<dnnl::memory> owned;                // materialised constants
+
+  std::size_t arena_bytes() const;
+  void finalize(const dnnl::engine& engine);
+  std::vector<Tensor> run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads);
+
+ private:
+  char* pointer(const MemRef& ref) const;
+};
+
+class PlanBuilder {
+ public:
+  PlanBuilder(CompiledModel& model, Plan& plan, const std::vector<Dims>& input_dims);
+  void build();
+
+  // --- what an operator planner uses ---
+  const Graph& graph() const { return model_.graph; }
+  const dnnl::engine& engine() const { return model_.engine; }
+  Precision precision() const { return model_.options.precision; }
+  HostLookup host_lookup() const;
+  const HostTensor* host(const std::string& value) const;  // nullptr when not known at plan time
+  const HostTensor& need_constant(const Node& node, std::size_t input) const;
+  const Dims& dims(const std::string& value) const;
+  md_t desc(const std::string& value) const;  // current layout of a run-time value
+
+  // The value in layout `md` (same logical dims), reordering once if needed; host values are
+  // materialised.
+  MemRef input(const std::string& value, const md_t& md);
+  MemRef input_as_is(const std::string& value);
+  MemRef input_plain(const std::string& value);
+  // A new buffer for `value`.
+  MemRef output(const std::string& value, const md_t& md);
+  // `value` shares the buffer of plain `source` (views: Reshape, Flatten, ...).
+  MemRef output_view(const std::string& value, const std::string& source, const Dims& dims);
+  // A buffer for `value` that already holds `addend` in layout `md` (the sum post-op): the
+  // addend's own buffer when this is its last use, else a copy.
+  MemRef output_accumulating(const std::string& value, const std::string& addend, const md_t& md);
+  // Scratch memory that lives until the current node's steps are done.
+  MemRef temporary(const md_t& md);
+  void set_host(const std::string& value, HostTensor t);
+  // Packed weights (shared across plans and sessions).
+  MemRef weights(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted);
+  MemRef fixed(const HostTensor& t, const md_t& md);  // plan-owned copy of host data
+
+  void add(dnnl::primitive p, std::unordered_map<int, MemRef> args);
+  void add_custom(std::vector<MemRef> refs, std::function<void(const std::vector<char*>&)> fn);
+  // Reorder-based copy between two refs (layouts may differ).
+  void add_reorder(const MemRef& src, const MemRef& dst);
+
+  const Node& node() const { return *node_; }
+
+ private:
+  struct Value {
+    Dims dims;
+    int buffer = -1;
+    md_t md;
+    std::vector<std::pair<md_t, int>> variants;  // the same value reordered into other layouts
+  };
+  int new_buffer(std::size_t bytes);
+  void retain(int buffer);
+  void release(int buffer);
+  void consume(const std::string& value);  // one use done
+  void plan_node(const Node& node);
+  Value& device_value(const std::string& name);
+
+  CompiledModel& model_;
+  Plan& plan_;
+  std::vector<Dims> input_dims_;
+  const Node* node_ = nullptr;
+  std::map<std::string, Value> values_;
+  std::unordered_map<std::string, int> uses_left_;
+  std::vector<int> refs_;           // per logical buffer
+  std::vector<std::size_t> free_slots_;
+  std::vector<int> temporaries_;  // buffers of the current node's temporary() calls
+};
+
+md_t plain_md(const Dims& dims);
+// dims padded with leading 1s to `rank` (ONNX broadcasting aligns trailing axes).
+Dims pad_rank(const Dims& dims, std::size_t rank);
+
+// Operator planners (ops_*.cpp). Each reads the node's inputs through the builder and adds steps.
+using OpPlanner = void (*)(PlanBuilder&, const Node&);
+OpPlanner find_planner(const std::string& op);
+void plan_conv(PlanBuilder&, const Node&);
+void plan_gemm(PlanBuilder&, const Node&);
+void plan_matmul(PlanBuilder&, const Node&);
+void plan_pool(PlanBuilder&, const Node&);
+void plan_batchnorm(PlanBuilder&, const Node&);
+void plan_unary(PlanBuilder&, const Node&);
+void plan_prelu(PlanBuilder&, const Node&);
+void plan_binary(PlanBuilder&, const Node&);
+void plan_softmax(PlanBuilder&, const Node&);
+void plan_concat(PlanBuilder&, const Node&);
+void plan_transpose(PlanBuilder&, const Node&);
+void plan_view(PlanBuilder&, const Node&);
+void plan_slice(PlanBuilder&, const Node&);
+void plan_resize(PlanBuilder&, const Node&);
+
+}  // namespace arcforge::runtime::detail

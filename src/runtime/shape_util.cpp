@@ -1,0 +1,210 @@
+#include "shape_util.hpp"
+
+#include <algorithm>
+
+#include "arcforge/common/error.hpp"
+
+namespace arcforge::runtime::detail {
+
+void node_error(const Node& node, const std::string& what) { throw InputError(node.describe() + ": " + what); }
+
+std::string dims_str(const Dims& dims) {
+  std::string s = "[";
+  for (std::size_t k = 0; k < dims.size(); ++k) {
+    if (k) s += ',';
+    s += std::to_string(dims[k]);
+  }
+  return s + "]";
+}
+
+int64_t numel(const Dims& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+Dims strides_of(const Dims& dims) {
+  Dims s(dims.size(), 1);
+  for (int64_t k = static_cast<int64_t>(dims.size()) - 2; k >= 0; --k) s[k] = s[k + 1] * dims[k + 1];
+  return s;
+}
+
+int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) {
+    node_error(node, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+Dims broadcast_dims(const Node& node, const Dims& a, const Dims& b) {
+  const std::size_t rank = std::max(a.size(), b.size());
+  Dims out(rank);
+  for (std::size_t k = 0; k < rank; ++k) {
+    const int64_t da = k + a.size() >= rank ? a[k + a.size() - rank] : 1;
+    const int64_t db = k + b.size() >= rank ? b[k + b.size() - rank] : 1;
+    if (da != db && da != 1 && db != 1) {
+      node_error(node, "shapes " + dims_str(a) + " and " + dims_str(b) + " do not broadcast");
+    }
+    out[k] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Dims reshape_dims(const Node& node, const Dims& in, const std::vector<int64_t>& shape, bool allowzero) {
+  Dims out(shape.size());
+  int64_t known = 1;
+  int infer = -1;
+  for (std::size_t k = 0; k < shape.size(); ++k) {
+    int64_t d = shape[k];
+    if (d == 0 && !allowzero) {
+      if (k >= in.size()) node_error(node, "shape " + dims_str(shape) + " copies a dimension the input lacks");
+      d = in[k];
+    }
+    if (d == -1) {
+      if (infer >= 0) node_error(node, "shape " + dims_str(shape) + " has more than one -1");
+      infer = static_cast<int>(k);
+      continue;
+    }
+    if (d < 0) node_error(node, "shape " + dims_str(shape) + " has a negative dimension");
+    out[k] = d;
+    known *= d;
+  }
+  const int64_t total = numel(in);
+  if (infer >= 0) {
+    if (known == 0 || total % known != 0) {
+      node_error(node, "cannot reshape " + dims_str(in) + " to " + dims_str(shape));
+    }
+    out[infer] = total / known;
+  } else if (known != total) {
+    node_error(node, "cannot reshape " + dims_str(in) + " to " + dims_str(shape));
+  }
+  return out;
+}
+
+Dims unsqueeze_dims(const Node& node, const Dims& in, std::vector<int64_t> axes) {
+  const int64_t rank = static_cast<int64_t>(in.size() + axes.size());
+  for (auto& a : axes) a = normalize_axis(node, a, rank);
+  std::sort(axes.begin(), axes.end());
+  if (std::adjacent_find(axes.begin(), axes.end()) != axes.end()) node_error(node, "repeated axis");
+  Dims out;
+  std::size_t src = 0, next = 0;
+  for (int64_t k = 0; k < rank; ++k) {
+    if (next < axes.size() && axes[next] == k) {
+      out.push_back(1);
+      ++next;
+    } else {
+      out.push_back(in[src++]);
+    }
+  }
+  return out;
+}
+
+Dims squeeze_dims(const Node& node, const Dims& in, std::vector<int64_t> axes) {
+  const int64_t rank = static_cast<int64_t>(in.size());
+  for (auto& a : axes) {
+    a = normalize_axis(node, a, rank);
+    if (in[a] != 1) node_error(node, "cannot squeeze axis " + std::to_string(a) + " of " + dims_str(in));
+  }
+  Dims out;
+  for (int64_t k = 0; k < rank; ++k) {
+    const bool drop = axes.empty() ? in[k] == 1 : std::find(axes.begin(), axes.end(), k) != axes.end();
+    if (!drop) out.push_back(in[k]);
+  }
+  return out;
+}
+
+Dims flatten_dims(const Node& node, const Dims& in) {
+  const int64_t rank = static_cast<int64_t>(in.size());
+  int64_t axis = node.attr_i("axis", 1);
+  if (axis < -rank || axis > rank) node_error(node, "axis " + std::to_string(axis) + " out of range");
+  if (axis < 0) axis += rank;
+  int64_t outer = 1, inner = 1;
+  for (int64_t k = 0; k < rank; ++k) (k < axis ? outer : inner) *= in[k];
+  return {outer, inner};
+}
+
+std::vector<int64_t> transpose_perm(const Node& node, int64_t rank) {
+  std::vector<int64_t> perm = node.attr_ints("perm");
+  if (perm.empty()) {
+    for (int64_t k = rank - 1; k >= 0; --k) perm.push_back(k);
+  }
+  if (static_cast<int64_t>(perm.size()) != rank) node_error(node, "perm has the wrong length for rank " + std::to_string(rank));
+  std::vector<bool> seen(rank, false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= rank || seen[p]) node_error(node, "perm " + dims_str(perm) + " is not a permutation");
+    seen[p] = true;
+  }
+  return perm;
+}
+
+Dims concat_dims(const Node& node, const std::vector<Dims>& inputs, int64_t axis) {
+  Dims out = inputs.at(0);
+  for (std::size_t k = 1; k < inputs.size(); ++k) {
+    const Dims& d = inputs[k];
+    if (d.size() != out.size()) node_error(node, "inputs have different ranks");
+    for (std::size_t j = 0; j < d.size(); ++j) {
+      if (static_cast<int64_t>(j) == axis) continue;
+      if (d[j] != out[j]) node_error(node, "input shapes " + dims_str(inputs[0]) + " and " + dims_str(d) + " differ off the concat axis");
+    }
+    out[axis] += d[axis];
+  }
+  return out;
+}
+
+std::vector<int64_t> ints_param(const Node& node, std::size_t index, const std::string& attr, const HostLookup& host,
+                                bool* found) {
+  if (found) *found = false;
+  if (node.has(attr)) {
+    if (found) *found = true;
+    return node.attr_ints(attr);
+  }
+  const std::string name = node.input(index);
+  if (name.empty()) return {};
+  const HostTensor* t = host(name);
+  if (!t) node_error(node, "input '" + name + "' must be known before running (a constant or shape arithmetic)");
+  if (found) *found = true;
+  std::vector<int64_t> out;
+  for (int64_t k = 0; k < t->numel(); ++k) out.push_back(static_cast<int64_t>(t->at(k)));
+  return out;
+}
+
+SliceSpec slice_spec(const Node& node, const Dims& in, const HostLookup& host) {
+  const int64_t rank = static_cast<int64_t>(in.size());
+  std::vector<int64_t> starts = ints_param(node, 1, "starts", host);
+  std::vector<int64_t> ends = ints_param(node, 2, "ends", host);
+  std::vector<int64_t> axes = ints_param(node, 3, "axes", host);
+  std::vector<int64_t> steps = node.has("starts") ? std::vector<int64_t>{} : ints_param(node, 4, "steps", host);
+  if (starts.size() != ends.size()) node_error(node, "starts and ends differ in length");
+  if (axes.empty()) {
+    for (std::size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
+  }
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (axes.size() != starts.size() || steps.size() != starts.size()) node_error(node, "axes/steps differ in length from starts");
+  SliceSpec s{Dims(rank, 0), Dims(rank, 1), in};
+  std::vector<bool> seen(rank, false);
+  for (std::size_t k = 0; k < starts.size(); ++k) {
+    const int64_t axis = normalize_axis(node, axes[k], rank);
+    if (seen[axis]) node_error(node, "repeated axis " + std::to_string(axis));
+    seen[axis] = true;
+    const int64_t dim = in[axis];
+    const int64_t step = steps[k];
+    if (step == 0) node_error(node, "step 0");
+    int64_t start = starts[k] < 0 ? starts[k] + dim : starts[k];
+    int64_t end = ends[k] < 0 ? ends[k] + dim : ends[k];
+    if (step > 0) {
+      start = std::clamp<int64_t>(start, 0, dim);
+      end = std::clamp<int64_t>(end, 0, dim);
+    } else {
+      start = std::clamp<int64_t>(start, 0, dim - 1);
+      end = std::clamp<int64_t>(end, -1, dim - 1);
+    }
+    const int64_t span = end - start;
+    const int64_t count = step > 0 ? (span + step - 1) / step : (span + step + 1) / step;
+    s.start[axis] = start;
+    s.step[axis] = step;
+    s.out[axis] = std::max<int64_t>(count, 0);
+  }
+  return s;
+}
+
+}  // namespace arcforge::runtime::detail

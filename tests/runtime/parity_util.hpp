@@ -1,0 +1,89 @@
+#pragma once
+// Running a model through ONNX Runtime (npm onnxruntime-node, tests/runtime/node/run_model.js) and
+// locating the shared third-party models. Tests that need either skip loudly when it is missing.
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "arcforge/common/npy.hpp"
+#include "arcforge/runtime/model.hpp"
+#include "onnx_builder.hpp"
+
+namespace arcforge::test {
+
+inline std::string node_dir() { return std::string(ARCFORGE_SOURCE_DIR) + "/tests/runtime/node"; }
+
+// Empty when ONNX Runtime cannot be run here; else the reason is in the skip message.
+inline std::string ort_unavailable_reason() {
+  if (std::system("node --version > /dev/null 2>&1") != 0) return "node is not on PATH";
+  if (!std::filesystem::exists(node_dir() + "/node_modules/onnxruntime-node")) {
+    return "onnxruntime-node is not installed in " + node_dir() + " (run scripts/setup-deploy-deps.sh)";
+  }
+  return "";
+}
+
+inline std::string shared_models_dir() {
+  if (const char* env = std::getenv("ARCFORGE_SHARED_DIR")) return std::string(env) + "/models";
+  return std::string(ARCFORGE_SOURCE_DIR) + "/../shared/models";
+}
+
+inline std::string quoted(const std::string& s) {
+  std::string q(1, '\'');
+  q += s;
+  q += '\'';
+  return q;
+}
+
+// Runs `model` on `inputs` with ONNX Runtime; returns its outputs in graph order.
+inline std::vector<runtime::Tensor> run_onnxruntime(const std::string& model, const std::vector<runtime::Tensor>& inputs,
+                                                    int threads = 1) {
+  TempDir dir;
+  std::string cmd = "node " + quoted(node_dir() + "/run_model.js") + " " + quoted(model) + " " + quoted(dir.file("out"));
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    std::string name = "in_";
+    name += std::to_string(k);
+    name += ".npy";
+    const std::string f = dir.file(name);
+    write_npy(f, inputs[k].shape, inputs[k].data.data());
+    cmd += ' ';
+    cmd += quoted(f);
+  }
+  cmd += " --threads " + std::to_string(threads) + " 2> " + quoted(dir.file("stderr.txt"));
+  if (std::system(cmd.c_str()) != 0) {
+    std::ifstream err(dir.file("stderr.txt"));
+    std::stringstream ss;
+    ss << err.rdbuf();
+    throw std::runtime_error("onnxruntime failed: " + ss.str());
+  }
+  std::vector<runtime::Tensor> out;
+  for (std::size_t k = 0;; ++k) {
+    std::string name = "out/output_";
+    name += std::to_string(k);
+    name += ".npy";
+    const std::string f = dir.file(name);
+    if (!std::filesystem::exists(f)) break;
+    NpyArray a = read_npy(f);
+    out.push_back({a.shape, std::move(a.data)});
+  }
+  return out;
+}
+
+struct Difference {
+  double max_abs = 0;  // max |a - b|
+  double scale = 0;    // max |b|
+};
+
+inline Difference compare(const runtime::Tensor& ours, const runtime::Tensor& ref) {
+  Difference d;
+  for (std::size_t k = 0; k < ref.data.size() && k < ours.data.size(); ++k) {
+    d.max_abs = std::max(d.max_abs, std::abs(static_cast<double>(ours.data[k]) - ref.data[k]));
+    d.scale = std::max(d.scale, std::abs(static_cast<double>(ref.data[k])));
+  }
+  return d;
+}
+
+}  // namespace arcforge::test

@@ -1,0 +1,81 @@
+// `arcforge infer` and `arcforge bench-model` end to end, through the built binary.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "arcforge/common/npy.hpp"
+#include "onnx_builder.hpp"
+
+namespace arcforge::test {
+namespace {
+
+std::string capture(const std::string& cmd, int* rc) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  *rc = p ? pclose(p) : -1;
+  return out;
+}
+
+std::string scale_model(const TempDir& dir) {
+  OnnxBuilder m(13);
+  m.input("x", {-1, 3}).output("y").initializer("k", {3}, {2.0f, -1.0f, 0.5f});
+  m.node("Mul", {"x", "k"}, {"m"});
+  m.node("Relu", {"m"}, {"y"});
+  return m.save(dir.path() / "scale.onnx");
+}
+
+TEST(Cli, InferWritesTheModelOutput) {
+  TempDir dir;
+  const std::string model = scale_model(dir);
+  const std::vector<float> x = {1, 2, 3, -4, -5, -6};
+  write_npy(dir.file("x.npy"), {2, 3}, x.data());
+  int rc = 0;
+  const std::string out = capture(std::string(ARCFORGE_CLI) + " infer " + model + " --input " + dir.file("x.npy") +
+                                      " --output " + dir.file("y.npy") + " --threads 1",
+                                  &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const NpyArray y = read_npy(dir.file("y.npy"));
+  EXPECT_EQ(y.shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(y.data, (std::vector<float>{2, 0, 1.5f, 0, 5, 0}));
+}
+
+TEST(Cli, InferRejectsACorruptTensorWithOneLine) {
+  TempDir dir;
+  const std::string model = scale_model(dir);
+  std::ofstream(dir.file("bad.npy")) << "\x93NUMPY garbage";
+  int rc = 0;
+  const std::string out = capture(std::string(ARCFORGE_CLI) + " infer " + model + " --input " + dir.file("bad.npy") +
+                                      " --output " + dir.file("y.npy"),
+                                  &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("arcforge: error: " + dir.file("bad.npy")), std::string::npos) << out;
+}
+
+TEST(Cli, BenchModelPrintsTheJsonFields) {
+  TempDir dir;
+  const std::string model = scale_model(dir);
+  int rc = 0;
+  const std::string out = capture(std::string(ARCFORGE_CLI) + " bench-model " + model +
+                                      " --batch 4 --threads 1 --repeats 5 --json",
+                                  &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j.at("batch"), 4);
+  EXPECT_EQ(j.at("threads"), 1);
+  EXPECT_EQ(j.at("precision"), "fp32");
+  EXPECT_EQ(j.at("input_shape"), (std::vector<int64_t>{4, 3}));
+  EXPECT_EQ(j.at("repeats"), 5);
+  EXPECT_GT(j.at("ms_per_image").get<double>(), 0.0);
+  EXPECT_NEAR(j.at("images_per_s").get<double>() * j.at("ms_per_image").get<double>(), 1000.0, 1e-6);
+  // A precision that does not exist yet is a clear error, not a silent fp32 run.
+  const std::string bad = capture(std::string(ARCFORGE_CLI) + " bench-model " + model + " --precision int8", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(bad.find("int8"), std::string::npos) << bad;
+}
+
+}  // namespace
+}  // namespace arcforge::test

@@ -1,0 +1,130 @@
+// Untrusted model files: every failure is an InputError that names the file (and the node).
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "arcforge/common/error.hpp"
+#include "arcforge/runtime/model.hpp"
+#include "onnx_builder.hpp"
+
+namespace arcforge::test {
+namespace {
+
+using runtime::Model;
+
+void expect_load_error(const std::string& path, const std::vector<std::string>& needles,
+                       const runtime::Options& options = {}) {
+  try {
+    Model::load(path, options);
+    FAIL() << "loaded a bad model";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    for (const auto& n : needles) EXPECT_NE(what.find(n), std::string::npos) << "missing '" << n << "' in: " << what;
+  }
+}
+
+OnnxBuilder relu_model() {
+  OnnxBuilder m;
+  m.input("x", {1, 4}).output("y");
+  m.node("Relu", {"x"}, {"y"}, "the_relu");
+  return m;
+}
+
+TEST(ModelErrors, GarbageAndTruncatedFiles) {
+  TempDir dir;
+  std::ofstream(dir.file("garbage.onnx")) << "this is not a protobuf \xff\xff\xff";
+  expect_load_error(dir.file("garbage.onnx"), {"not a valid ONNX model"});
+  const std::string bytes = relu_model().bytes();
+  std::ofstream(dir.file("cut.onnx"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  expect_load_error(dir.file("cut.onnx"), {"not a valid ONNX model"});
+  std::ofstream(dir.file("empty.onnx")).flush();
+  expect_load_error(dir.file("empty.onnx"), {"not a valid ONNX model"});
+  expect_load_error(dir.file("missing.onnx"), {"cannot read"});
+}
+
+TEST(ModelErrors, SizeCap) {
+  TempDir dir;
+  const std::string path = relu_model().save(dir.path() / "m.onnx");
+  runtime::Options small;
+  small.max_model_bytes = 10;
+  expect_load_error(path, {"over the limit"}, small);
+  EXPECT_NO_THROW(Model::load(path));
+}
+
+TEST(ModelErrors, UnsupportedOperatorNamesTheNode) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {1, 4}).output("y");
+  m.node("Relu", {"x"}, {"r"});
+  m.node("NonMaxSuppression", {"r"}, {"y"}, "nms_7");
+  expect_load_error(m.save(dir.path() / "m.onnx"), {"nms_7", "NonMaxSuppression", "unsupported"});
+}
+
+TEST(ModelErrors, CustomDomainIsRejected) {
+  TempDir dir;
+  OnnxBuilder m = relu_model();
+  m.proto().mutable_graph()->mutable_node(0)->set_domain("com.microsoft");
+  expect_load_error(m.save(dir.path() / "m.onnx"), {"the_relu", "com.microsoft"});
+}
+
+TEST(ModelErrors, MissingInitializerNamesTheNodeAndValue) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {1, 3, 8, 8}).output("y");
+  m.node("Conv", {"x", "conv_w_missing"}, {"y"}, "conv_3");
+  expect_load_error(m.save(dir.path() / "m.onnx"), {"conv_3", "conv_w_missing", "missing initializer"});
+}
+
+TEST(ModelErrors, CycleAndDuplicateOutputs) {
+  TempDir dir;
+  OnnxBuilder cyc;
+  cyc.input("x", {1, 4}).output("b");
+  cyc.node("Add", {"x", "b"}, {"a"}, "add_a");
+  cyc.node("Relu", {"a"}, {"b"}, "relu_b");
+  expect_load_error(cyc.save(dir.path() / "cycle.onnx"), {"cycle"});
+  OnnxBuilder dup;
+  dup.input("x", {1, 4}).output("y");
+  dup.node("Relu", {"x"}, {"y"}, "r1");
+  dup.node("Relu", {"x"}, {"y"}, "r2");
+  expect_load_error(dup.save(dir.path() / "dup.onnx"), {"defined twice"});
+}
+
+TEST(ModelErrors, BadInitializerData) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {1, 4}).output("y");
+  m.initializer("w", {2, 4}, {1, 2, 3});  // 3 values for 8
+  m.node("Add", {"x", "w"}, {"y"});
+  expect_load_error(m.save(dir.path() / "m.onnx"), {"initializer 'w'", "raw_data"});
+}
+
+TEST(ModelErrors, BadConvWeightsAreReportedWhenPlanning) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {1, 3, 8, 8}).output("y");
+  m.initializer("w", {4, 5, 3, 3}, std::vector<float>(4 * 5 * 9, 0.1f));  // 5 input channels, input has 3
+  m.node("Conv", {"x", "w"}, {"y"}, "conv_bad");
+  const std::string path = m.save(dir.path() / "m.onnx");
+  const Model model = Model::load(path);
+  try {
+    model.run({{{1, 3, 8, 8}, std::vector<float>(3 * 64, 1.0f)}});
+    FAIL() << "ran a convolution whose weights do not fit";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("conv_bad"), std::string::npos) << what;
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+  }
+}
+
+TEST(ModelErrors, InputShapeMismatchAtRun) {
+  TempDir dir;
+  const Model model = Model::load(relu_model().save(dir.path() / "m.onnx"));
+  EXPECT_THROW(model.run({{{1, 5}, std::vector<float>(5)}}), InputError);        // fixed dim differs
+  EXPECT_THROW(model.run({{{1, 4}, std::vector<float>(3)}}), InputError);        // data too short
+  EXPECT_THROW(model.run({}), InputError);                                       // no input
+  EXPECT_EQ(model.run({{{1, 4}, {-1, 2, -3, 4}}})[0].data, (std::vector<float>{0, 2, 0, 4}));
+}
+
+}  // namespace
+}  // namespace arcforge::test

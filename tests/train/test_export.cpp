@@ -1,0 +1,503 @@
+// ONNX export and import of the backbones (train/export), checked against an independent
+// reference: libtorch's own eval-mode forward of the same module in double precision.
+//
+//   - every export passes libonnx's checker and strict shape inference;
+//   - arcforge's runtime on the exported file matches the reference at batch 1 and 3, with batch
+//     norms kept and folded (max abs diff below 1e-4 of the output scale), and ONNX Runtime does
+//     too when node + onnxruntime-node are installed;
+//   - import(export(model)) gives back every weight bit for bit (kept) or the same outputs (folded);
+//   - a malformed or mismatched file is an InputError naming the file and the first bad node;
+//   - the CLI: export from a checkpoint and from --random-init, the sidecar, import to a checkpoint.
+//
+// The models get random batch norm parameters and PReLU slopes, and running statistics measured on
+// a batch (as after training), so that folding and import have something to get wrong.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#ifndef ARCFORGE_WITH_EXPORT
+
+TEST(Export, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ONNX export/import is not compiled in"; }
+
+#else
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+
+#include "arcforge/common/error.hpp"
+#include "arcforge/common/npy.hpp"
+#include "arcforge/runtime/model.hpp"
+#include "train/export/onnx_check.hpp"
+#include "train/export/onnx_import.hpp"
+#include "train/export/onnx_writer.hpp"
+#include "train/export/sidecar.hpp"
+#include "train/nn/backbone.hpp"
+#include "train/train/checkpoint.hpp"
+
+namespace {
+
+namespace io = arcforge::onnx_io;
+namespace an = arcforge::nn;
+namespace fs = std::filesystem;
+
+constexpr double kTolerance = 1e-4;  // max abs diff / output scale (the parity bar)
+
+class TempDir {
+ public:
+  TempDir() {
+    static std::mt19937_64 gen(std::random_device{}());
+    path_ = fs::temp_directory_path() / ("arcforge_export_" + std::to_string(gen()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// Converts parameters and floating-point buffers in place (counters stay int64).
+void set_dtype(an::Backbone& b, torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : b.parameters()) p.set_data(p.detach().to(dtype));
+  for (auto& t : b.buffers()) {
+    if (t.is_floating_point()) t.set_data(t.to(dtype));
+  }
+}
+
+// Random BN affine parameters and PReLU slopes, then running statistics taken from one batch
+// (momentum 1 in train mode), so every batch norm normalises like a trained one.
+void randomise(an::Backbone& b, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto uniform = [&](torch::Tensor t, double lo, double hi) {
+    torch::NoGradGuard no_grad;
+    t.copy_(torch::rand(t.sizes(), gen) * (hi - lo) + lo);
+  };
+  for (const auto& m : b.modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      uniform(bn->weight, 0.5, 1.5);
+      uniform(bn->bias, -0.3, 0.3);
+      bn->options.momentum(1.0);
+    } else if (auto* bn1 = m->as<torch::nn::BatchNorm1d>()) {
+      uniform(bn1->weight, 0.5, 1.5);
+      uniform(bn1->bias, -0.3, 0.3);
+      bn1->options.momentum(1.0);
+    } else if (auto* prelu = m->as<torch::nn::PReLU>()) {
+      uniform(prelu->weight, 0.0, 0.4);
+    } else if (auto* linear = m->as<torch::nn::Linear>()) {
+      if (linear->options.bias()) uniform(linear->bias, -0.1, 0.1);
+    }
+  }
+  b.train();
+  {
+    torch::NoGradGuard no_grad;
+    b.forward(torch::rand({4, 3, 112, 112}, gen) * 2 - 1);
+  }
+  for (const auto& m : b.modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) bn->options.momentum(0.1);
+    if (auto* bn1 = m->as<torch::nn::BatchNorm1d>()) bn1->options.momentum(0.1);
+  }
+  b.eval();
+}
+
+std::shared_ptr<an::Backbone> build(const std::string& arch, int64_t embedding, uint64_t seed) {
+  torch::manual_seed(seed);
+  an::BackboneOptions o;
+  o.arch = arch;
+  o.embedding_size = embedding;
+  auto b = an::make_backbone(o);
+  randomise(*b, seed + 1000);
+  return b;
+}
+
+torch::Tensor images(int64_t batch, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::rand({batch, 3, 112, 112}, gen) * 2 - 1;
+}
+
+// The reference: libtorch's eval-mode forward of the same module, in double precision.
+torch::Tensor reference(an::Backbone& b, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  b.eval();
+  set_dtype(b, torch::kDouble);
+  torch::Tensor y = b.forward(x.to(torch::kDouble));
+  set_dtype(b, torch::kFloat);
+  return y;
+}
+
+torch::Tensor run_runtime(const arcforge::runtime::Model& model, const torch::Tensor& x) {
+  arcforge::runtime::Tensor in;
+  in.shape = std::vector<int64_t>(x.sizes().begin(), x.sizes().end());
+  const torch::Tensor c = x.to(torch::kFloat).contiguous();
+  in.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  const auto out = model.run({in});
+  at::set_num_threads(2);  // the runtime sets the OpenMP team size of this thread
+  return torch::tensor(out.at(0).data).view(out.at(0).shape);
+}
+
+torch::Tensor run_runtime(const std::string& onnx, const torch::Tensor& x) {
+  return run_runtime(arcforge::runtime::Model::load(onnx, {.threads = 2}), x);
+}
+
+struct Gap {
+  double max_abs = 0, scale = 0;
+  double relative() const { return max_abs / scale; }
+};
+
+Gap gap(const torch::Tensor& got, const torch::Tensor& want) {
+  EXPECT_EQ(got.sizes(), want.sizes());
+  const torch::Tensor g = got.to(torch::kDouble), w = want.to(torch::kDouble);
+  return {(g - w).abs().max().item<double>(), w.abs().max().item<double>()};
+}
+
+int count_batch_norms(an::Backbone& b) {
+  int n = 0;
+  for (const auto& m : b.modules(false)) {
+    if (m->as<torch::nn::BatchNorm2d>() || m->as<torch::nn::BatchNorm1d>()) ++n;
+  }
+  return n;
+}
+
+// A randomised backbone with its reference outputs on a batch of 3, built once per arch, and its
+// exports (kept and folded, dynamic batch, opset 13), written once per process.
+struct Subject {
+  std::shared_ptr<an::Backbone> model;
+  torch::Tensor x;         // [3,3,112,112]
+  torch::Tensor expected;  // double reference [3,E]
+  std::map<bool, std::string> onnx;             // fold -> file
+  std::map<bool, io::ExportSummary> summaries;  // fold -> what the exporter reported
+};
+
+Subject& subject(const std::string& arch) {
+  static std::map<std::string, Subject> cache;
+  auto it = cache.find(arch);
+  if (it == cache.end()) {
+    Subject s;
+    s.model = build(arch, 64, 11);
+    s.x = images(3, 5);
+    s.expected = reference(*s.model, s.x);
+    it = cache.emplace(arch, std::move(s)).first;
+  }
+  return it->second;
+}
+
+const std::string& exported(const std::string& arch, bool fold) {
+  static TempDir dir;
+  Subject& s = subject(arch);
+  if (!s.onnx.count(fold)) {
+    const std::string path = dir.file(arch + (fold ? "_folded" : "_kept") + ".onnx");
+    io::ExportOptions options;
+    options.fold_batch_norm = fold;
+    s.summaries[fold] = io::export_onnx(*s.model, path, options);
+    s.onnx[fold] = path;
+  }
+  return s.onnx.at(fold);
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const arcforge::InputError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an InputError";
+  return "";
+}
+
+// ---- export parity: libtorch (double) vs the runtime on the ONNX file --------------------------
+
+class ExportParity : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(ExportParity, RuntimeMatchesLibtorchAtBatch1And3) {
+  const auto& [arch, fold] = GetParam();
+  Subject& s = subject(arch);
+  const std::string& path = exported(arch, fold);
+  const io::ExportSummary& summary = s.summaries.at(fold);
+  EXPECT_NO_THROW(io::check_onnx_file(path));
+
+  const auto model = arcforge::runtime::Model::load(path, {.threads = 2});
+  EXPECT_EQ(model.inputs().at(0).shape, (std::vector<int64_t>{-1, 3, 112, 112}));
+  EXPECT_EQ(model.outputs().at(0).shape, (std::vector<int64_t>{-1, 64}));
+  // Kept: one BatchNormalization per batch norm module. Folded: only IResNet's pre-activation
+  // batch norms (bn1 of each block) remain; MobileFaceNet has none left.
+  const int bn_modules = count_batch_norms(*s.model);
+  const int blocks = arch == "r18" ? 8 : arch == "r34" ? 16 : 0;
+  const auto& ops = model.op_histogram();
+  const int bn_nodes = ops.count("BatchNormalization") ? ops.at("BatchNormalization") : 0;
+  EXPECT_EQ(bn_nodes, fold ? blocks : bn_modules);
+  EXPECT_EQ(summary.folded_batch_norms, fold ? bn_modules - blocks : 0);
+
+  const Gap g3 = gap(run_runtime(model, s.x), s.expected);
+  const Gap g1 = gap(run_runtime(model, s.x.slice(0, 0, 1)), s.expected.slice(0, 0, 1));
+  std::printf("[figures] %s %s: runtime vs libtorch(double) max abs diff %.3g (batch 3), %.3g (batch 1), "
+              "output scale %.3g\n",
+              arch.c_str(), fold ? "folded" : "kept", g3.max_abs, g1.max_abs, g3.scale);
+  EXPECT_LT(g3.relative(), kTolerance);
+  EXPECT_LT(g1.relative(), kTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backbones, ExportParity,
+                         ::testing::Combine(::testing::Values("r18", "mbf"), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + (std::get<1>(info.param) ? "_folded" : "_kept");
+                         });
+
+TEST(Export, FixedBatchAndNewerOpset) {
+  Subject& s = subject("mbf");
+  TempDir dir;
+  io::ExportOptions options;
+  options.batch = 3;
+  options.opset = 17;
+  options.fold_batch_norm = true;
+  const std::string path = dir.file("fixed.onnx");
+  io::export_onnx(*s.model, path, options);
+  EXPECT_NO_THROW(io::check_onnx_file(path));
+  const auto model = arcforge::runtime::Model::load(path, {.threads = 2});
+  EXPECT_EQ(model.inputs().at(0).shape, (std::vector<int64_t>{3, 3, 112, 112}));
+  EXPECT_LT(gap(run_runtime(model, s.x), s.expected).relative(), kTolerance);
+}
+
+TEST(Export, RejectsBadOptions) {
+  Subject& s = subject("mbf");
+  io::ExportOptions options;
+  options.opset = 12;
+  EXPECT_THROW(io::export_onnx_bytes(*s.model, options), arcforge::ConfigError);
+  options.opset = 99;
+  EXPECT_THROW(io::export_onnx_bytes(*s.model, options), arcforge::ConfigError);
+}
+
+TEST(Export, CheckerRejectsGarbage) {
+  TempDir dir;
+  const std::string path = dir.file("garbage.onnx");
+  std::ofstream(path) << "this is not a protobuf";
+  const std::string message = message_of([&] { io::check_onnx_file(path); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+}
+
+// ---- ONNX Runtime on one export ---------------------------------------------------------------
+
+TEST(Export, OnnxRuntimeAgrees) {
+  const std::string node_dir = std::string(ARCFORGE_SOURCE_DIR) + "/tests/runtime/node";
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not on PATH";
+  if (!fs::exists(node_dir + "/node_modules/onnxruntime-node")) {
+    GTEST_SKIP() << "onnxruntime-node is not installed in " << node_dir << " (scripts/setup-deploy-deps.sh)";
+  }
+  Subject& s = subject("mbf");
+  const std::string& path = exported("mbf", true);
+  TempDir dir;
+  const torch::Tensor x = s.x.contiguous();
+  arcforge::write_npy(dir.file("in.npy"), {3, 3, 112, 112}, x.data_ptr<float>());
+  const std::string cmd = "node '" + node_dir + "/run_model.js' '" + path + "' '" + dir.file("out") + "' '" +
+                          dir.file("in.npy") + "' --threads 2";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const arcforge::NpyArray out = arcforge::read_npy(dir.file("out/output_0.npy"));
+  const Gap g = gap(torch::tensor(out.data).view(out.shape), s.expected);
+  std::printf("[figures] mbf folded: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n",
+              g.max_abs, g.scale);
+  EXPECT_LT(g.relative(), kTolerance);
+}
+
+// ---- import -----------------------------------------------------------------------------------
+
+void expect_same_state(an::Backbone& a, an::Backbone& b) {
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+  const auto ba = a.named_buffers(), bb = b.named_buffers();
+  for (const auto& t : ba) {
+    if (t.key().find("num_batches_tracked") != std::string::npos) continue;
+    EXPECT_TRUE(torch::equal(t.value(), bb[t.key()])) << t.key();
+  }
+}
+
+class ImportRoundTrip : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ImportRoundTrip, KeptIsBitExactAndFoldedGivesTheSameOutputs) {
+  const std::string arch = GetParam();
+  Subject& s = subject(arch);
+  // Targets start from other weights (another seed, untouched batch norms).
+  auto fresh = [&](uint64_t seed) {
+    torch::manual_seed(seed);
+    return an::make_backbone({arch, 64});
+  };
+  const auto from_kept = io::OnnxRecognizer::read(exported(arch, false));
+  EXPECT_EQ(from_kept.embedding_size(), 64);
+  auto a = fresh(99);
+  const io::ImportSummary ks = from_kept.load_into(*a);
+  EXPECT_EQ(ks.batch_norms_restored, 0);
+  expect_same_state(*s.model, *a);
+
+  auto b = fresh(98);
+  const io::ImportSummary fs_ = io::OnnxRecognizer::read(exported(arch, true)).load_into(*b);
+  EXPECT_EQ(fs_.batch_norms_restored, s.summaries.at(true).folded_batch_norms);
+  EXPECT_GT(fs_.batch_norms_restored, 0);
+  const Gap g = gap(reference(*b, s.x), s.expected);
+  std::printf("[figures] %s import(export --fold-bn): libtorch(double) outputs differ by %.3g (scale %.3g)\n",
+              arch.c_str(), g.max_abs, g.scale);
+  EXPECT_LT(g.relative(), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backbones, ImportRoundTrip, ::testing::Values("r18", "mbf"));
+
+TEST(Import, MismatchNamesTheFileAndTheFirstBadNode) {
+  const std::string r18 = exported("r18", false);
+  auto plain = [](const std::string& arch, int64_t embedding) {
+    torch::manual_seed(3);
+    return an::make_backbone({arch, embedding});
+  };
+  {
+    // r34 has a third block in layer1 where r18 goes on to layer2 (64 -> 128 channels).
+    auto r34 = plain("r34", 64);
+    const torch::Tensor before = r34->named_parameters()["layer1.0.conv1.weight"].clone();
+    const std::string m = message_of([&] { io::OnnxRecognizer::read(r18).load_into(*r34); });
+    EXPECT_NE(m.find(r18), std::string::npos) << m;
+    EXPECT_NE(m.find("'layer2.0.conv1'"), std::string::npos) << m;
+    EXPECT_NE(m.find("layer1.2.conv1"), std::string::npos) << m;
+    // Nothing is written unless the whole file matches.
+    EXPECT_TRUE(torch::equal(before, r34->named_parameters()["layer1.0.conv1.weight"]));
+  }
+  {
+    auto wide = plain("r18", 128);
+    const std::string m = message_of([&] { io::OnnxRecognizer::read(r18).load_into(*wide); });
+    EXPECT_NE(m.find("'fc'"), std::string::npos) << m;
+  }
+  {
+    const std::string mbf = exported("mbf", false);
+    auto target = plain("r18", 64);
+    const std::string m = message_of([&] { io::OnnxRecognizer::read(mbf).load_into(*target); });
+    EXPECT_NE(m.find(mbf), std::string::npos) << m;
+    EXPECT_NE(m.find("'layers.0.layers.0'"), std::string::npos) << m;
+  }
+}
+
+TEST(Import, MalformedFilesAreInputErrors) {
+  TempDir dir;
+  const std::string garbage = dir.file("garbage.onnx");
+  std::ofstream(garbage) << "definitely not protobuf \x01\x02\x03";
+  EXPECT_NE(message_of([&] { io::OnnxRecognizer::read(garbage); }).find(garbage), std::string::npos);
+
+  // A real export cut in half.
+  const std::string bytes = io::export_onnx_bytes(*subject("mbf").model, {});
+  const std::string truncated = dir.file("truncated.onnx");
+  std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  EXPECT_NE(message_of([&] { io::OnnxRecognizer::read(truncated); }).find(truncated), std::string::npos);
+
+  const std::string missing = dir.file("missing.onnx");
+  EXPECT_NE(message_of([&] { io::OnnxRecognizer::read(missing); }).find(missing), std::string::npos);
+}
+
+// ---- the CLI ----------------------------------------------------------------------------------
+
+// Runs the CLI; returns its exit code and stdout.
+int run_cli(const std::string& args, std::string* out) {
+  const std::string cmd = std::string(ARCFORGE_CLI) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return -1;
+  char buffer[4096];
+  std::string text;
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, n);
+  const int status = pclose(pipe);
+  if (out) *out = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+nlohmann::json last_json_line(const std::string& text) {
+  const size_t start = text.rfind("\n{");
+  return nlohmann::json::parse(text.substr(start == std::string::npos ? 0 : start + 1));
+}
+
+TEST(Cli, RandomInitExportWritesSidecarAndIsSeeded) {
+  if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  TempDir dir;
+  const std::string onnx = dir.file("mbf.onnx");
+  std::string out;
+  ASSERT_EQ(run_cli("export --arch mbf --random-init --seed 7 --embedding-size 128 --onnx " + onnx +
+                        " --batch dynamic --threads 2 --json",
+                    &out),
+            0)
+      << out;
+  const nlohmann::json j = last_json_line(out);
+  EXPECT_LT(j.at("parity").at("relative").get<double>(), kTolerance);
+
+  const io::ModelSidecar s = io::read_sidecar(dir.file("mbf.json"));
+  EXPECT_EQ(s.input_colour, "RGB");
+  EXPECT_EQ(s.mean, (std::array<double, 3>{127.5, 127.5, 127.5}));
+  EXPECT_EQ(s.std, (std::array<double, 3>{127.5, 127.5, 127.5}));
+  EXPECT_EQ(s.embedding_size, 128);
+  EXPECT_EQ(s.input_size, (std::array<int64_t, 2>{112, 112}));
+  EXPECT_EQ(s.arch, "mbf");
+  EXPECT_EQ(s.source, "random-init (seed 7)");
+  EXPECT_EQ(s.batch, "dynamic");
+  // The template as ../shared/DESIGN.md states it.
+  const double design[5][2] = {{38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366}, {41.5493, 92.3655},
+                               {70.7299, 92.2041}};
+  for (int k = 0; k < 5; ++k) {
+    EXPECT_EQ(s.landmark_template[k][0], design[k][0]);
+    EXPECT_EQ(s.landmark_template[k][1], design[k][1]);
+  }
+  // Seeded: the same seed in this process builds the weights the file holds.
+  torch::manual_seed(7);
+  auto same = an::make_backbone({"mbf", 128});
+  same->eval();
+  const torch::Tensor x = images(2, 3);
+  EXPECT_LT(gap(run_runtime(onnx, x), reference(*same, x)).relative(), kTolerance);
+}
+
+TEST(Cli, CheckpointExportThenImportRoundTrips) {
+  if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  TempDir dir;
+  arcforge::train::TrainConfig config;
+  config.model.arch = "mbf";
+  config.model.embedding_size = 64;
+  config.data.num_identities = 10;
+  arcforge::train::TrainModules modules = arcforge::train::make_modules(config);
+  randomise(*modules.backbone, 21);
+  const std::string ckpt = dir.file("trained.pt");
+  arcforge::train::save_checkpoint(ckpt, config, modules, nullptr, {});
+  const torch::Tensor x = images(3, 4);
+  const torch::Tensor expected = reference(*modules.backbone, x);
+
+  std::string out;
+  const std::string onnx = dir.file("model.onnx");
+  ASSERT_EQ(run_cli("export " + ckpt + " --onnx " + onnx + " --fold-bn --threads 2 --json", &out), 0) << out;
+  EXPECT_EQ(last_json_line(out).at("folded_batch_norms").get<int>(), count_batch_norms(*modules.backbone));
+  EXPECT_EQ(io::read_sidecar(dir.file("model.json")).source, ckpt);
+  EXPECT_LT(gap(run_runtime(onnx, x), expected).relative(), kTolerance);
+
+  const std::string back = dir.file("imported.pt");
+  ASSERT_EQ(run_cli("import " + onnx + " --arch mbf --out " + back + " --threads 2 --json", &out), 0) << out;
+  const nlohmann::json j = last_json_line(out);
+  EXPECT_EQ(j.at("embedding_size").get<int>(), 64);
+  EXPECT_LT(j.at("parity").at("relative").get<double>(), kTolerance);
+  arcforge::train::TrainConfig stored;
+  auto imported = arcforge::train::load_modules_from_checkpoint(back, &stored);
+  EXPECT_EQ(stored.model.arch, "mbf");
+  EXPECT_EQ(stored.model.embedding_size, 64);
+  const Gap g = gap(reference(*imported.backbone, x), expected);
+  EXPECT_LT(g.relative(), 1e-5);
+
+  // A bad file fails with one line naming it, and writes nothing.
+  const std::string garbage = dir.file("garbage.onnx");
+  std::ofstream(garbage) << "not a model";
+  const std::string wrong = dir.file("wrong.pt");
+  EXPECT_EQ(run_cli("import " + garbage + " --arch mbf --out " + wrong + " --threads 2", &out), 1);
+  EXPECT_NE(out.find("arcforge: error: " + garbage + ": "), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(wrong));
+}
+
+}  // namespace
+
+#endif  // ARCFORGE_WITH_EXPORT

@@ -1,0 +1,76 @@
+#pragma once
+// The only place that knows which libtorch version we build against (Debian's 1.13 on CPU, the 2.x
+// of the GPU machine's PyTorch). Everything else calls these.
+#include <torch/torch.h>
+#include <ATen/autocast_mode.h>
+
+#include <string>
+
+#ifdef ARCFORGE_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace arcforge::compat {
+
+inline constexpr int torch_major() { return TORCH_VERSION_MAJOR; }
+
+// Enables or disables autocast on a device type. The dtype is set only when enabling: libtorch
+// refuses a float32 "low precision" dtype for CPU autocast (1.13 throws).
+inline void set_autocast(torch::DeviceType device, bool enabled, at::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+  if (enabled) at::autocast::set_autocast_dtype(device, dtype);
+  at::autocast::set_autocast_enabled(device, enabled);
+#else
+  if (device == torch::kCPU) {
+    if (enabled) at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(enabled);
+  } else {
+    if (enabled) at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(enabled);
+  }
+#endif
+  if (!enabled) at::autocast::clear_cache();
+}
+
+// Autocast for the lifetime of the guard; restores "off" on exit (we never nest autocast regions).
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::DeviceType device, bool enabled, at::ScalarType dtype)
+      : device_(device), enabled_(enabled) {
+    if (enabled_) set_autocast(device_, true, dtype);
+  }
+  ~AutocastGuard() {
+    if (enabled_) set_autocast(device_, false, at::kBFloat16);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  torch::DeviceType device_;
+  bool enabled_;
+};
+
+// Peak bytes allocated on CUDA device 0 since the last reset (0 without CUDA).
+inline int64_t cuda_peak_allocated_bytes() {
+#ifdef ARCFORGE_WITH_CUDA
+  if (!torch::cuda::is_available()) return 0;
+  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+  // Index 0 is StatType::AGGREGATE; the enum moved namespaces between 1.13 and 2.x, the layout did not.
+  return stats.allocated_bytes[0].peak;
+#else
+  return 0;
+#endif
+}
+
+inline void cuda_reset_peak_memory() {
+#ifdef ARCFORGE_WITH_CUDA
+  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+#endif
+}
+
+inline std::string torch_version_string() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+}  // namespace arcforge::compat

@@ -1,0 +1,44 @@
+#pragma once
+// Writes a backbone as an ONNX face recognizer, node by node from its layer list (no tracing):
+//
+//   input [batch,3,112,112] float32 (RGB, (x-127.5)/127.5) -> embedding [batch,E] float32
+//
+// Eval-mode semantics: batch norm uses its running statistics, dropout is absent. Operators:
+// Conv, BatchNormalization (on [N,C,H,W] and on [N,E]), PRelu (slope [C,1,1], which every runtime
+// accepts), Add, Flatten, Gemm. With fold_batch_norm, every batch norm that follows a conv or the
+// embedding Gemm, or that precedes the Gemm through Flatten, is folded into that layer (in double);
+// the pre-activation batch norms of IResNet blocks stay, because a zero-padded conv after them
+// cannot absorb their shift exactly. The model passes the ONNX checker before it is written.
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "train/nn/backbone.hpp"
+
+namespace arcforge::onnx_io {
+
+constexpr int64_t kInputSize = 112;  // the backbones' heads need a 7x7 final map
+constexpr int kDefaultOpset = 13;
+
+struct ExportOptions {
+  bool fold_batch_norm = false;
+  int opset = kDefaultOpset;     // 13 .. newest_known_opset()
+  int64_t batch = 0;             // 0 = dynamic axis named "batch"; else a fixed batch size
+  std::string source;            // stored in the model's metadata (checkpoint path or "random-init")
+};
+
+struct ExportSummary {
+  std::map<std::string, int> op_counts;  // e.g. {"Conv": 53, "PRelu": 25, ...}
+  int folded_batch_norms = 0;
+  int64_t parameters = 0;  // float values in the initializers
+  int64_t bytes = 0;       // size of the written file
+};
+
+// Serialises (checker included) without writing; throws ConfigError for a bad option.
+std::string export_onnx_bytes(nn::Backbone& backbone, const ExportOptions& options,
+                              ExportSummary* summary = nullptr);
+
+// Writes onnx_path atomically. The backbone is switched to eval mode.
+ExportSummary export_onnx(nn::Backbone& backbone, const std::string& onnx_path, const ExportOptions& options);
+
+}  // namespace arcforge::onnx_io

@@ -1,0 +1,160 @@
+#include "train/train/checkpoint.hpp"
+
+#include <cstring>
+
+#include "arcforge/common/atomic_file.hpp"
+#include "arcforge/common/error.hpp"
+
+namespace arcforge::train {
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+torch::Tensor int64_scalar(int64_t v) { return torch::tensor({v}, torch::kInt64); }
+torch::Tensor double_scalar(double v) { return torch::tensor({v}, torch::kFloat64); }
+
+// Strings travel as uint8 tensors: plain and identical across libtorch versions.
+torch::Tensor string_tensor(const std::string& s) {
+  auto t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), s.data(), s.size());
+  return t;
+}
+std::string tensor_string(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kCPU);
+  return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()));
+}
+
+torch::Tensor read_tensor(torch::serialize::InputArchive& archive, const std::string& key) {
+  torch::Tensor t;
+  archive.read(key, t);
+  return t;
+}
+
+torch::serialize::InputArchive open_archive(const std::string& path) {
+  std::string bytes = read_file(path);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(bytes.data(), bytes.size(), torch::Device(torch::kCPU));
+  } catch (const c10::Error& e) {
+    throw InputError(file_message(path, "not a readable arcforge checkpoint (" +
+                                            std::string(e.what_without_backtrace()) + ")"));
+  }
+  try {
+    int64_t version = read_tensor(archive, "format_version").item<int64_t>();
+    if (version != kFormatVersion)
+      throw InputError(file_message(path, "checkpoint format version " + std::to_string(version) +
+                                              " is not supported (expected " +
+                                              std::to_string(kFormatVersion) + ")"));
+  } catch (const c10::Error&) {
+    throw InputError(file_message(path, "not an arcforge checkpoint (no format_version)"));
+  }
+  return archive;
+}
+
+}  // namespace
+
+TrainModules make_modules(const TrainConfig& config) {
+  torch::manual_seed(config.train.seed);
+  TrainModules m;
+  m.backbone = nn::make_backbone(config.model);
+  m.head = nn::NormalizedLinear(config.model.embedding_size, config.data.num_identities);
+  m.margin = nn::Margin(config.margin);
+  return m;
+}
+
+void save_checkpoint(const std::string& path, const TrainConfig& config, TrainModules& modules,
+                     torch::optim::Optimizer* optimizer, const TrainCounters& counters) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format_version", int64_scalar(kFormatVersion));
+  archive.write("config", string_tensor(to_toml(config)));
+  archive.write("counters/step", int64_scalar(counters.step));
+  archive.write("counters/nonfinite_total", int64_scalar(counters.nonfinite_total));
+  archive.write("counters/nonfinite_consecutive", int64_scalar(counters.nonfinite_consecutive));
+  archive.write("counters/loss_scale", double_scalar(counters.loss_scale));
+  archive.write("counters/scale_growth_tracker", int64_scalar(counters.scale_growth_tracker));
+  archive.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (torch::cuda::is_available())
+    archive.write("rng/cuda", at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0)).get_state());
+
+  torch::serialize::OutputArchive backbone, head, margin;
+  modules.backbone->save(backbone);
+  modules.head->save(head);
+  modules.margin->save(margin);
+  archive.write("backbone", backbone);
+  archive.write("head", head);
+  archive.write("margin", margin);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt;
+    optimizer->save(opt);
+    archive.write("optimizer", opt);
+  }
+
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) -> size_t {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  write_file_atomically(path, bytes);
+}
+
+TrainConfig read_checkpoint_config(const std::string& path) {
+  auto archive = open_archive(path);
+  try {
+    return parse_config(tensor_string(read_tensor(archive, "config")), {}, path + " (stored config)");
+  } catch (const c10::Error&) {
+    throw InputError(file_message(path, "checkpoint has no stored config"));
+  }
+}
+
+void load_checkpoint(const std::string& path, TrainModules& modules,
+                     torch::optim::Optimizer* optimizer, TrainCounters* counters, bool restore_rng) {
+  auto archive = open_archive(path);
+  try {
+    torch::serialize::InputArchive backbone, head, margin;
+    archive.read("backbone", backbone);
+    archive.read("head", head);
+    archive.read("margin", margin);
+    modules.backbone->load(backbone);
+    modules.head->load(head);
+    modules.margin->load(margin);
+    if (optimizer) {
+      torch::serialize::InputArchive opt;
+      archive.read("optimizer", opt);
+      optimizer->load(opt);
+    }
+    if (counters) {
+      counters->step = read_tensor(archive, "counters/step").item<int64_t>();
+      counters->nonfinite_total = read_tensor(archive, "counters/nonfinite_total").item<int64_t>();
+      counters->nonfinite_consecutive =
+          read_tensor(archive, "counters/nonfinite_consecutive").item<int64_t>();
+      counters->loss_scale = read_tensor(archive, "counters/loss_scale").item<double>();
+      counters->scale_growth_tracker =
+          read_tensor(archive, "counters/scale_growth_tracker").item<int64_t>();
+    }
+    if (restore_rng) {
+      at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global one
+      cpu.set_state(read_tensor(archive, "rng/cpu"));
+      if (torch::cuda::is_available()) {
+        torch::Tensor cuda_state;
+        if (archive.try_read("rng/cuda", cuda_state))
+        {
+          at::Generator cuda = at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0));
+          cuda.set_state(cuda_state);
+        }
+      }
+    }
+  } catch (const c10::Error& e) {
+    throw InputError(file_message(path, "checkpoint does not match the model it is loaded into (" +
+                                            std::string(e.what_without_backtrace()) + ")"));
+  }
+}
+
+TrainModules load_modules_from_checkpoint(const std::string& path, TrainConfig* config_out) {
+  TrainConfig config = read_checkpoint_config(path);
+  TrainModules modules = make_modules(config);
+  load_checkpoint(path, modules);
+  if (config_out) *config_out = config;
+  return modules;
+}
+
+}  // namespace arcforge::train

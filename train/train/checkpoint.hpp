@@ -1,0 +1,48 @@
+#pragma once
+// One file per save holding everything a bit-identical resume needs: backbone, head, margin
+// buffers, optimizer state, step, counters, loss scale, every RNG state, and the config (TOML text).
+// Written atomically (temp file, fsync, rename): a crash leaves the previous checkpoint intact.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+#include "train/nn/backbone.hpp"
+#include "train/nn/margin.hpp"
+#include "train/train/config.hpp"
+
+namespace arcforge::train {
+
+struct TrainCounters {
+  int64_t step = 0;                   // optimizer steps completed
+  int64_t nonfinite_total = 0;        // steps skipped for a non-finite loss or gradient
+  int64_t nonfinite_consecutive = 0;  // current run of skipped steps
+  double loss_scale = 65536.0;        // fp16 dynamic loss scale
+  int64_t scale_growth_tracker = 0;   // finite steps since the scale last changed
+};
+
+struct TrainModules {
+  std::shared_ptr<nn::Backbone> backbone;
+  nn::NormalizedLinear head{nullptr};
+  nn::Margin margin{nullptr};
+};
+
+// Builds backbone, head and margin for a config (weights initialised from train.seed).
+TrainModules make_modules(const TrainConfig& config);
+
+void save_checkpoint(const std::string& path, const TrainConfig& config, TrainModules& modules,
+                     torch::optim::Optimizer* optimizer, const TrainCounters& counters);
+
+// Reads just the config stored in a checkpoint (to rebuild the modules before loading).
+TrainConfig read_checkpoint_config(const std::string& path);
+
+// Loads weights (and, when given, optimizer state, counters and RNG states) into existing modules
+// built from the checkpoint's own config. Throws InputError naming the file on any mismatch.
+void load_checkpoint(const std::string& path, TrainModules& modules,
+                     torch::optim::Optimizer* optimizer = nullptr,
+                     TrainCounters* counters = nullptr, bool restore_rng = false);
+
+// Convenience for eval/export: rebuilds the modules from the checkpoint and loads the weights.
+TrainModules load_modules_from_checkpoint(const std::string& path, TrainConfig* config_out = nullptr);
+
+}  // namespace arcforge::train

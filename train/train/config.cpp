@@ -1,0 +1,290 @@
+#include "train/train/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "arcforge/common/error.hpp"
+
+namespace arcforge::train {
+namespace {
+
+// Reads known keys out of a parsed table and remembers which were read, so that leftovers
+// (typos, keys from another version) are reported instead of silently ignored.
+class Reader {
+ public:
+  Reader(const toml::table& root, std::string source) : root_(root), source_(std::move(source)) {}
+
+  template <typename T>
+  void get(const std::string& section, const std::string& key, T& out) {
+    used_.insert(section + "." + key);
+    const toml::node* node = root_.at_path(section + "." + key).node();
+    if (!node) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node->value<std::string>()) return void(out = *v);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node->value<bool>()) return void(out = *v);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (auto v = node->value<double>()) return void(out = static_cast<T>(*v));
+    } else if constexpr (std::is_integral_v<T>) {
+      if (auto v = node->value<int64_t>()) {
+        if (*v < 0 && std::is_unsigned_v<T>) bad(section, key, "must not be negative");
+        return void(out = static_cast<T>(*v));
+      }
+    }
+    bad(section, key, "has the wrong type");
+  }
+
+  void check_no_unknown_keys() const {
+    for (const auto& [section, node] : root_) {
+      const toml::table* table = node.as_table();
+      if (!table) throw ConfigError(source_ + ": top-level key '" + std::string(section.str()) +
+                                    "' is not a section; expected [section] tables");
+      for (const auto& [key, value] : *table) {
+        std::string full = std::string(section.str()) + "." + std::string(key.str());
+        if (!used_.count(full)) throw ConfigError(source_ + ": unknown key '" + full + "'");
+      }
+    }
+  }
+
+  [[noreturn]] void bad(const std::string& section, const std::string& key,
+                        const std::string& what) const {
+    throw ConfigError(source_ + ": " + section + "." + key + " " + what);
+  }
+
+ private:
+  const toml::table& root_;
+  std::string source_;
+  std::set<std::string> used_;
+};
+
+// Puts "a.b=value" into the table. The value is parsed as TOML; if that fails it is a string.
+void apply_override(toml::table& root, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    throw ConfigError("override '" + assignment + "' is not of the form section.key=value");
+  std::string section = assignment.substr(0, dot);
+  std::string key = assignment.substr(dot + 1, eq - dot - 1);
+  std::string text = assignment.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + text);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", text}};
+  }
+  if (!root.contains(section)) root.insert(section, toml::table{});
+  toml::table* table = root[section].as_table();
+  if (!table) throw ConfigError("override '" + assignment + "': '" + section + "' is not a section");
+  table->insert_or_assign(key, *parsed.get("v"));
+}
+
+nn::DynamicMarginMode parse_dynamic_mode(const std::string& s, const std::string& source) {
+  if (s == "angular") return nn::DynamicMarginMode::angular;
+  if (s == "additive") return nn::DynamicMarginMode::additive;
+  throw ConfigError(source + ": head.dynamic_mode must be 'angular' or 'additive', not '" + s + "'");
+}
+
+void validate(const TrainConfig& c, const std::string& source) {
+  auto require = [&](bool ok, const std::string& what) {
+    if (!ok) throw ConfigError(source + ": " + what);
+  };
+  require(c.train.batch_size > 0, "train.batch_size must be positive");
+  require(c.train.grad_accumulation > 0, "train.grad_accumulation must be positive");
+  require(c.total_steps() > 0, "train.steps (or train.epochs with data.num_images) must be positive");
+  require(c.optimizer.name == "sgd" || c.optimizer.name == "adamw",
+          "optimizer.name must be 'sgd' or 'adamw', not '" + c.optimizer.name + "'");
+  require(c.optimizer.lr > 0, "optimizer.lr must be positive");
+  require(c.schedule.name == "poly" || c.schedule.name == "cosine" ||
+              c.schedule.name == "cosine_restarts" || c.schedule.name == "constant",
+          "schedule.name must be poly, cosine, cosine_restarts or constant, not '" +
+              c.schedule.name + "'");
+  require(c.schedule.warmup_steps >= 0, "schedule.warmup_steps must not be negative");
+  require(c.train.precision == "fp32" || c.train.precision == "bf16" || c.train.precision == "fp16",
+          "train.precision must be fp32, bf16 or fp16, not '" + c.train.precision + "'");
+  require(c.train.device == "auto" || c.train.device == "cpu" || c.train.device == "cuda",
+          "train.device must be auto, cpu or cuda, not '" + c.train.device + "'");
+  require(c.train.label_smoothing >= 0 && c.train.label_smoothing < 1,
+          "train.label_smoothing must be in [0, 1)");
+  require(c.data.num_identities > 1, "data.num_identities must be at least 2");
+  require(c.log.every > 0, "log.every must be positive");
+  require(c.checkpoint.every >= 0, "checkpoint.every must not be negative");
+  require(c.eval.pairs == 0 || (c.eval.pairs >= 20 && c.eval.pairs % 2 == 0),
+          "eval.pairs must be 0 (no evaluation) or even and at least 20");
+  require(c.eval.identities >= 2, "eval.identities must be at least 2");
+  require(c.train.max_nonfinite_steps > 0, "train.max_nonfinite_steps must be positive");
+}
+
+}  // namespace
+
+int64_t TrainConfig::total_steps() const {
+  if (train.steps > 0) return train.steps;
+  if (train.epochs > 0 && data.num_images > 0)
+    return static_cast<int64_t>(
+        std::ceil(train.epochs * data.num_images / (train.batch_size * train.grad_accumulation)));
+  return 0;
+}
+
+TrainConfig parse_config(const std::string& toml_text, const std::vector<std::string>& overrides,
+                         const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << source << ":" << e.source().begin.line << ": " << e.description();
+    throw ConfigError(msg.str());
+  }
+  for (const auto& o : overrides) apply_override(root, o);
+
+  TrainConfig c;
+  Reader r(root, source);
+  r.get("model", "arch", c.model.arch);
+  r.get("model", "embedding_size", c.model.embedding_size);
+  r.get("model", "dropout", c.model.dropout);
+
+  // The margin: a preset by name, then any field given explicitly wins over the preset.
+  r.get("head", "margin", c.margin_preset);
+  c.margin = nn::margin_preset(c.margin_preset);
+  r.get("head", "scale", c.margin.scale);
+  r.get("head", "m1", c.margin.m1);
+  r.get("head", "m2", c.margin.m2);
+  r.get("head", "m3", c.margin.m3);
+  r.get("head", "m_min", c.margin.m_min);
+  r.get("head", "m_max", c.margin.m_max);
+  std::string mode = c.margin.dynamic_mode == nn::DynamicMarginMode::angular ? "angular" : "additive";
+  r.get("head", "dynamic_mode", mode);
+  c.margin.dynamic_mode = parse_dynamic_mode(mode, source);
+  r.get("head", "adaface_m", c.margin.adaface_m);
+  r.get("head", "adaface_h", c.margin.adaface_h);
+  r.get("head", "adaface_t_alpha", c.margin.adaface_t_alpha);
+
+  r.get("data", "dataset", c.data.dataset);
+  r.get("data", "path", c.data.path);
+  r.get("data", "num_identities", c.data.num_identities);
+  r.get("data", "samples_per_identity", c.data.samples_per_identity);
+  r.get("data", "num_images", c.data.num_images);
+  r.get("data", "seed", c.data.seed);
+
+  r.get("optimizer", "name", c.optimizer.name);
+  r.get("optimizer", "lr", c.optimizer.lr);
+  r.get("optimizer", "momentum", c.optimizer.momentum);
+  r.get("optimizer", "weight_decay", c.optimizer.weight_decay);
+  r.get("optimizer", "beta1", c.optimizer.beta1);
+  r.get("optimizer", "beta2", c.optimizer.beta2);
+  r.get("optimizer", "eps", c.optimizer.eps);
+
+  r.get("schedule", "name", c.schedule.name);
+  r.get("schedule", "warmup_steps", c.schedule.warmup_steps);
+  r.get("schedule", "power", c.schedule.power);
+  r.get("schedule", "min_lr", c.schedule.min_lr);
+  r.get("schedule", "restart_period", c.schedule.restart_period);
+  r.get("schedule", "restart_mult", c.schedule.restart_mult);
+
+  r.get("train", "batch_size", c.train.batch_size);
+  r.get("train", "steps", c.train.steps);
+  r.get("train", "epochs", c.train.epochs);
+  r.get("train", "grad_accumulation", c.train.grad_accumulation);
+  r.get("train", "clip_grad_norm", c.train.clip_grad_norm);
+  r.get("train", "precision", c.train.precision);
+  r.get("train", "device", c.train.device);
+  r.get("train", "threads", c.train.threads);
+  r.get("train", "seed", c.train.seed);
+  r.get("train", "max_nonfinite_steps", c.train.max_nonfinite_steps);
+  r.get("train", "label_smoothing", c.train.label_smoothing);
+  r.get("train", "channels_last", c.train.channels_last);
+
+  r.get("checkpoint", "dir", c.checkpoint.dir);
+  r.get("checkpoint", "every", c.checkpoint.every);
+
+  r.get("eval", "every", c.eval.every);
+  r.get("eval", "pairs", c.eval.pairs);
+  r.get("eval", "identities", c.eval.identities);
+  r.get("eval", "seed", c.eval.seed);
+  r.get("eval", "batch_size", c.eval.batch_size);
+
+  r.get("log", "every", c.log.every);
+  r.get("log", "metrics", c.log.metrics);
+
+  r.check_no_unknown_keys();
+  validate(c, source);
+  return c;
+}
+
+TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  if (path.empty()) return parse_config("", overrides, "<defaults>");
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), overrides, path);
+}
+
+std::string to_toml(const TrainConfig& c) {
+  // Doubles are written with full precision so that a checkpoint's config reads back exactly.
+  toml::table t{
+      {"model", toml::table{{"arch", c.model.arch},
+                            {"embedding_size", c.model.embedding_size},
+                            {"dropout", c.model.dropout}}},
+      {"head", toml::table{{"margin", c.margin_preset},
+                           {"scale", c.margin.scale},
+                           {"m1", c.margin.m1},
+                           {"m2", c.margin.m2},
+                           {"m3", c.margin.m3},
+                           {"m_min", c.margin.m_min},
+                           {"m_max", c.margin.m_max},
+                           {"dynamic_mode", c.margin.dynamic_mode == nn::DynamicMarginMode::angular
+                                                ? "angular"
+                                                : "additive"},
+                           {"adaface_m", c.margin.adaface_m},
+                           {"adaface_h", c.margin.adaface_h},
+                           {"adaface_t_alpha", c.margin.adaface_t_alpha}}},
+      {"data", toml::table{{"dataset", c.data.dataset},
+                           {"path", c.data.path},
+                           {"num_identities", c.data.num_identities},
+                           {"samples_per_identity", c.data.samples_per_identity},
+                           {"num_images", c.data.num_images},
+                           {"seed", static_cast<int64_t>(c.data.seed)}}},
+      {"optimizer", toml::table{{"name", c.optimizer.name},
+                                {"lr", c.optimizer.lr},
+                                {"momentum", c.optimizer.momentum},
+                                {"weight_decay", c.optimizer.weight_decay},
+                                {"beta1", c.optimizer.beta1},
+                                {"beta2", c.optimizer.beta2},
+                                {"eps", c.optimizer.eps}}},
+      {"schedule", toml::table{{"name", c.schedule.name},
+                               {"warmup_steps", c.schedule.warmup_steps},
+                               {"power", c.schedule.power},
+                               {"min_lr", c.schedule.min_lr},
+                               {"restart_period", c.schedule.restart_period},
+                               {"restart_mult", c.schedule.restart_mult}}},
+      {"train", toml::table{{"batch_size", c.train.batch_size},
+                            {"steps", c.train.steps},
+                            {"epochs", c.train.epochs},
+                            {"grad_accumulation", c.train.grad_accumulation},
+                            {"clip_grad_norm", c.train.clip_grad_norm},
+                            {"precision", c.train.precision},
+                            {"device", c.train.device},
+                            {"threads", c.train.threads},
+                            {"seed", static_cast<int64_t>(c.train.seed)},
+                            {"max_nonfinite_steps", c.train.max_nonfinite_steps},
+                            {"label_smoothing", c.train.label_smoothing},
+                            {"channels_last", c.train.channels_last}}},
+      {"checkpoint", toml::table{{"dir", c.checkpoint.dir}, {"every", c.checkpoint.every}}},
+      {"eval", toml::table{{"every", c.eval.every},
+                           {"pairs", c.eval.pairs},
+                           {"identities", c.eval.identities},
+                           {"seed", static_cast<int64_t>(c.eval.seed)},
+                           {"batch_size", c.eval.batch_size}}},
+      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}}},
+  };
+  std::ostringstream out;
+  out << toml::toml_formatter(t, toml::format_flags::none);
+  return out.str();
+}
+
+}  // namespace arcforge::train

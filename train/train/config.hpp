@@ -1,0 +1,96 @@
+#pragma once
+// The training configuration: plain data, read from a TOML preset (configs/*.toml) with any key
+// overridable on the command line as `section.key=value`. Unknown keys are errors, not ignored.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/nn/backbone.hpp"
+#include "train/nn/margin.hpp"
+
+namespace arcforge::train {
+
+struct DataConfig {
+  std::string dataset = "synth";      // synth (rec and folder come with the real-data issue)
+  std::string path;                   // dataset location for file-backed datasets
+  int64_t num_identities = 1000;      // synth: training identities
+  int64_t samples_per_identity = 0;   // synth: 0 = every draw is a new sample
+  int64_t num_images = 0;             // for epoch-based step counts (InsightFace presets)
+  uint64_t seed = 0;                  // dataset seed (which identities exist)
+};
+
+struct OptimizerConfig {
+  std::string name = "sgd";  // sgd | adamw
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adamw
+};
+
+struct ScheduleConfig {
+  std::string name = "poly";  // poly | cosine | cosine_restarts | constant
+  int64_t warmup_steps = 0;
+  double power = 2.0;         // poly
+  double min_lr = 0.0;        // cosine floor
+  int64_t restart_period = 0; // cosine_restarts: first period T_0 in steps (0 = steps/4)
+  double restart_mult = 2.0;  // cosine_restarts: T_mult
+};
+
+struct TrainLoopConfig {
+  int64_t batch_size = 64;
+  int64_t steps = 1000;            // 0 = derive from epochs and data.num_images
+  double epochs = 0;
+  int64_t grad_accumulation = 1;
+  double clip_grad_norm = 5.0;     // on the backbone; 0 = off
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (fp16 only on CUDA)
+  std::string device = "auto";     // auto | cpu | cuda
+  int threads = 0;                 // 0 = all cores
+  uint64_t seed = 0;               // weights, sampling
+  int64_t max_nonfinite_steps = 5; // consecutive skipped steps before the run stops
+  double label_smoothing = 0.0;
+  bool channels_last = true;       // NHWC activations: ~2x faster conv backward on CPU (oneDNN)
+};
+
+struct CheckpointConfig {
+  std::string dir = "runs/default";
+  int64_t every = 500;  // steps; a checkpoint is also written at the end
+};
+
+struct EvalConfig {
+  int64_t every = 0;        // steps; 0 = only at the end
+  int64_t pairs = 1000;     // held-out synth pairs; 0 = no evaluation
+  int64_t identities = 200; // held-out synth identities they are drawn from
+  uint64_t seed = 12345;
+  int64_t batch_size = 64;
+};
+
+struct LogConfig {
+  int64_t every = 10;     // plain progress line period (non-TTY)
+  std::string metrics;    // JSONL path; empty = <checkpoint.dir>/metrics.jsonl
+};
+
+struct TrainConfig {
+  nn::BackboneOptions model;
+  nn::MarginOptions margin;
+  std::string margin_preset = "arcface";
+  DataConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  TrainLoopConfig train;
+  CheckpointConfig checkpoint;
+  EvalConfig eval;
+  LogConfig log;
+
+  int64_t total_steps() const;
+};
+
+// Reads a TOML file (may be empty) and applies overrides "section.key=value" (value in TOML syntax;
+// bare words are taken as strings). Throws ConfigError naming the file/key on any problem.
+TrainConfig load_config(const std::string& toml_path, const std::vector<std::string>& overrides);
+TrainConfig parse_config(const std::string& toml_text, const std::vector<std::string>& overrides,
+                         const std::string& source_name = "<config>");
+
+// The configuration as TOML text (stored in checkpoints; parse_config reads it back exactly).
+std::string to_toml(const TrainConfig& config);
+
+}  // namespace arcforge::train

@@ -1,0 +1,39 @@
+#pragma once
+// Dynamic loss scaling for fp16 (PyTorch's GradScaler semantics): multiply the loss by `scale`
+// before backward, divide the gradients by it before the step, skip the step and halve the scale
+// when a gradient is not finite, double the scale after `growth_interval` finite steps.
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace arcforge::train {
+
+class GradScaler {
+ public:
+  GradScaler(bool enabled, double init_scale = 65536.0, double growth_factor = 2.0,
+             double backoff_factor = 0.5, int64_t growth_interval = 2000);
+
+  torch::Tensor scale(const torch::Tensor& loss) const;
+  // Divides every gradient by the scale; returns false when any gradient is not finite.
+  bool unscale_and_check(const std::vector<torch::Tensor>& params) const;
+  // Adjusts the scale after a step: found_nonfinite says whether the step was skipped.
+  void update(bool found_nonfinite);
+
+  bool enabled() const { return enabled_; }
+  double current_scale() const { return scale_; }
+  int64_t growth_tracker() const { return growth_tracker_; }
+  void restore(double scale, int64_t growth_tracker);
+
+ private:
+  bool enabled_;
+  double scale_;
+  double growth_factor_;
+  double backoff_factor_;
+  int64_t growth_interval_;
+  int64_t growth_tracker_ = 0;
+};
+
+// True when every gradient of `params` is finite (one host sync).
+bool gradients_finite(const std::vector<torch::Tensor>& params);
+
+}  // namespace arcforge::train

@@ -1,0 +1,277 @@
+#include "train/train/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <thread>
+
+#include "arcforge/common/log.hpp"
+#include "arcforge/common/progress.hpp"
+#include "arcforge/eval/report_json.hpp"
+#include "train/compat/torch_compat.hpp"
+#include "train/train/checkpoint.hpp"
+#include "train/train/embed.hpp"
+#include "train/train/grad_scaler.hpp"
+#include "train/train/lr_schedule.hpp"
+#include "train/train/metrics_log.hpp"
+#include "train/train/synth_batches.hpp"
+
+namespace arcforge::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c,
+                                                        TrainModules& m) {
+  // Two groups, backbone then head, so clipping and inspection can tell them apart.
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (c.name == "sgd") {
+    auto options = [&] {
+      return std::make_unique<torch::optim::SGDOptions>(
+          torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weight_decay));
+    };
+    groups.emplace_back(m.backbone->parameters(), options());
+    groups.emplace_back(m.head->parameters(), options());
+    return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(c.lr));
+  }
+  auto options = [&] {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(c.lr)
+                                                            .betas({c.beta1, c.beta2})
+                                                            .eps(c.eps)
+                                                            .weight_decay(c.weight_decay));
+  };
+  groups.emplace_back(m.backbone->parameters(), options());
+  groups.emplace_back(m.head->parameters(), options());
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.lr));
+}
+
+// Stores every 4-D weight NHWC; with NHWC inputs oneDNN/cuDNN then keep activations NHWC too.
+void to_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+// Everything that defines the trajectory must match between a checkpoint and a resumed run;
+// only the thread count and the logging/checkpoint/eval cadence may change.
+std::string trajectory_fingerprint(TrainConfig c) {
+  c.train.threads = 0;
+  c.train.max_nonfinite_steps = 0;
+  c.checkpoint = CheckpointConfig{};
+  c.eval = EvalConfig{};
+  c.log = LogConfig{};
+  return to_toml(c);
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available())
+      throw ConfigError("train.device is 'cuda' but no CUDA device is available");
+    return torch::Device(torch::kCUDA, 0);
+  }
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+std::string latest_checkpoint_path(const std::string& dir) {
+  return (std::filesystem::path(dir) / "checkpoint.pt").string();
+}
+
+TrainResult run_training(const TrainConfig& config, const std::string& resume_from,
+                         const TrainHooks& hooks) {
+  const int threads = config.train.threads > 0
+                          ? config.train.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  const torch::Device device = resolve_device(config.train.device);
+  const std::string& precision = config.train.precision;
+  if (precision == "fp16" && !device.is_cuda())
+    throw ConfigError("train.precision fp16 needs CUDA (use bf16 on CPU)");
+  const bool autocast = precision != "fp32";
+  if (device.is_cuda())
+    at::globalContext().setBenchmarkCuDNN(true);  // fixed shapes: let cuDNN pick the fastest kernels
+  const auto low_dtype = precision == "fp16" ? at::kHalf : at::kBFloat16;
+  if (config.data.dataset != "synth")
+    throw ConfigError("data.dataset '" + config.data.dataset +
+                      "' is not available in this build yet; use 'synth'");
+
+  // ---- model, head, optimizer, schedule ----------------------------------------------------
+  TrainModules m = make_modules(config);
+  m.backbone->to(device);
+  if (config.train.channels_last) to_channels_last(*m.backbone);
+  m.head->to(device);
+  m.margin->to(device);
+  // After the first allocation: the caching allocator rejects queries before it is initialised.
+  if (device.is_cuda()) compat::cuda_reset_peak_memory();
+  auto optimizer = make_optimizer(config.optimizer, m);
+  const int64_t total_steps = config.total_steps();
+  LrSchedule schedule(config.schedule, config.optimizer.lr, total_steps);
+  GradScaler scaler(precision == "fp16");
+  TrainCounters counters;
+
+  if (!resume_from.empty()) {
+    TrainConfig saved = read_checkpoint_config(resume_from);
+    if (trajectory_fingerprint(saved) != trajectory_fingerprint(config))
+      throw ConfigError(resume_from +
+                        ": the checkpoint was trained with a different configuration; resume "
+                        "with the same config (only threads and the log/checkpoint/eval cadence may change)");
+    load_checkpoint(resume_from, m, optimizer.get(), &counters, /*restore_rng=*/true);
+    scaler.restore(counters.loss_scale, counters.scale_growth_tracker);
+    log::info(log::cat("resumed from ", resume_from, " at step ", counters.step));
+  }
+
+  SynthBatches data(config.data, config.train.batch_size, config.train.seed);
+  const std::string checkpoint_path = latest_checkpoint_path(config.checkpoint.dir);
+  const std::string metrics_path = config.log.metrics.empty()
+                                       ? (std::filesystem::path(config.checkpoint.dir) / "metrics.jsonl").string()
+                                       : config.log.metrics;
+  MetricsLog metrics(metrics_path, /*append=*/!resume_from.empty());
+
+  TrainResult result;
+  result.device = device.str();
+  result.metrics = metrics_path;
+  auto evaluate = [&](const char* when) -> std::optional<eval::VerificationReport> {
+    try {
+      auto report = evaluate_synth(*m.backbone, data.faces(), config.eval, device, precision);
+      metrics.write({{"step", counters.step}, {"eval", eval::to_json(report)}, {"when", when}});
+      log::info(log::cat("eval at step ", counters.step, ": accuracy ", fixed(report.accuracy, 4),
+                         " +- ", fixed(report.accuracy_std, 4), ", AUC ", fixed(report.auc, 4)));
+      return report;
+    } catch (const InputError& e) {
+      // Untrained deep IResNets overflow in eval mode (arcface_torch's init): say so, go on.
+      log::warn(log::cat("eval at step ", counters.step, " skipped: ", e.what()));
+      return std::nullopt;
+    }
+  };
+  const bool eval_enabled = config.eval.pairs > 0;
+  if (eval_enabled && resume_from.empty()) result.eval_before = evaluate("before");
+
+  auto save = [&] {
+    counters.loss_scale = scaler.current_scale();
+    counters.scale_growth_tracker = scaler.growth_tracker();
+    save_checkpoint(checkpoint_path, config, m, optimizer.get(), counters);
+    result.checkpoint = checkpoint_path;
+  };
+
+  std::vector<torch::Tensor> backbone_params = m.backbone->parameters();
+  std::vector<torch::Tensor> all_params = optimizer->parameters();
+  Progress progress("train", total_steps, config.log.every);
+  const int64_t images_per_step = config.train.batch_size * config.train.grad_accumulation;
+  double train_seconds = 0;
+  int64_t steps_timed = 0;
+  // The first steps of a run pay for allocator growth and kernel selection; throughput leaves
+  // them out when the run is long enough to have a steady state.
+  const int64_t untimed_steps = total_steps - counters.step > 10 ? 3 : 0;
+  double window_loss = 0;
+  int64_t window_steps = 0;
+  const int64_t first_step = counters.step;
+
+  m.backbone->train();
+  m.head->train();
+  m.margin->train();
+  // ---- the loop: one optimizer step per iteration ------------------------------------------
+  while (counters.step < total_steps) {
+    const auto t0 = Clock::now();
+    const int64_t step = counters.step;
+    const double lr = schedule.at(step);
+    set_learning_rate(*optimizer, lr);
+    optimizer->zero_grad();
+
+    torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
+    for (int64_t micro = 0; micro < config.train.grad_accumulation; ++micro) {
+      Batch batch = data.batch(step * config.train.grad_accumulation + micro, device);
+      if (config.train.channels_last)
+        batch.images = batch.images.contiguous(at::MemoryFormat::ChannelsLast);
+      torch::Tensor embeddings;  // [B, E]
+      {
+        compat::AutocastGuard guard(device.type(), autocast, low_dtype);
+        embeddings = m.backbone->forward(batch.images);
+      }
+      embeddings = embeddings.to(torch::kFloat);
+      torch::Tensor cosines = m.head->forward(embeddings);  // [B, C] fp32 in [-1, 1]
+      torch::Tensor logits =
+          m.margin->forward(cosines, batch.labels, embeddings.detach().norm(2, 1));  // [B, C]
+      torch::Tensor loss = nn::margin_cross_entropy(logits, batch.labels,
+                                                    config.train.label_smoothing) /
+                           static_cast<double>(config.train.grad_accumulation);
+      if (hooks.on_loss) hooks.on_loss(step, loss);
+      scaler.scale(loss).backward();
+      step_loss += loss.detach();
+    }
+
+    const double loss_value = step_loss.item<double>();
+    const bool finite = scaler.unscale_and_check(all_params) && std::isfinite(loss_value);
+    scaler.update(!finite);
+    if (finite) {
+      if (config.train.clip_grad_norm > 0)
+        torch::nn::utils::clip_grad_norm_(backbone_params, config.train.clip_grad_norm);
+      optimizer->step();
+      counters.nonfinite_consecutive = 0;
+      window_loss += loss_value;
+      ++window_steps;
+    } else {
+      ++counters.nonfinite_total;
+      ++counters.nonfinite_consecutive;
+      log::warn(log::cat("step ", step, ": non-finite loss or gradient, step skipped (",
+                         counters.nonfinite_consecutive, " in a row)"));
+    }
+    counters.step = step + 1;
+    if (counters.step - first_step > untimed_steps) {
+      train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      ++steps_timed;
+    }
+
+    if (counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) {
+      // The weights were not touched by the skipped steps: the checkpoint holds the last good state.
+      save();
+      progress.finish();
+      throw TrainingStopped(log::cat(
+          "training stopped at step ", counters.step, ": ", counters.nonfinite_consecutive,
+          " consecutive steps had a non-finite loss or gradient (lower the learning rate, or use "
+          "fp32/bf16); the last good weights are in ",
+          checkpoint_path));
+    }
+
+    const bool last = counters.step == total_steps;
+    const double images_per_s = train_seconds > 0 ? steps_timed * images_per_step / train_seconds : 0;
+    if (window_steps > 0 && (counters.step % config.log.every == 0 || last)) {
+      result.final_loss = window_loss / window_steps;
+      metrics.write({{"step", counters.step}, {"loss", result.final_loss}, {"lr", lr},
+                     {"images_per_s", images_per_s}, {"skipped", counters.nonfinite_total},
+                     {"loss_scale", scaler.current_scale()}});
+      window_loss = 0;
+      window_steps = 0;
+    }
+    progress.update(counters.step, {{"loss", fixed(result.final_loss, 4)},
+                                    {"lr", fixed(lr, 5)},
+                                    {"img/s", fixed(images_per_s, 1)}});
+    if (config.checkpoint.every > 0 && counters.step % config.checkpoint.every == 0 && !last) save();
+    if (eval_enabled && config.eval.every > 0 && counters.step % config.eval.every == 0 && !last)
+      evaluate("periodic");
+    if (hooks.after_step && !hooks.after_step(counters.step)) break;
+  }
+  progress.finish();
+  save();
+  if (eval_enabled) result.eval_after = evaluate("after");
+
+  result.steps = counters.step;
+  result.steps_this_run = counters.step - first_step;
+  result.images_per_s = train_seconds > 0 ? steps_timed * images_per_step / train_seconds : 0;
+  result.skipped_steps = counters.nonfinite_total;
+  result.peak_device_memory_mb = static_cast<double>(compat::cuda_peak_allocated_bytes()) / (1 << 20);
+  return result;
+}
+
+}  // namespace arcforge::train

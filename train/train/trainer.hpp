@@ -1,0 +1,53 @@
+#pragma once
+// The training loop, readable top to bottom in trainer.cpp.
+#include <torch/torch.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "arcforge/common/error.hpp"
+#include "arcforge/eval/verification.hpp"
+#include "train/train/config.hpp"
+
+namespace arcforge::train {
+
+// The run stopped on purpose (e.g. too many non-finite steps); the last checkpoint is usable.
+class TrainingStopped : public Error {
+ public:
+  using Error::Error;
+};
+
+struct TrainHooks {
+  // Called with each micro-batch loss before backward; tests use it to inject NaN/inf.
+  std::function<void(int64_t step, torch::Tensor& loss)> on_loss;
+  // Called after each completed optimizer step (or skipped step); return false to stop early.
+  std::function<bool(int64_t step)> after_step;
+};
+
+struct TrainResult {
+  int64_t steps = 0;            // optimizer steps completed in total (including before a resume)
+  int64_t steps_this_run = 0;
+  double images_per_s = 0;      // training throughput of this run (excluding evaluation)
+  double final_loss = 0;        // mean loss over the last logging window
+  int64_t skipped_steps = 0;    // non-finite steps skipped in total
+  std::string checkpoint;       // path of the last checkpoint written
+  std::string metrics;          // JSONL path
+  std::string device;
+  double peak_device_memory_mb = 0;  // CUDA peak allocated memory (0 on CPU)
+  std::optional<eval::VerificationReport> eval_before;  // untrained (only on a fresh run)
+  std::optional<eval::VerificationReport> eval_after;
+};
+
+// Trains as configured. With resume_from, continues from that checkpoint (its config must match
+// in everything but the step count and logging/checkpoint cadence).
+TrainResult run_training(const TrainConfig& config, const std::string& resume_from = "",
+                         const TrainHooks& hooks = {});
+
+// Resolves "auto" to CUDA when available; errors clearly when CUDA is asked for and absent.
+torch::Device resolve_device(const std::string& name);
+
+// The checkpoint path the trainer writes (and --resume latest reads).
+std::string latest_checkpoint_path(const std::string& dir);
+
+}  // namespace arcforge::train
