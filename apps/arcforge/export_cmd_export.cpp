@@ -13,6 +13,7 @@
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/log.hpp"
 #include "commands.hpp"
+#include "train/export/batch_norm_calibration.hpp"
 #include "train/export/onnx_writer.hpp"
 #include "train/export/runtime_parity.hpp"
 #include "train/export/sidecar.hpp"
@@ -65,7 +66,9 @@ std::shared_ptr<nn::Backbone> backbone_for(const ExportArgs& a, std::string& sou
     options.arch = a.arch;
     options.embedding_size = a.embedding_size;
     source = "random-init (seed " + std::to_string(a.seed) + ")";
-    return nn::make_backbone(options);
+    std::shared_ptr<nn::Backbone> backbone = nn::make_backbone(options);
+    onnx_io::calibrate_batch_norm_statistics(*backbone, static_cast<uint64_t>(a.seed));
+    return backbone;
   }
   train::TrainConfig config;
   train::TrainModules modules = train::load_modules_from_checkpoint(a.checkpoint, &config);
@@ -150,7 +153,8 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--opset", args->opset, "ONNX opset (default 13)");
   cmd->add_option("--batch", args->batch, "'dynamic' (default) or a fixed batch size");
   cmd->add_option("--arch", args->arch, "Backbone for --random-init");
-  cmd->add_flag("--random-init", args->random_init, "Export an untrained, seeded backbone");
+  cmd->add_flag("--random-init", args->random_init,
+                "Export an untrained, seeded backbone (batch norm statistics from one seeded random batch)");
   cmd->add_option("--seed", args->seed, "Seed for --random-init (default 0)");
   cmd->add_option("--embedding-size", args->embedding_size, "Embedding size for --random-init (default 512)");
   cmd->add_flag("--no-verify", args->no_verify, "Skip running the export through the runtime against libtorch");
