@@ -16,7 +16,7 @@
 
 #ifndef ARCFORGE_WITH_EXPORT
 
-TEST(Export, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ONNX export/import is not compiled in"; }
+TEST(OnnxExport, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ONNX export/import is not compiled in"; }
 
 #else
 
@@ -24,7 +24,6 @@ TEST(Export, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ONNX e
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -172,40 +171,24 @@ int count_batch_norms(an::Backbone& b) {
   return n;
 }
 
-// A randomised backbone with its reference outputs on a batch of 3, built once per arch, and its
-// exports (kept and folded, dynamic batch, opset 13), written once per process.
+// A randomised backbone, a batch of 3 images and the reference outputs on it.
 struct Subject {
   std::shared_ptr<an::Backbone> model;
   torch::Tensor x;         // [3,3,112,112]
   torch::Tensor expected;  // double reference [3,E]
-  std::map<bool, std::string> onnx;             // fold -> file
-  std::map<bool, io::ExportSummary> summaries;  // fold -> what the exporter reported
 };
 
-Subject& subject(const std::string& arch) {
-  static std::map<std::string, Subject> cache;
-  auto it = cache.find(arch);
-  if (it == cache.end()) {
-    Subject s;
-    s.model = build(arch, 64, 11);
-    s.x = images(3, 5);
-    s.expected = reference(*s.model, s.x);
-    it = cache.emplace(arch, std::move(s)).first;
-  }
-  return it->second;
+Subject make_subject(const std::string& arch) {
+  Subject s;
+  s.model = build(arch, 64, 11);
+  s.x = images(3, 5);
+  s.expected = reference(*s.model, s.x);
+  return s;
 }
 
-const std::string& exported(const std::string& arch, bool fold) {
-  static TempDir dir;
-  Subject& s = subject(arch);
-  if (!s.onnx.count(fold)) {
-    const std::string path = dir.file(arch + (fold ? "_folded" : "_kept") + ".onnx");
-    io::ExportOptions options;
-    options.fold_batch_norm = fold;
-    s.summaries[fold] = io::export_onnx(*s.model, path, options);
-    s.onnx[fold] = path;
-  }
-  return s.onnx.at(fold);
+std::shared_ptr<an::Backbone> plain(const std::string& arch, int64_t embedding, uint64_t seed) {
+  torch::manual_seed(seed);
+  return an::make_backbone({arch, embedding});
 }
 
 std::string message_of(const std::function<void()>& f) {
@@ -218,150 +201,74 @@ std::string message_of(const std::function<void()>& f) {
   return "";
 }
 
-// ---- export parity: libtorch (double) vs the runtime on the ONNX file --------------------------
-
-class ExportParity : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
-
-TEST_P(ExportParity, RuntimeMatchesLibtorchAtBatch1And3) {
-  const auto& [arch, fold] = GetParam();
-  Subject& s = subject(arch);
-  const std::string& path = exported(arch, fold);
-  const io::ExportSummary& summary = s.summaries.at(fold);
-  EXPECT_NO_THROW(io::check_onnx_file(path));
-
-  const auto model = arcforge::runtime::Model::load(path, {.threads = 2});
-  EXPECT_EQ(model.inputs().at(0).shape, (std::vector<int64_t>{-1, 3, 112, 112}));
-  EXPECT_EQ(model.outputs().at(0).shape, (std::vector<int64_t>{-1, 64}));
-  // Kept: one BatchNormalization per batch norm module. Folded: only IResNet's pre-activation
-  // batch norms (bn1 of each block) remain; MobileFaceNet has none left.
-  const int bn_modules = count_batch_norms(*s.model);
-  const int blocks = arch == "r18" ? 8 : arch == "r34" ? 16 : 0;
-  const auto& ops = model.op_histogram();
-  const int bn_nodes = ops.count("BatchNormalization") ? ops.at("BatchNormalization") : 0;
-  EXPECT_EQ(bn_nodes, fold ? blocks : bn_modules);
-  EXPECT_EQ(summary.folded_batch_norms, fold ? bn_modules - blocks : 0);
-
-  const Gap g3 = gap(run_runtime(model, s.x), s.expected);
-  const Gap g1 = gap(run_runtime(model, s.x.slice(0, 0, 1)), s.expected.slice(0, 0, 1));
-  std::printf("[figures] %s %s: runtime vs libtorch(double) max abs diff %.3g (batch 3), %.3g (batch 1), "
-              "output scale %.3g\n",
-              arch.c_str(), fold ? "folded" : "kept", g3.max_abs, g1.max_abs, g3.scale);
-  EXPECT_LT(g3.relative(), kTolerance);
-  EXPECT_LT(g1.relative(), kTolerance);
-}
-
-INSTANTIATE_TEST_SUITE_P(Backbones, ExportParity,
-                         ::testing::Combine(::testing::Values("r18", "mbf"), ::testing::Bool()),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) + (std::get<1>(info.param) ? "_folded" : "_kept");
-                         });
-
-TEST(Export, FixedBatchAndNewerOpset) {
-  Subject& s = subject("mbf");
-  TempDir dir;
-  io::ExportOptions options;
-  options.batch = 3;
-  options.opset = 17;
-  options.fold_batch_norm = true;
-  const std::string path = dir.file("fixed.onnx");
-  io::export_onnx(*s.model, path, options);
-  EXPECT_NO_THROW(io::check_onnx_file(path));
-  const auto model = arcforge::runtime::Model::load(path, {.threads = 2});
-  EXPECT_EQ(model.inputs().at(0).shape, (std::vector<int64_t>{3, 3, 112, 112}));
-  EXPECT_LT(gap(run_runtime(model, s.x), s.expected).relative(), kTolerance);
-}
-
-TEST(Export, RejectsBadOptions) {
-  Subject& s = subject("mbf");
-  io::ExportOptions options;
-  options.opset = 12;
-  EXPECT_THROW(io::export_onnx_bytes(*s.model, options), arcforge::ConfigError);
-  options.opset = 99;
-  EXPECT_THROW(io::export_onnx_bytes(*s.model, options), arcforge::ConfigError);
-}
-
-TEST(Export, CheckerRejectsGarbage) {
-  TempDir dir;
-  const std::string path = dir.file("garbage.onnx");
-  std::ofstream(path) << "this is not a protobuf";
-  const std::string message = message_of([&] { io::check_onnx_file(path); });
-  EXPECT_NE(message.find(path), std::string::npos) << message;
-}
-
-// ---- ONNX Runtime on one export ---------------------------------------------------------------
-
-TEST(Export, OnnxRuntimeAgrees) {
-  const std::string node_dir = std::string(ARCFORGE_SOURCE_DIR) + "/tests/runtime/node";
-  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not on PATH";
-  if (!fs::exists(node_dir + "/node_modules/onnxruntime-node")) {
-    GTEST_SKIP() << "onnxruntime-node is not installed in " << node_dir << " (scripts/setup-deploy-deps.sh)";
-  }
-  Subject& s = subject("mbf");
-  const std::string& path = exported("mbf", true);
-  TempDir dir;
-  const torch::Tensor x = s.x.contiguous();
-  arcforge::write_npy(dir.file("in.npy"), {3, 3, 112, 112}, x.data_ptr<float>());
-  const std::string cmd = "node '" + node_dir + "/run_model.js' '" + path + "' '" + dir.file("out") + "' '" +
-                          dir.file("in.npy") + "' --threads 2";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const arcforge::NpyArray out = arcforge::read_npy(dir.file("out/output_0.npy"));
-  const Gap g = gap(torch::tensor(out.data).view(out.shape), s.expected);
-  std::printf("[figures] mbf folded: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n",
-              g.max_abs, g.scale);
-  EXPECT_LT(g.relative(), kTolerance);
-}
-
-// ---- import -----------------------------------------------------------------------------------
-
 void expect_same_state(an::Backbone& a, an::Backbone& b) {
   const auto pa = a.named_parameters(), pb = b.named_parameters();
   ASSERT_EQ(pa.size(), pb.size());
   for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
-  const auto ba = a.named_buffers(), bb = b.named_buffers();
-  for (const auto& t : ba) {
+  for (const auto& t : a.named_buffers()) {
     if (t.key().find("num_batches_tracked") != std::string::npos) continue;
-    EXPECT_TRUE(torch::equal(t.value(), bb[t.key()])) << t.key();
+    EXPECT_TRUE(torch::equal(t.value(), b.named_buffers()[t.key()])) << t.key();
   }
 }
 
-class ImportRoundTrip : public ::testing::TestWithParam<std::string> {};
+// Exports the subject with batch norms kept and folded and checks each file: the ONNX checker, the
+// declared shapes, which BatchNormalization nodes remain (kept: one per module; folded: only
+// IResNet's pre-activation batch norms, one per block), and the runtime against the reference at
+// batch 1 and 3. Then imports both files into other weights: kept gives back every bit, folded
+// the same outputs. Returns the kept file's path.
+std::string check_export_and_import(Subject& s, const std::string& arch, int pre_activation_bns, const TempDir& dir) {
+  const int bn_modules = count_batch_norms(*s.model);
+  std::string kept_path;
+  for (bool fold : {false, true}) {
+    const std::string label = arch + (fold ? " folded" : " kept");
+    const std::string path = dir.file(arch + (fold ? "_folded.onnx" : "_kept.onnx"));
+    io::ExportOptions options;
+    options.fold_batch_norm = fold;
+    const io::ExportSummary summary = io::export_onnx(*s.model, path, options);
+    EXPECT_NO_THROW(io::check_onnx_file(path)) << label;
+    EXPECT_EQ(summary.folded_batch_norms, fold ? bn_modules - pre_activation_bns : 0) << label;
 
-TEST_P(ImportRoundTrip, KeptIsBitExactAndFoldedGivesTheSameOutputs) {
-  const std::string arch = GetParam();
-  Subject& s = subject(arch);
-  // Targets start from other weights (another seed, untouched batch norms).
-  auto fresh = [&](uint64_t seed) {
-    torch::manual_seed(seed);
-    return an::make_backbone({arch, 64});
-  };
-  const auto from_kept = io::OnnxRecognizer::read(exported(arch, false));
-  EXPECT_EQ(from_kept.embedding_size(), 64);
-  auto a = fresh(99);
-  const io::ImportSummary ks = from_kept.load_into(*a);
-  EXPECT_EQ(ks.batch_norms_restored, 0);
-  expect_same_state(*s.model, *a);
+    const auto model = arcforge::runtime::Model::load(path, {.threads = 2});
+    EXPECT_EQ(model.inputs().at(0).shape, (std::vector<int64_t>{-1, 3, 112, 112})) << label;
+    EXPECT_EQ(model.outputs().at(0).shape, (std::vector<int64_t>{-1, 64})) << label;
+    const auto& ops = model.op_histogram();
+    const int bn_nodes = ops.count("BatchNormalization") ? ops.at("BatchNormalization") : 0;
+    EXPECT_EQ(bn_nodes, fold ? pre_activation_bns : bn_modules) << label;
+    const Gap g3 = gap(run_runtime(model, s.x), s.expected);
+    const Gap g1 = gap(run_runtime(model, s.x.slice(0, 0, 1)), s.expected.slice(0, 0, 1));
+    std::printf("[figures] %s: runtime vs libtorch(double) max abs diff %.3g (batch 3), %.3g (batch 1), "
+                "output scale %.3g\n",
+                label.c_str(), g3.max_abs, g1.max_abs, g3.scale);
+    EXPECT_LT(g3.relative(), kTolerance) << label;
+    EXPECT_LT(g1.relative(), kTolerance) << label;
 
-  auto b = fresh(98);
-  const io::ImportSummary fs_ = io::OnnxRecognizer::read(exported(arch, true)).load_into(*b);
-  EXPECT_EQ(fs_.batch_norms_restored, s.summaries.at(true).folded_batch_norms);
-  EXPECT_GT(fs_.batch_norms_restored, 0);
-  const Gap g = gap(reference(*b, s.x.slice(0, 0, 1)), s.expected.slice(0, 0, 1));
-  std::printf("[figures] %s import(export --fold-bn): libtorch(double) outputs differ by %.3g (scale %.3g)\n",
-              arch.c_str(), g.max_abs, g.scale);
-  EXPECT_LT(g.relative(), 1e-5);
+    const auto recognizer = io::OnnxRecognizer::read(path);
+    EXPECT_EQ(recognizer.embedding_size(), 64);
+    auto target = plain(arch, 64, fold ? 98 : 99);  // other weights, untouched batch norms
+    const io::ImportSummary imported = recognizer.load_into(*target);
+    EXPECT_EQ(imported.batch_norms_restored, summary.folded_batch_norms) << label;
+    if (!fold) {
+      expect_same_state(*s.model, *target);
+      kept_path = path;
+    } else {
+      const Gap g = gap(reference(*target, s.x.slice(0, 0, 1)), s.expected.slice(0, 0, 1));
+      std::printf("[figures] %s import(export): libtorch(double) outputs differ by %.3g (scale %.3g)\n",
+                  label.c_str(), g.max_abs, g.scale);
+      EXPECT_LT(g.relative(), 1e-5) << label;
+    }
+  }
+  return kept_path;
 }
 
-INSTANTIATE_TEST_SUITE_P(Backbones, ImportRoundTrip, ::testing::Values("r18", "mbf"));
+// ---- export, import, parity ------------------------------------------------------------------
 
-TEST(Import, MismatchNamesTheFileAndTheFirstBadNode) {
-  const std::string r18 = exported("r18", false);
-  auto plain = [](const std::string& arch, int64_t embedding) {
-    torch::manual_seed(3);
-    return an::make_backbone({arch, embedding});
-  };
+TEST(OnnxExport, R18ParityRoundTripAndMismatches) {
+  Subject s = make_subject("r18");
+  TempDir dir;
+  const std::string r18 = check_export_and_import(s, "r18", /*pre_activation_bns=*/8, dir);
   {
     // r34 has a third block in layer1 where r18 goes on to layer2 (64 -> 128 channels).
-    auto r34 = plain("r34", 64);
+    auto r34 = plain("r34", 64, 3);
     const torch::Tensor before = r34->named_parameters()["layer1.0.conv1.weight"].clone();
     const std::string m = message_of([&] { io::OnnxRecognizer::read(r18).load_into(*r34); });
     EXPECT_NE(m.find(r18), std::string::npos) << m;
@@ -371,27 +278,69 @@ TEST(Import, MismatchNamesTheFileAndTheFirstBadNode) {
     EXPECT_TRUE(torch::equal(before, r34->named_parameters()["layer1.0.conv1.weight"]));
   }
   {
-    auto wide = plain("r18", 128);
+    auto wide = plain("r18", 128, 3);
     const std::string m = message_of([&] { io::OnnxRecognizer::read(r18).load_into(*wide); });
     EXPECT_NE(m.find("'fc'"), std::string::npos) << m;
   }
-  {
-    const std::string mbf = exported("mbf", false);
-    auto target = plain("r18", 64);
-    const std::string m = message_of([&] { io::OnnxRecognizer::read(mbf).load_into(*target); });
-    EXPECT_NE(m.find(mbf), std::string::npos) << m;
-    EXPECT_NE(m.find("'layers.0.layers.0'"), std::string::npos) << m;
-  }
 }
 
-TEST(Import, MalformedFilesAreInputErrors) {
+TEST(OnnxExport, MbfParityRoundTripFixedBatchOnnxRuntimeAndMismatch) {
+  Subject s = make_subject("mbf");
+  TempDir dir;
+  const std::string mbf = check_export_and_import(s, "mbf", /*pre_activation_bns=*/0, dir);
+
+  // A fixed batch and the newest opset this libonnx knows.
+  io::ExportOptions options;
+  options.batch = 3;
+  options.opset = 17;
+  options.fold_batch_norm = true;
+  const std::string fixed = dir.file("fixed.onnx");
+  io::export_onnx(*s.model, fixed, options);
+  EXPECT_NO_THROW(io::check_onnx_file(fixed));
+  const auto model = arcforge::runtime::Model::load(fixed, {.threads = 2});
+  EXPECT_EQ(model.inputs().at(0).shape, (std::vector<int64_t>{3, 3, 112, 112}));
+  EXPECT_LT(gap(run_runtime(model, s.x), s.expected).relative(), kTolerance);
+
+  // A MobileFaceNet file imported as an IResNet fails at the very first node.
+  auto r18 = plain("r18", 64, 3);
+  const std::string m = message_of([&] { io::OnnxRecognizer::read(mbf).load_into(*r18); });
+  EXPECT_NE(m.find(mbf), std::string::npos) << m;
+  EXPECT_NE(m.find("'layers.0.layers.0'"), std::string::npos) << m;
+
+  // ONNX Runtime, the reference runtime InsightFace deploys with, on the fixed-batch file.
+  const std::string node_dir = std::string(ARCFORGE_SOURCE_DIR) + "/tests/runtime/node";
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not on PATH";
+  if (!fs::exists(node_dir + "/node_modules/onnxruntime-node")) {
+    GTEST_SKIP() << "onnxruntime-node is not installed in " << node_dir << " (scripts/setup-deploy-deps.sh)";
+  }
+  const torch::Tensor x = s.x.contiguous();
+  arcforge::write_npy(dir.file("in.npy"), {3, 3, 112, 112}, x.data_ptr<float>());
+  const std::string cmd = "node '" + node_dir + "/run_model.js' '" + fixed + "' '" + dir.file("out") + "' '" +
+                          dir.file("in.npy") + "' --threads 2";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const arcforge::NpyArray out = arcforge::read_npy(dir.file("out/output_0.npy"));
+  const Gap g = gap(torch::tensor(out.data).view(out.shape), s.expected);
+  std::printf("[figures] mbf folded: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n",
+              g.max_abs, g.scale);
+  EXPECT_LT(g.relative(), kTolerance);
+}
+
+TEST(OnnxExport, BadOptionsAndFilesAreClearErrors) {
+  auto mbf = plain("mbf", 64, 1);
+  io::ExportOptions options;
+  options.opset = 12;
+  EXPECT_THROW(io::export_onnx_bytes(*mbf, options), arcforge::ConfigError);
+  options.opset = 99;
+  EXPECT_THROW(io::export_onnx_bytes(*mbf, options), arcforge::ConfigError);
+
   TempDir dir;
   const std::string garbage = dir.file("garbage.onnx");
   std::ofstream(garbage) << "definitely not protobuf \x01\x02\x03";
+  EXPECT_NE(message_of([&] { io::check_onnx_file(garbage); }).find(garbage), std::string::npos);
   EXPECT_NE(message_of([&] { io::OnnxRecognizer::read(garbage); }).find(garbage), std::string::npos);
 
   // A real export cut in half.
-  const std::string bytes = io::export_onnx_bytes(*subject("mbf").model, {});
+  const std::string bytes = io::export_onnx_bytes(*mbf, {});
   const std::string truncated = dir.file("truncated.onnx");
   std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   EXPECT_NE(message_of([&] { io::OnnxRecognizer::read(truncated); }).find(truncated), std::string::npos);
@@ -404,20 +353,19 @@ TEST(Import, MalformedFilesAreInputErrors) {
 // python3-torch is installed, torch_layout_export.py builds that layout from its own PyTorch
 // MobileFaceNet (same module names; Conv+BN folded by torch.onnx into onnx::Conv_* initializers,
 // the Linear as MatMul/Gemm, opset 11) and saves PyTorch's outputs, which the import must reproduce.
-TEST(Import, PyTorchExporterLayout) {
+TEST(OnnxImport, PyTorchExporterLayout) {
   if (std::system("/usr/bin/python3 -c 'import torch, numpy' > /dev/null 2>&1") != 0) {
     GTEST_SKIP() << "/usr/bin/python3 with torch and numpy (Debian python3-torch) is not installed";
   }
   TempDir dir;
   const std::string onnx = dir.file("torch_mbf.onnx");
-  const std::string cmd = "/usr/bin/python3 '" + std::string(ARCFORGE_SOURCE_DIR) +
+  const std::string cmd = "OMP_NUM_THREADS=1 /usr/bin/python3 '" + std::string(ARCFORGE_SOURCE_DIR) +
                           "/tests/train/torch_layout_export.py' mbf 128 '" + onnx + "' '" + dir.file("x.npy") +
                           "' '" + dir.file("y.npy") + "' > '" + dir.file("log.txt") + "' 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto recognizer = io::OnnxRecognizer::read(onnx);
   EXPECT_EQ(recognizer.embedding_size(), 128);
-  torch::manual_seed(5);
-  auto b = an::make_backbone({"mbf", 128});
+  auto b = plain("mbf", 128, 5);
   const io::ImportSummary summary = recognizer.load_into(*b);
   EXPECT_NE(summary.producer.find("pytorch"), std::string::npos) << summary.producer;
   // PyTorch folds every BatchNorm2d into its Conv; the embedding BatchNorm1d stays.
@@ -454,7 +402,7 @@ nlohmann::json last_json_line(const std::string& text) {
   return nlohmann::json::parse(text.substr(start == std::string::npos ? 0 : start + 1));
 }
 
-TEST(Cli, RandomInitExportWritesSidecarAndIsSeeded) {
+TEST(OnnxExportCli, RandomInitExportWritesSidecarAndIsSeeded) {
   if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
   TempDir dir;
   const std::string onnx = dir.file("mbf.onnx");
@@ -496,7 +444,7 @@ TEST(Cli, RandomInitExportWritesSidecarAndIsSeeded) {
   EXPECT_LT(gap(run_runtime(onnx, x), reference(*same, x)).relative(), kTolerance);
 }
 
-TEST(Cli, CheckpointExportThenImportRoundTrips) {
+TEST(OnnxExportCli, CheckpointExportThenImportRoundTrips) {
   if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
   TempDir dir;
   arcforge::train::TrainConfig config;
@@ -512,7 +460,9 @@ TEST(Cli, CheckpointExportThenImportRoundTrips) {
 
   std::string out;
   const std::string onnx = dir.file("model.onnx");
-  ASSERT_EQ(run_cli("export " + ckpt + " --onnx " + onnx + " --fold-bn --threads 2 --json", &out), 0) << out;
+  // The test checks the runtime itself; the import below runs the CLI's own check.
+  ASSERT_EQ(run_cli("export " + ckpt + " --onnx " + onnx + " --fold-bn --no-verify --threads 2 --json", &out), 0)
+      << out;
   EXPECT_EQ(last_json_line(out).at("folded_batch_norms").get<int>(), count_batch_norms(*modules.backbone));
   EXPECT_EQ(io::read_sidecar(dir.file("model.json")).source, ckpt);
   EXPECT_LT(gap(run_runtime(onnx, x), expected).relative(), kTolerance);

@@ -167,6 +167,7 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
 
   std::vector<torch::Tensor> backbone_params = m.backbone->parameters();
   std::vector<torch::Tensor> all_params = optimizer->parameters();
+  std::vector<torch::Tensor> backbone_buffers = m.backbone->buffers();
   Progress progress("train", total_steps, config.log.every);
   const int64_t images_per_step = config.train.batch_size * config.train.grad_accumulation;
   double train_seconds = 0;
@@ -188,6 +189,9 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
     optimizer->zero_grad();
+    // BatchNorm running statistics change in the forward pass; a skipped step must not keep them.
+    std::vector<torch::Tensor> buffer_snapshot;
+    for (const auto& b : backbone_buffers) buffer_snapshot.push_back(b.clone());
 
     torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
     for (int64_t micro = 0; micro < config.train.grad_accumulation; ++micro) {
@@ -222,6 +226,8 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
       window_loss += loss_value;
       ++window_steps;
     } else {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < backbone_buffers.size(); ++i) backbone_buffers[i].copy_(buffer_snapshot[i]);
       ++counters.nonfinite_total;
       ++counters.nonfinite_consecutive;
       log::warn(log::cat("step ", step, ": non-finite loss or gradient, step skipped (",
@@ -234,7 +240,7 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
     }
 
     if (counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) {
-      // The weights were not touched by the skipped steps: the checkpoint holds the last good state.
+      // Skipped steps touched neither weights nor BN statistics: the checkpoint is the last good state.
       save();
       progress.finish();
       throw TrainingStopped(log::cat(
