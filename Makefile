@@ -20,7 +20,7 @@ demo: build
 	$(BUILD)/bin/arcforge train --config configs/synth_mbf_demo.toml --out runs/demo
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure --timeout 900 -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure --timeout 2400 -j $(JOBS)
 
 bench: build
 	bash bench/run_train_bench.sh
