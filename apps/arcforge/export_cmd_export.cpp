@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "arcforge/common/error.hpp"
-#include "arcforge/common/log.hpp"
 #include "commands.hpp"
 #include "train/export/batch_norm_calibration.hpp"
 #include "train/export/onnx_writer.hpp"

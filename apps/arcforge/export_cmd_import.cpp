@@ -10,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include "arcforge/common/error.hpp"
-#include "arcforge/common/log.hpp"
 #include "commands.hpp"
 #include "train/export/onnx_import.hpp"
 #include "train/export/runtime_parity.hpp"

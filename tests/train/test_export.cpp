@@ -6,6 +6,8 @@
 //     norms kept and folded (max abs diff below 1e-4 of the output scale), and ONNX Runtime does
 //     too when node + onnxruntime-node are installed;
 //   - import(export(model)) gives back every weight bit for bit (kept) or the same outputs (folded);
+//   - a PyTorch torch.onnx export (InsightFace's layout, built by torch_layout_export.py when
+//     python3-torch is installed) imports and reproduces PyTorch's own outputs;
 //   - a malformed or mismatched file is an InputError naming the file and the first bad node;
 //   - the CLI: export from a checkpoint and from --random-init, the sidecar, import to a checkpoint.
 //

@@ -3,7 +3,6 @@
 // folded ones are named "<module>.folded.weight"/".bias" so nobody mistakes them for the originals.
 #include "train/export/onnx_writer.hpp"
 
-#include <filesystem>
 #include <limits>
 
 #include "arcforge/common/atomic_file.hpp"
