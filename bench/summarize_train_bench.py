@@ -1,5 +1,11 @@
 #!/usr/bin/env python3
-"""Joins arcforge `train --json` lines with pytorch_train_bench.py lines into a Markdown table."""
+"""Joins arcforge `train --json` lines with pytorch_train_bench.py lines into a Markdown table.
+
+usage: summarize_train_bench.py ARCFORGE.jsonl PYTORCH.jsonl [MACS.json PEAK_TFLOPS]
+MACS.json maps arch -> multiply-accumulates per 112x112 image (from `arcforge model-info --json`);
+with it and the measured bf16 matrix-product rate, the table adds model FLOPs utilisation:
+images/s x 3 (forward + backward) x 2 x MACs / peak.
+"""
 import json
 import sys
 
@@ -10,17 +16,23 @@ def load(path):
         line = line.strip()
         if line.startswith("{"):
             r = json.loads(line)
-            rows[(r["arch"], r["precision"])] = r
+            rows[(r["arch"], r["precision"], r.get("dataset", "synthetic"))] = r
     return rows
 
 
 ours, theirs = load(sys.argv[1]), load(sys.argv[2])
-print("| arch | precision | arcforge img/s | PyTorch img/s | ratio | arcforge peak MiB | PyTorch peak MiB | arcforge final loss |")
-print("|---|---|---|---|---|---|---|---|")
-for key in sorted(set(ours) | set(theirs)):
-    a, p = ours.get(key, {}), theirs.get(key, {})
+macs = json.load(open(sys.argv[3])) if len(sys.argv) > 3 else {}
+peak = float(sys.argv[4]) * 1e12 if len(sys.argv) > 4 else 0.0
+fmt = lambda v, d=1: f"{v:.{d}f}" if isinstance(v, (int, float)) else "-"
+print("| arch | precision | data | arcforge img/s | PyTorch img/s | ratio | arcforge MFU | arcforge peak MiB "
+      "| PyTorch peak MiB | arcforge final loss | skipped |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for key in sorted(set(ours) | {k for k in theirs}):
+    a = ours.get(key, {})
+    p = theirs.get((key[0], key[1], "synthetic"), {}) if key[2] == "synthetic" else {}
     ai, pi = a.get("images_per_s"), p.get("images_per_s")
     ratio = f"{ai / pi:.2f}" if ai and pi else "-"
-    fmt = lambda v, d=1: f"{v:.{d}f}" if isinstance(v, (int, float)) else "-"
-    print(f"| {key[0]} | {key[1]} | {fmt(ai)} | {fmt(pi)} | {ratio} | {fmt(a.get('peak_device_memory_mb'), 0)} "
-          f"| {fmt(p.get('peak_device_memory_mb'), 0)} | {fmt(a.get('final_loss'), 3)} |")
+    mfu = f"{100 * ai * 6 * macs[key[0]] / peak:.1f}%" if ai and peak and key[0] in macs else "-"
+    print(f"| {key[0]} | {key[1]} | {key[2]} | {fmt(ai)} | {fmt(pi)} | {ratio} | {mfu} "
+          f"| {fmt(a.get('peak_device_memory_mb'), 0)} | {fmt(p.get('peak_device_memory_mb'), 0)} "
+          f"| {fmt(a.get('final_loss'), 3)} | {a.get('skipped_steps', '-')} |")

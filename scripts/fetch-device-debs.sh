@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .debs
 cd .debs
-apt-get download nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
+# The image codecs (runtime library and headers) for the core's decoding.
+apt-get download nlohmann-json3-dev libcli11-dev libtomlplusplus-dev \
+  libturbojpeg0 libturbojpeg0-dev libspng0 libspng-dev

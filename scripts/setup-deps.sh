@@ -6,8 +6,10 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ ccache pkg-config
   libgtest-dev libbenchmark-dev
+  # tests only: libFuzzer targets (clang + its runtime) and djpeg as a second JPEG decoder
+  clang libclang-rt-14-dev libjpeg-turbo-progs
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
-  libturbojpeg0-dev libspng-dev
+  libturbojpeg0-dev libspng-dev libwebp-dev
   # training side: libtorch with OpenBLAS (Debian's default reference BLAS is ~50x slower) and tcmalloc
   libtorch-dev libopenblas0-openmp libtcmalloc-minimal4 libgloo-dev
 )

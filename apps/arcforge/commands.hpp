@@ -5,6 +5,10 @@
 
 namespace arcforge::cli {
 
+// Core commands (no libtorch), in every build.
+void add_pack_commands(CLI::App& app);
+void add_pack_bin_command(CLI::App& app);
+
 #ifdef ARCFORGE_WITH_TRAIN
 void add_model_info_command(CLI::App& app);
 void add_train_command(CLI::App& app);

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   CLI::App app{"arcforge: train, evaluate, export and run ArcFace-style face recognition"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "arcforge 0.1.0");
+  // Core commands (no libtorch), in every build.
+  arcforge::cli::add_pack_commands(app);
+  arcforge::cli::add_pack_bin_command(app);
 #ifdef ARCFORGE_WITH_TRAIN
   arcforge::cli::add_model_info_command(app);
   arcforge::cli::add_train_command(app);

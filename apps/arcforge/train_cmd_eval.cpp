@@ -1,5 +1,11 @@
-// `arcforge eval`: the verification protocol on a checkpoint (held-out synth pairs for now).
+// `arcforge eval`: the verification protocol on a checkpoint: InsightFace .bin sets, pair lists
+// (LFW pairs.txt, CSV) or, with neither, held-out synth pairs.
+#include <cstdio>
 #include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <thread>
 
@@ -7,7 +13,8 @@
 #include "commands.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/embed.hpp"
-#include "train/train/synth_batches.hpp"
+#include "train/train/eval_sets.hpp"
+#include "train/data/synth.hpp"
 #include "train/train/trainer.hpp"
 
 namespace arcforge::cli {
@@ -20,7 +27,36 @@ struct EvalArgs {
   std::string precision = "fp32", device = "auto";
   int threads = 0;
   bool json = false;
+  std::vector<std::string> bins, pair_lists;
+  std::string root;
 };
+
+void print_report(const std::string& name, const eval::VerificationReport& r) {
+  // InsightFace's line: name, accuracy mean +- std, then the extras.
+  std::printf("[%s] accuracy %.5f +- %.5f  threshold %.4f  VAL@FAR=1e-3 %.4f +- %.4f  AUC %.5f  EER %.4f  (%lld pairs)\n",
+              name.c_str(), r.accuracy, r.accuracy_std, r.threshold, r.val_at_far, r.val_std, r.auc, r.eer,
+              static_cast<long long>(r.pairs));
+}
+
+// Real sets: every --bin and --pair-list, each reported the InsightFace way.
+void run_sets(const EvalArgs& a, nn::Backbone& backbone, torch::Device device) {
+  nlohmann::json sets = nlohmann::json::array();
+  std::vector<std::string> paths = a.bins;
+  paths.insert(paths.end(), a.pair_lists.begin(), a.pair_lists.end());
+  for (const auto& path : paths) {
+    train::EvalSet set = train::load_eval_set(path, a.root);
+    auto report = train::evaluate_set(backbone, set, device, a.precision);
+    if (a.json) {
+      auto j = eval::to_json(report);
+      j["name"] = set.name;
+      j["path"] = path;
+      sets.push_back(j);
+    } else {
+      print_report(set.name, report);
+    }
+  }
+  if (a.json) std::cout << nlohmann::json{{"sets", sets}}.dump() << std::endl;
+}
 
 void run(const EvalArgs& a) {
   at::set_num_threads(a.threads > 0 ? a.threads
@@ -29,13 +65,14 @@ void run(const EvalArgs& a) {
   train::TrainModules modules = train::load_modules_from_checkpoint(a.checkpoint, &config);
   torch::Device device = train::resolve_device(a.device);
   modules.backbone->to(device);
+  if (!a.bins.empty() || !a.pair_lists.empty()) return run_sets(a, *modules.backbone, device);
   train::EvalConfig eval_config = config.eval;
   if (a.pairs > 0) eval_config.pairs = a.pairs;
   if (eval_config.pairs == 0) eval_config.pairs = 1000;
   if (a.identities > 0) eval_config.identities = a.identities;
   if (a.seed >= 0) eval_config.seed = static_cast<uint64_t>(a.seed);
-  train::SynthBatches data(config.data, 1, 0);
-  auto report = train::evaluate_synth(*modules.backbone, data.faces(), eval_config, device, a.precision);
+  const data::SynthFaces faces(data::SynthOptions{config.data.num_identities, config.data.seed, 112});
+  auto report = train::evaluate_synth(*modules.backbone, faces, eval_config, device, a.precision);
   if (a.json) {
     std::cout << eval::to_json(report).dump() << std::endl;
     return;
@@ -54,7 +91,10 @@ void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Verification accuracy of a checkpoint (10-fold protocol)");
   cmd->add_option("checkpoint", args->checkpoint, "Checkpoint file")->required();
-  cmd->add_option("--pairs", args->pairs, "Number of held-out synth pairs");
+  cmd->add_option("--bin", args->bins, "InsightFace .bin verification set (repeatable)");
+  cmd->add_option("--pair-list", args->pair_lists, "LFW pairs.txt or CSV (file_x,file_y,same) pair list (repeatable)");
+  cmd->add_option("--root", args->root, "Image root for --pair-list (default: the list's folder)");
+  cmd->add_option("--pairs", args->pairs, "Number of held-out synth pairs (when no set is given)");
   cmd->add_option("--identities", args->identities, "Held-out identities the pairs come from");
   cmd->add_option("--seed", args->seed, "Pair seed");
   cmd->add_option("--precision", args->precision, "fp32 | bf16 | fp16");

@@ -68,9 +68,11 @@ void run(const TrainArgs& a) {
                        {"batch_size", config.train.batch_size},
                        {"arch", config.model.arch},
                        {"margin", config.margin_preset},
+                       {"dataset", config.data.dataset},
                        {"precision", config.train.precision}};
     if (r.eval_before) out["eval_before"] = eval::to_json(*r.eval_before);
     if (r.eval_after) out["eval_after"] = eval::to_json(*r.eval_after);
+    for (const auto& [name, report] : r.eval_sets_after) out["eval_sets"][name] = eval::to_json(report);
     std::cout << out.dump() << std::endl;
     return;
   }

@@ -17,6 +17,7 @@
 
 #include "arcforge/common/error.hpp"
 #include "train/nn/backbone.hpp"
+#include "train/nn/margin.hpp"
 #include "train/nn/complexity.hpp"
 
 namespace an = arcforge::nn;
@@ -395,5 +396,26 @@ TEST(Backbones, ModelInfoCommandJson) {
   EXPECT_EQ(j.at("flops").get<int64_t>(), 2 * c.macs);
   EXPECT_EQ(j.at("input"), nlohmann::json::array({112, 112}));
   EXPECT_EQ(j.at("embedding_size").get<int64_t>(), 128);
+}
+
+// check-device's own code, run CPU against CPU (fp32): the comparison must be exact, and every
+// margin must be covered. Guards the command that only ever runs for real on a GPU machine.
+TEST(Backbones, CheckDeviceSelfCheckOnCpu) {
+  if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  const std::string command =
+      std::string(ARCFORGE_CLI) + " check-device --device cpu --arch mbf --batch 2 --json";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  ASSERT_EQ(pclose(pipe), 0) << output;
+  const nlohmann::json j = nlohmann::json::parse(output);
+  EXPECT_TRUE(j.at("ok").get<bool>());
+  ASSERT_EQ(j.at("backbones").size(), 1u);
+  EXPECT_EQ(j["backbones"][0].at("fp32_rel_err").get<double>(), 0.0);
+  EXPECT_EQ(j["backbones"][0].at("fp32_grad_rel_err").get<double>(), 0.0);
+  EXPECT_EQ(j.at("margins").size(), an::margin_names().size());
+  for (const auto& m : j["margins"]) EXPECT_EQ(m.at("grad_rel_err").get<double>(), 0.0) << m.dump();
 }
 #endif

@@ -26,6 +26,18 @@ class Reader {
     if (!node) return;
     if constexpr (std::is_same_v<T, std::string>) {
       if (auto v = node->value<std::string>()) return void(out = *v);
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      // An array of strings; a single string is taken as a one-element list (handy with --set).
+      if (auto v = node->value<std::string>()) return void(out = {*v});
+      if (const toml::array* array = node->as_array()) {
+        std::vector<std::string> items;
+        for (const auto& element : *array) {
+          auto item = element.value<std::string>();
+          if (!item) bad(section, key, "must be a list of strings");
+          items.push_back(*item);
+        }
+        return void(out = std::move(items));
+      }
     } else if constexpr (std::is_same_v<T, bool>) {
       if (auto v = node->value<bool>()) return void(out = *v);
     } else if constexpr (std::is_floating_point_v<T>) {
@@ -81,6 +93,12 @@ void apply_override(toml::table& root, const std::string& assignment) {
   toml::table* table = root[section].as_table();
   if (!table) throw ConfigError("override '" + assignment + "': '" + section + "' is not a section");
   table->insert_or_assign(key, *parsed.get("v"));
+}
+
+toml::array string_array(const std::vector<std::string>& items) {
+  toml::array array;
+  for (const auto& item : items) array.push_back(item);
+  return array;
 }
 
 nn::DynamicMarginMode parse_dynamic_mode(const std::string& s, const std::string& source) {
@@ -206,6 +224,8 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("eval", "identities", c.eval.identities);
   r.get("eval", "seed", c.eval.seed);
   r.get("eval", "batch_size", c.eval.batch_size);
+  r.get("eval", "sets", c.eval.sets);
+  r.get("eval", "set_root", c.eval.set_root);
 
   r.get("log", "every", c.log.every);
   r.get("log", "metrics", c.log.metrics);
@@ -279,7 +299,9 @@ std::string to_toml(const TrainConfig& c) {
                            {"pairs", c.eval.pairs},
                            {"identities", c.eval.identities},
                            {"seed", static_cast<int64_t>(c.eval.seed)},
-                           {"batch_size", c.eval.batch_size}}},
+                           {"batch_size", c.eval.batch_size},
+                           {"sets", string_array(c.eval.sets)},
+                           {"set_root", c.eval.set_root}}},
       {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}}},
   };
   std::ostringstream out;

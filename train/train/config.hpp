@@ -62,6 +62,8 @@ struct EvalConfig {
   int64_t identities = 200; // held-out synth identities they are drawn from
   uint64_t seed = 12345;
   int64_t batch_size = 64;
+  std::vector<std::string> sets;  // real verification sets: .bin files or pair lists (.csv, pairs.txt)
+  std::string set_root;           // image root for pair lists (empty: each list's folder)
 };
 
 struct LogConfig {

@@ -14,24 +14,6 @@ torch::Tensor GradScaler::scale(const torch::Tensor& loss) const {
   return enabled_ ? loss * scale_ : loss;
 }
 
-bool gradients_finite(const std::vector<torch::Tensor>& params) {
-  // One host sync for all tensors: the largest |g| is finite iff every g is (max propagates NaN).
-  std::vector<torch::Tensor> maxima;
-  for (const auto& p : params)
-    if (p.grad().defined()) maxima.push_back(p.grad().detach().abs().max().to(torch::kFloat));
-  if (maxima.empty()) return true;
-  return torch::isfinite(torch::stack(maxima).max()).item<bool>();
-}
-
-bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& params) const {
-  if (enabled_) {
-    torch::NoGradGuard no_grad;
-    for (const auto& p : params)
-      if (p.grad().defined()) p.mutable_grad().mul_(1.0 / scale_);
-  }
-  return gradients_finite(params);
-}
-
 void GradScaler::update(bool found_nonfinite) {
   if (!enabled_) return;
   if (found_nonfinite) {

@@ -1,6 +1,6 @@
 #pragma once
 // Dynamic loss scaling for fp16 (PyTorch's GradScaler semantics): multiply the loss by `scale`
-// before backward, divide the gradients by it before the step, skip the step and halve the scale
+// before backward, divide the gradients by it before the step (the trainer, with scale_grads), skip the step and halve the scale
 // when a gradient is not finite, double the scale after `growth_interval` finite steps.
 #include <torch/torch.h>
 
@@ -14,8 +14,6 @@ class GradScaler {
              double backoff_factor = 0.5, int64_t growth_interval = 2000);
 
   torch::Tensor scale(const torch::Tensor& loss) const;
-  // Divides every gradient by the scale; returns false when any gradient is not finite.
-  bool unscale_and_check(const std::vector<torch::Tensor>& params) const;
   // Adjusts the scale after a step: found_nonfinite says whether the step was skipped.
   void update(bool found_nonfinite);
 
@@ -32,8 +30,5 @@ class GradScaler {
   int64_t growth_interval_;
   int64_t growth_tracker_ = 0;
 };
-
-// True when every gradient of `params` is finite (one host sync).
-bool gradients_finite(const std::vector<torch::Tensor>& params);
 
 }  // namespace arcforge::train

@@ -10,7 +10,7 @@ SynthBatches::SynthBatches(const DataConfig& data, int64_t batch_size, uint64_t 
       samples_per_identity_(data.samples_per_identity),
       sampling_seed_(sampling_seed) {}
 
-Batch SynthBatches::batch(int64_t index, torch::Device device) const {
+Batch SynthBatches::batch(int64_t index, torch::Device device) {
   auto identities = torch::empty({batch_size_}, torch::kInt64);
   auto samples = torch::empty({batch_size_}, torch::kInt64);
   auto* id = identities.data_ptr<int64_t>();

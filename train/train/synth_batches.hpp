@@ -4,19 +4,15 @@
 #include <torch/torch.h>
 
 #include "train/data/synth.hpp"
+#include "train/train/batch_source.hpp"
 #include "train/train/config.hpp"
 
 namespace arcforge::train {
 
-struct Batch {
-  torch::Tensor images;  // [B,3,112,112] float, network input ((255x-127.5)/127.5), on the device
-  torch::Tensor labels;  // [B] int64 class index, on the device
-};
-
-class SynthBatches {
+class SynthBatches : public BatchSource {
  public:
   SynthBatches(const DataConfig& data, int64_t batch_size, uint64_t sampling_seed);
-  Batch batch(int64_t index, torch::Device device) const;
+  Batch batch(int64_t index, torch::Device device) override;
   const data::SynthFaces& faces() const { return faces_; }
 
  private:

@@ -11,10 +11,12 @@
 #include "train/compat/torch_compat.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/embed.hpp"
+#include "train/train/eval_sets.hpp"
 #include "train/train/grad_scaler.hpp"
 #include "train/train/lr_schedule.hpp"
 #include "train/train/metrics_log.hpp"
-#include "train/train/synth_batches.hpp"
+#include "train/train/batch_source.hpp"
+#include "train/train/step_ops.hpp"
 
 namespace arcforge::train {
 namespace {
@@ -103,9 +105,6 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
   if (device.is_cuda())
     at::globalContext().setBenchmarkCuDNN(true);  // fixed shapes: let cuDNN pick the fastest kernels
   const auto low_dtype = precision == "fp16" ? at::kHalf : at::kBFloat16;
-  if (config.data.dataset != "synth")
-    throw ConfigError("data.dataset '" + config.data.dataset +
-                      "' is not available in this build yet; use 'synth'");
 
   // ---- model, head, optimizer, schedule ----------------------------------------------------
   TrainModules m = make_modules(config);
@@ -132,7 +131,10 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
     log::info(log::cat("resumed from ", resume_from, " at step ", counters.step));
   }
 
-  SynthBatches data(config.data, config.train.batch_size, config.train.seed);
+  std::unique_ptr<BatchSource> data =
+      make_batch_source(config.data, config.train.batch_size, config.train.seed);
+  // Held-out synth identities for evaluation, whatever the training data.
+  const data::SynthFaces eval_faces(data::SynthOptions{config.data.num_identities, config.data.seed, 112});
   const std::string checkpoint_path = latest_checkpoint_path(config.checkpoint.dir);
   const std::string metrics_path = config.log.metrics.empty()
                                        ? (std::filesystem::path(config.checkpoint.dir) / "metrics.jsonl").string()
@@ -142,9 +144,27 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
   TrainResult result;
   result.device = device.str();
   result.metrics = metrics_path;
+  // Real verification sets are read once (encoded images stay in memory) and scored at every eval.
+  std::vector<EvalSet> eval_sets;
+  for (const auto& path : config.eval.sets) eval_sets.push_back(load_eval_set(path, config.eval.set_root));
+  auto evaluate_real_sets = [&](const char* when) {
+    for (const auto& set : eval_sets) {
+      try {
+        auto report = evaluate_set(*m.backbone, set, device, precision, config.eval.batch_size);
+        metrics.write({{"step", counters.step}, {"eval_set", set.name}, {"eval", eval::to_json(report)}, {"when", when}});
+        log::info(log::cat("[", set.name, "] step ", counters.step, ": accuracy ", fixed(report.accuracy, 5),
+                           " +- ", fixed(report.accuracy_std, 5), ", VAL@FAR=1e-3 ", fixed(report.val_at_far, 4)));
+        if (std::string(when) == "after") result.eval_sets_after.emplace_back(set.name, report);
+      } catch (const InputError& e) {
+        log::warn(log::cat("[", set.name, "] eval at step ", counters.step, " skipped: ", e.what()));
+      }
+    }
+  };
   auto evaluate = [&](const char* when) -> std::optional<eval::VerificationReport> {
+    evaluate_real_sets(when);
+    if (config.eval.pairs <= 0) return std::nullopt;
     try {
-      auto report = evaluate_synth(*m.backbone, data.faces(), config.eval, device, precision);
+      auto report = evaluate_synth(*m.backbone, eval_faces, config.eval, device, precision);
       metrics.write({{"step", counters.step}, {"eval", eval::to_json(report)}, {"when", when}});
       log::info(log::cat("eval at step ", counters.step, ": accuracy ", fixed(report.accuracy, 4),
                          " +- ", fixed(report.accuracy_std, 4), ", AUC ", fixed(report.auc, 4)));
@@ -155,7 +175,7 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
       return std::nullopt;
     }
   };
-  const bool eval_enabled = config.eval.pairs > 0;
+  const bool eval_enabled = config.eval.pairs > 0 || !eval_sets.empty();
   if (eval_enabled && resume_from.empty()) result.eval_before = evaluate("before");
 
   auto save = [&] {
@@ -165,9 +185,13 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
     result.checkpoint = checkpoint_path;
   };
 
-  std::vector<torch::Tensor> backbone_params = m.backbone->parameters();
-  std::vector<torch::Tensor> all_params = optimizer->parameters();
-  std::vector<torch::Tensor> backbone_buffers = m.backbone->buffers();
+  const std::vector<torch::Tensor> backbone_params = m.backbone->parameters();
+  const std::vector<torch::Tensor> head_params = m.head->parameters();
+  std::vector<torch::Tensor> all_params = backbone_params;
+  all_params.insert(all_params.end(), head_params.begin(), head_params.end());
+  // BatchNorm running statistics change in the forward pass; a skipped step must not keep them.
+  TensorSnapshot bn_statistics(m.backbone->buffers());
+  auto* sgd = dynamic_cast<torch::optim::SGD*>(optimizer.get());
   Progress progress("train", total_steps, config.log.every);
   const int64_t images_per_step = config.train.batch_size * config.train.grad_accumulation;
   double train_seconds = 0;
@@ -188,14 +212,12 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
     const int64_t step = counters.step;
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
-    optimizer->zero_grad();
-    // BatchNorm running statistics change in the forward pass; a skipped step must not keep them.
-    std::vector<torch::Tensor> buffer_snapshot;
-    for (const auto& b : backbone_buffers) buffer_snapshot.push_back(b.clone());
+    clear_grads(all_params);
+    bn_statistics.take();
 
     torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
     for (int64_t micro = 0; micro < config.train.grad_accumulation; ++micro) {
-      Batch batch = data.batch(step * config.train.grad_accumulation + micro, device);
+      Batch batch = data->batch(step * config.train.grad_accumulation + micro, device);
       if (config.train.channels_last)
         batch.images = batch.images.contiguous(at::MemoryFormat::ChannelsLast);
       torch::Tensor embeddings;  // [B, E]
@@ -215,19 +237,25 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
       step_loss += loss.detach();
     }
 
-    const double loss_value = step_loss.item<double>();
-    const bool finite = scaler.unscale_and_check(all_params) && std::isfinite(loss_value);
+    if (scaler.enabled()) scale_grads(all_params, 1.0 / scaler.current_scale());
+    // Clipping and the finiteness check stay on the device; the step's one host read follows.
+    GradientCheck check = clip_and_check(backbone_params, head_params, config.train.clip_grad_norm);
+    torch::Tensor verdict = torch::stack({step_loss.to(torch::kDouble),
+                                          (check.all_finite & torch::isfinite(step_loss)).to(torch::kDouble)})
+                                .to(torch::kCPU);
+    const double loss_value = verdict[0].item<double>();
+    const bool finite = verdict[1].item<double>() != 0;
     scaler.update(!finite);
     if (finite) {
-      if (config.train.clip_grad_norm > 0)
-        torch::nn::utils::clip_grad_norm_(backbone_params, config.train.clip_grad_norm);
-      optimizer->step();
+      if (sgd != nullptr)
+        foreach_sgd_step(*sgd);
+      else
+        optimizer->step();
       counters.nonfinite_consecutive = 0;
       window_loss += loss_value;
       ++window_steps;
     } else {
-      torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < backbone_buffers.size(); ++i) backbone_buffers[i].copy_(buffer_snapshot[i]);
+      bn_statistics.restore();
       ++counters.nonfinite_total;
       ++counters.nonfinite_consecutive;
       log::warn(log::cat("step ", step, ": non-finite loss or gradient, step skipped (",

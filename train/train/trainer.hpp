@@ -5,6 +5,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "arcforge/common/error.hpp"
 #include "arcforge/eval/verification.hpp"
@@ -37,6 +39,7 @@ struct TrainResult {
   double peak_device_memory_mb = 0;  // CUDA peak allocated memory (0 on CPU)
   std::optional<eval::VerificationReport> eval_before;  // untrained (only on a fresh run)
   std::optional<eval::VerificationReport> eval_after;
+  std::vector<std::pair<std::string, eval::VerificationReport>> eval_sets_after;  // eval.sets, by name
 };
 
 // Trains as configured. With resume_from, continues from that checkpoint (its config must match

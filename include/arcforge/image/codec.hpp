@@ -1,0 +1,49 @@
+#pragma once
+// Image files in and out without OpenCV: JPEG (libturbojpeg), PNG (libspng) and WebP (libwebp, when
+// the build found it). The format is sniffed from the magic bytes, never from the file name.
+// Every input is untrusted: sizes are checked from the header before any pixel buffer is allocated,
+// and every failure is an InputError that names the file and the problem.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "arcforge/image/image.hpp"
+
+namespace arcforge::image {
+
+struct DecodeLimits {
+  uint64_t max_pixels = 64'000'000;  // width * height; decompression bombs stop at the header
+  uint64_t max_bytes = 256ull << 20;  // size of the encoded input
+};
+
+enum class Format { unknown, jpeg, png, webp };
+
+Format sniff_format(std::string_view bytes);
+const char* format_name(Format format);
+
+// True when this build can decode WebP (libwebp was found at configure time).
+bool webp_supported();
+
+// Decodes to 3-channel RGB whatever the source: gray, palette, 16-bit, alpha (dropped, not
+// composited), CMYK JPEG (taken as Adobe-inverted, as OpenCV and PIL do). EXIF orientation is not
+// applied. JPEG uses the accurate integer IDCT and smooth chroma upsampling, like OpenCV and PIL.
+// Throws InputError "name_for_errors: ..." on an empty, truncated, corrupt, unknown or too large
+// input.
+Image decode(std::string_view bytes, const std::string& name_for_errors, const DecodeLimits& limits = {});
+
+// Reads the file (refusing one over limits.max_bytes before reading it) and decodes it.
+Image decode_file(const std::string& path, const DecodeLimits& limits = {});
+
+enum class ChromaSubsampling { s420, s444 };
+
+// Baseline JPEG of a 1- or 3-channel image; quality 1..100. 4:2:0 is the default of PIL and OpenCV.
+std::string encode_jpeg(const Image& image, int quality = 95,
+                        ChromaSubsampling subsampling = ChromaSubsampling::s420);
+
+// Lossless 8-bit PNG (gray or RGB) of a 1- or 3-channel image.
+std::string encode_png(const Image& image);
+
+// encode_png written with write_file_atomically: readers never see a torn file.
+void write_png(const std::string& path, const Image& image);
+
+}  // namespace arcforge::image

@@ -1,0 +1,159 @@
+#include "train/train/step_ops.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <type_traits>
+
+namespace arcforge::train {
+namespace {
+
+// torch::optim keys its per-parameter state by the TensorImpl: as a string in libtorch 1.13,
+// as the pointer itself in 2.x. Derive the key type from the map instead of the version number.
+template <typename StateMap>
+typename StateMap::key_type state_key(const torch::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;  // the address as libtorch 1.13 prints it (c10::guts::to_string)
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  grads.reserve(params.size());
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  return grads;
+}
+
+void clear_grads(const std::vector<torch::Tensor>& params) {
+  for (const auto& p : params)
+    if (p.grad().defined()) const_cast<torch::Tensor&>(p).mutable_grad().reset();
+}
+
+void scale_grads(const std::vector<torch::Tensor>& params, double factor) {
+  torch::NoGradGuard no_grad;
+  auto grads = defined_grads(params);
+  if (!grads.empty()) at::_foreach_mul_(grads, factor);
+}
+
+GradientCheck clip_and_check(const std::vector<torch::Tensor>& clipped,
+                             const std::vector<torch::Tensor>& others, double max_norm) {
+  torch::NoGradGuard no_grad;
+  auto clipped_grads = defined_grads(clipped);
+  auto other_grads = defined_grads(others);
+  auto total_norm = [](const std::vector<torch::Tensor>& grads) {
+    if (grads.empty()) return torch::zeros({});
+    // Per-tensor norms in one multi-tensor kernel, then the norm of the norms (in fp32).
+    auto norms = at::_foreach_norm(grads, 2);
+    for (auto& n : norms) n = n.to(torch::kFloat);
+    return torch::stack(norms).norm(2);
+  };
+  GradientCheck check;
+  check.clip_norm = total_norm(clipped_grads);
+  torch::Tensor others_norm = total_norm(other_grads).to(check.clip_norm.device());
+  // A NaN or inf anywhere makes its tensor's norm, and so the sum, non-finite.
+  check.all_finite = torch::isfinite(check.clip_norm + others_norm);
+  if (max_norm > 0 && !clipped_grads.empty()) {
+    // min(max_norm / (norm + 1e-6), 1): multiplying by exactly 1 leaves small gradients unchanged,
+    // as the branch in clip_grad_norm_ does, without reading the norm back.
+    torch::Tensor coefficient = (max_norm / (check.clip_norm + 1e-6)).clamp_max(1.0);
+    for (auto& g : clipped_grads) g.mul_(coefficient.to(g.scalar_type()));
+  }
+  return check;
+}
+
+void foreach_sgd_step(torch::optim::SGD& optimizer) {
+  torch::NoGradGuard no_grad;
+  auto& state = optimizer.state();
+  using StateMap = std::remove_reference_t<decltype(state)>;
+  for (auto& group : optimizer.param_groups()) {
+    const auto& options = static_cast<const torch::optim::SGDOptions&>(group.options());
+    std::vector<torch::Tensor> params, grads;
+    for (auto& p : group.params())
+      if (p.grad().defined()) {
+        params.push_back(p);
+        grads.push_back(p.grad());
+      }
+    if (params.empty()) continue;
+    // d_p = grad + weight_decay * p   (a new list: the gradients themselves stay as they are)
+    std::vector<torch::Tensor> steps =
+        options.weight_decay() != 0 ? at::_foreach_add(grads, params, options.weight_decay()) : grads;
+    if (options.momentum() != 0) {
+      std::vector<torch::Tensor> buffers;
+      bool all_present = true;
+      for (size_t i = 0; i < params.size(); ++i) {
+        auto found = state.find(state_key<StateMap>(params[i]));
+        if (found == state.end()) {
+          all_present = false;
+          break;
+        }
+        buffers.push_back(static_cast<torch::optim::SGDParamState&>(*found->second).momentum_buffer());
+      }
+      if (!all_present) {
+        // First step: the buffer starts as a copy of d_p (torch::optim::SGD's rule).
+        buffers.clear();
+        for (size_t i = 0; i < params.size(); ++i) {
+          auto key = state_key<StateMap>(params[i]);
+          auto found = state.find(key);
+          torch::Tensor buffer;
+          if (found == state.end()) {
+            buffer = torch::clone(steps[i]).detach();
+            auto fresh = std::make_unique<torch::optim::SGDParamState>();
+            fresh->momentum_buffer(buffer);
+            state[key] = std::move(fresh);
+          } else {
+            buffer = static_cast<torch::optim::SGDParamState&>(*found->second).momentum_buffer();
+            buffer.mul_(options.momentum()).add_(steps[i], 1 - options.dampening());
+          }
+          buffers.push_back(buffer);
+        }
+      } else {
+        at::_foreach_mul_(buffers, options.momentum());
+        at::_foreach_add_(buffers, steps, 1 - options.dampening());
+      }
+      steps = options.nesterov() ? at::_foreach_add(steps, buffers, options.momentum()) : buffers;
+    }
+    at::_foreach_add_(params, steps, -1 * options.lr());
+  }
+}
+
+}  // namespace arcforge::train
+
+namespace arcforge::train {
+
+TensorSnapshot::TensorSnapshot(std::vector<torch::Tensor> tensors) {
+  for (auto& t : tensors) {
+    auto same_dtype = [&](const Group& g) { return g.tensors.front().scalar_type() == t.scalar_type(); };
+    auto it = std::find_if(groups_.begin(), groups_.end(), same_dtype);
+    if (it == groups_.end()) it = groups_.insert(groups_.end(), Group{});
+    it->tensors.push_back(t);
+  }
+}
+
+void TensorSnapshot::take() {
+  torch::NoGradGuard no_grad;
+  for (auto& g : groups_) {
+    std::vector<torch::Tensor> flat;
+    flat.reserve(g.tensors.size());
+    for (auto& t : g.tensors) flat.push_back(t.detach().reshape({-1}));
+    g.copy = torch::cat(flat);
+  }
+}
+
+void TensorSnapshot::restore() {
+  torch::NoGradGuard no_grad;
+  for (auto& g : groups_) {
+    int64_t offset = 0;
+    for (auto& t : g.tensors) {
+      t.copy_(g.copy.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  }
+}
+
+}  // namespace arcforge::train
