@@ -30,4 +30,3 @@ run cos32_b64_s200 --set head.margin=cosface --set head.scale=32 --set head.m3=0
 run cos32_cosine --set head.margin=cosface --set head.scale=32 --set head.m3=0.25 --set schedule.name=cosine
 run cos32_2000 --set head.margin=cosface --set head.scale=32 --set head.m3=0.25 --set train.steps=2000 --set eval.every=500
 run arcface_2000 --set train.steps=2000 --set eval.every=500
-run cos32_ids1000_2000 --set head.margin=cosface --set head.scale=32 --set head.m3=0.25 --set data.num_identities=1000 --set train.steps=2000 --set eval.every=500
