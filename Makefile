@@ -23,6 +23,8 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 2400 -j $(JOBS)
 
 bench: build
+	cmake --build $(BUILD) --target loader_bench
+	$(BUILD)/bench/loader_bench
 	bash bench/run_train_bench.sh
 
 clean:

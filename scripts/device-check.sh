@@ -15,7 +15,8 @@ BATCH=${BATCH:-128}
 CLASSES=${CLASSES:-10000}
 # Sections to run after the build: check (CUDA vs CPU numerics), throughput (arcforge, with the
 # matrix-product rate), pytorch (the Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
-SECTIONS=${SECTIONS:-check throughput pytorch}
+# augment (CPU vs CUDA rows of augment-preview for four option sets).
+SECTIONS=${SECTIONS:-check augment throughput pytorch}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log() { echo "[device-check $(date +%T)] $*"; }
 
@@ -44,6 +45,27 @@ log "build done"
 if want check; then
   log "CUDA vs CPU numerics"
   timeout 120 $CLI check-device | tee "$OUT/check-device.txt"
+fi
+if want augment; then
+  log "augmentation: CPU vs CUDA"
+  ALL="--preset article --set shift_p=0.6 --set downup_p=0.6 --set blur_p=0.6 --set gray_p=0.3 --set color_p=0.6
+       --set erase_p=0.6 --set rotate_p=0.6 --set scale_p=0.6 --set erase_area_max=0.2 --set erase_aspect_min=0.3"
+  i=0
+  for args in "--preset article" "--preset dali" "$ALL --set erase_fill=noise" \
+              "$ALL --set erase_fill=mean --set max_rotate_deg=40 --set blur_sigma_max=3"; do
+    i=$((i+1))
+    for dev in cpu cuda; do
+      # shellcheck disable=SC2086
+      timeout 60 $CLI augment-preview $args --count 32 --variants 3 --seed 7 --threads 4 --device $dev \
+        --out "$OUT/augment${i}_$dev.png" --npy "$OUT/augment${i}_$dev.npy" --json > /dev/null
+    done
+    $PYTHON -c "
+import numpy as np
+a = np.load('$OUT/augment${i}_cpu.npy'); b = np.load('$OUT/augment${i}_cuda.npy'); d = np.abs(a - b)
+print('augment set $i', a.shape, 'max |cpu-cuda| =', d.max(), 'mean', d.mean(), 'ok' if d.max() < 1e-4 else 'FAIL')
+" | tee -a "$OUT/augment.txt"
+    rm -f "$OUT/augment${i}_cpu.npy" "$OUT/augment${i}_cuda.npy" "$OUT/augment${i}_cpu.png"
+  done
 fi
 if want sweep; then
   log "make-demo settings sweep on synth"

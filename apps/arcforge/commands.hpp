@@ -14,6 +14,7 @@ void add_model_info_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_check_device_command(CLI::App& app);
+void add_augment_preview_command(CLI::App& app);
 #endif
 
 #if defined(ARCFORGE_WITH_TRAIN) && defined(ARCFORGE_WITH_EXPORT)

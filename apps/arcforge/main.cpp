@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   arcforge::cli::add_train_command(app);
   arcforge::cli::add_eval_command(app);
   arcforge::cli::add_check_device_command(app);
+  arcforge::cli::add_augment_preview_command(app);
 #endif
 #if defined(ARCFORGE_WITH_TRAIN) && defined(ARCFORGE_WITH_EXPORT)
   arcforge::cli::add_export_command(app);

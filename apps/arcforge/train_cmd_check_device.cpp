@@ -40,7 +40,11 @@ double min_row_cosine(const torch::Tensor& got, const torch::Tensor& ref) {
 
 // Tolerances: fp32 must agree to accumulation-order noise; bf16/fp16 autocast to the embedding's
 // direction (what verification uses).
-constexpr double kFp32Tol = 1e-3, kLowCosine = 0.99;
+// The first layer's gradient passes back through every train-mode BatchNorm of the network at a
+// batch of 4, which amplifies summation-order differences: on an H200 (TF32 off) it differed by
+// 6e-4..3.4e-3 of its largest value while the outputs agreed to 2e-5..2e-4. A wrong kernel is off
+// by O(1), so the gradient gets its own, looser bound.
+constexpr double kFp32Tol = 1e-3, kFp32GradTol = 1e-2, kLowCosine = 0.99;
 
 // Forward and backward of `model` on `x` in train mode (batch statistics and gradients, the path
 // training takes): the output and the gradient of the first parameter, both detached.
@@ -67,7 +71,7 @@ nlohmann::json check_backbone(const std::string& arch, int64_t batch, torch::Dev
   nlohmann::json r{{"arch", arch},
                    {"fp32_rel_err", max_rel_error(out, ref_out)},
                    {"fp32_grad_rel_err", max_rel_error(grad, ref_grad)}};
-  bool ok = r["fp32_rel_err"].get<double>() < kFp32Tol && r["fp32_grad_rel_err"].get<double>() < kFp32Tol;
+  bool ok = r["fp32_rel_err"].get<double>() < kFp32Tol && r["fp32_grad_rel_err"].get<double>() < kFp32GradTol;
   if (target.is_cuda()) {
     // Low precision compared in train mode too: untrained deep IResNets overflow in eval mode
     // (arcface_torch's init), which would say nothing about the device.

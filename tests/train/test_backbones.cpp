@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -377,18 +378,22 @@ TEST(Backbones, GradientReachesStemConv) {
 }
 
 #ifdef ARCFORGE_CLI
-// The CLI's --json output agrees with measure_complexity (skipped when the CLI is not built).
-TEST(Backbones, ModelInfoCommandJson) {
-  if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
-  const std::string command =
-      std::string(ARCFORGE_CLI) + " model-info mbf --embedding-size 128 --threads 2 --json";
+// Runs the CLI with `args`, expects exit status 0, and parses its stdout as one JSON object.
+nlohmann::json run_cli_json(const std::string& args) {
+  const std::string command = std::string(ARCFORGE_CLI) + " " + args;
   FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
+  if (!pipe) throw std::runtime_error("popen failed: " + command);
   std::string output;
   char buffer[4096];
   while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  ASSERT_EQ(pclose(pipe), 0) << output;
-  const nlohmann::json j = nlohmann::json::parse(output);
+  if (pclose(pipe) != 0) throw std::runtime_error(command + " failed: " + output);
+  return nlohmann::json::parse(output);
+}
+
+// The CLI's --json output agrees with measure_complexity (skipped when the CLI is not built).
+TEST(Backbones, ModelInfoCommandJson) {
+  if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  const nlohmann::json j = run_cli_json("model-info mbf --embedding-size 128 --threads 2 --json");
   const an::Complexity c = measured("mbf", 128);
   EXPECT_EQ(j.at("arch"), "mbf");
   EXPECT_EQ(j.at("params").get<int64_t>(), c.params);
@@ -402,15 +407,7 @@ TEST(Backbones, ModelInfoCommandJson) {
 // margin must be covered. Guards the command that only ever runs for real on a GPU machine.
 TEST(Backbones, CheckDeviceSelfCheckOnCpu) {
   if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
-  const std::string command =
-      std::string(ARCFORGE_CLI) + " check-device --device cpu --arch mbf --batch 2 --json";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  ASSERT_EQ(pclose(pipe), 0) << output;
-  const nlohmann::json j = nlohmann::json::parse(output);
+  const nlohmann::json j = run_cli_json("check-device --device cpu --arch mbf --batch 2 --json");
   EXPECT_TRUE(j.at("ok").get<bool>());
   ASSERT_EQ(j.at("backbones").size(), 1u);
   EXPECT_EQ(j["backbones"][0].at("fp32_rel_err").get<double>(), 0.0);

@@ -1,6 +1,7 @@
 #include "train/train/batch_source.hpp"
 
 #include "arcforge/common/error.hpp"
+#include "train/train/loader_batches.hpp"
 #include "train/train/synth_batches.hpp"
 
 namespace arcforge::train {
@@ -27,12 +28,22 @@ class FixedRandomBatch : public BatchSource {
 
 }  // namespace
 
-std::unique_ptr<BatchSource> make_batch_source(const DataConfig& data, int64_t batch_size,
-                                               uint64_t sampling_seed) {
-  if (data.dataset == "synth") return std::make_unique<SynthBatches>(data, batch_size, sampling_seed);
-  if (data.dataset == "synthetic") return std::make_unique<FixedRandomBatch>(data, batch_size, sampling_seed);
-  throw ConfigError("data.dataset '" + data.dataset +
-                    "' is not available in this build yet; use 'synth' or 'synthetic'");
+std::unique_ptr<BatchSource> make_batch_source(const TrainConfig& config, torch::Device device,
+                                               std::shared_ptr<const data::ImageSource> source) {
+  const DataConfig& data = config.data;
+  const int64_t batch = config.train.batch_size;
+  if (data.dataset == "synth") return std::make_unique<SynthBatches>(data, batch, config.train.seed);
+  if (data.dataset == "synthetic") return std::make_unique<FixedRandomBatch>(data, batch, config.train.seed);
+  if (data.dataset == "rec" || data.dataset == "folder") {
+    if (!source) source = open_dataset(data);
+    return std::make_unique<LoaderBatches>(std::move(source), config, device);
+  }
+  throw ConfigError("data.dataset '" + data.dataset + "' is not one of synth, synthetic, rec, folder");
+}
+
+std::shared_ptr<const data::ImageSource> open_dataset(const DataConfig& data) {
+  if (data.dataset != "rec" && data.dataset != "folder") return nullptr;
+  return data::open_image_source(data.path);
 }
 
 }  // namespace arcforge::train

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "train/data/image_source.hpp"
 #include "train/train/config.hpp"
 
 namespace arcforge::train {
@@ -20,9 +21,13 @@ class BatchSource {
   virtual Batch batch(int64_t index, torch::Device device) = 0;
 };
 
-// data.dataset "synth" (rendered faces) or "synthetic" (one fixed random batch, reused every step:
-// arcface_torch's SyntheticDataset, for measuring the training step alone).
-std::unique_ptr<BatchSource> make_batch_source(const DataConfig& data, int64_t batch_size,
-                                               uint64_t sampling_seed);
+// data.dataset "synth" (rendered faces), "synthetic" (one fixed random batch, reused every step:
+// arcface_torch's SyntheticDataset, for measuring the training step alone), or "rec"/"folder"
+// (a real dataset through the loader and the augmenter; `source` must then be open_dataset's).
+std::unique_ptr<BatchSource> make_batch_source(const TrainConfig& config, torch::Device device,
+                                               std::shared_ptr<const data::ImageSource> source = nullptr);
+
+// rec/folder: opens data.path (InputError naming it). synth/synthetic: nullptr.
+std::shared_ptr<const data::ImageSource> open_dataset(const DataConfig& data);
 
 }  // namespace arcforge::train

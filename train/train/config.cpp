@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "arcforge/common/error.hpp"
+#include "train/data/augment.hpp"
 
 namespace arcforge::train {
 namespace {
@@ -47,6 +48,22 @@ class Reader {
         if (*v < 0 && std::is_unsigned_v<T>) bad(section, key, "must not be negative");
         return void(out = static_cast<T>(*v));
       }
+    }
+    bad(section, key, "has the wrong type");
+  }
+
+  // A scalar (number, string or bool) kept as text under `key` in `out`, when present.
+  void get_text(const std::string& section, const std::string& key, std::map<std::string, std::string>& out) {
+    used_.insert(section + "." + key);
+    const toml::node* node = root_.at_path(section + "." + key).node();
+    if (!node) return;
+    if (auto v = node->value<std::string>()) return void(out[key] = *v);
+    if (auto v = node->value<int64_t>(); v && node->is_integer()) return void(out[key] = std::to_string(*v));
+    if (auto v = node->value<double>()) {
+      std::ostringstream text;
+      text.precision(17);
+      text << *v;
+      return void(out[key] = text.str());
     }
     bad(section, key, "has the wrong type");
   }
@@ -95,6 +112,12 @@ void apply_override(toml::table& root, const std::string& assignment) {
   table->insert_or_assign(key, *parsed.get("v"));
 }
 
+toml::table augment_table(const AugmentConfig& a) {
+  toml::table table{{"preset", a.preset}};
+  for (const auto& [key, value] : a.options) table.insert_or_assign(key, value);
+  return table;
+}
+
 toml::array string_array(const std::vector<std::string>& items) {
   toml::array array;
   for (const auto& item : items) array.push_back(item);
@@ -112,6 +135,18 @@ void validate(const TrainConfig& c, const std::string& source) {
     if (!ok) throw ConfigError(source + ": " + what);
   };
   require(c.train.batch_size > 0, "train.batch_size must be positive");
+  static const std::set<std::string> datasets = {"synth", "synthetic", "rec", "folder"};
+  require(datasets.count(c.data.dataset) > 0,
+          "data.dataset must be synth, synthetic, rec or folder, not '" + c.data.dataset + "'");
+  require(c.data.dataset == "synth" || c.data.dataset == "synthetic" || !c.data.path.empty(),
+          "data.path must name the dataset for data.dataset = '" + c.data.dataset + "'");
+  require(c.data.loader_threads > 0, "data.loader_threads must be positive");
+  require(c.data.prefetch_batches > 0, "data.prefetch_batches must be positive");
+  try {
+    data::validate(resolved_augment(c));
+  } catch (const ConfigError& e) {
+    throw ConfigError(source + ": " + e.what());
+  }
   require(c.train.grad_accumulation > 0, "train.grad_accumulation must be positive");
   require(c.total_steps() > 0, "train.steps (or train.epochs with data.num_images) must be positive");
   require(c.optimizer.name == "sgd" || c.optimizer.name == "adamw",
@@ -141,9 +176,10 @@ void validate(const TrainConfig& c, const std::string& source) {
 
 int64_t TrainConfig::total_steps() const {
   if (train.steps > 0) return train.steps;
+  // arcface_torch: total_step = num_image // total_batch_size * num_epoch (the loader drops each
+  // epoch's last partial batch, so an epoch is floor(N / batch) steps).
   if (train.epochs > 0 && data.num_images > 0)
-    return static_cast<int64_t>(
-        std::ceil(train.epochs * data.num_images / (train.batch_size * train.grad_accumulation)));
+    return static_cast<int64_t>(data.num_images / (train.batch_size * train.grad_accumulation) * train.epochs);
   return 0;
 }
 
@@ -187,6 +223,11 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("data", "samples_per_identity", c.data.samples_per_identity);
   r.get("data", "num_images", c.data.num_images);
   r.get("data", "seed", c.data.seed);
+  r.get("data", "loader_threads", c.data.loader_threads);
+  r.get("data", "prefetch_batches", c.data.prefetch_batches);
+  r.get("data", "skip_bad", c.data.skip_bad);
+  r.get("augment", "preset", c.augment.preset);
+  for (const auto& key : data::augment_option_keys()) r.get_text("augment", key, c.augment.options);
 
   r.get("optimizer", "name", c.optimizer.name);
   r.get("optimizer", "lr", c.optimizer.lr);
@@ -268,7 +309,11 @@ std::string to_toml(const TrainConfig& c) {
                            {"num_identities", c.data.num_identities},
                            {"samples_per_identity", c.data.samples_per_identity},
                            {"num_images", c.data.num_images},
-                           {"seed", static_cast<int64_t>(c.data.seed)}}},
+                           {"seed", static_cast<int64_t>(c.data.seed)},
+                           {"loader_threads", c.data.loader_threads},
+                           {"prefetch_batches", c.data.prefetch_batches},
+                           {"skip_bad", c.data.skip_bad}}},
+      {"augment", augment_table(c.augment)},
       {"optimizer", toml::table{{"name", c.optimizer.name},
                                 {"lr", c.optimizer.lr},
                                 {"momentum", c.optimizer.momentum},
@@ -307,6 +352,14 @@ std::string to_toml(const TrainConfig& c) {
   std::ostringstream out;
   out << toml::toml_formatter(t, toml::format_flags::none);
   return out.str();
+}
+
+data::AugmentOptions resolved_augment(const TrainConfig& c) {
+  std::string preset = c.augment.preset;
+  if (preset == "auto") preset = c.data.dataset == "rec" || c.data.dataset == "folder" ? "flip" : "none";
+  data::AugmentOptions options = data::augment_preset(preset);
+  for (const auto& [key, value] : c.augment.options) data::set_augment_option(options, key, value);
+  return options;
 }
 
 }  // namespace arcforge::train

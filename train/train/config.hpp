@@ -2,21 +2,34 @@
 // The training configuration: plain data, read from a TOML preset (configs/*.toml) with any key
 // overridable on the command line as `section.key=value`. Unknown keys are errors, not ignored.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "train/data/augment.hpp"
 #include "train/nn/backbone.hpp"
 #include "train/nn/margin.hpp"
 
 namespace arcforge::train {
 
 struct DataConfig {
-  std::string dataset = "synth";      // synth (rec and folder come with the real-data issue)
-  std::string path;                   // dataset location for file-backed datasets
+  std::string dataset = "synth";      // synth | synthetic | rec | folder
+  std::string path;                   // rec: train.rec or its folder; folder: root/<identity>/<image>
   int64_t num_identities = 1000;      // synth: training identities
   int64_t samples_per_identity = 0;   // synth: 0 = every draw is a new sample
   int64_t num_images = 0;             // for epoch-based step counts (InsightFace presets)
   uint64_t seed = 0;                  // dataset seed (which identities exist)
+  int loader_threads = 4;             // rec/folder: decoding threads
+  int64_t prefetch_batches = 4;       // rec/folder: batches decoded ahead
+  bool skip_bad = false;              // rec/folder: replace and count undecodable images instead of stopping
+};
+
+// Train-time augmentation (train/data/augment.hpp): a preset, then single options over it.
+// "auto" = "flip" (arcface_torch's default) for rec/folder, "none" for synth (its renderer already
+// varies pose, light and occlusion) and synthetic.
+struct AugmentConfig {
+  std::string preset = "auto";
+  std::map<std::string, std::string> options;  // key -> value text, e.g. rotate_p -> "0.5"
 };
 
 struct OptimizerConfig {
@@ -76,6 +89,7 @@ struct TrainConfig {
   nn::MarginOptions margin;
   std::string margin_preset = "arcface";
   DataConfig data;
+  AugmentConfig augment;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   TrainLoopConfig train;
@@ -94,5 +108,8 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
 
 // The configuration as TOML text (stored in checkpoints; parse_config reads it back exactly).
 std::string to_toml(const TrainConfig& config);
+
+// The augmentation the configuration asks for: its preset ("auto" resolved by dataset), then options.
+data::AugmentOptions resolved_augment(const TrainConfig& c);
 
 }  // namespace arcforge::train

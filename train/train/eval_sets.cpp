@@ -7,6 +7,7 @@
 #include "arcforge/data/verification_set.hpp"
 #include "arcforge/eval/pairs.hpp"
 #include "arcforge/image/codec.hpp"
+#include "train/data/loader.hpp"
 #include "train/train/embed.hpp"
 
 namespace arcforge::train {
@@ -18,21 +19,12 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// [3,112,112] float network input from decoded RGB; other sizes are resized (bilinear), since
-// verification sets hold aligned faces, just not always at 112.
+// [3,112,112] float network input from decoded RGB, resized as the training loader resizes
+// (verification sets hold aligned faces, just not always at 112).
 torch::Tensor to_face_input(const image::Image& img) {
-  auto hwc = torch::from_blob(const_cast<uint8_t*>(img.pixels.data()),
-                              {img.height, img.width, img.channels}, torch::kUInt8);
-  auto chw = hwc.permute({2, 0, 1}).to(torch::kFloat);
-  if (img.channels == 1) chw = chw.expand({3, img.height, img.width});
-  if (img.height != kFaceSize || img.width != kFaceSize)
-    chw = torch::nn::functional::interpolate(
-              chw.unsqueeze(0), torch::nn::functional::InterpolateFuncOptions()
-                                    .size(std::vector<int64_t>{kFaceSize, kFaceSize})
-                                    .mode(torch::kBilinear)
-                                    .align_corners(false))
-              .squeeze(0);
-  return (chw - 127.5) / 127.5;
+  auto chw = torch::empty({3, kFaceSize, kFaceSize}, torch::kUInt8);
+  data::image_to_chw(img, kFaceSize, chw.data_ptr<uint8_t>());
+  return (chw.to(torch::kFloat) - 127.5) / 127.5;
 }
 
 }  // namespace

@@ -91,8 +91,16 @@ std::string latest_checkpoint_path(const std::string& dir) {
   return (std::filesystem::path(dir) / "checkpoint.pt").string();
 }
 
-TrainResult run_training(const TrainConfig& config, const std::string& resume_from,
+TrainResult run_training(const TrainConfig& requested, const std::string& resume_from,
                          const TrainHooks& hooks) {
+  // A real dataset decides the class count (the head's rows) and the epoch length.
+  std::shared_ptr<const data::ImageSource> source = open_dataset(requested.data);
+  TrainConfig config = requested;
+  if (source) {
+    log::info(source->summary());
+    config.data.num_identities = source->num_classes();
+    config.data.num_images = source->size();
+  }
   const int threads = config.train.threads > 0
                           ? config.train.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -131,8 +139,7 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
     log::info(log::cat("resumed from ", resume_from, " at step ", counters.step));
   }
 
-  std::unique_ptr<BatchSource> data =
-      make_batch_source(config.data, config.train.batch_size, config.train.seed);
+  std::unique_ptr<BatchSource> data = make_batch_source(config, device, source);
   // Held-out synth identities for evaluation, whatever the training data.
   const data::SynthFaces eval_faces(data::SynthOptions{config.data.num_identities, config.data.seed, 112});
   const std::string checkpoint_path = latest_checkpoint_path(config.checkpoint.dir);

@@ -1,0 +1,43 @@
+#include "train/train/loader_batches.hpp"
+
+#include "arcforge/common/log.hpp"
+#include "train/data/synth.hpp"
+
+namespace arcforge::train {
+namespace {
+
+data::LoaderOptions loader_options(const TrainConfig& config, torch::Device device) {
+  data::LoaderOptions o;
+  o.batch_size = config.train.batch_size;
+  o.threads = config.data.loader_threads;
+  o.prefetch_batches = config.data.prefetch_batches;
+  o.seed = config.train.seed;
+  o.pin_memory = device.is_cuda();
+  o.skip_bad = config.data.skip_bad;
+  return o;
+}
+
+}  // namespace
+
+LoaderBatches::LoaderBatches(std::shared_ptr<const data::ImageSource> source, const TrainConfig& config,
+                             torch::Device device)
+    : loader_(std::move(source), loader_options(config, device)),
+      augmenter_(resolved_augment(config), config.train.seed),
+      augment_(resolved_augment(config).any()) {}
+
+Batch LoaderBatches::batch(int64_t index, torch::Device device) {
+  if (index != next_index_) loader_.seek(index);  // a resume, or a caller that skips
+  data::LoadedBatch loaded = loader_.next();
+  next_index_ = index + 1;
+  if (loaded.index == loader_.batches_per_epoch() - 1 && loader_.bad_images() > reported_bad_) {
+    log::warn(log::cat("epoch ", loaded.epoch, ": ", loader_.bad_images() - reported_bad_,
+                       " undecodable images were replaced (data.skip_bad); ", loader_.bad_images(), " in total"));
+    reported_bad_ = loader_.bad_images();
+  }
+  // uint8 crosses to the device (a quarter of the float bytes); the rest happens there.
+  torch::Tensor images = loaded.images.to(device, /*non_blocking=*/true).to(torch::kFloat).div_(255.0);
+  if (augment_) images = augmenter_.apply(images, index);
+  return Batch{data::to_network_input(images), loaded.labels.to(device, /*non_blocking=*/true)};
+}
+
+}  // namespace arcforge::train
