@@ -21,9 +21,11 @@ for arch in $ARCHS; do
     # Warm-up steps are excluded from throughput by both sides (arcforge: the first 3 of a run).
     "$BUILD/bin/arcforge" train --device cpu --threads "$THREADS" --arch "$arch" --precision "$precision" \
       --steps $((STEPS + 3)) --batch "$BATCH" --out "$OUT/run_${arch}_${precision}" \
-      --set data.num_identities="$CLASSES" --set eval.pairs=0 --set checkpoint.every=0 --json \
+      --set data.dataset=synthetic --set data.num_identities="$CLASSES" --set eval.pairs=0 \
+      --set checkpoint.every=0 --json \
       2>/dev/null | tee -a "$OUT/arcforge.jsonl"
-    $PY bench/pytorch_train_bench.py --device cpu --threads "$THREADS" --arch "$arch" --precision "$precision" \
+    # Both sides with tcmalloc (arcforge links it): glibc malloc's page faults cost ~10x on this VM.
+    LD_PRELOAD=${TCMALLOC:-/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4} $PY bench/pytorch_train_bench.py --device cpu --threads "$THREADS" --arch "$arch" --precision "$precision" \
       --steps "$STEPS" --warmup 3 --batch "$BATCH" --classes "$CLASSES" | tee -a "$OUT/pytorch.jsonl"
   done
 done
