@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler)
+# OpenCV (core, imgproc) is a test-only reference for warpAffine and resize.
+packages=(libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler libopencv-core-dev libopencv-imgproc-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

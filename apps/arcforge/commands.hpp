@@ -24,7 +24,13 @@ void add_import_command(CLI::App& app);
 
 #ifdef ARCFORGE_WITH_DEPLOY
 void add_bench_model_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 void add_infer_command(CLI::App& app);
+void add_detect_command(CLI::App& app);
+void add_align_command(CLI::App& app);
+void add_embed_command(CLI::App& app);
+void add_verify_command(CLI::App& app);
+void add_analyze_command(CLI::App& app);
 #endif
 
 }  // namespace arcforge::cli

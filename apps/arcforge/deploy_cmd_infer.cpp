@@ -16,6 +16,7 @@ struct InferArgs {
   std::string model;
   std::vector<std::string> inputs, outputs;
   int threads = 0;
+  std::string precision = "fp32";
 };
 
 std::string names(const std::vector<runtime::TensorInfo>& infos) {
@@ -25,7 +26,10 @@ std::string names(const std::vector<runtime::TensorInfo>& infos) {
 }
 
 void run(const InferArgs& a) {
-  const auto model = runtime::Model::load(a.model, {.threads = a.threads});
+  runtime::Options options;
+  options.threads = a.threads;
+  options.precision = runtime::parse_precision(a.precision);
+  const auto model = runtime::Model::load(a.model, options);
   if (a.inputs.size() != model.inputs().size()) {
     throw InputError(a.model + ": the model has " + std::to_string(model.inputs().size()) + " input(s) (" +
                      names(model.inputs()) + "); pass --input once for each");
@@ -52,6 +56,7 @@ void add_infer_command(CLI::App& app) {
   cmd->add_option("--input", args->inputs, "float32 .npy file, once per model input")->required();
   cmd->add_option("--output", args->outputs, ".npy file to write, once per model output")->required();
   cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--precision", args->precision, "fp32 (default), bf16, or int8 (a QDQ model)");
   cmd->callback([args] { run(*args); });
 }
 

@@ -15,7 +15,7 @@
 #include "train/export/batch_norm_calibration.hpp"
 #include "train/export/onnx_writer.hpp"
 #include "train/export/runtime_parity.hpp"
-#include "train/export/sidecar.hpp"
+#include "arcforge/common/model_sidecar.hpp"
 #include "train/train/checkpoint.hpp"
 
 namespace arcforge::cli {

@@ -6,6 +6,9 @@
 
 #include "arcforge/common/error.hpp"
 #include "commands.hpp"
+#ifdef ARCFORGE_WITH_DEPLOY
+#include "face_cli.hpp"
+#endif
 
 int main(int argc, char** argv) {
   CLI::App app{"arcforge: train, evaluate, export and run ArcFace-style face recognition"};
@@ -27,7 +30,16 @@ int main(int argc, char** argv) {
 #endif
 #ifdef ARCFORGE_WITH_DEPLOY
   arcforge::cli::add_bench_model_command(app);
+  arcforge::cli::add_quantize_command(app);
   arcforge::cli::add_infer_command(app);
+  arcforge::cli::add_detect_command(app);
+  arcforge::cli::add_align_command(app);
+  arcforge::cli::add_embed_command(app);
+  arcforge::cli::add_verify_command(app);
+  arcforge::cli::add_analyze_command(app);
+#ifndef ARCFORGE_WITH_TRAIN
+  arcforge::cli::add_face_eval_command(app);  // the training build's eval covers photos too
+#endif
 #endif
   try {
     app.parse(argc, argv);

@@ -1,5 +1,7 @@
 // `arcforge eval`: the verification protocol on a checkpoint: InsightFace .bin sets, pair lists
 // (LFW pairs.txt, CSV) or, with neither, held-out synth pairs.
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -9,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "arcforge/common/error.hpp"
 #include "arcforge/eval/report_json.hpp"
 #include "commands.hpp"
 #include "train/train/checkpoint.hpp"
@@ -16,6 +19,9 @@
 #include "train/train/eval_sets.hpp"
 #include "train/data/synth.hpp"
 #include "train/train/trainer.hpp"
+#ifdef ARCFORGE_WITH_DEPLOY
+#include "face_cli.hpp"
+#endif
 
 namespace arcforge::cli {
 namespace {
@@ -29,7 +35,15 @@ struct EvalArgs {
   bool json = false;
   std::vector<std::string> bins, pair_lists;
   std::string root;
+  std::string pairs_text;  // --pairs: a count of held-out synth pairs, or a pair list's path
+#ifdef ARCFORGE_WITH_DEPLOY
+  FaceEvalArgs faces;      // --detector/--recognizer/--pack: the photo pipeline on the runtime
+#endif
 };
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+}
 
 void print_report(const std::string& name, const eval::VerificationReport& r) {
   // InsightFace's line: name, accuracy mean +- std, then the extras.
@@ -58,7 +72,23 @@ void run_sets(const EvalArgs& a, nn::Backbone& backbone, torch::Device device) {
   if (a.json) std::cout << nlohmann::json{{"sets", sets}}.dump() << std::endl;
 }
 
-void run(const EvalArgs& a) {
+void run(EvalArgs a) {
+  if (all_digits(a.pairs_text)) a.pairs = std::stoll(a.pairs_text);
+  else if (!a.pairs_text.empty()) a.pair_lists.push_back(a.pairs_text);
+#ifdef ARCFORGE_WITH_DEPLOY
+  if (wants_face_eval(a.faces)) {
+    if (!a.checkpoint.empty() || !a.bins.empty()) {
+      throw ConfigError("eval: --recognizer/--pack evaluate photos of a pair list; a checkpoint or --bin goes alone");
+    }
+    a.faces.pair_lists = a.pair_lists;
+    a.faces.images = a.root;
+    a.faces.json = a.json;
+    a.faces.models.threads = a.threads;
+    a.faces.models.precision = a.precision;
+    return run_face_eval(a.faces);
+  }
+#endif
+  if (a.checkpoint.empty()) throw ConfigError("eval: give a checkpoint (or --recognizer/--pack to evaluate photos)");
   at::set_num_threads(a.threads > 0 ? a.threads
                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   train::TrainConfig config;
@@ -90,17 +120,21 @@ void run(const EvalArgs& a) {
 void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Verification accuracy of a checkpoint (10-fold protocol)");
-  cmd->add_option("checkpoint", args->checkpoint, "Checkpoint file")->required();
+  cmd->add_option("checkpoint", args->checkpoint, "Checkpoint file (not with --recognizer/--pack)");
   cmd->add_option("--bin", args->bins, "InsightFace .bin verification set (repeatable)");
   cmd->add_option("--pair-list", args->pair_lists, "LFW pairs.txt or CSV (file_x,file_y,same) pair list (repeatable)");
-  cmd->add_option("--root", args->root, "Image root for --pair-list (default: the list's folder)");
-  cmd->add_option("--pairs", args->pairs, "Number of held-out synth pairs (when no set is given)");
+  cmd->add_option("--root,--images", args->root, "Image root for --pair-list (default: the list's folder)");
+  cmd->add_option("--pairs", args->pairs_text,
+                  "A pair list (as --pair-list), or a number of held-out synth pairs (when no set is given)");
   cmd->add_option("--identities", args->identities, "Held-out identities the pairs come from");
   cmd->add_option("--seed", args->seed, "Pair seed");
-  cmd->add_option("--precision", args->precision, "fp32 | bf16 | fp16");
+  cmd->add_option("--precision", args->precision, "fp32 | bf16 | fp16 (libtorch); fp32 | bf16 | int8 (runtime)");
   cmd->add_option("--device", args->device, "auto | cpu | cuda");
   cmd->add_option("--threads", args->threads, "CPU threads (default all)");
   cmd->add_flag("--json", args->json, "Print one JSON object");
+#ifdef ARCFORGE_WITH_DEPLOY
+  add_face_eval_options(cmd, args->faces, false);
+#endif
   cmd->callback([args] { run(*args); });
 }
 

@@ -74,7 +74,9 @@ bool is_supported_op(const std::string& op) {
       // views: no data movement
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
       // shape arithmetic, evaluated at plan time
-      "Constant", "Shape", "Gather", "Cast", "ConstantOfShape"};
+      "Constant", "Shape", "Gather", "Cast", "ConstantOfShape",
+      // quantization (QDQ models): reorders with scales, or fused into int8 convolutions
+      "QuantizeLinear", "DequantizeLinear"};
   return ops.count(op) != 0;
 }
 

@@ -11,6 +11,9 @@
 namespace arcforge::runtime::detail {
 
 enum class DType { f32, i64 };
+// The element type an integer tensor had in the file: QuantizeLinear's output type (and its
+// saturation range) follows its zero point's.
+enum class IntKind { i64, i32, s8, u8 };
 
 // A tensor that lives on the host at plan time: initializers, Constant outputs, folded shape
 // arithmetic. Floats and integers are kept apart so shape math never rounds.
@@ -19,6 +22,7 @@ struct HostTensor {
   std::vector<int64_t> dims;
   std::vector<float> f;    // dtype == f32
   std::vector<int64_t> i;  // dtype == i64
+  IntKind int_kind = IntKind::i64;
 
   int64_t numel() const;
   double at(int64_t k) const { return dtype == DType::f32 ? f[k] : static_cast<double>(i[k]); }
@@ -46,6 +50,19 @@ struct PostOp {
   std::string fused_node;     // name of the node this came from, for messages
 };
 
+// A convolution fused from DequantizeLinear(x_q) -> Conv <- DequantizeLinear(w_s8, per channel)
+// [-> QuantizeLinear]: input 0 is then x_q itself, input 1 the int8 weights as integer-valued floats,
+// input 2 the bias in float.
+struct QuantConv {
+  bool active = false;
+  bool src_signed = false;  // x_q is s8 (else u8); zero point 0
+  float src_scale = 1;
+  std::vector<float> weight_scales;  // one per output channel
+  bool dst_quantized = false;        // the output is QuantizeLinear's (s8/u8, zero point 0)
+  bool dst_signed = false;
+  float dst_scale = 1;
+};
+
 struct Node {
   std::string name;  // never empty: unnamed ONNX nodes get "<op>_<index>"
   std::string op;
@@ -53,6 +70,7 @@ struct Node {
   std::vector<std::string> outputs;
   std::map<std::string, Attribute> attrs;
   std::vector<PostOp> post_ops;
+  QuantConv quant;
 
   bool has(const std::string& key) const { return attrs.count(key) != 0; }
   int64_t attr_i(const std::string& key, int64_t fallback) const;
@@ -83,7 +101,9 @@ Graph load_onnx(const std::string& path, std::size_t max_bytes);
 
 // Load-time rewrites: constant folding, BatchNorm into Conv/Gemm, activations and residual adds into
 // Conv post-ops. Returns the number of nodes removed.
-int optimize_graph(Graph& graph);
+// With Precision::int8, QDQ-wrapped convolutions become int8 convolutions first (throws InputError
+// when there are none); DequantizeLinear of constants is folded into float constants.
+int optimize_graph(Graph& graph, Precision precision = Precision::fp32);
 
 // True when the runtime has a kernel for this ONNX operator (default domain).
 bool is_supported_op(const std::string& op);

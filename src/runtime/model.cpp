@@ -3,6 +3,8 @@
 
 #include <omp.h>
 
+#include <set>
+
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/log.hpp"
 #include "host_eval.hpp"
@@ -16,14 +18,17 @@ using detail::Plan;
 std::string to_string(Precision p) {
   switch (p) {
     case Precision::fp32: return "fp32";
+    case Precision::bf16: return "bf16";
+    case Precision::int8: return "int8";
   }
   return "?";
 }
 
 Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::fp32;
-  if (text == "bf16" || text == "int8") throw ConfigError("precision '" + text + "' is not implemented yet (only fp32)");
-  throw ConfigError("unknown precision '" + text + "' (expected fp32)");
+  if (text == "bf16") return Precision::bf16;
+  if (text == "int8") return Precision::int8;
+  throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16 or int8)");
 }
 
 int64_t Tensor::numel() const {
@@ -69,6 +74,19 @@ void check_inputs(const CompiledModel& m, const std::vector<Tensor>& inputs) {
   }
 }
 
+// Extra outputs become graph outputs, so fusions and dead-node removal keep them.
+void add_extra_outputs(detail::Graph& g, const std::vector<std::string>& names) {
+  std::set<std::string> known;
+  for (const auto& in : g.inputs) known.insert(in.name);
+  for (const auto& n : g.nodes) known.insert(n.outputs.begin(), n.outputs.end());
+  for (const auto& name : names) {
+    if (!known.count(name)) {
+      throw InputError(file_message(g.path, "extra output '" + name + "' is not produced by any node or graph input"));
+    }
+    g.outputs.push_back({name, {}});
+  }
+}
+
 }  // namespace
 
 Model::Model(std::shared_ptr<CompiledModel> compiled) : compiled_(std::move(compiled)) {}
@@ -77,8 +95,9 @@ Model Model::load(const std::string& path, const Options& options) {
   auto compiled = std::make_shared<CompiledModel>();
   compiled->options = options;
   compiled->graph = detail::load_onnx(path, options.max_model_bytes);
+  add_extra_outputs(compiled->graph, options.extra_outputs);
   const std::size_t before = compiled->graph.nodes.size();
-  detail::optimize_graph(compiled->graph);
+  detail::optimize_graph(compiled->graph, options.precision);
   for (const auto& n : compiled->graph.nodes) {
     if (!detail::find_planner(n.op) && !detail::is_host_op(n.op)) {
       throw InputError(compiled->graph.error(n, "unsupported operator '" + n.op + "'"));

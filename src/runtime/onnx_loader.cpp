@@ -114,6 +114,10 @@ HostTensor convert_tensor(const onnx::TensorProto& t, const std::string& where) 
         check_count(t.int32_data(), count, where);
         out.i.assign(t.int32_data().begin(), t.int32_data().end());
       }
+      out.int_kind = t.data_type() == onnx::TensorProto::INT8    ? IntKind::s8
+                     : t.data_type() == onnx::TensorProto::UINT8 ? IntKind::u8
+                     : t.data_type() == onnx::TensorProto::INT32 ? IntKind::i32
+                                                                 : IntKind::i64;
       break;
     }
     default:

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "conv_geometry.hpp"
-#include "plan.hpp"
+#include "conv_post_ops.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -34,13 +34,7 @@ dnnl::algorithm eltwise_alg(const PostOp& p, float& alpha, float& beta) {
   }
 }
 
-// How each post-op is fed at run time.
-struct PostOpPlan {
-  dnnl::post_ops ops;
-  std::vector<std::pair<int, MemRef>> args;  // extra primitive arguments
-  bool sum_in_place = false;                  // dst must already hold the addend
-  std::string sum_addend;
-};
+}  // namespace
 
 PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
   PostOpPlan plan;
@@ -80,7 +74,6 @@ PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
   return plan;
 }
 
-// Runs the post-ops one by one, in place on `dst` (used when oneDNN cannot fuse them).
 void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, const Dims& out_dims) {
   const auto& eng = b.engine();
   for (const PostOp& p : n.post_ops) {
@@ -110,9 +103,8 @@ bool is_reference_impl(const dnnl::primitive_desc_base& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
-}  // namespace
-
 void plan_conv(PlanBuilder& b, const Node& n) {
+  if (n.quant.active) return plan_conv_int8(b, n);
   const ConvGeometry geo = conv_geometry(b, n);
   const HostTensor& w = b.need_constant(n, 1);
   const HostTensor* bias = n.input(2).empty() ? nullptr : &b.need_constant(n, 2);
@@ -120,12 +112,30 @@ void plan_conv(PlanBuilder& b, const Node& n) {
 
   const Dims& x = geo.in_dims;
   const Dims out_dims = {x[0], geo.out_channels, geo.out_h, geo.out_w};
-  const md_t src_any(x, dt::f32, tag::any);
-  const md_t dst_any(out_dims, dt::f32, tag::any);
+  // bf16: activations and weights in bf16, accumulation and bias in fp32 — except for convolutions
+  // with a 1x1 output (the embedding head: MobileFaceNet's global depthwise conv and the linear
+  // conv after it), where bf16 rounding of a 7x7 sum is what costs the most cosine and fp32 costs
+  // nothing measurable; and where oneDNN has only a reference bf16 kernel (no avx512_core).
+  dt act = b.compute_type();
+  if (act == dt::bf16 && geo.out_h * geo.out_w == 1) act = dt::f32;
+  if (act == dt::bf16) {
+    const md_t probe_src(x, dt::bf16, tag::any), probe_dst(out_dims, dt::bf16, tag::any);
+    const Dims wd = geo.group == 1 ? Dims{geo.out_channels, w.dims[1], w.dims[2], w.dims[3]}
+                                   : Dims{geo.group, geo.out_channels / geo.group, w.dims[1], w.dims[2], w.dims[3]};
+    const md_t probe_w(wd, dt::bf16, tag::any);
+    dnnl::convolution_forward::primitive_desc probe(
+        {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, probe_src, probe_w, probe_dst,
+         {geo.stride_h, geo.stride_w}, {geo.dilation_h - 1, geo.dilation_w - 1}, {geo.pad_t, geo.pad_l},
+         {geo.pad_b, geo.pad_r}},
+        b.engine());
+    if (is_reference_impl(probe)) act = dt::f32;
+  }
+  const md_t src_any(x, act, tag::any);
+  const md_t dst_any(out_dims, act, tag::any);
   const Dims wdims = geo.group == 1
                          ? Dims{geo.out_channels, w.dims[1], w.dims[2], w.dims[3]}
                          : Dims{geo.group, geo.out_channels / geo.group, w.dims[1], w.dims[2], w.dims[3]};
-  const md_t w_any(wdims, dt::f32, tag::any);
+  const md_t w_any(wdims, act, tag::any);
   const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
   const md_t b_md({geo.out_channels}, dt::f32, tag::x);
   const Dims strides = {geo.stride_h, geo.stride_w};

@@ -9,11 +9,14 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
 // y[M,N] = x[M,K] * W[N,K]^T + bias[N], written into `out` (plain [M,N]).
-void inner_product(PlanBuilder& b, const Node& n, MemRef x, int64_t m, int64_t k, const HostTensor& w_nk,
+void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, int64_t m, int64_t k, const HostTensor& w_nk,
                    const HostTensor* bias, const std::string& out, const Dims& out_dims) {
   const int64_t cols = w_nk.dims[0];
-  x.md = plain_md({m, k});
-  const md_t w_any({cols, k}, dt::f32, tag::any);
+  // bf16: source and weights in bf16, fp32 accumulation and output.
+  const dt act = b.compute_type();
+  MemRef x = b.input(x_value, with_type(plain_md(b.dims(x_value)), act));
+  x.md = with_type(plain_md({m, k}), act);
+  const md_t w_any({cols, k}, act, tag::any);
   const md_t w_plain({cols, k}, dt::f32, tag::oi);
   const md_t b_md({cols}, dt::f32, tag::x);
   const md_t dst_md = plain_md({m, cols});
@@ -63,7 +66,7 @@ void plan_gemm(PlanBuilder& b, const Node& n) {
     bias = HostTensor::from_f32({cols}, std::vector<float>(cols));
     for (int64_t j = 0; j < cols; ++j) bias.f[j] = beta * c.f[c.numel() == 1 ? 0 : j];
   }
-  inner_product(b, n, b.input_plain(n.input(0)), a[0], a[1], w, has_bias ? &bias : nullptr, n.outputs.at(0),
+  inner_product(b, n, n.input(0), a[0], a[1], w, has_bias ? &bias : nullptr, n.outputs.at(0),
                 {a[0], cols});
 }
 
@@ -79,7 +82,7 @@ void plan_matmul(PlanBuilder& b, const Node& n) {
     out.back() = c[1];
     const int64_t rows = numel(a) / a.back();
     const HostTensor w = transposed(*bc);
-    inner_product(b, n, b.input_plain(n.input(0)), rows, a.back(), w, nullptr, n.outputs.at(0), out);
+    inner_product(b, n, n.input(0), rows, a.back(), w, nullptr, n.outputs.at(0), out);
     return;
   }
   const std::size_t rank = std::max(a.size(), c.size());

@@ -84,10 +84,14 @@ void plan_concat(PlanBuilder& b, const Node& n) {
   const Dims out = concat_dims(n, dims, axis);
   std::vector<md_t> mds;
   std::vector<MemRef> refs;
+  // Mixed element types (bf16 next to fp32 under Precision::bf16) are joined in fp32.
+  bool mixed = false;
+  for (std::size_t k = 0; k < parts.size(); ++k) mixed = mixed || b.desc(parts[k]).data_type() != b.desc(parts[0]).data_type();
   for (std::size_t k = 0; k < parts.size(); ++k) {
     if (numel(dims[k]) == 0) continue;
     // Inputs stay in their own layouts; oneDNN picks the output layout and the implementation.
-    MemRef r = b.input_as_is(parts[k]);
+    MemRef r = mixed ? b.input(parts[k], with_type(b.desc(parts[k]), dnnl::memory::data_type::f32))
+                     : b.input_as_is(parts[k]);
     refs.push_back(r);
     mds.push_back(r.md);
   }

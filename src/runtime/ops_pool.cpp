@@ -17,7 +17,8 @@ void plan_pool(PlanBuilder& b, const Node& n) {
                                      : dnnl::algorithm::pooling_avg_exclude_padding;
   const md_t src = b.desc(n.input(0));
   const Dims out_dims = {g.in_dims[0], g.in_dims[1], g.out_h, g.out_w};
-  const md_t dst_any(out_dims, dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+  // The output keeps the input's element type (bf16 after a bf16 convolution).
+  const md_t dst_any(out_dims, src.data_type(), dnnl::memory::format_tag::any);
   dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, dst_any, {g.stride_h, g.stride_w},
                                    {g.kernel_h, g.kernel_w}, {g.dilation_h - 1, g.dilation_w - 1},
                                    {g.pad_t, g.pad_l}, {g.pad_b + g.ceil_extra_h, g.pad_r + g.ceil_extra_w});

@@ -46,6 +46,8 @@ OpPlanner find_planner(const std::string& op) {
       {"Dropout", plan_view},
       {"Resize", plan_resize},
       {"Upsample", plan_resize},
+      {"QuantizeLinear", plan_quantize},
+      {"DequantizeLinear", plan_dequantize},
   };
   auto it = planners.find(op);
   return it == planners.end() ? nullptr : it->second;

@@ -13,6 +13,7 @@
 #include "arcforge/common/error.hpp"
 #include "graph.hpp"
 #include "host_eval.hpp"
+#include "optimize_quant.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -111,7 +112,7 @@ int fold_batchnorm(Graph& g) {
     const bool conv = producer.op == "Conv";
     const bool gemm = producer.op == "Gemm" && producer.attr_i("transB", 0) == 1 &&
                       producer.attr_i("transA", 0) == 0;
-    if ((!conv && !gemm) || !producer.post_ops.empty() || producer.outputs.size() != 1) continue;
+    if ((!conv && !gemm) || !producer.post_ops.empty() || producer.outputs.size() != 1 || producer.quant.active) continue;
     const int c = single_consumer(u, producer.outputs[0]);
     if (c < 0 || g.nodes[c].op != "BatchNormalization" || g.nodes[c].input(0) != producer.outputs[0]) continue;
     if (gemm && producer.attr_f("alpha", 1.0f) != 1.0f) continue;
@@ -238,13 +239,22 @@ int fuse_post_ops(Graph& g) {
 
 }  // namespace
 
-int optimize_graph(Graph& g) {
+int optimize_graph(Graph& g, Precision precision) {
   int removed = fold_constants(g);
+  if (precision == Precision::int8 && fuse_quantized_convs(g) == 0) {
+    throw InputError(file_message(g.path, "precision int8 needs a quantized (QDQ) model, and this one has no "
+                                          "QuantizeLinear/DequantizeLinear around its convolutions: run "
+                                          "`arcforge quantize MODEL.onnx --calib IMAGES --out MODEL.int8.onnx` first"));
+  }
+  removed += fold_dequantize(g);
   // ARCFORGE_RUNTIME_FUSE=0 turns the fusions off: a debugging aid for bisecting a wrong output.
   const char* fuse = std::getenv("ARCFORGE_RUNTIME_FUSE");
-  if (fuse && std::string(fuse) == "0") return removed;
-  removed += fold_batchnorm(g);
-  removed += fuse_post_ops(g);
+  if (!fuse || std::string(fuse) != "0") {
+    removed += fold_batchnorm(g);
+    removed += fuse_post_ops(g);
+  }
+  if (precision == Precision::int8) removed += absorb_output_quantize(g);
+  removed += remove_dead_nodes(g);
   return removed;
 }
 

@@ -22,6 +22,12 @@ md_t plain_md(const Dims& dims) {
   return md_t(d, dnnl::memory::data_type::f32, strides_of(d));
 }
 
+md_t with_type(const md_t& md, dnnl::memory::data_type type) {
+  md_t out = md;
+  out.data.data_type = static_cast<dnnl_data_type_t>(type);
+  return out;
+}
+
 Dims pad_rank(const Dims& dims, std::size_t rank) {
   Dims out(rank > dims.size() ? rank - dims.size() : 0, 1);
   out.insert(out.end(), dims.begin(), dims.end());

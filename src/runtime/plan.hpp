@@ -87,6 +87,10 @@ class PlanBuilder {
   const Graph& graph() const { return model_.graph; }
   const dnnl::engine& engine() const { return model_.engine; }
   Precision precision() const { return model_.options.precision; }
+  // The element type convolutions and inner products compute in: bf16 under Precision::bf16.
+  dnnl::memory::data_type compute_type() const {
+    return precision() == Precision::bf16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+  }
   HostLookup host_lookup() const;
   const HostTensor* host(const std::string& value) const;  // nullptr when not known at plan time
   const HostTensor& need_constant(const Node& node, std::size_t input) const;
@@ -145,6 +149,8 @@ class PlanBuilder {
 };
 
 md_t plain_md(const Dims& dims);
+// `md` with another element type (same dims and layout).
+md_t with_type(const md_t& md, dnnl::memory::data_type type);
 // dims padded with leading 1s to `rank` (ONNX broadcasting aligns trailing axes).
 Dims pad_rank(const Dims& dims, std::size_t rank);
 
@@ -165,5 +171,8 @@ void plan_transpose(PlanBuilder&, const Node&);
 void plan_view(PlanBuilder&, const Node&);
 void plan_slice(PlanBuilder&, const Node&);
 void plan_resize(PlanBuilder&, const Node&);
+void plan_conv_int8(PlanBuilder&, const Node&);
+void plan_quantize(PlanBuilder&, const Node&);
+void plan_dequantize(PlanBuilder&, const Node&);
 
 }  // namespace arcforge::runtime::detail

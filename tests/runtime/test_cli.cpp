@@ -71,10 +71,18 @@ TEST(Cli, BenchModelPrintsTheJsonFields) {
   EXPECT_EQ(j.at("repeats"), 5);
   EXPECT_GT(j.at("ms_per_image").get<double>(), 0.0);
   EXPECT_NEAR(j.at("images_per_s").get<double>() * j.at("ms_per_image").get<double>(), 1000.0, 1e-6);
-  // A precision that does not exist yet is a clear error, not a silent fp32 run.
+  // int8 on a model without QDQ nodes is a clear error, not a silent fp32 run.
   const std::string bad = capture(std::string(ARCFORGE_CLI) + " bench-model " + model + " --precision int8", &rc);
   EXPECT_NE(rc, 0);
   EXPECT_NE(bad.find("int8"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("arcforge quantize"), std::string::npos) << bad;
+  EXPECT_NE(bad.find(model), std::string::npos) << bad;
+  // bf16 on the same model runs (an element-wise graph: no convolution to convert).
+  const std::string bf16 = capture(std::string(ARCFORGE_CLI) + " bench-model " + model +
+                                       " --precision bf16 --threads 1 --repeats 3 --json",
+                                   &rc);
+  ASSERT_EQ(rc, 0) << bf16;
+  EXPECT_EQ(nlohmann::json::parse(bf16).at("precision"), "bf16");
 }
 
 }  // namespace

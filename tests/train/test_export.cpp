@@ -42,7 +42,7 @@ TEST(OnnxExport, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ON
 #include "train/export/onnx_check.hpp"
 #include "train/export/onnx_import.hpp"
 #include "train/export/onnx_writer.hpp"
-#include "train/export/sidecar.hpp"
+#include "arcforge/common/model_sidecar.hpp"
 #include "train/nn/backbone.hpp"
 #include "train/train/checkpoint.hpp"
 

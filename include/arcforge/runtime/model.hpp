@@ -20,8 +20,15 @@
 
 namespace arcforge::runtime {
 
-// Compute precision. Only fp32 exists in this slice; bf16 and int8 plug in here later.
-enum class Precision { fp32 };
+// Compute precision.
+//   fp32: everything in float32. A QDQ model (QuantizeLinear/DequantizeLinear) runs with ONNX's
+//         float semantics: weights dequantized at load, activations rounded through their scale.
+//   bf16: convolutions, inner products and the element-wise ops after them take bf16 activations
+//         and weights (packed once), accumulating in fp32; graph inputs and outputs stay fp32.
+//   int8: a QDQ model (written by `arcforge quantize`) runs its quantized convolutions as oneDNN
+//         int8 convolutions (u8/s8 activations, s8 per-channel weights); the rest runs in fp32.
+//         A model without QDQ nodes is rejected.
+enum class Precision { fp32, bf16, int8 };
 std::string to_string(Precision p);
 Precision parse_precision(const std::string& text);  // throws ConfigError
 
@@ -31,6 +38,9 @@ struct Options {
   int threads = 0;
   // Files larger than this are rejected before parsing.
   std::size_t max_model_bytes = std::size_t{1} << 30;
+  // Intermediate values to return after the graph outputs (in this order), e.g. for calibration.
+  // Each must be produced by a node or be a graph input; fusions stop at them.
+  std::vector<std::string> extra_outputs{};
 };
 
 // A dense float32 tensor in C order (NCHW for images).

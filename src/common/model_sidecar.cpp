@@ -1,4 +1,4 @@
-#include "train/export/sidecar.hpp"
+#include "arcforge/common/model_sidecar.hpp"
 
 #include <filesystem>
 

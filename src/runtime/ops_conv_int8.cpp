@@ -1,0 +1,111 @@
+// The int8 convolution of a QDQ model (see optimize_quant.cpp): u8/s8 source with scale s_x, s8
+// weights with per-channel scales s_w[c], int32 accumulation. oneDNN 2.x adds the bias to the
+// accumulator before the output scales, so the bias is passed divided by s_x * s_w[c]:
+//   y[c] = post_ops(s_x * s_w[c] * (acc[c] + bias[c] / (s_x * s_w[c])))
+// and with a quantized output the last post-op divides by its scale before oneDNN rounds and
+// saturates into u8/s8 (a positive scale could also move ahead of ReLU/PReLU, not of Clip).
+#include "conv_geometry.hpp"
+#include "conv_post_ops.hpp"
+
+namespace arcforge::runtime::detail {
+
+void plan_conv_int8(PlanBuilder& b, const Node& n) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const QuantConv& q = n.quant;
+  const ConvGeometry geo = conv_geometry(b, n);
+  const HostTensor& w = b.need_constant(n, 1);  // integer-valued floats, -127..127
+  const HostTensor* bias = n.input(2).empty() ? nullptr : &b.need_constant(n, 2);
+  const int64_t oc = geo.out_channels;
+  if (static_cast<int64_t>(q.weight_scales.size()) != oc) node_error(n, "weight scales do not match the channels");
+
+  std::vector<float> scales(oc);
+  for (int64_t c = 0; c < oc; ++c) scales[c] = q.src_scale * q.weight_scales[c];
+  HostTensor acc_bias;
+  if (bias) {
+    acc_bias = HostTensor::from_f32({oc}, std::vector<float>(oc));
+    for (int64_t c = 0; c < oc; ++c) acc_bias.f[c] = bias->f[c] / scales[c];
+  }
+
+  const Dims& x = geo.in_dims;
+  const Dims out_dims = {x[0], oc, geo.out_h, geo.out_w};
+  const dt src_t = q.src_signed ? dt::s8 : dt::u8;
+  const dt quant_t = q.dst_signed ? dt::s8 : dt::u8;
+  const Dims wdims = geo.group == 1 ? Dims{oc, w.dims[1], w.dims[2], w.dims[3]}
+                                    : Dims{geo.group, oc / geo.group, w.dims[1], w.dims[2], w.dims[3]};
+  const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
+  const md_t b_md({oc}, dt::f32, tag::x);
+
+  auto make_pd = [&](dt dst_t, const dnnl::primitive_attr& attr) {
+    const md_t src_any(x, src_t, tag::any), w_any(wdims, dt::s8, tag::any), dst_any(out_dims, dst_t, tag::any);
+    const Dims strides = {geo.stride_h, geo.stride_w}, dilates = {geo.dilation_h - 1, geo.dilation_w - 1};
+    const Dims pad_l = {geo.pad_t, geo.pad_l}, pad_r = {geo.pad_b, geo.pad_r};
+    auto d = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                    dnnl::algorithm::convolution_direct, src_any, w_any, b_md,
+                                                    dst_any, strides, dilates, pad_l, pad_r)
+                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                    dnnl::algorithm::convolution_direct, src_any, w_any, dst_any,
+                                                    strides, dilates, pad_l, pad_r);
+    return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
+  };
+  auto scaled_attr = [&](float extra) {
+    dnnl::primitive_attr attr;
+    std::vector<float> s = scales;
+    for (float& v : s) v *= extra;
+    attr.set_output_scales(1 << 1, s);
+    return attr;
+  };
+
+  // Preferred: everything in one primitive.
+  PostOpPlan post;
+  dnnl::convolution_forward::primitive_desc pd;
+  bool fused = true;
+  if (n.post_ops.empty()) {
+    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, scaled_attr(q.dst_quantized ? 1.0f / q.dst_scale : 1.0f));
+  } else {
+    post = build_post_ops(b, n, out_dims);
+    if (q.dst_quantized) post.ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.dst_scale, 0.0f);
+    dnnl::primitive_attr attr = scaled_attr(1.0f);
+    attr.set_post_ops(post.ops);
+    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, attr);
+    // oneDNN 2.6 has only reference int8 kernels for some chains (PReLU): run them unfused.
+    dnnl::convolution_forward::primitive_desc plain_pd = make_pd(dt::f32, scaled_attr(1.0f));
+    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
+      fused = false;
+      pd = plain_pd;
+      post = PostOpPlan{};
+    }
+  }
+
+  std::unordered_map<int, MemRef> args;
+  args[DNNL_ARG_SRC] = b.input(n.input(0), pd.src_desc());
+  args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w, w_plain, pd.weights_desc());
+  if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/acc_bias", acc_bias, b_md, pd.bias_desc());
+  for (auto& [arg, ref] : post.args) args[arg] = ref;
+  const std::string& out = n.outputs.at(0);
+  if (fused) {
+    args[DNNL_ARG_DST] = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, pd.dst_desc())
+                                           : b.output(out, pd.dst_desc());
+    b.add(dnnl::convolution_forward(pd), std::move(args));
+    return;
+  }
+  // Unfused: fp32 result, the post-ops in place, then (quantized output) one scaling reorder.
+  if (!q.dst_quantized) {
+    MemRef dst = b.output(out, pd.dst_desc());
+    args[DNNL_ARG_DST] = dst;
+    b.add(dnnl::convolution_forward(pd), std::move(args));
+    add_unfused_post_ops(b, n, dst, out_dims);
+    return;
+  }
+  MemRef tmp = b.temporary(pd.dst_desc());
+  args[DNNL_ARG_DST] = tmp;
+  b.add(dnnl::convolution_forward(pd), std::move(args));
+  add_unfused_post_ops(b, n, tmp, out_dims);
+  MemRef dst = b.output(out, with_type(pd.dst_desc(), quant_t));
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(0, {1.0f / q.dst_scale});
+  dnnl::reorder::primitive_desc rpd(b.engine(), tmp.md, b.engine(), dst.md, attr);
+  b.add(dnnl::reorder(rpd), {{DNNL_ARG_FROM, tmp}, {DNNL_ARG_TO, dst}});
+}
+
+}  // namespace arcforge::runtime::detail

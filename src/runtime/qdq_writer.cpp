@@ -1,0 +1,315 @@
+// fp32 ONNX -> QDQ ONNX. For every quantized Conv:
+//   x -> QuantizeLinear(s_x, 0) -> DequantizeLinear(s_x, 0) -> Conv
+//   w_s8 (per output channel, axis 0) -> DequantizeLinear -> Conv
+//   b_s32 (scale s_x * s_w[c])         -> DequantizeLinear -> Conv
+// which is the layout ONNX Runtime's own quantizer writes, so both runtimes accept the file.
+#include "qdq_writer.hpp"
+
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <unordered_map>
+
+#include "arcforge/common/atomic_file.hpp"
+#include "arcforge/common/error.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+// Operators whose meaning is the same from their opset up to 13, so raising the opset import of a
+// model made of them changes nothing. (Clip, Squeeze, Unsqueeze, Softmax, Split, Reduce*, Upsample,
+// Dropout, ... changed on the way.)
+bool same_up_to_opset13(const std::string& op) {
+  static const std::set<std::string> ops = {
+      "Conv", "PRelu", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Add", "Sub", "Mul", "Div", "Reshape", "Flatten",
+      "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization",
+      "Concat", "Transpose", "Identity", "Constant", "Shape", "Gather", "Exp", "Sqrt", "Abs", "Neg", "Max", "Min",
+      "QuantizeLinear", "DequantizeLinear"};
+  return ops.count(op) != 0;
+}
+
+std::vector<float> float_values(const onnx::TensorProto& t, const std::string& where) {
+  int64_t count = 1;
+  for (int64_t d : t.dims()) count *= d;
+  if (t.data_type() != onnx::TensorProto::FLOAT) throw InputError(where + ": not a float tensor");
+  std::vector<float> v(static_cast<std::size_t>(count));
+  if (t.has_raw_data()) {
+    if (t.raw_data().size() != v.size() * sizeof(float)) throw InputError(where + ": raw_data size does not match its shape");
+    std::memcpy(v.data(), t.raw_data().data(), t.raw_data().size());
+  } else {
+    if (t.float_data_size() != count) throw InputError(where + ": float_data size does not match its shape");
+    std::copy(t.float_data().begin(), t.float_data().end(), v.begin());
+  }
+  return v;
+}
+
+template <typename T>
+void add_initializer(onnx::GraphProto& g, const std::string& name, int type, const std::vector<int64_t>& dims,
+                     const std::vector<T>& values) {
+  auto* t = g.add_initializer();
+  t->set_name(name);
+  t->set_data_type(type);
+  for (int64_t d : dims) t->add_dims(d);
+  t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T)));
+}
+
+onnx::NodeProto make_node(const std::string& op, const std::string& name, const std::vector<std::string>& in,
+                          const std::string& out, int64_t axis = -1) {
+  onnx::NodeProto n;
+  n.set_op_type(op);
+  n.set_name(name);
+  for (const auto& i : in) n.add_input(i);
+  n.add_output(out);
+  if (axis >= 0) {
+    auto* a = n.add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(axis);
+  }
+  return n;
+}
+
+}  // namespace
+
+struct QdqWriter::State {
+  onnx::ModelProto model;
+  std::unordered_map<std::string, int> initializer_index;
+};
+
+QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& keep_fp32, std::size_t max_bytes)
+    : state_(std::make_unique<State>()), path_(path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) throw InputError(file_message(path, "cannot read model file: " + ec.message()));
+  if (size > max_bytes) throw InputError(file_message(path, "model file is over the size limit"));
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(size, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  auto& model = state_->model;
+  if (!in || bytes.empty() || !model.ParseFromString(bytes) || !model.has_graph()) {
+    throw InputError(file_message(path, "not a valid ONNX model"));
+  }
+  const auto& g = model.graph();
+  for (int k = 0; k < g.initializer_size(); ++k) state_->initializer_index[g.initializer(k).name()] = k;
+  std::set<std::string> graph_inputs;
+  for (const auto& i : g.input()) {
+    if (!state_->initializer_index.count(i.name())) graph_inputs.insert(i.name());
+  }
+  auto node_name = [&](int k) { return g.node(k).name().empty() ? g.node(k).op_type() + "_" + std::to_string(k) : g.node(k).name(); };
+
+  // "last": convs whose output reaches a graph output through non-Conv nodes only.
+  std::unordered_map<std::string, int> producer;
+  for (int k = 0; k < g.node_size(); ++k) {
+    for (const auto& o : g.node(k).output()) producer[o] = k;
+  }
+  std::set<int> last;
+  std::vector<std::string> stack;
+  std::set<std::string> seen;
+  for (const auto& o : g.output()) stack.push_back(o.name());
+  while (!stack.empty()) {
+    const std::string v = stack.back();
+    stack.pop_back();
+    if (!seen.insert(v).second) continue;
+    auto p = producer.find(v);
+    if (p == producer.end()) continue;
+    if (g.node(p->second).op_type() == "Conv") {
+      last.insert(p->second);
+      continue;
+    }
+    for (const auto& i : g.node(p->second).input()) stack.push_back(i);
+  }
+
+  std::set<std::string> names_asked;
+  bool keep_first = false, keep_last = false, keep_depthwise = false;
+  for (const auto& k : keep_fp32) {
+    if (k == "first") keep_first = true;
+    else if (k == "last") keep_last = true;
+    else if (k == "depthwise") keep_depthwise = true;
+    else names_asked.insert(k);
+  }
+  std::set<std::string> names_found;
+  for (int k = 0; k < g.node_size(); ++k) {
+    const auto& n = g.node(k);
+    const std::string name = node_name(k);
+    if (names_asked.count(name)) names_found.insert(name);
+    if (n.op_type() != "Conv") continue;
+    const bool first = n.input_size() > 0 && graph_inputs.count(n.input(0));
+    auto w = n.input_size() > 1 ? state_->initializer_index.find(n.input(1)) : state_->initializer_index.end();
+    const bool quantizable = w != state_->initializer_index.end() &&
+                             g.initializer(w->second).data_type() == onnx::TensorProto::FLOAT &&
+                             g.initializer(w->second).dims_size() == 4 &&
+                             (n.input_size() < 3 || n.input(2).empty() ||
+                              state_->initializer_index.count(n.input(2)));
+    // Depthwise: one input channel per group (weights [OC, 1, kh, kw]) and more than one group.
+    bool depthwise = false;
+    if (quantizable) {
+      int64_t group = 1;
+      for (const auto& a : n.attribute()) {
+        if (a.name() == "group") group = a.i();
+      }
+      depthwise = group > 1 && g.initializer(w->second).dims(1) == 1;
+    }
+    if (!quantizable || names_asked.count(name) || (keep_first && first) || (keep_last && last.count(k)) ||
+        (keep_depthwise && depthwise)) {
+      kept_.push_back(name);
+      continue;
+    }
+    targets_.push_back({name, n.input(0)});
+  }
+  for (const auto& name : names_asked) {
+    if (!names_found.count(name)) throw InputError(file_message(path, "--keep-fp32: no node named '" + name + "'"));
+  }
+  if (targets_.empty()) throw InputError(file_message(path, "no convolution left to quantize"));
+}
+
+QdqWriter::~QdqWriter() = default;
+
+std::vector<std::string> QdqWriter::activations() const {
+  std::vector<std::string> out;
+  for (const auto& t : targets_) {
+    if (std::find(out.begin(), out.end(), t.activation) == out.end()) out.push_back(t.activation);
+  }
+  return out;
+}
+
+void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, const std::string& out_path,
+                      QuantizeReport& report) {
+  onnx::ModelProto model = state_->model;
+  onnx::GraphProto& g = *model.mutable_graph();
+
+  // Opset: per-channel DequantizeLinear (axis) needs 13.
+  int64_t opset = 0;
+  onnx::OperatorSetIdProto* default_set = nullptr;
+  for (auto& op : *model.mutable_opset_import()) {
+    if (op.domain().empty() || op.domain() == "ai.onnx") {
+      opset = op.version();
+      default_set = &op;
+    }
+  }
+  if (!default_set) throw InputError(file_message(path_, "no opset import for the default ONNX domain"));
+  report.opset_from = opset;
+  if (opset < 13) {
+    for (const auto& n : g.node()) {
+      if (!same_up_to_opset13(n.op_type())) {
+        throw InputError(file_message(path_, "opset " + std::to_string(opset) + " model uses " + n.op_type() +
+                                                 ", whose meaning changed before opset 13 (needed for per-channel "
+                                                 "weights): re-export the model with opset 13 or later"));
+      }
+    }
+    default_set->set_version(13);
+  }
+  report.opset_to = std::max<int64_t>(opset, 13);
+  if (model.ir_version() < 7) model.set_ir_version(7);
+
+  std::unordered_map<std::string, std::string> conv_activation;
+  for (const auto& t : targets_) conv_activation[t.conv] = t.activation;
+  std::set<std::string> activation_done;
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  auto initializer = [&](const std::string& name) -> const onnx::TensorProto& {
+    return state_->model.graph().initializer(state_->initializer_index.at(name));
+  };
+
+  for (int k = 0; k < g.node_size(); ++k) {
+    onnx::NodeProto node = g.node(k);
+    const std::string name = node.name().empty() ? node.op_type() + "_" + std::to_string(k) : node.name();
+    auto target = node.op_type() == "Conv" ? conv_activation.find(name) : conv_activation.end();
+    if (target == conv_activation.end()) {
+      *nodes.Add() = node;
+      continue;
+    }
+    node.set_name(name);
+    const std::string& x = target->second;
+    const ActivationRange& r = ranges.at(x);
+    const std::string xq = x + "_quantized", xdq = x + "_dequantized";
+    if (activation_done.insert(x).second) {
+      add_initializer<float>(g, x + "_scale", onnx::TensorProto::FLOAT, {}, {r.scale});
+      if (r.is_signed) add_initializer<int8_t>(g, x + "_zero_point", onnx::TensorProto::INT8, {}, {0});
+      else add_initializer<uint8_t>(g, x + "_zero_point", onnx::TensorProto::UINT8, {}, {0});
+      *nodes.Add() = make_node("QuantizeLinear", x + "_QuantizeLinear", {x, x + "_scale", x + "_zero_point"}, xq);
+      *nodes.Add() = make_node("DequantizeLinear", x + "_DequantizeLinear", {xq, x + "_scale", x + "_zero_point"}, xdq);
+    }
+    // Weights: symmetric s8 per output channel.
+    const onnx::TensorProto& wt = initializer(node.input(1));
+    const std::vector<float> w = float_values(wt, path_ + ": initializer '" + wt.name() + "'");
+    const int64_t oc = wt.dims(0);
+    const int64_t per = static_cast<int64_t>(w.size()) / std::max<int64_t>(oc, 1);
+    std::vector<float> w_scale(oc);
+    std::vector<int8_t> wq(w.size());
+    for (int64_t c = 0; c < oc; ++c) {
+      float m = 0;
+      for (int64_t j = 0; j < per; ++j) m = std::max(m, std::abs(w[c * per + j]));
+      w_scale[c] = m > 0 ? m / 127.0f : 1.0f;
+      for (int64_t j = 0; j < per; ++j) {
+        wq[c * per + j] = static_cast<int8_t>(std::clamp(std::nearbyint(w[c * per + j] / w_scale[c]), -127.0f, 127.0f));
+      }
+    }
+    const std::string wn = name + ".weight";
+    std::vector<int64_t> wdims(wt.dims().begin(), wt.dims().end());
+    add_initializer<int8_t>(g, wn + "_quantized", onnx::TensorProto::INT8, wdims, wq);
+    add_initializer<float>(g, wn + "_scale", onnx::TensorProto::FLOAT, {oc}, w_scale);
+    add_initializer<int8_t>(g, wn + "_zero_point", onnx::TensorProto::INT8, {oc}, std::vector<int8_t>(oc, 0));
+    *nodes.Add() = make_node("DequantizeLinear", wn + "_DequantizeLinear",
+                             {wn + "_quantized", wn + "_scale", wn + "_zero_point"}, wn + "_dequantized", 0);
+    node.set_input(0, xdq);
+    node.set_input(1, wn + "_dequantized");
+    // Bias: int32 with scale s_x * s_w[c].
+    if (node.input_size() > 2 && !node.input(2).empty()) {
+      const onnx::TensorProto& bt = initializer(node.input(2));
+      const std::vector<float> bias = float_values(bt, path_ + ": initializer '" + bt.name() + "'");
+      if (static_cast<int64_t>(bias.size()) != oc) throw InputError(file_message(path_, "node '" + name + "': bias size does not match the weights"));
+      std::vector<float> b_scale(oc);
+      std::vector<int32_t> bq(oc);
+      for (int64_t c = 0; c < oc; ++c) {
+        b_scale[c] = r.scale * w_scale[c];
+        const double v = std::nearbyint(static_cast<double>(bias[c]) / b_scale[c]);
+        bq[c] = static_cast<int32_t>(std::clamp(v, -2147483647.0, 2147483647.0));
+      }
+      const std::string bn = name + ".bias";
+      add_initializer<int32_t>(g, bn + "_quantized", onnx::TensorProto::INT32, {oc}, bq);
+      add_initializer<float>(g, bn + "_scale", onnx::TensorProto::FLOAT, {oc}, b_scale);
+      add_initializer<int32_t>(g, bn + "_zero_point", onnx::TensorProto::INT32, {oc}, std::vector<int32_t>(oc, 0));
+      *nodes.Add() = make_node("DequantizeLinear", bn + "_DequantizeLinear",
+                               {bn + "_quantized", bn + "_scale", bn + "_zero_point"}, bn + "_dequantized", 0);
+      node.set_input(2, bn + "_dequantized");
+    }
+    *nodes.Add() = node;
+    report.quantized_convs.push_back(name);
+  }
+  g.mutable_node()->Swap(&nodes);
+
+  // Drop the float weights nothing reads any more (also from the inputs of IR < 4 files).
+  std::set<std::string> used;
+  for (const auto& n : g.node()) used.insert(n.input().begin(), n.input().end());
+  for (const auto& o : g.output()) used.insert(o.name());
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> inits;
+  std::set<std::string> dropped;
+  for (auto& t : *g.mutable_initializer()) {
+    if (used.count(t.name())) *inits.Add() = t;
+    else dropped.insert(t.name());
+  }
+  g.mutable_initializer()->Swap(&inits);
+  google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> inputs;
+  for (const auto& i : g.input()) {
+    if (!dropped.count(i.name())) *inputs.Add() = i;
+  }
+  g.mutable_input()->Swap(&inputs);
+  auto* meta = model.add_metadata_props();
+  meta->set_key("arcforge_quantized");
+  meta->set_value("int8 QDQ, " + std::to_string(report.quantized_convs.size()) + " convolutions");
+
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    throw InputError(file_message(out_path, std::string("libonnx's checker rejected the quantized model: ") + e.what()));
+  }
+  write_file_atomically(out_path, model.SerializeAsString());
+  report.kept_fp32 = kept_;
+}
+
+}  // namespace arcforge::runtime::detail

@@ -1,0 +1,41 @@
+#pragma once
+// Rewrites an fp32 ONNX model into QDQ form (the only quantization code that sees protobuf types).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arcforge/runtime/quantize.hpp"
+
+namespace arcforge::runtime::detail {
+
+class QdqWriter {
+ public:
+  // Parses the model and picks the convolutions to quantize: those with a float initializer as
+  // 4-D weights, minus `keep_fp32` ("first", "last", node names; unknown names are an error).
+  QdqWriter(const std::string& path, const std::vector<std::string>& keep_fp32, std::size_t max_bytes);
+  ~QdqWriter();
+
+  struct Target {
+    std::string conv;        // node name ("Conv_<index>" for unnamed nodes, as the loader names them)
+    std::string activation;  // its input value, to be calibrated
+  };
+  const std::vector<Target>& targets() const { return targets_; }
+  const std::vector<std::string>& kept() const { return kept_; }
+  // The activation values to calibrate, each once, in graph order.
+  std::vector<std::string> activations() const;
+
+  // Writes the QDQ model (opset raised to 13 where the operators allow it), after libonnx's checker
+  // accepted it. `ranges` has one entry per activations() value.
+  void write(const std::map<std::string, ActivationRange>& ranges, const std::string& out_path,
+             QuantizeReport& report);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  std::string path_;
+  std::vector<Target> targets_;
+  std::vector<std::string> kept_;
+};
+
+}  // namespace arcforge::runtime::detail

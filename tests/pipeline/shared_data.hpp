@@ -1,0 +1,65 @@
+#pragma once
+// Where the pipeline tests find ../shared (real photos and third-party models), and a loud skip
+// when it is absent.
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace arcforge::pipeline::test {
+
+inline std::string shared_dir() {
+  if (const char* env = std::getenv("ARCFORGE_SHARED_DIR")) return env;
+  return std::string(ARCFORGE_SOURCE_DIR) + "/../shared";
+}
+inline std::string shared_model(const std::string& name) { return shared_dir() + "/models/" + name; }
+inline std::string shared_face(const std::string& name) { return shared_dir() + "/faces/" + name; }
+
+}  // namespace arcforge::pipeline::test
+
+// Skips the test (loudly) when a file of ../shared is missing.
+#define REQUIRE_SHARED(path)                                                                     \
+  do {                                                                                           \
+    if (!std::filesystem::exists(path)) {                                                        \
+      GTEST_SKIP() << "SKIPPED: " << (path) << " is absent (set ARCFORGE_SHARED_DIR to ../shared)"; \
+    }                                                                                            \
+  } while (0)
+
+#include <cstdio>
+#include <random>
+#include <sys/wait.h>
+
+namespace arcforge::pipeline::test {
+
+// A fresh folder under the system temp dir, removed with everything in it at scope exit.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("arcforge_pipeline_" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Runs a shell command; returns stdout+stderr, and the exit status in *status.
+inline std::string run_command(const std::string& command, int* status) {
+  std::string out;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int rc = p != nullptr ? pclose(p) : -1;
+  *status = (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+}  // namespace arcforge::pipeline::test

@@ -1,0 +1,130 @@
+// The face commands end to end through the built binary: detect, align, embed, verify, analyze,
+// and eval on a pair list of photos.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "arcforge/image/codec.hpp"
+#include "shared_data.hpp"
+
+namespace ap = arcforge::pipeline;
+using ap::test::run_command;
+using ap::test::ScratchDir;
+using ap::test::shared_face;
+using ap::test::shared_model;
+
+namespace {
+
+std::string cli() { return ARCFORGE_CLI; }
+std::string det() { return " --detector " + shared_model("scrfd_500m_bnkps.onnx"); }
+std::string rec() {
+  return " --recognizer " + shared_model("paddle_mobilefacenet128.onnx") + " --recognizer-spec bgr,mean=127.5,std=128";
+}
+
+nlohmann::json run_json(const std::string& args) {
+  int status = 0;
+  const std::string out = run_command(cli() + " " + args + " --threads 2 --json", &status);
+  EXPECT_EQ(status, 0) << out;
+  const auto start = out.find('{');
+  if (status != 0 || start == std::string::npos) return nlohmann::json::object();
+  return nlohmann::json::parse(out.substr(start));
+}
+
+}  // namespace
+
+TEST(FaceCli, DetectPrintsFacesAndDrawsThem) {
+  REQUIRE_SHARED(shared_face("insightface/t1.jpg"));
+  ScratchDir dir;
+  const auto j = run_json("detect " + shared_face("insightface/t1.jpg") + det() + " --draw " + dir.file("t1.png"));
+  ASSERT_TRUE(j.contains("faces"));
+  EXPECT_GE(j["faces"].size(), 5u);
+  for (const auto& f : j["faces"]) {
+    ASSERT_EQ(f["box"].size(), 4u);
+    EXPECT_LT(f["box"][0].get<double>(), f["box"][2].get<double>());
+    EXPECT_GE(f["score"].get<double>(), 0.5);
+    ASSERT_EQ(f["landmarks"].size(), 5u);
+  }
+  const auto drawn = arcforge::image::decode_file(dir.file("t1.png"));
+  EXPECT_EQ(drawn.width, j["width"].get<int>());
+  // The first box's top edge is drawn green.
+  const int x = static_cast<int>((j["faces"][0]["box"][0].get<double>() + j["faces"][0]["box"][2].get<double>()) / 2);
+  const int y = static_cast<int>(std::lround(j["faces"][0]["box"][1].get<double>()));
+  EXPECT_EQ(drawn.at(x, y, 1), 220);
+  EXPECT_EQ(drawn.at(x, y, 0), 0);
+}
+
+TEST(FaceCli, VerifyDecidesSameAndDifferent) {
+  REQUIRE_SHARED(shared_face("deepface/img1.jpg"));
+  const auto same = run_json("verify " + shared_face("deepface/img1.jpg") + " " + shared_face("deepface/img2.jpg") +
+                             det() + rec());
+  EXPECT_TRUE(same["same"].get<bool>()) << same.dump();
+  EXPECT_GT(same["similarity"].get<double>(), same["threshold"].get<double>());
+  EXPECT_EQ(same["faces"].size(), 2u);
+  // img26 is another person (deepface identities.csv).
+  const auto different = run_json("verify " + shared_face("deepface/img1.jpg") + " " +
+                                  shared_face("deepface/img26.jpg") + det() + rec() + " --threshold 0.3");
+  EXPECT_FALSE(different["same"].get<bool>()) << different.dump();
+  EXPECT_FLOAT_EQ(different["threshold"].get<float>(), 0.3f);
+}
+
+TEST(FaceCli, NoFaceUndecodableAndHugePhotosAreClearErrors) {
+  REQUIRE_SHARED(shared_face("deepface/img1.jpg"));
+  ScratchDir dir;
+  arcforge::image::Image grey(200, 200, 3);
+  std::fill(grey.pixels.begin(), grey.pixels.end(), 128);
+  arcforge::image::write_png(dir.file("blank.png"), grey);
+  std::ofstream(dir.file("broken.jpg")) << "not an image";
+  int status = 0;
+  std::string out = run_command(cli() + " verify " + shared_face("deepface/img1.jpg") + " " + dir.file("blank.png") +
+                                    det() + rec(), &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("blank.png: no face found"), std::string::npos) << out;
+  out = run_command(cli() + " detect " + dir.file("broken.jpg") + det(), &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("broken.jpg"), std::string::npos) << out;
+  out = run_command(cli() + " detect " + shared_face("deepface/img1.jpg") + det() + " --max-pixels 1000", &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("img1.jpg"), std::string::npos) << out;
+  // Detect on a photo without a face is not an error: zero faces.
+  const auto none = run_json("detect " + dir.file("blank.png") + det());
+  EXPECT_EQ(none["faces"].size(), 0u);
+}
+
+TEST(FaceCli, EmbedAlignAnalyze) {
+  REQUIRE_SHARED(shared_face("deepface/couple.jpg"));
+  ScratchDir dir;
+  const auto e = run_json("embed " + shared_face("deepface/img1.jpg") + " " + shared_face("deepface/couple.jpg") +
+                          " --all-faces --flip --npy " + dir.file("e.npy") + det() + rec());
+  ASSERT_GE(e["embeddings"].size(), 3u);  // one face + the couple
+  for (const auto& row : e["embeddings"]) {
+    ASSERT_EQ(row.size(), 128u);
+    double norm = 0;
+    for (const auto& v : row) norm += v.get<double>() * v.get<double>();
+    EXPECT_NEAR(norm, 1.0, 1e-4);
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir.file("e.npy")));
+  const auto a = run_json("align " + shared_face("deepface/couple.jpg") + " --out " + dir.file("crops") + det());
+  ASSERT_GE(a["crops"].size(), 2u);
+  const auto crop = arcforge::image::decode_file(a["crops"][0]["path"].get<std::string>());
+  EXPECT_EQ(crop.width, 112);
+  EXPECT_EQ(crop.height, 112);
+  const auto z = run_json("analyze " + shared_face("deepface/img1.jpg") + det() + rec() +
+                          " --min-quality size=100000");
+  ASSERT_EQ(z["faces"].size(), 1u);
+  const auto& face = z["faces"][0];
+  EXPECT_GT(face["quality"]["blur"].get<double>(), 0);
+  EXPECT_LT(std::abs(face["quality"]["yaw"].get<double>()), 45);
+  EXPECT_FALSE(face["passes_quality"].get<bool>());  // no face is 100000 px
+  EXPECT_EQ(face["embedding"].size(), 128u);
+}
+
+TEST(FaceCli, EvalOnAPairListOfPhotos) {
+  REQUIRE_SHARED(shared_face("deepface/pairs.csv"));
+  const auto j = run_json("eval --pairs " + shared_face("deepface/pairs.csv") + det() + rec() + " --face largest");
+  EXPECT_EQ(j["pairs"].get<int>(), 520);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.99);
+  EXPECT_GE(j["auc"].get<double>(), 0.995);
+  EXPECT_EQ(j["no_face"].get<int>(), 0);
+}
