@@ -20,6 +20,8 @@ void add_face_model_options(CLI::App* cmd, FaceModelArgs& a, bool embeds, bool r
     cmd->add_option("--precision", a.precision, "Runtime precision: fp32 | bf16 | int8 (int8 needs a quantized model)");
     cmd->add_option("--threads", a.threads, "Runtime threads (default all cores)");
   }
+  cmd->add_option("--det-precision", a.det_precision,
+                  "The detector's precision when it differs from --precision (e.g. fp32 next to an int8 recognizer)");
   cmd->add_option("--det-size", a.det_size, "Detector input WxH for models with a dynamic size (multiple of 32)");
   cmd->add_option("--det-thresh", a.det_threshold, "Detection score threshold");
   cmd->add_option("--nms", a.nms, "NMS IoU threshold");
@@ -59,6 +61,10 @@ pipeline::FaceAnalyzer make_analyzer(const FaceModelArgs& a, bool need_detector,
   pipeline::AnalyzerOptions o;
   o.runtime.threads = a.threads;
   o.runtime.precision = runtime::parse_precision(a.precision);
+  if (!a.det_precision.empty()) {
+    o.detector_runtime = o.runtime;
+    o.detector_runtime->precision = runtime::parse_precision(a.det_precision);
+  }
   std::tie(o.detector.input_width, o.detector.input_height) = parse_size(a.det_size);
   o.detector.score_threshold = a.det_threshold;
   o.detector.nms_iou = a.nms;

@@ -19,6 +19,7 @@ constexpr float kDefaultVerifyThreshold = 0.29f;
 struct FaceModelArgs {
   std::string pack, detector, recognizer, recognizer_spec;
   std::string precision = "fp32";
+  std::string det_precision;  // empty: --precision
   int threads = 0;
   std::string det_size = "640x640";
   float det_threshold = 0.5f;

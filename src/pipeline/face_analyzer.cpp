@@ -14,7 +14,9 @@ FaceAnalyzer::FaceAnalyzer(const std::string& detector_path, const std::string& 
   if (detector_path.empty() && recognizer_path.empty()) {
     throw ConfigError("FaceAnalyzer: give a detector, a recognizer, or both");
   }
-  if (!detector_path.empty()) detector_ = load_detector(detector_path, options_.detector, options_.runtime);
+  if (!detector_path.empty()) {
+    detector_ = load_detector(detector_path, options_.detector, options_.detector_runtime.value_or(options_.runtime));
+  }
   if (!recognizer_path.empty()) {
     recognizer_ = Recognizer::load(recognizer_path, options_.recognizer_spec, options_.runtime);
   }

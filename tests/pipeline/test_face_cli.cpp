@@ -128,3 +128,39 @@ TEST(FaceCli, EvalOnAPairListOfPhotos) {
   EXPECT_GE(j["auc"].get<double>(), 0.995);
   EXPECT_EQ(j["no_face"].get<int>(), 0);
 }
+
+TEST(FaceExample, TheDocumentedProgramRuns) {
+  REQUIRE_SHARED(shared_face("deepface/img1.jpg"));
+  int status = 0;
+  const std::string out = run_command(std::string(ARCFORGE_FACE_EXAMPLE) + " " +
+                                          shared_model("scrfd_500m_bnkps.onnx") + " " +
+                                          shared_model("paddle_mobilefacenet128.onnx") + " bgr,mean=127.5,std=128 " +
+                                          shared_face("deepface/img1.jpg") + " " + shared_face("deepface/img2.jpg"),
+                                      &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("128-d embedding"), std::string::npos) << out;
+  EXPECT_NE(out.find("same person"), std::string::npos) << out;
+}
+
+// Issue 4's accuracy target on the pipeline: an int8 recognizer (quantized on small_lfw.bin's
+// aligned faces, depthwise and last convolutions kept in fp32) next to an fp32 detector leaves the
+// deepface verification accuracy where fp32 has it.
+TEST(FaceCli, Int8RecognizerKeepsDeepfaceAccuracy) {
+  REQUIRE_SHARED(shared_face("insightface/small_lfw.bin"));
+  REQUIRE_SHARED(shared_face("deepface/pairs.csv"));
+  ScratchDir dir;
+  int status = 0;
+  const std::string out = run_command(cli() + " quantize " + shared_model("paddle_mobilefacenet128.onnx") + " --calib " +
+                                          shared_face("insightface/small_lfw.bin") + " --out " + dir.file("q.onnx") +
+                                          " --mean 127.5 --std 128 --bgr --keep-fp32 depthwise,last --threads 2",
+                                      &status);
+  ASSERT_EQ(status, 0) << out;
+  const std::string pairs = "eval --pairs " + shared_face("deepface/pairs.csv") + det() + " --face largest";
+  const auto fp32 = run_json(pairs + rec());
+  const auto int8 = run_json(pairs + " --recognizer " + dir.file("q.onnx") +
+                             " --recognizer-spec bgr,mean=127.5,std=128 --precision int8 --det-precision fp32");
+  std::printf("deepface fp32 %.4f (AUC %.5f), int8 recognizer %.4f (AUC %.5f)\n", fp32["accuracy"].get<double>(),
+              fp32["auc"].get<double>(), int8["accuracy"].get<double>(), int8["auc"].get<double>());
+  EXPECT_GE(int8["accuracy"].get<double>(), fp32["accuracy"].get<double>());
+  EXPECT_GE(int8["auc"].get<double>(), 0.995);
+}

@@ -26,6 +26,9 @@ namespace arcforge::pipeline {
 struct AnalyzerOptions {
   DetectorOptions detector;
   runtime::Options runtime;
+  // The detector's own runtime options when they differ (e.g. an int8 recognizer next to an fp32
+  // detector); empty: `runtime`.
+  std::optional<runtime::Options> detector_runtime;
   std::optional<PreprocessSpec> recognizer_spec;  // default: the sidecar, else InsightFace's
   bool flip = false;                 // flip-add embeddings
   QualityGate quality_gate;          // faces failing it are marked (Face::rejection), not dropped
