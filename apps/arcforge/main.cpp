@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   arcforge::cli::add_pack_bin_command(app);
 #ifdef ARCFORGE_WITH_TRAIN
   arcforge::cli::add_model_info_command(app);
+  arcforge::cli::add_bench_torch_command(app);
   arcforge::cli::add_train_command(app);
   arcforge::cli::add_eval_command(app);
   arcforge::cli::add_check_device_command(app);

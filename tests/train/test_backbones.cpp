@@ -403,6 +403,16 @@ TEST(Backbones, ModelInfoCommandJson) {
   EXPECT_EQ(j.at("embedding_size").get<int64_t>(), 128);
 }
 
+// bench-torch (the libtorch column of bench/runtime/compare_all.sh) prints a consistent timing.
+TEST(Backbones, BenchTorchTimesTheExportedNetwork) {
+  if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  const nlohmann::json j = run_cli_json("bench-torch --arch mbf --batch 2 --threads 1 --repeats 2 --json");
+  EXPECT_EQ(j.at("engine").get<std::string>(), "libtorch");
+  EXPECT_EQ(j.at("batch").get<int>(), 2);
+  EXPECT_GT(j.at("ms_per_image").get<double>(), 0.0);
+  EXPECT_NEAR(j.at("images_per_s").get<double>() * j.at("ms_per_image").get<double>(), 1000.0, 1e-6);
+}
+
 // check-device's own code, run CPU against CPU (fp32): the comparison must be exact, and every
 // margin must be covered. Guards the command that only ever runs for real on a GPU machine.
 TEST(Backbones, CheckDeviceSelfCheckOnCpu) {
