@@ -106,4 +106,11 @@ void unletterbox(std::vector<Detection>& detections, float scale) {
   }
 }
 
+std::vector<Detection> finish_detections(std::vector<Detection> found, float scale, const DetectorOptions& options,
+                                         int photo_width, int photo_height) {
+  if (scale != 1.0f) unletterbox(found, scale);
+  found = non_maximum_suppression(std::move(found), options.nms_iou);
+  return select_faces(std::move(found), options, photo_width, photo_height);
+}
+
 }  // namespace arcforge::pipeline

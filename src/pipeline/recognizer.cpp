@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/runtime/face_input.hpp"
 
 namespace arcforge::pipeline {
 namespace {
@@ -12,23 +13,14 @@ namespace {
 // Crops per model call: amortises per-call overhead; 32 x 150 KB of input.
 constexpr size_t kMaxBatch = 32;
 
-void append_crop(const image::Image& crop, const PreprocessSpec& spec, bool mirror, std::vector<float>& out) {
-  const int w = crop.width, h = crop.height;
-  const size_t plane = static_cast<size_t>(w) * h;
-  const size_t base = out.size();
-  out.resize(base + 3 * plane);
-  for (int c = 0; c < 3; ++c) {
-    const int source_channel = spec.bgr ? 2 - c : c;
-    const float mean = spec.mean[c], inv_std = 1.0f / spec.std[c];
-    float* dst = out.data() + base + c * plane;
-    for (int y = 0; y < h; ++y) {
-      const uint8_t* row = crop.pixels.data() + static_cast<size_t>(y) * crop.row_bytes();
-      for (int x = 0; x < w; ++x) {
-        const int sx = mirror ? w - 1 - x : x;
-        dst[static_cast<size_t>(y) * w + x] = (static_cast<float>(row[3 * sx + source_channel]) - mean) * inv_std;
-      }
+image::Image mirrored(const image::Image& in) {
+  image::Image out(in.width, in.height, in.channels);
+  for (int y = 0; y < in.height; ++y) {
+    for (int x = 0; x < in.width; ++x) {
+      for (int c = 0; c < in.channels; ++c) out.at(x, y, c) = in.at(in.width - 1 - x, y, c);
     }
   }
+  return out;
 }
 
 }  // namespace
@@ -75,10 +67,9 @@ std::vector<std::vector<float>> Recognizer::run(const std::vector<const image::I
   const size_t chunk = batched_ ? kMaxBatch : 1;
   for (size_t start = 0; start < crops.size(); start += chunk) {
     const size_t end = std::min(crops.size(), start + chunk);
-    runtime::Tensor input;
-    input.shape = {static_cast<int64_t>(end - start), 3, spec_.height, spec_.width};
-    input.data.reserve(static_cast<size_t>(input.numel()));
-    for (size_t i = start; i < end; ++i) append_crop(*crops[i], spec_, mirror, input.data);
+    std::vector<image::Image> batch;
+    for (size_t i = start; i < end; ++i) batch.push_back(mirror ? mirrored(*crops[i]) : *crops[i]);
+    const runtime::Tensor input = runtime::faces_to_tensor(batch, {spec_.mean, spec_.std, spec_.bgr});
     const runtime::Tensor result = model_.run({input}).front();
     for (size_t i = 0; i < end - start; ++i) {
       out.emplace_back(result.data.begin() + static_cast<int64_t>(i) * embedding_size_,

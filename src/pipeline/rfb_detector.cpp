@@ -39,8 +39,7 @@ class RfbDetector final : public Detector {
       d.box = {c[0] * photo.width, c[1] * photo.height, c[2] * photo.width, c[3] * photo.height};
       found.push_back(d);
     }
-    found = non_maximum_suppression(std::move(found), options_.nms_iou);
-    return select_faces(std::move(found), options_, photo.width, photo.height);
+    return finish_detections(std::move(found), 1.0f, options_, photo.width, photo.height);  // boxes already in photo pixels
   }
 
  private:

@@ -51,10 +51,8 @@ class ScrfdDetector final : public Detector {
       }
       const std::vector<runtime::Tensor> outputs = model_.run({input});
       for (size_t i = start; i < end; ++i) {
-        std::vector<Detection> found = decode(outputs, static_cast<int64_t>(i - start));
-        unletterbox(found, scales[i - start]);
-        found = non_maximum_suppression(std::move(found), options_.nms_iou);
-        results.push_back(select_faces(std::move(found), options_, photos[i].width, photos[i].height));
+        results.push_back(finish_detections(decode(outputs, static_cast<int64_t>(i - start)), scales[i - start],
+                                            options_, photos[i].width, photos[i].height));
       }
     }
     return results;

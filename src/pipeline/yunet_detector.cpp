@@ -41,10 +41,8 @@ class YunetDetector final : public Detector {
       }
       strides.push_back({stride, ones[2 * i].data, ones[2 * i + 1].data, fours[i].data, tens[i].data});
     }
-    std::vector<Detection> found = decode_yunet(strides, width_, height_, options_.score_threshold);
-    unletterbox(found, lb.scale);
-    found = non_maximum_suppression(std::move(found), options_.nms_iou);
-    return select_faces(std::move(found), options_, photo.width, photo.height);
+    return finish_detections(decode_yunet(strides, width_, height_, options_.score_threshold), lb.scale, options_,
+                             photo.width, photo.height);
   }
 
  private:

@@ -26,6 +26,7 @@
 #include "arcforge/image/warp.hpp"
 #include "arcforge/pipeline/alignment.hpp"
 #include "arcforge/pipeline/geometry.hpp"
+#include "shared_data.hpp"
 
 #ifdef ARCFORGE_HAVE_OPENCV
 #include <opencv2/core.hpp>
@@ -37,10 +38,7 @@ namespace ap = arcforge::pipeline;
 
 namespace {
 
-std::string faces_dir() {
-  if (const char* env = std::getenv("ARCFORGE_SHARED_DIR")) return std::string(env) + "/faces";
-  return std::string(ARCFORGE_SOURCE_DIR) + "/../shared/faces";
-}
+std::string faces_dir() { return arcforge::pipeline::test::shared_dir() + "/faces"; }
 
 ai::Image random_image(int width, int height, int channels, uint32_t seed) {
   ai::Image image(width, height, channels);

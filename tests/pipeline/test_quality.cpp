@@ -25,6 +25,7 @@
 #include "arcforge/image/resize.hpp"
 #include "arcforge/pipeline/alignment.hpp"
 #include "arcforge/pipeline/geometry.hpp"
+#include "shared_data.hpp"
 #include "arcforge/pipeline/quality.hpp"
 
 #ifdef ARCFORGE_HAVE_OPENCV
@@ -37,10 +38,7 @@ namespace ap = arcforge::pipeline;
 
 namespace {
 
-std::string faces_dir() {
-  if (const char* env = std::getenv("ARCFORGE_SHARED_DIR")) return std::string(env) + "/faces";
-  return std::string(ARCFORGE_SOURCE_DIR) + "/../shared/faces";
-}
+std::string faces_dir() { return arcforge::pipeline::test::shared_dir() + "/faces"; }
 
 constexpr double kPi = std::numbers::pi;
 

@@ -55,4 +55,9 @@ void append_planar(const image::Image& rgb, bool bgr, float mean, float std, std
 // nothing: boxes may extend past the photo edge as InsightFace's do.
 void unletterbox(std::vector<Detection>& detections, float scale);
 
+// What every detector does after decoding: unletterbox (scale 1: nothing), NMS at options.nms_iou,
+// then select_faces.
+std::vector<Detection> finish_detections(std::vector<Detection> found, float scale, const DetectorOptions& options,
+                                         int photo_width, int photo_height);
+
 }  // namespace arcforge::pipeline
