@@ -8,6 +8,8 @@
 #include "commands.hpp"
 #ifdef ARCFORGE_WITH_DEPLOY
 #include "face_cli.hpp"
+#include "gallery_cli.hpp"
+#include "serve_cli.hpp"
 #endif
 
 int main(int argc, char** argv) {
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
   arcforge::cli::add_embed_command(app);
   arcforge::cli::add_verify_command(app);
   arcforge::cli::add_analyze_command(app);
+  arcforge::cli::add_serve_command(app);
+  arcforge::cli::add_gallery_command(app);
 #ifndef ARCFORGE_WITH_TRAIN
   arcforge::cli::add_face_eval_command(app);  // the training build's eval covers photos too
 #endif

@@ -98,6 +98,14 @@ std::vector<Face> FaceAnalyzer::analyze(const image::Image& photo) const {
   return faces;
 }
 
+Face FaceAnalyzer::analyze_largest(const image::Image& photo, const std::string& name_for_errors) const {
+  std::vector<Detection> detections;
+  for (const Face& f : detect(photo)) detections.push_back(f.detection);
+  std::vector<Face> largest{face_from(largest_face(detections, name_for_errors))};
+  complete(photo, largest);
+  return std::move(largest.front());
+}
+
 std::vector<std::vector<float>> FaceAnalyzer::embed_aligned(const std::vector<image::Image>& crops) const {
   if (!recognizer_) throw ConfigError("FaceAnalyzer: no recognizer loaded");
   std::vector<std::vector<float>> embeddings = recognizer_->embed(crops, options_.flip);
@@ -109,15 +117,8 @@ VerifyResult FaceAnalyzer::verify(const image::Image& a, const image::Image& b, 
                                   const std::string& name_a, const std::string& name_b) const {
   VerifyResult result;
   result.threshold = threshold;
-  std::vector<Face> first = detect(a), second = detect(b);
-  std::vector<Detection> da, db;
-  for (const auto& f : first) da.push_back(f.detection);
-  for (const auto& f : second) db.push_back(f.detection);
-  std::vector<Face> pick_a{face_from(largest_face(da, name_a))}, pick_b{face_from(largest_face(db, name_b))};
-  complete(a, pick_a);
-  complete(b, pick_b);
-  result.first = std::move(pick_a.front());
-  result.second = std::move(pick_b.front());
+  result.first = analyze_largest(a, name_a);
+  result.second = analyze_largest(b, name_b);
   result.similarity = cosine_similarity(result.first.embedding, result.second.embedding);
   result.same = result.similarity >= threshold;
   return result;

@@ -77,6 +77,9 @@ class FaceAnalyzer {
   image::Image align(const image::Image& photo, const Detection& detection) const;
   // Detect, align, embed and grade every face.
   std::vector<Face> analyze(const image::Image& photo) const;
+  // The largest face of a photo, complete (embedded, graded): what verify, enrolment and search
+  // take from a photo. Throws InputError "<name>: no face found" when there is none.
+  Face analyze_largest(const image::Image& photo, const std::string& name_for_errors) const;
   // Adds aligned crops, blur and embeddings to faces found by detect().
   void complete(const image::Image& photo, std::vector<Face>& faces) const;
   // Embeddings of aligned crops, L2-normalised.

@@ -1,0 +1,57 @@
+#pragma once
+// Gallery's private state, shared by gallery.cpp (the API) and gallery_transfer.cpp (export, import).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "arcforge/gallery/gallery.hpp"
+#include "sqlite_db.hpp"
+
+namespace arcforge::gallery {
+
+// What searches need of one collection, in memory; rebuilt from the database at open.
+struct CollectionState {
+  int64_t id = 0;
+  std::string name;
+  int dim = 0;
+  IndexSpec spec;
+  int64_t created_ms = 0;
+  VectorIndex templates;  // id = person id, vector = normalised mean of its samples
+  VectorIndex samples;    // id = sample id
+  std::unordered_map<int64_t, std::string> person_names;   // person id -> name
+  std::unordered_map<int64_t, int64_t> sample_person;      // sample id -> person id
+  std::unordered_map<int64_t, int64_t> person_samples;     // person id -> sample count
+
+  CollectionState(int dim_, const IndexSpec& spec_) : dim(dim_), spec(spec_), templates(dim_, spec_), samples(dim_, spec_) {}
+};
+
+struct Gallery::Impl {
+  explicit Impl(const std::string& path_) : path(path_), db(path_) {}
+
+  std::string path;
+  // Lock order: db_mutex, then state_mutex. db_mutex serialises every use of the one SQLite
+  // connection (writes and the reads that need the database); state_mutex guards the in-memory
+  // indexes, held exclusively only while a committed write is applied, so searches wait for an
+  // fsync never.
+  mutable std::mutex db_mutex;
+  mutable std::shared_mutex state_mutex;
+  mutable SqliteDb db;
+  std::map<std::string, std::unique_ptr<CollectionState>> collections;
+
+  void load_all();  // (re)builds `collections` from the database; caller holds both locks
+  const CollectionState& state(const std::string& collection) const;  // InputError when unknown
+  CollectionState& state(const std::string& collection);
+};
+
+int64_t now_ms();
+// Normalises `v` in place; InputError naming `what` when it is not finite or is all zeros.
+void normalise_embedding(std::vector<float>& v, const std::string& what);
+// Checks that `json` is a JSON object and returns it compact; InputError naming `what` otherwise.
+std::string compact_json_object(const std::string& json, const std::string& what);
+
+}  // namespace arcforge::gallery

@@ -1,0 +1,359 @@
+// VectorIndex: FAISS indexes addressed by insertion slot, our slot <-> id maps, removal by dead
+// slots, compaction, and the switch of int8/ivfpq from exact fp32 search to the trained index.
+#include "arcforge/gallery/vector_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <omp.h>
+
+#include "arcforge/common/error.hpp"
+#include "index_spec_check.hpp"
+
+namespace arcforge::gallery {
+namespace {
+
+using Slot = faiss::Index::idx_t;
+
+constexpr int kTrainSeed = 1234;          // k-means of the IVF lists and of the PQ codebooks
+constexpr size_t kInt8TrainMin = 1000;
+constexpr size_t kIvfPqTrainMin = 10000;
+constexpr size_t kPqCentroids = 256;      // 8-bit sub-quantisers
+constexpr size_t kPointsPerList = 39;     // below this FAISS's k-means warns that it lacks data
+
+// Selects live (or dead) slots. FAISS 1.7.3 honours SearchParameters::sel in IndexFlat,
+// IndexScalarQuantizer, IndexHNSW (given SearchParametersHNSW) and IndexIVF (given
+// SearchParametersIVF), so a search over a partly dead index still returns k live hits;
+// test_vector_index.cpp checks that for every kind.
+class SlotSelector final : public faiss::IDSelector {
+ public:
+  SlotSelector(const std::vector<uint8_t>& live, bool want_live) : live_(live), want_live_(want_live) {}
+  bool is_member(Slot slot) const override { return (live_[static_cast<size_t>(slot)] != 0) == want_live_; }
+
+ private:
+  const std::vector<uint8_t>& live_;
+  bool want_live_;
+};
+
+// FAISS 1.7.3 opens a full OpenMP team for IndexScalarQuantizer and IndexHNSW searches even for a
+// single query: the spare threads find no query to work on (HNSW's each still clear a visited table
+// of ntotal bytes). Capping nthreads-var at the number of queries for the call avoids that. The ICV
+// belongs to the calling thread's task, so concurrent searches on other threads are unaffected, and
+// it is restored on the way out.
+class TeamLimit {
+ public:
+  explicit TeamLimit(size_t queries) : saved_(omp_get_max_threads()) {
+    if (queries < static_cast<size_t>(saved_)) {
+      omp_set_num_threads(static_cast<int>(std::max<size_t>(queries, 1)));
+    } else {
+      saved_ = 0;
+    }
+  }
+  ~TeamLimit() {
+    if (saved_ > 0) omp_set_num_threads(saved_);
+  }
+  TeamLimit(const TeamLimit&) = delete;
+  TeamLimit& operator=(const TeamLimit&) = delete;
+
+ private:
+  int saved_;
+};
+
+std::unique_ptr<faiss::IndexHNSWFlat> new_hnsw(int dim, const IndexSpec& spec) {
+  auto index = std::make_unique<faiss::IndexHNSWFlat>(dim, spec.hnsw_m, faiss::METRIC_INNER_PRODUCT);
+  index->hnsw.efConstruction = spec.hnsw_ef_construction;
+  index->hnsw.efSearch = spec.hnsw_ef_search;
+  return index;
+}
+
+// About 4*sqrt(n) lists, but no more than give k-means kPointsPerList training points each.
+size_t ivf_list_count(const IndexSpec& spec, size_t n) {
+  if (spec.ivf_nlist > 0) return static_cast<size_t>(spec.ivf_nlist);
+  const auto by_sqrt = static_cast<size_t>(std::lround(4.0 * std::sqrt(static_cast<double>(n))));
+  return std::max<size_t>(1, std::min(by_sqrt, n / kPointsPerList));
+}
+
+// How many vectors an int8/ivfpq index must hold before it is trained. ivfpq never trains on fewer
+// points than a sub-quantiser has centroids, or than it has lists (FAISS refuses both).
+size_t train_threshold(const IndexSpec& spec) {
+  if (spec.kind == IndexKind::Int8) return spec.train_min > 0 ? spec.train_min : kInt8TrainMin;
+  const auto nlist = static_cast<size_t>(spec.ivf_nlist);
+  const size_t wanted = spec.train_min > 0 ? spec.train_min : std::max(kIvfPqTrainMin, kPointsPerList * nlist);
+  return std::max({wanted, kPqCentroids, nlist});
+}
+
+// What libstdc++ allocates for an unordered_map<int64_t, Slot>: the bucket array, plus per entry a
+// node (next pointer + key + value) rounded up to malloc's 16-byte chunks with its 8-byte header.
+size_t id_map_bytes(const std::unordered_map<int64_t, Slot>& map) {
+  const size_t node = (sizeof(void*) + sizeof(std::pair<const int64_t, Slot>) + 8 + 15) / 16 * 16;
+  return map.bucket_count() * sizeof(void*) + map.size() * node;
+}
+
+size_t faiss_bytes(const faiss::Index& index) {
+  if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(&index)) {
+    const faiss::HNSW& graph = hnsw->hnsw;
+    return faiss_bytes(*hnsw->storage) + graph.neighbors.capacity() * sizeof(faiss::HNSW::storage_idx_t) +
+           graph.levels.capacity() * sizeof(int) + graph.offsets.capacity() * sizeof(size_t) +
+           graph.assign_probas.capacity() * sizeof(double) + graph.cum_nneighbor_per_level.capacity() * sizeof(int);
+  }
+  if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(&index)) {
+    size_t bytes = faiss_bytes(*ivf->quantizer);
+    if (const auto* lists = dynamic_cast<const faiss::ArrayInvertedLists*>(ivf->invlists)) {
+      for (size_t l = 0; l < lists->nlist; ++l) {
+        bytes += lists->codes[l].capacity() + lists->ids[l].capacity() * sizeof(Slot) +
+                 sizeof(lists->codes[l]) + sizeof(lists->ids[l]);
+      }
+    }
+    if (const auto* pq = dynamic_cast<const faiss::IndexIVFPQ*>(ivf)) {
+      bytes += pq->pq.centroids.capacity() * sizeof(float) + pq->precomputed_table.size() * sizeof(float);
+    }
+    return bytes;
+  }
+  if (const auto* sq = dynamic_cast<const faiss::IndexScalarQuantizer*>(&index)) {
+    return sq->codes.capacity() + sq->sq.trained.capacity() * sizeof(float);
+  }
+  if (const auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(&index)) return codes->codes.capacity();
+  throw Error("VectorIndex: no memory estimate for this FAISS index");
+}
+
+}  // namespace
+
+struct VectorIndex::Impl {
+  int dim;
+  IndexSpec spec;
+  std::unique_ptr<faiss::Index> index;  // FAISS labels are slot numbers 0..slots-1
+  bool trained = false;                 // int8/ivfpq: `index` is the quantised one, not IndexFlatIP
+  std::vector<int64_t> slot_ids;        // slot -> id (stale for dead slots)
+  std::vector<uint8_t> live;            // slot -> 1 while its vector is current
+  std::unordered_map<int64_t, Slot> slot_of;  // id -> its live slot
+  size_t dead = 0;
+
+  Impl(int dim_, const IndexSpec& spec_) : dim(dim_), spec(spec_) {
+    if (spec.kind == IndexKind::Hnsw) {
+      index = new_hnsw(dim, spec);
+    } else {
+      index = std::make_unique<faiss::IndexFlatIP>(dim);
+    }
+  }
+
+  bool awaits_training() const {
+    return (spec.kind == IndexKind::Int8 || spec.kind == IndexKind::IvfPq) && !trained;
+  }
+  bool too_many_dead() const { return dead * 4 > slot_ids.size(); }
+
+  void record_added(std::span<const int64_t> ids) {
+    for (const int64_t id : ids) {
+      const auto slot = static_cast<Slot>(slot_ids.size());
+      slot_ids.push_back(id);
+      live.push_back(1);
+      auto [it, inserted] = slot_of.try_emplace(id, slot);
+      if (!inserted) {  // a replacement (also of an earlier row of the same batch)
+        live[static_cast<size_t>(it->second)] = 0;
+        ++dead;
+        it->second = slot;
+      }
+    }
+  }
+
+  // The live vectors in slot order, exact: only for indexes that keep fp32 rows (flat, hnsw).
+  std::vector<float> live_vectors() const {
+    const faiss::Index* rows = index.get();
+    if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(rows)) rows = hnsw->storage;
+    const auto* flat = dynamic_cast<const faiss::IndexFlat*>(rows);
+    if (!flat) throw Error("VectorIndex: vectors can only be read back from fp32 storage");
+    std::vector<float> out;
+    out.reserve(slot_of.size() * static_cast<size_t>(dim));
+    const float* data = flat->get_xb();
+    for (size_t s = 0; s < live.size(); ++s) {
+      if (live[s]) out.insert(out.end(), data + s * dim, data + (s + 1) * dim);
+    }
+    return out;
+  }
+
+  // After `index` has been rebuilt or stripped of its dead slots (live ones keeping their order),
+  // brings the maps to the new numbering. Returns old slot -> new slot (-1 for dead ones).
+  std::vector<Slot> renumber_maps() {
+    std::vector<Slot> renumbered(slot_ids.size(), -1);
+    Slot next = 0;
+    for (size_t s = 0; s < slot_ids.size(); ++s) {
+      if (!live[s]) continue;
+      renumbered[s] = next;
+      slot_ids[static_cast<size_t>(next)] = slot_ids[s];
+      ++next;
+    }
+    slot_ids.resize(static_cast<size_t>(next));
+    slot_ids.shrink_to_fit();
+    live.assign(static_cast<size_t>(next), 1);
+    live.shrink_to_fit();
+    for (auto& entry : slot_of) entry.second = renumbered[static_cast<size_t>(entry.second)];
+    dead = 0;
+    return renumbered;
+  }
+
+  void train_and_switch() {
+    const size_t n = slot_of.size();
+    const std::vector<float> vectors = live_vectors();
+    std::unique_ptr<faiss::Index> quantised;
+    if (spec.kind == IndexKind::Int8) {
+      quantised = std::make_unique<faiss::IndexScalarQuantizer>(dim, faiss::ScalarQuantizer::QT_8bit,
+                                                                faiss::METRIC_INNER_PRODUCT);
+    } else {
+      const size_t nlist = ivf_list_count(spec, n);
+      auto coarse = std::make_unique<faiss::IndexFlatIP>(dim);
+      auto ivf = std::make_unique<faiss::IndexIVFPQ>(coarse.get(), dim, nlist, spec.pq_m, 8,
+                                                     faiss::METRIC_INNER_PRODUCT);
+      coarse.release();
+      ivf->own_fields = true;
+      ivf->cp.seed = kTrainSeed;
+      ivf->pq.cp.seed = kTrainSeed;
+      ivf->nprobe = std::min<size_t>(nlist, static_cast<size_t>(spec.ivf_nprobe));
+      quantised = std::move(ivf);
+    }
+    quantised->train(static_cast<Slot>(n), vectors.data());
+    quantised->add(static_cast<Slot>(n), vectors.data());
+    index = std::move(quantised);
+    trained = true;
+    renumber_maps();
+  }
+
+  void compact() {
+    if (dead == 0) return;
+    SlotSelector dead_slots(live, /*want_live=*/false);
+    if (dynamic_cast<faiss::IndexHNSWFlat*>(index.get())) {
+      // FAISS cannot unlink nodes from an HNSW graph: build a new one from the live rows.
+      const std::vector<float> vectors = live_vectors();
+      auto rebuilt = new_hnsw(dim, spec);
+      rebuilt->add(static_cast<Slot>(slot_of.size()), vectors.data());
+      index = std::move(rebuilt);
+      renumber_maps();
+    } else if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index.get())) {
+      // Codes are kept as they are (no re-encoding); the lists' labels take the new slot numbers.
+      ivf->remove_ids(dead_slots);
+      const std::vector<Slot> renumbered = renumber_maps();
+      auto* lists = dynamic_cast<faiss::ArrayInvertedLists*>(ivf->invlists);
+      if (!lists) throw Error("VectorIndex: ivfpq lists are not in memory");
+      for (size_t l = 0; l < lists->nlist; ++l) {
+        for (Slot& label : lists->ids[l]) label = renumbered[static_cast<size_t>(label)];
+        lists->ids[l].shrink_to_fit();
+        lists->codes[l].shrink_to_fit();
+      }
+    } else if (auto* codes = dynamic_cast<faiss::IndexFlatCodes*>(index.get())) {
+      codes->remove_ids(dead_slots);  // keeps the order of the remaining rows
+      codes->codes.shrink_to_fit();
+      renumber_maps();
+    } else {
+      throw Error("VectorIndex: cannot compact this FAISS index");
+    }
+  }
+};
+
+VectorIndex::VectorIndex(int dim, IndexSpec spec) : dim_(dim), spec_(spec) {
+  if (dim <= 0) throw InputError("vector index: dim must be positive, got " + std::to_string(dim));
+  check_index_spec(spec_, dim_, "vector index");
+  impl_ = std::make_unique<Impl>(dim_, spec_);
+}
+
+VectorIndex::~VectorIndex() = default;
+VectorIndex::VectorIndex(VectorIndex&&) noexcept = default;
+VectorIndex& VectorIndex::operator=(VectorIndex&&) noexcept = default;
+
+void VectorIndex::add(std::span<const int64_t> ids, const float* vectors) {
+  if (ids.empty()) return;
+  if (vectors == nullptr) throw InputError("vector index: add of " + std::to_string(ids.size()) + " ids without vectors");
+  Impl& m = *impl_;
+  m.slot_ids.reserve(m.slot_ids.size() + ids.size());
+  m.live.reserve(m.live.size() + ids.size());
+  m.index->add(static_cast<Slot>(ids.size()), vectors);
+  m.record_added(ids);
+  if (m.awaits_training() && m.slot_of.size() >= train_threshold(m.spec)) {
+    m.train_and_switch();  // compacts as it goes
+  } else if (m.too_many_dead()) {
+    m.compact();
+  }
+}
+
+size_t VectorIndex::remove(std::span<const int64_t> ids) {
+  Impl& m = *impl_;
+  size_t removed = 0;
+  for (const int64_t id : ids) {
+    const auto it = m.slot_of.find(id);
+    if (it == m.slot_of.end()) continue;
+    m.live[static_cast<size_t>(it->second)] = 0;
+    m.slot_of.erase(it);
+    ++m.dead;
+    ++removed;
+  }
+  if (m.too_many_dead()) m.compact();
+  return removed;
+}
+
+bool VectorIndex::contains(int64_t id) const { return impl_->slot_of.count(id) > 0; }
+
+std::vector<std::vector<Hit>> VectorIndex::search(const float* queries, size_t nq, int k) const {
+  if (k < 1) throw InputError("vector index: search needs k >= 1, got " + std::to_string(k));
+  const Impl& m = *impl_;
+  std::vector<std::vector<Hit>> out(nq);
+  if (nq == 0 || m.slot_of.empty()) return out;
+  if (queries == nullptr) throw InputError("vector index: search of " + std::to_string(nq) + " queries without vectors");
+
+  const Slot kk = std::min<Slot>(k, static_cast<Slot>(m.slot_of.size()));
+  std::vector<float> scores(nq * static_cast<size_t>(kk));
+  std::vector<Slot> slots(nq * static_cast<size_t>(kk));
+  SlotSelector live_only(m.live, /*want_live=*/true);
+  faiss::IDSelector* selector = m.dead > 0 ? &live_only : nullptr;
+
+  TeamLimit team(nq);
+  const auto n = static_cast<Slot>(nq);
+  if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(m.index.get())) {
+    faiss::SearchParametersIVF params;
+    params.sel = selector;
+    params.nprobe = std::min<size_t>(ivf->nlist, static_cast<size_t>(m.spec.ivf_nprobe));
+    m.index->search(n, queries, kk, scores.data(), slots.data(), &params);
+  } else if (dynamic_cast<const faiss::IndexHNSW*>(m.index.get())) {
+    faiss::SearchParametersHNSW params;
+    params.sel = selector;
+    params.efSearch = std::max(m.spec.hnsw_ef_search, static_cast<int>(kk));
+    m.index->search(n, queries, kk, scores.data(), slots.data(), &params);
+  } else {
+    faiss::SearchParameters params;
+    params.sel = selector;
+    m.index->search(n, queries, kk, scores.data(), slots.data(), &params);
+  }
+
+  for (size_t q = 0; q < nq; ++q) {
+    out[q].reserve(static_cast<size_t>(kk));
+    for (size_t j = 0; j < static_cast<size_t>(kk); ++j) {
+      const Slot slot = slots[q * static_cast<size_t>(kk) + j];
+      // Approximate kinds leave -1 where they found fewer than k.
+      if (slot < 0 || !m.live[static_cast<size_t>(slot)]) continue;
+      out[q].push_back(Hit{m.slot_ids[static_cast<size_t>(slot)], scores[q * static_cast<size_t>(kk) + j]});
+    }
+  }
+  return out;
+}
+
+void VectorIndex::compact() { impl_->compact(); }
+
+size_t VectorIndex::size() const { return impl_->slot_of.size(); }
+
+size_t VectorIndex::memory_bytes() const {
+  const Impl& m = *impl_;
+  return faiss_bytes(*m.index) + m.slot_ids.capacity() * sizeof(int64_t) + m.live.capacity() +
+         id_map_bytes(m.slot_of);
+}
+
+std::string VectorIndex::effective_kind() const {
+  return impl_->awaits_training() ? "flat" : index_kind_name(spec_.kind);
+}
+
+}  // namespace arcforge::gallery

@@ -1,0 +1,87 @@
+// Photos from request bodies and the faces on them.
+#include "face_input.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "arcforge/common/error.hpp"
+#include "arcforge/image/codec.hpp"
+#include "arcforge/pipeline/quality.hpp"
+#include "arcforge/serve/http_error.hpp"
+#include "arcforge/serve/request_parsing.hpp"
+
+namespace arcforge::serve {
+
+const pipeline::FaceAnalyzer& require_models(const Service& service, const std::string& what) {
+  if (!service.analyzer) throw HttpError(422, "this server was started without face models: " + what);
+  return *service.analyzer;
+}
+
+Photo read_photo(const Service& service, const nlohmann::json& body, const std::string& field) {
+  const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
+  Photo photo;
+  photo.bytes = decode_image_field(required_string(body, field), field);
+  image::DecodeLimits limits = analyzer.options().decode_limits;
+  limits.max_bytes = std::max<uint64_t>(limits.max_bytes, photo.bytes.size());  // the body limit already applied
+  try {
+    photo.pixels = image::decode(photo.bytes, field, limits);
+  } catch (const InputError& e) {
+    throw HttpError(422, e.what());
+  }
+  if (photo.pixels.channels == 1) {  // gray photos go through the RGB pipeline
+    image::Image rgb(photo.pixels.width, photo.pixels.height, 3);
+    for (size_t i = 0; i < photo.pixels.pixels.size(); ++i) {
+      rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = photo.pixels.pixels[i];
+    }
+    photo.pixels = std::move(rgb);
+  }
+  return photo;
+}
+
+pipeline::Face largest_face(const Service& service, const image::Image& photo, const std::string& field) {
+  const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
+  try {
+    return analyzer.analyze_largest(photo, field);
+  } catch (const InputError& e) {
+    throw HttpError(422, e.what());
+  }
+}
+
+std::vector<pipeline::Face> faces_largest_first(const Service& service, const image::Image& photo,
+                                                const std::string& field, size_t max_faces, bool embed) {
+  const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
+  std::vector<pipeline::Face> faces;
+  try {
+    faces = analyzer.detect(photo);
+    if (faces.empty()) throw HttpError(422, field + ": no face found");
+    std::stable_sort(faces.begin(), faces.end(), [](const pipeline::Face& a, const pipeline::Face& b) {
+      return a.detection.box.area() > b.detection.box.area();
+    });
+    if (max_faces > 0 && faces.size() > max_faces) faces.resize(max_faces);
+    if (embed) analyzer.complete(photo, faces);
+  } catch (const InputError& e) {  // e.g. a detector without landmarks cannot align
+    throw HttpError(422, field + ": " + e.what());
+  }
+  return faces;
+}
+
+nlohmann::json face_summary(const pipeline::Face& face, bool with_landmarks, bool with_quality) {
+  const auto& d = face.detection;
+  nlohmann::json j{{"box", {d.box.x1, d.box.y1, d.box.x2, d.box.y2}}, {"score", d.score}};
+  if (with_landmarks && d.has_landmarks) {
+    nlohmann::json points = nlohmann::json::array();
+    for (const auto& p : d.landmarks) points.push_back({p.x, p.y});
+    j["landmarks"] = points;
+  }
+  if (with_quality) {
+    const auto& q = face.quality;
+    auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    j["quality"] = {{"detector_score", q.detector_score}, {"face_size", q.face_size},    {"yaw", number(q.pose.yaw)},
+                    {"pitch", number(q.pose.pitch)},      {"roll", number(q.pose.roll)}, {"blur", q.blur}};
+    j["passes_quality"] = face.rejection.empty();
+    if (!face.rejection.empty()) j["rejection"] = face.rejection;
+  }
+  return j;
+}
+
+}  // namespace arcforge::serve
