@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/pipeline/face_json.hpp"
 #include "face_cli.hpp"
 
 namespace arcforge::cli {
@@ -79,24 +80,7 @@ pipeline::FaceAnalyzer make_analyzer(const FaceModelArgs& a, bool need_detector,
 }
 
 nlohmann::json face_json(const pipeline::Face& face, bool with_quality, bool with_embedding) {
-  const auto& d = face.detection;
-  nlohmann::json j{{"box", {d.box.x1, d.box.y1, d.box.x2, d.box.y2}}, {"score", d.score}};
-  if (d.has_landmarks) {
-    nlohmann::json points = nlohmann::json::array();
-    for (const auto& p : d.landmarks) points.push_back({p.x, p.y});
-    j["landmarks"] = points;
-  }
-  if (with_quality) {
-    const auto& q = face.quality;
-    auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    j["quality"] = {{"detector_score", q.detector_score}, {"face_size", q.face_size},
-                    {"yaw", number(q.pose.yaw)},          {"pitch", number(q.pose.pitch)},
-                    {"roll", number(q.pose.roll)},        {"blur", q.blur}};
-    j["passes_quality"] = face.rejection.empty();
-    if (!face.rejection.empty()) j["rejection"] = face.rejection;
-  }
-  if (with_embedding && !face.embedding.empty()) j["embedding"] = face.embedding;
-  return j;
+  return pipeline::face_to_json(face, {.landmarks = true, .quality = with_quality, .embedding = with_embedding});
 }
 
 }  // namespace arcforge::cli

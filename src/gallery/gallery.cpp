@@ -56,6 +56,21 @@ Sample sample_from_row(const Statement& row, const std::string& person, int dim,
   return s;
 }
 
+// Columns: id, name, metadata, created_ms, sample count (kPersonSelect).
+Person person_from_row(const Statement& row) {
+  Person p;
+  p.id = row.column_int(0);
+  p.name = row.column_text(1);
+  p.metadata = row.column_text(2);
+  p.created_ms = row.column_int(3);
+  p.samples = row.column_int(4);
+  return p;
+}
+
+constexpr const char* kPersonSelect =
+    "SELECT p.id, p.name, p.metadata, p.created_ms, (SELECT count(*) FROM samples s WHERE s.person_id = p.id) "
+    "FROM persons p WHERE p.collection_id = ? ";
+
 constexpr const char* kSampleColumns =
     "s.id, s.image_sha256, s.box_x1, s.box_y1, s.box_x2, s.box_y2, s.quality, s.metadata, s.created_ms, s.embedding";
 
@@ -120,6 +135,12 @@ const CollectionState& Gallery::Impl::state(const std::string& collection) const
   const auto it = collections.find(collection);
   if (it == collections.end()) throw InputError("unknown collection \"" + collection + "\"");
   return *it->second;
+}
+
+Gallery::Impl::Key Gallery::Impl::key(const std::string& collection) const {
+  std::shared_lock lock(state_mutex);
+  const CollectionState& s = state(collection);
+  return {s.id, s.dim};
 }
 
 CollectionState& Gallery::Impl::state(const std::string& collection) {
@@ -218,14 +239,7 @@ EnrollResult Gallery::enroll(const std::string& collection, const std::string& p
   const std::string metadata = compact_json_object(person_metadata, "person \"" + person + "\"");
 
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  int dim = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    const CollectionState& state = impl_->state(collection);
-    collection_id = state.id;
-    dim = state.dim;
-  }
+  const auto [collection_id, dim] = impl_->key(collection);
   // Validate every sample before writing anything.
   std::vector<std::vector<float>> embeddings;
   std::vector<std::string> sample_metadata;
@@ -285,11 +299,7 @@ EnrollResult Gallery::enroll(const std::string& collection, const std::string& p
 
 bool Gallery::remove_person(const std::string& collection, const std::string& person) {
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    collection_id = impl_->state(collection).id;
-  }
+  const int64_t collection_id = impl_->key(collection).id;
   Transaction tx(impl_->db);
   int64_t person_id = 0;
   std::vector<int64_t> sample_ids;
@@ -318,14 +328,7 @@ bool Gallery::remove_person(const std::string& collection, const std::string& pe
 
 bool Gallery::remove_sample(const std::string& collection, int64_t sample_id) {
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  int dim = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    const CollectionState& state = impl_->state(collection);
-    collection_id = state.id;
-    dim = state.dim;
-  }
+  const auto [collection_id, dim] = impl_->key(collection);
   Transaction tx(impl_->db);
   int64_t person_id = 0;
   {
@@ -409,14 +412,7 @@ std::vector<Match> Gallery::search(const std::string& collection, const std::vec
 
 float Gallery::verify(const std::string& collection, const std::string& person, const std::vector<float>& embedding) const {
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  int dim = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    const CollectionState& state = impl_->state(collection);
-    collection_id = state.id;
-    dim = state.dim;
-  }
+  const auto [collection_id, dim] = impl_->key(collection);
   if (embedding.size() != static_cast<size_t>(dim)) {
     throw InputError("verify: embedding has " + std::to_string(embedding.size()) + " values, collection \"" +
                      collection + "\" holds " + std::to_string(dim));
@@ -434,59 +430,26 @@ float Gallery::verify(const std::string& collection, const std::string& person, 
 
 std::vector<Person> Gallery::persons(const std::string& collection, int64_t offset, int64_t limit) const {
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    collection_id = impl_->state(collection).id;
-  }
-  Statement rows(impl_->db,
-                 "SELECT p.id, p.name, p.metadata, p.created_ms, (SELECT count(*) FROM samples s WHERE s.person_id = p.id) "
-                 "FROM persons p WHERE p.collection_id = ? ORDER BY p.name LIMIT ? OFFSET ?");
+  const int64_t collection_id = impl_->key(collection).id;
+  Statement rows(impl_->db, (std::string(kPersonSelect) + "ORDER BY p.name LIMIT ? OFFSET ?").c_str());
   rows.bind(1, collection_id).bind(2, limit < 0 ? int64_t{-1} : limit).bind(3, std::max<int64_t>(0, offset));
   std::vector<Person> out;
-  while (rows.step()) {
-    Person p;
-    p.id = rows.column_int(0);
-    p.name = rows.column_text(1);
-    p.metadata = rows.column_text(2);
-    p.created_ms = rows.column_int(3);
-    p.samples = rows.column_int(4);
-    out.push_back(std::move(p));
-  }
+  while (rows.step()) out.push_back(person_from_row(rows));
   return out;
 }
 
 std::optional<Person> Gallery::person(const std::string& collection, const std::string& name) const {
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    collection_id = impl_->state(collection).id;
-  }
-  Statement row(impl_->db,
-                "SELECT p.id, p.name, p.metadata, p.created_ms, (SELECT count(*) FROM samples s WHERE s.person_id = p.id) "
-                "FROM persons p WHERE p.collection_id = ? AND p.name = ?");
+  const int64_t collection_id = impl_->key(collection).id;
+  Statement row(impl_->db, (std::string(kPersonSelect) + "AND p.name = ?").c_str());
   row.bind(1, collection_id).bind(2, name);
   if (!row.step()) return std::nullopt;
-  Person p;
-  p.id = row.column_int(0);
-  p.name = row.column_text(1);
-  p.metadata = row.column_text(2);
-  p.created_ms = row.column_int(3);
-  p.samples = row.column_int(4);
-  return p;
+  return person_from_row(row);
 }
 
 std::vector<Sample> Gallery::samples(const std::string& collection, const std::string& person, bool with_embeddings) const {
   std::lock_guard db_lock(impl_->db_mutex);
-  int64_t collection_id = 0;
-  int dim = 0;
-  {
-    std::shared_lock state_lock(impl_->state_mutex);
-    const CollectionState& state = impl_->state(collection);
-    collection_id = state.id;
-    dim = state.dim;
-  }
+  const auto [collection_id, dim] = impl_->key(collection);
   const std::string sql = std::string("SELECT ") + kSampleColumns +
                           " FROM samples s JOIN persons p ON p.id = s.person_id "
                           "WHERE p.collection_id = ? AND p.name = ? ORDER BY s.id";

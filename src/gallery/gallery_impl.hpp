@@ -45,6 +45,12 @@ struct Gallery::Impl {
 
   void load_all();  // (re)builds `collections` from the database; caller holds both locks
   const CollectionState& state(const std::string& collection) const;  // InputError when unknown
+  // A collection's database id and dim, read under the state lock (writers then hold db_mutex).
+  struct Key {
+    int64_t id;
+    int dim;
+  };
+  Key key(const std::string& collection) const;
   CollectionState& state(const std::string& collection);
 };
 

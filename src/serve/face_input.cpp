@@ -1,6 +1,8 @@
 // Photos from request bodies and the faces on them.
 #include "face_input.hpp"
 
+#include "arcforge/pipeline/face_json.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -66,22 +68,7 @@ std::vector<pipeline::Face> faces_largest_first(const Service& service, const im
 }
 
 nlohmann::json face_summary(const pipeline::Face& face, bool with_landmarks, bool with_quality) {
-  const auto& d = face.detection;
-  nlohmann::json j{{"box", {d.box.x1, d.box.y1, d.box.x2, d.box.y2}}, {"score", d.score}};
-  if (with_landmarks && d.has_landmarks) {
-    nlohmann::json points = nlohmann::json::array();
-    for (const auto& p : d.landmarks) points.push_back({p.x, p.y});
-    j["landmarks"] = points;
-  }
-  if (with_quality) {
-    const auto& q = face.quality;
-    auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    j["quality"] = {{"detector_score", q.detector_score}, {"face_size", q.face_size},    {"yaw", number(q.pose.yaw)},
-                    {"pitch", number(q.pose.pitch)},      {"roll", number(q.pose.roll)}, {"blur", q.blur}};
-    j["passes_quality"] = face.rejection.empty();
-    if (!face.rejection.empty()) j["rejection"] = face.rejection;
-  }
-  return j;
+  return pipeline::face_to_json(face, {.landmarks = with_landmarks, .quality = with_quality, .embedding = false});
 }
 
 }  // namespace arcforge::serve
