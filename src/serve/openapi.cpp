@@ -152,16 +152,19 @@ json paths() {
                       {"404", error_response("Unknown collection")},
                       {"422", error_response("Undecodable image, over --max-pixels, no face, or no face models")}})}};
   p["/v1/collections/{c}/search"]["post"] = {
-      {"summary", "Nearest persons (or samples) of an embedding or of every face of an image"},
+      {"summary", "Nearest persons (or samples) of an embedding, of a batch of embeddings, or of every face of an image"},
       {"parameters", {c}},
       {"requestBody", body(object({{"image", ref("Image")},
                                    {"embedding", ref("Embedding")},
+                                   {"embeddings", array_of(ref("Embedding"))},
                                    {"k", kInteger},
                                    {"threshold", kNumber},
                                    {"over", {{"type", "string"}, {"enum", {"persons", "samples"}}}}}))},
       {"responses",
-       api_responses({{"200", ok("Matches, best first; for an image also every face, largest first",
+       api_responses({{"200", ok("Matches, best first; for an image also every face, largest first; for "
+                                 "\"embeddings\" one {matches} per query, in order",
                                  object({{"matches", array_of(ref("Match"))},
+                                         {"results", array_of(object({{"matches", array_of(ref("Match"))}}))},
                                          {"faces", array_of(object({{"box", ref("Box")},
                                                                     {"score", kNumber},
                                                                     {"matches", array_of(ref("Match"))}}))}}))},

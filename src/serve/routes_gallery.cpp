@@ -13,6 +13,7 @@ namespace {
 
 constexpr int kMaxDim = 8192;
 constexpr int64_t kMaxK = 1000;
+constexpr size_t kMaxBatch = 1000;  // queries in one "embeddings" search
 constexpr int64_t kMaxPageSize = 1000;
 
 nlohmann::json collection_json(const gallery::CollectionInfo& c) {
@@ -126,6 +127,23 @@ Reply search(Service& s, const RequestView& r) {
   }
   options.over = over == "samples" ? gallery::SearchOver::Samples : gallery::SearchOver::Persons;
   const bool samples = options.over == gallery::SearchOver::Samples;
+  if (body.contains("embeddings")) {  // a batch: one result list per query, in order
+    const nlohmann::json& batch = body.at("embeddings");
+    if (!batch.is_array() || batch.empty() || batch.size() > kMaxBatch) {
+      throw HttpError(400, "\"embeddings\": expected an array of 1 to " + std::to_string(kMaxBatch) + " embeddings");
+    }
+    std::vector<float> queries;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const std::string field = "embeddings[" + std::to_string(i) + "]";
+      const std::vector<float> q = embedding_field(nlohmann::json{{field, batch[i]}}, field, dim);
+      queries.insert(queries.end(), q.begin(), q.end());
+    }
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& matches : s.gallery.search(collection, queries.data(), batch.size(), options)) {
+      results.push_back({{"matches", matches_json(matches, samples)}});
+    }
+    return {200, {{"results", results}}, {}};
+  }
   if (!wants_image(body)) {
     const std::vector<float> query = embedding_field(body, "embedding", dim);
     return {200, {{"matches", matches_json(s.gallery.search(collection, query, options), samples)}}, {}};
