@@ -99,30 +99,33 @@ size_t id_map_bytes(const std::unordered_map<int64_t, Slot>& map) {
   return map.bucket_count() * sizeof(void*) + map.size() * node;
 }
 
+// Counts what the arrays hold (size, not capacity): the slack of a vector that grew by doubling is
+// address space that stays untouched, so it is not resident (bench/gallery_bench.cpp compares this
+// figure with the process's RSS growth).
 size_t faiss_bytes(const faiss::Index& index) {
   if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(&index)) {
     const faiss::HNSW& graph = hnsw->hnsw;
-    return faiss_bytes(*hnsw->storage) + graph.neighbors.capacity() * sizeof(faiss::HNSW::storage_idx_t) +
-           graph.levels.capacity() * sizeof(int) + graph.offsets.capacity() * sizeof(size_t) +
-           graph.assign_probas.capacity() * sizeof(double) + graph.cum_nneighbor_per_level.capacity() * sizeof(int);
+    return faiss_bytes(*hnsw->storage) + graph.neighbors.size() * sizeof(faiss::HNSW::storage_idx_t) +
+           graph.levels.size() * sizeof(int) + graph.offsets.size() * sizeof(size_t) +
+           graph.assign_probas.size() * sizeof(double) + graph.cum_nneighbor_per_level.size() * sizeof(int);
   }
   if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(&index)) {
     size_t bytes = faiss_bytes(*ivf->quantizer);
     if (const auto* lists = dynamic_cast<const faiss::ArrayInvertedLists*>(ivf->invlists)) {
       for (size_t l = 0; l < lists->nlist; ++l) {
-        bytes += lists->codes[l].capacity() + lists->ids[l].capacity() * sizeof(Slot) +
-                 sizeof(lists->codes[l]) + sizeof(lists->ids[l]);
+        bytes += lists->codes[l].size() + lists->ids[l].size() * sizeof(Slot) + sizeof(lists->codes[l]) +
+                 sizeof(lists->ids[l]);
       }
     }
     if (const auto* pq = dynamic_cast<const faiss::IndexIVFPQ*>(ivf)) {
-      bytes += pq->pq.centroids.capacity() * sizeof(float) + pq->precomputed_table.size() * sizeof(float);
+      bytes += pq->pq.centroids.size() * sizeof(float) + pq->precomputed_table.size() * sizeof(float);
     }
     return bytes;
   }
   if (const auto* sq = dynamic_cast<const faiss::IndexScalarQuantizer*>(&index)) {
-    return sq->codes.capacity() + sq->sq.trained.capacity() * sizeof(float);
+    return sq->codes.size() + sq->sq.trained.size() * sizeof(float);
   }
-  if (const auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(&index)) return codes->codes.capacity();
+  if (const auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(&index)) return codes->codes.size();
   throw Error("VectorIndex: no memory estimate for this FAISS index");
 }
 
@@ -348,8 +351,7 @@ size_t VectorIndex::size() const { return impl_->slot_of.size(); }
 
 size_t VectorIndex::memory_bytes() const {
   const Impl& m = *impl_;
-  return faiss_bytes(*m.index) + m.slot_ids.capacity() * sizeof(int64_t) + m.live.capacity() +
-         id_map_bytes(m.slot_of);
+  return faiss_bytes(*m.index) + m.slot_ids.size() * sizeof(int64_t) + m.live.size() + id_map_bytes(m.slot_of);
 }
 
 std::string VectorIndex::effective_kind() const {
