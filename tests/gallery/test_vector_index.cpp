@@ -351,8 +351,14 @@ TEST(VectorIndex, Int8KeepsRecallOnFaceLikeNoisyQueries) {
   Rows queries;
   std::mt19937_64 rng(43);
   for (int q = 0; q < 200; ++q) {
-    const size_t identity_row = (rng() % 1000) * 5;
-    const Rows one = noisy(&rows[identity_row * dim], 1, dim, 0.5f, 44 + q);
+    // A new sample of an identity: noise around the mean of its five enrolled samples.
+    const size_t first = (rng() % 1000) * 5;
+    std::vector<float> centre(dim, 0.f);
+    for (size_t s = 0; s < 5; ++s) {
+      for (int d = 0; d < dim; ++d) centre[d] += rows[(first + s) * dim + d];
+    }
+    normalise(centre.data(), dim);
+    const Rows one = noisy(centre.data(), 1, dim, 0.8f, 44 + q);
     queries.insert(queries.end(), one.begin(), one.end());
   }
   const double recall1 = recall_at(index, exact, queries, dim, 1);
