@@ -4,14 +4,17 @@
 // queries = new samples of enrolled identities.
 //
 // For each size and kind: build time (ids added in chunks of --chunk, as a growing gallery would;
-// int8/ivfpq train when they reach train_min, so FAISS-direct is trained on the same first vectors),
+// ivfpq trains when it reaches train_min, so FAISS-direct is trained on the same first vectors),
 // memory per vector (VectorIndex::memory_bytes() / n and the process RSS growth / n), single-query
 // latency p50/p99 (k=10, one query per call), batched throughput (queries/s in batches of --batch),
 // recall@1 and recall@10 against exact fp32 search (FAISS IndexFlatIP), and overhead = our latency /
 // FAISS's. Our calls and FAISS's alternate query by query (batch by batch), so both see the same load.
-// FAISS-direct gets exactly what VectorIndex builds: same index type, metric, M/efConstruction/
-// efSearch, nlist/nprobe/pq_m, training vectors, and FAISS's own OpenMP behaviour (which, for
-// single queries on int8/hnsw, opens a full thread team where VectorIndex uses one thread).
+// FAISS-direct gets what VectorIndex would have used from FAISS: same index type, metric,
+// M/efConstruction/efSearch, nlist/nprobe/pq_m, training vectors, and FAISS's own OpenMP behaviour.
+// For flat (single queries) and int8, VectorIndex runs its own SIMD scan (src/gallery/exact_scan.cpp;
+// int8 = per-vector symmetric codes) while FAISS-direct runs IndexFlatIP and IndexScalarQuantizer
+// QT_8bit (trained on the first train_threshold() vectors): the ratio is then our speed-up, not an
+// overhead. Debian's libfaiss is built without SIMD, which is most of that speed-up.
 //
 //   gallery_bench [--sizes 10k,100k,1m] [--kinds flat,int8,hnsw,ivfpq] [--dim 512] [--queries 1000]
 //                 [--single 200] [--single-seconds 3] [--batch 64] [--batch-seconds 5] [--k 10]

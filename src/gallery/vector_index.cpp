@@ -1,5 +1,7 @@
-// VectorIndex: FAISS indexes addressed by insertion slot, our slot <-> id maps, removal by dead
-// slots, compaction, and the switch of int8/ivfpq from exact fp32 search to the trained index.
+// VectorIndex: FAISS indexes (or our int8 codes) addressed by insertion slot, our slot <-> id maps,
+// removal by dead slots, compaction, and the switch of ivfpq from exact fp32 search to the trained
+// index. Exact searches of few queries run on our own SIMD scan (exact_scan.hpp): Debian's FAISS is
+// built without SIMD, and only its BLAS path for batches is fast.
 #include "arcforge/gallery/vector_index.hpp"
 
 #include <algorithm>
@@ -12,12 +14,12 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFPQ.h>
-#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/invlists/InvertedLists.h>
 #include <omp.h>
 
 #include "arcforge/common/error.hpp"
+#include "exact_scan.hpp"
 #include "index_spec_check.hpp"
 
 namespace arcforge::gallery {
@@ -26,13 +28,15 @@ namespace {
 using Slot = faiss::Index::idx_t;
 
 constexpr int kTrainSeed = 1234;          // k-means of the IVF lists and of the PQ codebooks
-constexpr size_t kInt8TrainMin = 1000;
 constexpr size_t kIvfPqTrainMin = 10000;
 constexpr size_t kPqCentroids = 256;      // 8-bit sub-quantisers
 constexpr size_t kPointsPerList = 39;     // below this FAISS's k-means warns that it lacks data
+// From this many queries a flat search goes to FAISS, whose batches run as one BLAS sgemm; fewer
+// take our scan (FAISS's per-query loop is the unvectorised reference one).
+constexpr size_t kFaissBatchMin = 20;
 
 // Selects live (or dead) slots. FAISS 1.7.3 honours SearchParameters::sel in IndexFlat,
-// IndexScalarQuantizer, IndexHNSW (given SearchParametersHNSW) and IndexIVF (given
+// IndexHNSW (given SearchParametersHNSW) and IndexIVF (given
 // SearchParametersIVF), so a search over a partly dead index still returns k live hits;
 // test_vector_index.cpp checks that for every kind.
 class SlotSelector final : public faiss::IDSelector {
@@ -45,7 +49,7 @@ class SlotSelector final : public faiss::IDSelector {
   bool want_live_;
 };
 
-// FAISS 1.7.3 opens a full OpenMP team for IndexScalarQuantizer and IndexHNSW searches even for a
+// FAISS 1.7.3 opens a full OpenMP team for IndexHNSW searches even for a
 // single query: the spare threads find no query to work on (HNSW's each still clear a visited table
 // of ntotal bytes). Capping nthreads-var at the number of queries for the call avoids that. The ICV
 // belongs to the calling thread's task, so concurrent searches on other threads are unaffected, and
@@ -83,10 +87,9 @@ size_t ivf_list_count(const IndexSpec& spec, size_t n) {
   return std::max<size_t>(1, std::min(by_sqrt, n / kPointsPerList));
 }
 
-// How many vectors an int8/ivfpq index must hold before it is trained. ivfpq never trains on fewer
-// points than a sub-quantiser has centroids, or than it has lists (FAISS refuses both).
+// How many vectors an ivfpq index must hold before it is trained. It never trains on fewer points
+// than a sub-quantiser has centroids, or than it has lists (FAISS refuses both).
 size_t train_threshold(const IndexSpec& spec) {
-  if (spec.kind == IndexKind::Int8) return spec.train_min > 0 ? spec.train_min : kInt8TrainMin;
   const auto nlist = static_cast<size_t>(spec.ivf_nlist);
   const size_t wanted = spec.train_min > 0 ? spec.train_min : std::max(kIvfPqTrainMin, kPointsPerList * nlist);
   return std::max({wanted, kPqCentroids, nlist});
@@ -122,9 +125,6 @@ size_t faiss_bytes(const faiss::Index& index) {
     }
     return bytes;
   }
-  if (const auto* sq = dynamic_cast<const faiss::IndexScalarQuantizer*>(&index)) {
-    return sq->codes.size() + sq->sq.trained.size() * sizeof(float);
-  }
   if (const auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(&index)) return codes->codes.size();
   throw Error("VectorIndex: no memory estimate for this FAISS index");
 }
@@ -134,8 +134,10 @@ size_t faiss_bytes(const faiss::Index& index) {
 struct VectorIndex::Impl {
   int dim;
   IndexSpec spec;
-  std::unique_ptr<faiss::Index> index;  // FAISS labels are slot numbers 0..slots-1
-  bool trained = false;                 // int8/ivfpq: `index` is the quantised one, not IndexFlatIP
+  std::unique_ptr<faiss::Index> index;  // FAISS labels are slot numbers 0..slots-1; null for int8
+  bool trained = false;                 // ivfpq: `index` is the quantised one, not IndexFlatIP
+  std::vector<int8_t> int8_codes;       // int8: slot -> dim codes (exact_scan.hpp's quantisation)
+  std::vector<float> int8_scales;       // int8: slot -> its scale
   std::vector<int64_t> slot_ids;        // slot -> id (stale for dead slots)
   std::vector<uint8_t> live;            // slot -> 1 while its vector is current
   std::unordered_map<int64_t, Slot> slot_of;  // id -> its live slot
@@ -144,13 +146,36 @@ struct VectorIndex::Impl {
   Impl(int dim_, const IndexSpec& spec_) : dim(dim_), spec(spec_) {
     if (spec.kind == IndexKind::Hnsw) {
       index = new_hnsw(dim, spec);
-    } else {
+    } else if (spec.kind != IndexKind::Int8) {
       index = std::make_unique<faiss::IndexFlatIP>(dim);
     }
   }
 
-  bool awaits_training() const {
-    return (spec.kind == IndexKind::Int8 || spec.kind == IndexKind::IvfPq) && !trained;
+  bool awaits_training() const { return spec.kind == IndexKind::IvfPq && !trained; }
+
+  void store(size_t n, const float* vectors) {
+    if (index) {
+      index->add(static_cast<Slot>(n), vectors);
+      return;
+    }
+    const size_t first = int8_scales.size(), d = static_cast<size_t>(dim);
+    int8_codes.resize((first + n) * d);
+    int8_scales.resize(first + n);
+    for (size_t i = 0; i < n; ++i) {
+      int8_scales[first + i] = exact::quantise_int8(vectors + i * d, d, &int8_codes[(first + i) * d]);
+    }
+  }
+
+  // The fp32 rows when searches are exact on them (flat, untrained ivfpq); null otherwise.
+  const faiss::IndexFlat* exact_fp32() const { return dynamic_cast<const faiss::IndexFlat*>(index.get()); }
+
+  std::vector<std::vector<exact::ScanHit>> exact_search(const float* queries, size_t nq, size_t k) const {
+    const uint8_t* skip = dead > 0 ? live.data() : nullptr;
+    if (!index) {
+      return exact::top_k(queries, nq,
+                          exact::Int8Rows{int8_codes.data(), int8_scales.data(), live.size(), size_t(dim), skip}, k);
+    }
+    return exact::top_k(queries, nq, exact::Fp32Rows{exact_fp32()->get_xb(), live.size(), size_t(dim), skip}, k);
   }
   bool too_many_dead() const { return dead * 4 > slot_ids.size(); }
 
@@ -206,22 +231,15 @@ struct VectorIndex::Impl {
   void train_and_switch() {
     const size_t n = slot_of.size();
     const std::vector<float> vectors = live_vectors();
-    std::unique_ptr<faiss::Index> quantised;
-    if (spec.kind == IndexKind::Int8) {
-      quantised = std::make_unique<faiss::IndexScalarQuantizer>(dim, faiss::ScalarQuantizer::QT_8bit,
-                                                                faiss::METRIC_INNER_PRODUCT);
-    } else {
-      const size_t nlist = ivf_list_count(spec, n);
-      auto coarse = std::make_unique<faiss::IndexFlatIP>(dim);
-      auto ivf = std::make_unique<faiss::IndexIVFPQ>(coarse.get(), dim, nlist, spec.pq_m, 8,
-                                                     faiss::METRIC_INNER_PRODUCT);
-      coarse.release();
-      ivf->own_fields = true;
-      ivf->cp.seed = kTrainSeed;
-      ivf->pq.cp.seed = kTrainSeed;
-      ivf->nprobe = std::min<size_t>(nlist, static_cast<size_t>(spec.ivf_nprobe));
-      quantised = std::move(ivf);
-    }
+    const size_t nlist = ivf_list_count(spec, n);
+    auto coarse = std::make_unique<faiss::IndexFlatIP>(dim);
+    auto quantised = std::make_unique<faiss::IndexIVFPQ>(coarse.get(), dim, nlist, spec.pq_m, 8,
+                                                         faiss::METRIC_INNER_PRODUCT);
+    coarse.release();
+    quantised->own_fields = true;
+    quantised->cp.seed = kTrainSeed;
+    quantised->pq.cp.seed = kTrainSeed;
+    quantised->nprobe = std::min<size_t>(nlist, static_cast<size_t>(spec.ivf_nprobe));
     quantised->train(static_cast<Slot>(n), vectors.data());
     quantised->add(static_cast<Slot>(n), vectors.data());
     index = std::move(quantised);
@@ -232,7 +250,24 @@ struct VectorIndex::Impl {
   void compact() {
     if (dead == 0) return;
     SlotSelector dead_slots(live, /*want_live=*/false);
-    if (dynamic_cast<faiss::IndexHNSWFlat*>(index.get())) {
+    if (!index) {
+      // int8 codes: live rows slide down in slot order, as renumber_maps() numbers them.
+      const size_t d = static_cast<size_t>(dim);
+      size_t next = 0;
+      for (size_t s = 0; s < live.size(); ++s) {
+        if (!live[s]) continue;
+        if (next != s) {
+          std::memmove(&int8_codes[next * d], &int8_codes[s * d], d);
+          int8_scales[next] = int8_scales[s];
+        }
+        ++next;
+      }
+      int8_codes.resize(next * d);
+      int8_codes.shrink_to_fit();
+      int8_scales.resize(next);
+      int8_scales.shrink_to_fit();
+      renumber_maps();
+    } else if (dynamic_cast<faiss::IndexHNSWFlat*>(index.get())) {
       // FAISS cannot unlink nodes from an HNSW graph: build a new one from the live rows.
       const std::vector<float> vectors = live_vectors();
       auto rebuilt = new_hnsw(dim, spec);
@@ -276,7 +311,7 @@ void VectorIndex::add(std::span<const int64_t> ids, const float* vectors) {
   Impl& m = *impl_;
   m.slot_ids.reserve(m.slot_ids.size() + ids.size());
   m.live.reserve(m.live.size() + ids.size());
-  m.index->add(static_cast<Slot>(ids.size()), vectors);
+  m.store(ids.size(), vectors);
   m.record_added(ids);
   if (m.awaits_training() && m.slot_of.size() >= train_threshold(m.spec)) {
     m.train_and_switch();  // compacts as it goes
@@ -310,6 +345,17 @@ std::vector<std::vector<Hit>> VectorIndex::search(const float* queries, size_t n
   if (queries == nullptr) throw InputError("vector index: search of " + std::to_string(nq) + " queries without vectors");
 
   const Slot kk = std::min<Slot>(k, static_cast<Slot>(m.slot_of.size()));
+  if (!m.index || (m.exact_fp32() && nq < kFaissBatchMin)) {
+    const auto found = m.exact_search(queries, nq, static_cast<size_t>(kk));
+    for (size_t q = 0; q < nq; ++q) {
+      out[q].reserve(found[q].size());
+      for (const exact::ScanHit& hit : found[q]) {
+        out[q].push_back(Hit{m.slot_ids[static_cast<size_t>(hit.slot)], hit.score});
+      }
+    }
+    return out;
+  }
+
   std::vector<float> scores(nq * static_cast<size_t>(kk));
   std::vector<Slot> slots(nq * static_cast<size_t>(kk));
   SlotSelector live_only(m.live, /*want_live=*/true);
@@ -351,7 +397,8 @@ size_t VectorIndex::size() const { return impl_->slot_of.size(); }
 
 size_t VectorIndex::memory_bytes() const {
   const Impl& m = *impl_;
-  return faiss_bytes(*m.index) + m.slot_ids.size() * sizeof(int64_t) + m.live.size() + id_map_bytes(m.slot_of);
+  const size_t vectors = m.index ? faiss_bytes(*m.index) : m.int8_codes.size() + m.int8_scales.size() * sizeof(float);
+  return vectors + m.slot_ids.size() * sizeof(int64_t) + m.live.size() + id_map_bytes(m.slot_of);
 }
 
 std::string VectorIndex::effective_kind() const {

@@ -357,7 +357,7 @@ TEST(Gallery, ConcurrentWritersAndReaders) {
   for (int w = 0; w < 3; ++w) {
     threads.emplace_back([&, w] {
       std::mt19937 rng(100 + w);
-      for (int i = 0; i < 30; ++i) g.enroll("c", "w" + std::to_string(w) + "_" + std::to_string(i), {sample(random_unit(rng))});
+      for (int i = 0; i < 30; ++i) g.enroll("c", std::string("w") + std::to_string(w) + "_" + std::to_string(i), {sample(random_unit(rng))});
     });
   }
   for (int r = 0; r < 2; ++r) {
@@ -394,7 +394,7 @@ TEST(Gallery, AcknowledgedEnrolmentsSurviveSigkill) {
     Gallery g = Gallery::open(path);
     std::mt19937 rng(7);
     for (int i = 0;; ++i) {
-      g.enroll("c", "p" + std::to_string(i), {sample(random_unit(rng))});
+      g.enroll("c", std::string("p") + std::to_string(i), {sample(random_unit(rng))});
       const int32_t acknowledged = i;
       if (write(fds[1], &acknowledged, sizeof acknowledged) != sizeof acknowledged) _exit(1);
     }

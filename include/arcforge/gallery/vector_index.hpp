@@ -1,22 +1,25 @@
 #pragma once
-// VectorIndex: one FAISS index over L2-normalised embeddings, searched by inner product (= cosine),
-// with our own 64-bit ids and cheap removal.
+// VectorIndex: one index over L2-normalised embeddings, searched by inner product (= cosine), with
+// our own 64-bit ids and cheap removal. FAISS holds the flat, hnsw and ivfpq kinds; exact searches
+// of a few queries and everything int8 run on our own SIMD scan (src/gallery/exact_scan.hpp).
 //
 //   VectorIndex index(512, IndexSpec{IndexKind::Hnsw});
 //   index.add(ids, vectors);                       // n x 512 floats, row-major
 //   auto hits = index.search(queries, nq, /*k=*/5); // best first
 //
-// FAISS addresses vectors by their insertion slot; we keep slot <-> id maps. Removal marks the slot
+// Vectors are addressed by their insertion slot; we keep slot <-> id maps. Removal marks the slot
 // dead (searches skip it) and compact() rebuilds once dead slots pile up, so removing or replacing a
 // vector never costs a pass over the whole index.
 //
 // Kinds:
-//   flat   exact inner product on fp32 (IndexFlatIP), 4*dim bytes a vector
-//   int8   exact search over 8-bit scalar-quantised vectors (IndexScalarQuantizer QT_8bit), dim bytes
+//   flat   exact inner product on fp32 (rows in IndexFlatIP), 4*dim bytes a vector; batches of 20+
+//          queries go to FAISS (one BLAS sgemm), fewer to our scan
+//   int8   exact search over int8 codes, each vector quantised on its own symmetric scale
+//          (max|x|/127), queries too; dim + 4 bytes a vector; needs no training
 //   hnsw   graph search (IndexHNSWFlat), approximate, fast on large collections
 //   ivfpq  inverted lists + product quantisation (IndexIVFPQ), approximate, smallest memory
-// int8 and ivfpq must be trained: until a collection holds `train_min` vectors they search exactly
-// on fp32 (effective_kind() says "flat"), then they are trained on what they hold and switch.
+// ivfpq must be trained: until a collection holds `train_min` vectors it searches exactly on fp32
+// (effective_kind() says "flat"), then it is trained on what it holds and switches.
 // Not thread-safe for writes: the caller (Gallery) serialises add/remove against searches.
 #include <cstddef>
 #include <cstdint>
@@ -41,7 +44,7 @@ struct IndexSpec {
   int ivf_nlist = 0;              // 0: about 4*sqrt(n) at training time
   int ivf_nprobe = 16;
   int pq_m = 64;                  // sub-quantisers (must divide dim); 8 bits each
-  size_t train_min = 0;           // 0: 1000 for int8, max(10000, 39*nlist) for ivfpq
+  size_t train_min = 0;           // ivfpq only; 0: max(10000, 39*nlist)
 
   // Serialised as a small JSON object in the gallery database.
   std::string to_json() const;
@@ -74,9 +77,9 @@ class VectorIndex {
 
   int dim() const { return dim_; }
   size_t size() const;           // live vectors
-  size_t memory_bytes() const;   // bytes held by the FAISS index (codes, graph, lists) and our id maps
+  size_t memory_bytes() const;   // bytes held by the vectors (codes, graph, lists) and our id maps
   const IndexSpec& spec() const { return spec_; }
-  std::string effective_kind() const;  // what searches run on now (int8/ivfpq are "flat" untrained)
+  std::string effective_kind() const;  // what searches run on now (ivfpq is "flat" untrained)
 
  private:
   struct Impl;
