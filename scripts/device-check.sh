@@ -15,10 +15,18 @@ BATCH=${BATCH:-128}
 CLASSES=${CLASSES:-10000}
 # Sections to run after the build: check (CUDA vs CPU numerics), throughput (arcforge, with the
 # matrix-product rate), pytorch (the Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
-# augment (CPU vs CUDA rows of augment-preview for four option sets).
-SECTIONS=${SECTIONS:-check augment throughput pytorch}
-want() { [[ " $SECTIONS " == *" $1 "* ]]; }
-log() { echo "[device-check $(date +%T)] $*"; }
+# augment (CPU vs CUDA rows of augment-preview for four option sets), pfc (Partial FC with
+# PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
+# Gloo as built against this libtorch).
+SECTIONS=${SECTIONS:-check augment throughput pytorch pfc dist}
+ARCHS=${ARCHS:-mbf r50}
+PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
+PFC_CLASSES=${PFC_CLASSES:-1000000}
+# A section starts only if this many seconds of BUDGET_S (from the start) are left for it, so
+# that what ran is written under $OUT before the call's time limit.
+BUDGET_S=${BUDGET_S:-100000}
+want() { [[ " $SECTIONS " == *" $1 "* ]] && (( BUDGET_S - SECONDS > ${2:-30} )); }
+log() { echo "[device-check $(date +%T) +${SECONDS}s] $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 PYTHON=${PYTHON:-python3}
@@ -34,7 +42,10 @@ LIBDIR=$PREFIX/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 log "configure + build (training side only)"
+# PyTorch's wheel ships c10d's headers but not gloo's: Debian's (carried) compile against them,
+# and the gloo code itself is the copy inside libtorch_cpu, so Debian's libgloo is not linked.
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DARCFORGE_DEPLOY=OFF -DARCFORGE_TESTS=OFF \
+  -DARCFORGE_GLOO_INCLUDE_DIR="$PREFIX/usr/include" -DARCFORGE_GLOO_LIBRARY=ARCFORGE_GLOO_LIBRARY-NOTFOUND \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_INCLUDE_PATH="$PREFIX/usr/include" \
   -DCMAKE_LIBRARY_PATH="$LIBDIR" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
 cmake --build build-gpu --target arcforge_cli -j "$(nproc)" > "$OUT/build.log" 2>&1 \
@@ -42,11 +53,22 @@ cmake --build build-gpu --target arcforge_cli -j "$(nproc)" > "$OUT/build.log" 2
 CLI=build-gpu/bin/arcforge
 log "build done"
 
+if want pfc 120; then
+  log "Partial FC: $PFC_CLASSES classes, r50 bf16, batch $BATCH"
+  : > "$OUT/pfc.jsonl"
+  for rate in 0.1 1.0; do
+    timeout 150 $CLI train --device cuda --arch r50 --precision bf16 --steps 30 --batch "$BATCH" \
+      --out "runs/pfc_$rate" --set data.dataset=synthetic --set data.num_identities="$PFC_CLASSES" \
+      --set dist.sample_rate="$rate" --set eval.pairs=0 --set log.every=10 --set checkpoint.every=0 --json \
+      2> "$OUT/pfc_$rate.log" | tee -a "$OUT/pfc.jsonl" || tail -5 "$OUT/pfc_$rate.log"
+    rm -rf "runs/pfc_$rate"  # gigabytes of class centres
+  done
+fi
 if want check; then
   log "CUDA vs CPU numerics"
   timeout 120 $CLI check-device | tee "$OUT/check-device.txt"
 fi
-if want augment; then
+if want augment 90; then
   log "augmentation: CPU vs CUDA"
   ALL="--preset article --set shift_p=0.6 --set downup_p=0.6 --set blur_p=0.6 --set gray_p=0.3 --set color_p=0.6
        --set erase_p=0.6 --set rotate_p=0.6 --set scale_p=0.6 --set erase_area_max=0.2 --set erase_aspect_min=0.3"
@@ -71,12 +93,12 @@ if want sweep; then
   log "make-demo settings sweep on synth"
   bash bench/synth_demo_sweep.sh "$CLI" runs/sweep | tee "$OUT/sweep.txt"
 fi
-want throughput || want pytorch || exit 0
+if want throughput 60 || want pytorch 60; then
 
 log "bf16 matrix-product rate"
 PEAK=$($PYTHON bench/matmul_peak.py) && echo "$PEAK TFLOP/s" | tee "$OUT/peak.txt"
 echo "{" > "$OUT/macs.json"
-for arch in mbf r50; do
+for arch in $ARCHS; do
   printf '"%s": %s,\n' "$arch" "$($CLI model-info "$arch" --json | $PYTHON -c 'import json,sys; print(json.load(sys.stdin)["macs"])')" >> "$OUT/macs.json"
 done
 echo '"_": 0}' >> "$OUT/macs.json"
@@ -89,15 +111,17 @@ train() {  # arch precision dataset
     --set eval.pairs=0 --set model.embedding_size=512 --set log.every=10 --json \
     2> "$OUT/train_$1_$2_$3.log" | tee -a "$OUT/train.jsonl" || tail -5 "$OUT/train_$1_$2_$3.log"
 }
-for arch in mbf r50; do
-  for precision in fp32 bf16 fp16; do train "$arch" "$precision" synthetic; done
+for arch in $ARCHS; do
+  want throughput || break
+  for precision in $PRECISIONS; do train "$arch" "$precision" synthetic; done
   train "$arch" bf16 synth
 done
 
 log "PyTorch Python recipe, same models and head"
 : > "$OUT/pytorch.jsonl"
-for arch in mbf r50; do
-  for precision in fp32 bf16 fp16; do
+for arch in $ARCHS; do
+  for precision in $PRECISIONS; do
+    want pytorch 20 || break
     timeout 120 $PYTHON bench/pytorch_train_bench.py --device cuda --arch "$arch" --precision "$precision" \
       --steps "$STEPS" --batch "$BATCH" --classes "$CLASSES" | tee -a "$OUT/pytorch.jsonl"
   done
@@ -106,3 +130,12 @@ done
 log "summary"
 $PYTHON bench/summarize_train_bench.py "$OUT/train.jsonl" "$OUT/pytorch.jsonl" "$OUT/macs.json" "${PEAK:-0}" \
   | tee "$OUT/summary.md"
+fi
+
+if want dist 60; then
+  log "two ranks on c10d Gloo (CPU tensors), this libtorch"
+  timeout 90 $CLI train --nproc 2 --device cpu --arch mbf --steps 3 --batch 8 --out runs/dist2 \
+    --set data.num_identities=21 --set eval.pairs=0 --set model.embedding_size=64 --set dist.timeout_s=30 \
+    --set log.every=1 --json 2> "$OUT/dist.log" | tee "$OUT/dist.jsonl" || tail -5 "$OUT/dist.log"
+  head -1 runs/dist2/metrics.jsonl | tee -a "$OUT/dist.jsonl"
+fi

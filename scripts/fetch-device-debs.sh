@@ -7,4 +7,4 @@ mkdir -p .debs
 cd .debs
 # The image codecs (runtime library and headers) for the core's decoding.
 apt-get download nlohmann-json3-dev libcli11-dev libtomlplusplus-dev \
-  libturbojpeg0 libturbojpeg0-dev libspng0 libspng-dev
+  libturbojpeg0 libturbojpeg0-dev libspng0 libspng-dev libgloo-dev libgloo0

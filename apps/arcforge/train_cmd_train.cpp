@@ -1,11 +1,16 @@
 // `arcforge train`: trains a backbone + margin head from a TOML preset with command-line overrides.
+#include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "arcforge/eval/report_json.hpp"
 #include "commands.hpp"
+#include "train/dist/dist_env.hpp"
+#include "train/dist/local_launcher.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/trainer.hpp"
 
@@ -19,6 +24,7 @@ struct TrainArgs {
   std::string out, arch, margin, precision, device;
   int64_t steps = 0, batch = 0;
   int threads = 0;
+  int nproc = 0;
   bool json = false;
 };
 
@@ -28,7 +34,39 @@ std::string percent(double v) {
   return buf;
 }
 
+// --nproc N: this process only starts the ranks (each runs the same command without --nproc).
+int launch(const TrainArgs& a) {
+  std::vector<std::string> argv;  // this process's command line, exactly as given
+  {
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
+  }
+  std::vector<std::string> args;
+  for (size_t k = 0; k < argv.size(); ++k) {
+    const std::string& arg = argv[k];
+    if (arg == "--nproc") {
+      ++k;  // and its value
+      continue;
+    }
+    if (arg.rfind("--nproc=", 0) == 0) continue;
+    args.push_back(arg);
+  }
+  // The cores are shared out unless the caller chose a thread count.
+  if (a.threads == 0) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    args.push_back("--threads");
+    args.push_back(std::to_string(std::max(1u, cores / static_cast<unsigned>(a.nproc))));
+  }
+  return train::dist::launch_local_ranks(a.nproc, args);
+}
+
 void run(const TrainArgs& a) {
+  if (a.nproc > 1) {
+    if (train::dist::dist_env_from_process().distributed())
+      throw ConfigError("--nproc starts the ranks itself; do not combine it with RANK/WORLD_SIZE from a launcher");
+    if (int code = launch(a); code != 0) throw CLI::RuntimeError(code);
+    return;
+  }
   // Shortcut flags are plain overrides, applied after the --set ones so that they win.
   std::vector<std::string> overrides = a.overrides;
   if (!a.out.empty()) overrides.push_back("checkpoint.dir=\"" + a.out + "\"");
@@ -55,6 +93,7 @@ void run(const TrainArgs& a) {
   }
 
   train::TrainResult r = train::run_training(config, resume);
+  if (train::dist::dist_env_from_process().rank != 0) return;  // the leader reports
   if (a.json) {
     nlohmann::json out{{"steps", r.steps},
                        {"steps_this_run", r.steps_this_run},
@@ -109,6 +148,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--steps", args->steps, "Optimizer steps (train.steps)");
   cmd->add_option("--batch", args->batch, "Batch size (train.batch_size)");
   cmd->add_option("--threads", args->threads, "CPU threads (train.threads; default all)");
+  cmd->add_option("--nproc", args->nproc,
+                  "Start N training processes on this machine (c10d Gloo; one GPU each on CUDA)");
   cmd->add_flag("--json", args->json, "Print one JSON object with the results");
   cmd->callback([args] { run(*args); });
 }

@@ -8,6 +8,7 @@
 
 #ifdef ARCFORGE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 namespace arcforge::compat {
@@ -49,6 +50,15 @@ class AutocastGuard {
   torch::DeviceType device_;
   bool enabled_;
 };
+
+// Makes `index` the current CUDA device of this thread (kernels and allocations go there).
+inline void set_cuda_device(int index) {
+#ifdef ARCFORGE_WITH_CUDA
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+#else
+  (void)index;
+#endif
+}
 
 // Peak bytes allocated on CUDA device 0 since the last reset (0 without CUDA).
 inline int64_t cuda_peak_allocated_bytes() {

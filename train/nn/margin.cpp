@@ -117,6 +117,10 @@ NormalizedLinearImpl::NormalizedLinearImpl(int64_t embedding_size, int64_t num_c
 }
 
 torch::Tensor NormalizedLinearImpl::forward(const torch::Tensor& embeddings) {
+  return normalized_cosines(embeddings, weight);
+}
+
+torch::Tensor normalized_cosines(const torch::Tensor& embeddings, const torch::Tensor& weight) {
   if (embeddings.dim() != 2 || embeddings.size(1) != weight.size(1))
     throw InputError("NormalizedLinear: embeddings must have shape [N, " +
                      std::to_string(weight.size(1)) + "], got " + c10::str(embeddings.sizes()));

@@ -49,6 +49,10 @@ class NormalizedLinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(NormalizedLinear);
 
+// The head's arithmetic on any rows of class centres (Partial FC passes a sampled subset):
+// cosines [N, C] fp32 of embeddings [N, D] against weight [C, D], clamped into [-1, 1].
+torch::Tensor normalized_cosines(const torch::Tensor& embeddings, const torch::Tensor& weight);
+
 // Applies the margin to the target column and the scale to all: cosines [N,C] fp32, labels [N]
 // int64 (label -1 = no target in this shard), feature_norms [N] (AdaFace only; may be undefined).
 // Returns logits [N,C] fp32. Holds AdaFace's running batch statistics as buffers.

@@ -26,17 +26,34 @@ class FixedRandomBatch : public BatchSource {
   Batch cpu_, on_device_;
 };
 
+// Rank r of W takes batches r, W + r, 2W + r, ... of the single-process sequence.
+class RankInterleaved : public BatchSource {
+ public:
+  RankInterleaved(std::unique_ptr<BatchSource> all, DataShard shard) : all_(std::move(all)), shard_(shard) {}
+  Batch batch(int64_t index, torch::Device device) override {
+    return all_->batch(index * shard_.world_size + shard_.rank, device);
+  }
+
+ private:
+  std::unique_ptr<BatchSource> all_;
+  DataShard shard_;
+};
+
 }  // namespace
 
 std::unique_ptr<BatchSource> make_batch_source(const TrainConfig& config, torch::Device device,
-                                               std::shared_ptr<const data::ImageSource> source) {
+                                               std::shared_ptr<const data::ImageSource> source,
+                                               DataShard shard) {
   const DataConfig& data = config.data;
   const int64_t batch = config.train.batch_size;
-  if (data.dataset == "synth") return std::make_unique<SynthBatches>(data, batch, config.train.seed);
-  if (data.dataset == "synthetic") return std::make_unique<FixedRandomBatch>(data, batch, config.train.seed);
+  std::unique_ptr<BatchSource> all;
+  if (data.dataset == "synth") all = std::make_unique<SynthBatches>(data, batch, config.train.seed);
+  if (data.dataset == "synthetic")
+    all = std::make_unique<FixedRandomBatch>(data, batch, config.train.seed + static_cast<uint64_t>(shard.rank));
+  if (all) return shard.world_size == 1 ? std::move(all) : std::make_unique<RankInterleaved>(std::move(all), shard);
   if (data.dataset == "rec" || data.dataset == "folder") {
     if (!source) source = open_dataset(data);
-    return std::make_unique<LoaderBatches>(std::move(source), config, device);
+    return std::make_unique<LoaderBatches>(std::move(source), config, device, shard);
   }
   throw ConfigError("data.dataset '" + data.dataset + "' is not one of synth, synthetic, rec, folder");
 }

@@ -21,11 +21,21 @@ class BatchSource {
   virtual Batch batch(int64_t index, torch::Device device) = 0;
 };
 
+// Which share of the data this process trains on (multi-process training).
+struct DataShard {
+  int rank = 0;
+  int world_size = 1;
+};
+
 // data.dataset "synth" (rendered faces), "synthetic" (one fixed random batch, reused every step:
 // arcface_torch's SyntheticDataset, for measuring the training step alone), or "rec"/"folder"
 // (a real dataset through the loader and the augmenter; `source` must then be open_dataset's).
+// With several ranks, batch k of rank r is: for synth, the single-process batch k * W + r (so W
+// ranks at step s see exactly what one process sees in micro-batches sW..sW+W-1 of gradient
+// accumulation); for rec/folder, the loader's rank shard of the epoch (DistributedSampler's split).
 std::unique_ptr<BatchSource> make_batch_source(const TrainConfig& config, torch::Device device,
-                                               std::shared_ptr<const data::ImageSource> source = nullptr);
+                                               std::shared_ptr<const data::ImageSource> source = nullptr,
+                                               DataShard shard = {});
 
 // rec/folder: opens data.path (InputError naming it). synth/synthetic: nullptr.
 std::shared_ptr<const data::ImageSource> open_dataset(const DataConfig& data);

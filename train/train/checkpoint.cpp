@@ -53,19 +53,52 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
 
 }  // namespace
 
-TrainModules make_modules(const TrainConfig& config) {
+TrainModules make_modules(const TrainConfig& config, const HeadShard& shard) {
   torch::manual_seed(config.train.seed);
   TrainModules m;
   m.backbone = nn::make_backbone(config.model);
-  m.head = nn::NormalizedLinear(config.model.embedding_size, config.data.num_identities);
+  const int64_t classes = config.data.num_identities;
+  const int64_t dim = config.model.embedding_size;
+  if (shard.count == 0 || (shard.start == 0 && shard.count == classes)) {
+    m.head = nn::NormalizedLinear(dim, classes);
+  } else {
+    if (shard.start < 0 || shard.count < 0 || shard.start + shard.count > classes)
+      throw ConfigError("head shard [" + std::to_string(shard.start) + ", " +
+                        std::to_string(shard.start + shard.count) + ") is outside the " +
+                        std::to_string(classes) + " classes");
+    torch::Tensor rows;
+    if (classes * dim <= (int64_t{1} << 26)) {
+      // The same draw as NormalizedLinear(dim, classes), cut to this shard.
+      rows = torch::empty({classes, dim}).normal_(0.0, 0.01).narrow(0, shard.start, shard.count).clone();
+    } else {
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(config.train.seed * 1000003 + shard.rank + 1);
+      rows = torch::empty({shard.count, dim}).normal_(0.0, 0.01, generator);
+    }
+    m.head = nn::NormalizedLinear(dim, shard.count);
+    torch::NoGradGuard no_grad;
+    m.head->weight.copy_(rows);
+  }
   m.margin = nn::Margin(config.margin);
   return m;
 }
 
+std::string checkpoint_path_for_rank(const std::string& path, int rank) {
+  if (rank == 0) return path;
+  const std::string stem = path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0
+                               ? path.substr(0, path.size() - 3)
+                               : path;
+  return stem + ".rank" + std::to_string(rank) + ".pt";
+}
+
 void save_checkpoint(const std::string& path, const TrainConfig& config, TrainModules& modules,
-                     torch::optim::Optimizer* optimizer, const TrainCounters& counters) {
+                     torch::optim::Optimizer* optimizer, const TrainCounters& counters,
+                     const HeadShard& shard) {
   torch::serialize::OutputArchive archive;
   archive.write("format_version", int64_scalar(kFormatVersion));
+  archive.write("dist/rank", int64_scalar(shard.rank));
+  archive.write("dist/world_size", int64_scalar(shard.world_size));
+  archive.write("dist/class_start", int64_scalar(shard.start));
+  archive.write("dist/class_count", int64_scalar(modules.head->weight.size(0)));
   archive.write("config", string_tensor(to_toml(config)));
   archive.write("counters/step", int64_scalar(counters.step));
   archive.write("counters/nonfinite_total", int64_scalar(counters.nonfinite_total));
@@ -149,9 +182,22 @@ void load_checkpoint(const std::string& path, TrainModules& modules,
   }
 }
 
+HeadShard read_checkpoint_shard(const std::string& path) {
+  auto archive = open_archive(path);
+  HeadShard shard;
+  torch::Tensor value;
+  // Checkpoints from before multi-process training hold the whole matrix.
+  if (!archive.try_read("dist/world_size", value)) return shard;
+  shard.world_size = static_cast<int>(value.item<int64_t>());
+  shard.rank = static_cast<int>(read_tensor(archive, "dist/rank").item<int64_t>());
+  shard.start = read_tensor(archive, "dist/class_start").item<int64_t>();
+  shard.count = read_tensor(archive, "dist/class_count").item<int64_t>();
+  return shard;
+}
+
 TrainModules load_modules_from_checkpoint(const std::string& path, TrainConfig* config_out) {
   TrainConfig config = read_checkpoint_config(path);
-  TrainModules modules = make_modules(config);
+  TrainModules modules = make_modules(config, read_checkpoint_shard(path));
   load_checkpoint(path, modules);
   if (config_out) *config_out = config;
   return modules;

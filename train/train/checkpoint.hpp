@@ -21,17 +21,36 @@ struct TrainCounters {
   int64_t scale_growth_tracker = 0;   // finite steps since the scale last changed
 };
 
+// Which rows of the class-centre matrix this process holds (Partial FC shards them by rank).
+// The default, count 0, is the whole matrix of a single-process run.
+struct HeadShard {
+  int rank = 0;
+  int world_size = 1;
+  int64_t start = 0;
+  int64_t count = 0;
+};
+
 struct TrainModules {
   std::shared_ptr<nn::Backbone> backbone;
   nn::NormalizedLinear head{nullptr};
   nn::Margin margin{nullptr};
 };
 
-// Builds backbone, head and margin for a config (weights initialised from train.seed).
-TrainModules make_modules(const TrainConfig& config);
+// Builds backbone, head and margin for a config (weights initialised from train.seed). A shard's
+// head rows are those of the single-process initialisation (generated whole and cut) when the
+// matrix is at most 2^26 values, so that runs with different world sizes start identically;
+// larger matrices draw each shard from its own seed instead.
+TrainModules make_modules(const TrainConfig& config, const HeadShard& shard = {});
+
+// The file each rank of a run writes: rank 0 `path`, rank r `<path without .pt>.rank<r>.pt`.
+std::string checkpoint_path_for_rank(const std::string& path, int rank);
+
+// The shard a checkpoint holds (the whole matrix for single-process checkpoints).
+HeadShard read_checkpoint_shard(const std::string& path);
 
 void save_checkpoint(const std::string& path, const TrainConfig& config, TrainModules& modules,
-                     torch::optim::Optimizer* optimizer, const TrainCounters& counters);
+                     torch::optim::Optimizer* optimizer, const TrainCounters& counters,
+                     const HeadShard& shard = {});
 
 // Reads just the config stored in a checkpoint (to rebuild the modules before loading).
 TrainConfig read_checkpoint_config(const std::string& path);

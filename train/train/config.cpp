@@ -169,6 +169,11 @@ void validate(const TrainConfig& c, const std::string& source) {
   require(c.eval.pairs == 0 || (c.eval.pairs >= 20 && c.eval.pairs % 2 == 0),
           "eval.pairs must be 0 (no evaluation) or even and at least 20");
   require(c.eval.identities >= 2, "eval.identities must be at least 2");
+  require(c.dist.sample_rate > 0 && c.dist.sample_rate <= 1, "dist.sample_rate must be in (0, 1]");
+  require(c.dist.backend == "auto" || c.dist.backend == "gloo",
+          "dist.backend must be auto or gloo, not '" + c.dist.backend + "'");
+  require(c.dist.timeout_s > 0, "dist.timeout_s must be positive");
+  require(c.dist.bucket_mb > 0, "dist.bucket_mb must be positive");
   require(c.train.max_nonfinite_steps > 0, "train.max_nonfinite_steps must be positive");
 }
 
@@ -257,6 +262,12 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("train", "label_smoothing", c.train.label_smoothing);
   r.get("train", "channels_last", c.train.channels_last);
 
+  r.get("dist", "sample_rate", c.dist.sample_rate);
+  r.get("dist", "backend", c.dist.backend);
+  r.get("dist", "timeout_s", c.dist.timeout_s);
+  r.get("dist", "bucket_mb", c.dist.bucket_mb);
+  r.get("dist", "fp16_compress", c.dist.fp16_compress);
+
   r.get("checkpoint", "dir", c.checkpoint.dir);
   r.get("checkpoint", "every", c.checkpoint.every);
 
@@ -339,6 +350,11 @@ std::string to_toml(const TrainConfig& c) {
                             {"max_nonfinite_steps", c.train.max_nonfinite_steps},
                             {"label_smoothing", c.train.label_smoothing},
                             {"channels_last", c.train.channels_last}}},
+      {"dist", toml::table{{"sample_rate", c.dist.sample_rate},
+                           {"backend", c.dist.backend},
+                           {"timeout_s", c.dist.timeout_s},
+                           {"bucket_mb", c.dist.bucket_mb},
+                           {"fp16_compress", c.dist.fp16_compress}}},
       {"checkpoint", toml::table{{"dir", c.checkpoint.dir}, {"every", c.checkpoint.every}}},
       {"eval", toml::table{{"every", c.eval.every},
                            {"pairs", c.eval.pairs},

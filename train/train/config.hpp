@@ -64,6 +64,16 @@ struct TrainLoopConfig {
   bool channels_last = true;       // NHWC activations: ~2x faster conv backward on CPU (oneDNN)
 };
 
+// Multi-process training (train/dist/): the world comes from the launcher's environment
+// (RANK, WORLD_SIZE, ...; `arcforge train --nproc N`), these are the knobs.
+struct DistConfig {
+  double sample_rate = 1.0;       // Partial FC: share of each rank's class centres used per step
+  std::string backend = "auto";   // auto | gloo
+  double timeout_s = 1800;        // rendezvous and every collective give up after this
+  double bucket_mb = 25;          // gradient all-reduce bucket size
+  bool fp16_compress = false;     // all-reduce backbone gradients in fp16
+};
+
 struct CheckpointConfig {
   std::string dir = "runs/default";
   int64_t every = 500;  // steps; a checkpoint is also written at the end
@@ -93,6 +103,7 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   TrainLoopConfig train;
+  DistConfig dist;
   CheckpointConfig checkpoint;
   EvalConfig eval;
   LogConfig log;

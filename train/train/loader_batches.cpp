@@ -6,8 +6,10 @@
 namespace arcforge::train {
 namespace {
 
-data::LoaderOptions loader_options(const TrainConfig& config, torch::Device device) {
+data::LoaderOptions loader_options(const TrainConfig& config, torch::Device device, DataShard shard) {
   data::LoaderOptions o;
+  o.rank = shard.rank;
+  o.world_size = shard.world_size;
   o.batch_size = config.train.batch_size;
   o.threads = config.data.loader_threads;
   o.prefetch_batches = config.data.prefetch_batches;
@@ -20,10 +22,11 @@ data::LoaderOptions loader_options(const TrainConfig& config, torch::Device devi
 }  // namespace
 
 LoaderBatches::LoaderBatches(std::shared_ptr<const data::ImageSource> source, const TrainConfig& config,
-                             torch::Device device)
-    : loader_(std::move(source), loader_options(config, device)),
+                             torch::Device device, DataShard shard)
+    : loader_(std::move(source), loader_options(config, device, shard)),
       augmenter_(resolved_augment(config), config.train.seed),
-      augment_(resolved_augment(config).any()) {}
+      augment_(resolved_augment(config).any()),
+      shard_(shard) {}
 
 Batch LoaderBatches::batch(int64_t index, torch::Device device) {
   if (index != next_index_) loader_.seek(index);  // a resume, or a caller that skips
@@ -36,7 +39,8 @@ Batch LoaderBatches::batch(int64_t index, torch::Device device) {
   }
   // uint8 crosses to the device (a quarter of the float bytes); the rest happens there.
   torch::Tensor images = loaded.images.to(device, /*non_blocking=*/true).to(torch::kFloat).div_(255.0);
-  if (augment_) images = augmenter_.apply(images, index);
+  // Each rank draws its own augmentation parameters: global batch index * W + rank.
+  if (augment_) images = augmenter_.apply(images, index * shard_.world_size + shard_.rank);
   return Batch{data::to_network_input(images), loaded.labels.to(device, /*non_blocking=*/true)};
 }
 

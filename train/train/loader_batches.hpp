@@ -15,13 +15,15 @@ namespace arcforge::train {
 
 class LoaderBatches : public BatchSource {
  public:
-  LoaderBatches(std::shared_ptr<const data::ImageSource> source, const TrainConfig& config, torch::Device device);
+  LoaderBatches(std::shared_ptr<const data::ImageSource> source, const TrainConfig& config, torch::Device device,
+                DataShard shard = {});
   Batch batch(int64_t index, torch::Device device) override;
 
  private:
   data::Loader loader_;
   data::Augmenter augmenter_;
   bool augment_;
+  DataShard shard_;
   int64_t next_index_ = 0;
   int64_t reported_bad_ = 0;  // bad images already reported at an epoch's end
 };

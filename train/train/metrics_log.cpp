@@ -7,6 +7,7 @@
 namespace arcforge::train {
 
 MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
+  if (path.empty()) return;  // a log that records nothing (the non-leading ranks of a run)
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   out_.open(path, append ? std::ios::app : std::ios::trunc);
@@ -14,6 +15,7 @@ MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
 }
 
 void MetricsLog::write(const nlohmann::json& record) {
+  if (path_.empty()) return;
   out_ << record.dump() << '\n';
   out_.flush();
 }

@@ -9,7 +9,7 @@ namespace arcforge::train {
 
 class MetricsLog {
  public:
-  MetricsLog(const std::string& path, bool append);
+  MetricsLog(const std::string& path, bool append);  // empty path: records nothing
   void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }
 

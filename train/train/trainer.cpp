@@ -9,6 +9,9 @@
 #include "arcforge/common/progress.hpp"
 #include "arcforge/eval/report_json.hpp"
 #include "train/compat/torch_compat.hpp"
+#include "train/dist/collectives.hpp"
+#include "train/dist/grad_reducer.hpp"
+#include "train/dist/partial_fc.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/embed.hpp"
 #include "train/train/eval_sets.hpp"
@@ -62,6 +65,9 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
 // only the thread count and the logging/checkpoint/eval cadence may change.
 std::string trajectory_fingerprint(TrainConfig c) {
   c.train.threads = 0;
+  c.dist.timeout_s = 0;
+  c.dist.backend.clear();
+  c.dist.bucket_mb = 0;
   c.train.max_nonfinite_steps = 0;
   c.checkpoint = CheckpointConfig{};
   c.eval = EvalConfig{};
@@ -77,14 +83,18 @@ std::string fixed(double v, int digits) {
 
 }  // namespace
 
-torch::Device resolve_device(const std::string& name) {
+torch::Device resolve_device(const std::string& name, int local_rank) {
   if (name == "cpu") return torch::kCPU;
-  if (name == "cuda") {
-    if (!torch::cuda::is_available())
-      throw ConfigError("train.device is 'cuda' but no CUDA device is available");
-    return torch::Device(torch::kCUDA, 0);
-  }
-  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (name == "cuda" && !torch::cuda::is_available())
+    throw ConfigError("train.device is 'cuda' but no CUDA device is available");
+  if (!torch::cuda::is_available()) return torch::kCPU;
+  // One GPU per local rank, as torchrun lays processes out.
+  const auto gpus = static_cast<int>(torch::cuda::device_count());
+  if (local_rank >= gpus)
+    throw ConfigError("LOCAL_RANK " + std::to_string(local_rank) + " has no GPU of its own (" +
+                      std::to_string(gpus) + " visible)");
+  compat::set_cuda_device(local_rank);
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
 }
 
 std::string latest_checkpoint_path(const std::string& dir) {
@@ -105,7 +115,15 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
                           ? config.train.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
-  const torch::Device device = resolve_device(config.train.device);
+  // ---- the world: one process, or one rank of a c10d process group ------------------------
+  const dist::DistEnv env = dist::dist_env_from_process();
+  const std::shared_ptr<dist::Collectives> world = dist::connect(
+      env, config.dist.backend,
+      std::chrono::milliseconds(static_cast<int64_t>(config.dist.timeout_s * 1000)));
+  const int rank = world->rank();
+  const int world_size = world->world_size();
+  const bool leader = rank == 0;  // logs, evaluates, prints
+  const torch::Device device = resolve_device(config.train.device, env.local_rank);
   const std::string& precision = config.train.precision;
   if (precision == "fp16" && !device.is_cuda())
     throw ConfigError("train.precision fp16 needs CUDA (use bf16 on CPU)");
@@ -115,7 +133,14 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   const auto low_dtype = precision == "fp16" ? at::kHalf : at::kBFloat16;
 
   // ---- model, head, optimizer, schedule ----------------------------------------------------
-  TrainModules m = make_modules(config);
+  const dist::ClassShard classes = dist::class_shard(config.data.num_identities, rank, world_size);
+  const HeadShard head_shard{rank, world_size, classes.start, classes.count};
+  // One rank holding every class with every centre used is the plain head; anything else goes
+  // through Partial FC (sharded, sampled, distributed softmax).
+  const bool partial_fc = world_size > 1 || config.dist.sample_rate < 1.0;
+  std::optional<dist::PartialFC> pfc;
+  if (partial_fc) pfc.emplace(classes, config.dist.sample_rate, world);
+  TrainModules m = make_modules(config, head_shard);
   m.backbone->to(device);
   if (config.train.channels_last) to_channels_last(*m.backbone);
   m.head->to(device);
@@ -128,25 +153,35 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   GradScaler scaler(precision == "fp16");
   TrainCounters counters;
 
+  const std::string resume_file = checkpoint_path_for_rank(resume_from, rank);
   if (!resume_from.empty()) {
-    TrainConfig saved = read_checkpoint_config(resume_from);
+    TrainConfig saved = read_checkpoint_config(resume_file);
     if (trajectory_fingerprint(saved) != trajectory_fingerprint(config))
       throw ConfigError(resume_from +
                         ": the checkpoint was trained with a different configuration; resume "
                         "with the same config (only threads and the log/checkpoint/eval cadence may change)");
-    load_checkpoint(resume_from, m, optimizer.get(), &counters, /*restore_rng=*/true);
+    const HeadShard saved_shard = read_checkpoint_shard(resume_file);
+    if (saved_shard.world_size != world_size)
+      throw ConfigError(resume_file + ": the checkpoint was written by " +
+                        std::to_string(saved_shard.world_size) + " process(es), this run has " +
+                        std::to_string(world_size) + " (convert it with `arcforge reshard`)");
+    load_checkpoint(resume_file, m, optimizer.get(), &counters, /*restore_rng=*/true);
     scaler.restore(counters.loss_scale, counters.scale_growth_tracker);
     log::info(log::cat("resumed from ", resume_from, " at step ", counters.step));
   }
 
-  std::unique_ptr<BatchSource> data = make_batch_source(config, device, source);
+  // Every rank starts from rank 0's backbone (the seeds already agree; this makes it certain).
+  for (auto& t : m.backbone->parameters()) world->broadcast(t.data(), 0);
+  for (auto& t : m.backbone->buffers()) world->broadcast(t, 0);
+  std::unique_ptr<BatchSource> data = make_batch_source(config, device, source, {rank, world_size});
   // Held-out synth identities for evaluation, whatever the training data.
   const data::SynthFaces eval_faces(data::SynthOptions{config.data.num_identities, config.data.seed, 112});
   const std::string checkpoint_path = latest_checkpoint_path(config.checkpoint.dir);
   const std::string metrics_path = config.log.metrics.empty()
                                        ? (std::filesystem::path(config.checkpoint.dir) / "metrics.jsonl").string()
                                        : config.log.metrics;
-  MetricsLog metrics(metrics_path, /*append=*/!resume_from.empty());
+  // Only the leader writes metrics: the other ranks' log goes nowhere.
+  MetricsLog metrics(leader ? metrics_path : std::string(), /*append=*/!resume_from.empty());
 
   TrainResult result;
   result.device = device.str();
@@ -182,14 +217,15 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
       return std::nullopt;
     }
   };
-  const bool eval_enabled = config.eval.pairs > 0 || !eval_sets.empty();
+  const bool eval_enabled = leader && (config.eval.pairs > 0 || !eval_sets.empty());
   if (eval_enabled && resume_from.empty()) result.eval_before = evaluate("before");
 
   auto save = [&] {
     counters.loss_scale = scaler.current_scale();
     counters.scale_growth_tracker = scaler.growth_tracker();
-    save_checkpoint(checkpoint_path, config, m, optimizer.get(), counters);
-    result.checkpoint = checkpoint_path;
+    save_checkpoint(checkpoint_path_for_rank(checkpoint_path, rank), config, m, optimizer.get(), counters,
+                    head_shard);
+    result.checkpoint = checkpoint_path_for_rank(checkpoint_path, rank);
   };
 
   const std::vector<torch::Tensor> backbone_params = m.backbone->parameters();
@@ -199,8 +235,12 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   // BatchNorm running statistics change in the forward pass; a skipped step must not keep them.
   TensorSnapshot bn_statistics(m.backbone->buffers());
   auto* sgd = dynamic_cast<torch::optim::SGD*>(optimizer.get());
-  Progress progress("train", total_steps, config.log.every);
-  const int64_t images_per_step = config.train.batch_size * config.train.grad_accumulation;
+  // Backbone gradients are averaged over ranks, overlapped with backward; the head's shard is
+  // each rank's own.
+  dist::GradientReducer reducer(backbone_params, world, config.dist.bucket_mb, config.dist.fp16_compress);
+  std::optional<Progress> progress;  // the leader's alone
+  if (leader) progress.emplace("train", total_steps, config.log.every);
+  const int64_t images_per_step = config.train.batch_size * config.train.grad_accumulation * world_size;
   double train_seconds = 0;
   int64_t steps_timed = 0;
   // The first steps of a run pay for allocator growth and kernel selection; throughput leaves
@@ -220,6 +260,9 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
     clear_grads(all_params);
+    // DDP's broadcast_buffers: every rank runs with rank 0's BatchNorm running statistics.
+    if (world_size > 1)
+      for (auto& t : m.backbone->buffers()) world->broadcast(t, 0);
     bn_statistics.take();
 
     torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
@@ -233,23 +276,36 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
         embeddings = m.backbone->forward(batch.images);
       }
       embeddings = embeddings.to(torch::kFloat);
-      torch::Tensor cosines = m.head->forward(embeddings);  // [B, C] fp32 in [-1, 1]
-      torch::Tensor logits =
-          m.margin->forward(cosines, batch.labels, embeddings.detach().norm(2, 1));  // [B, C]
-      torch::Tensor loss = nn::margin_cross_entropy(logits, batch.labels,
-                                                    config.train.label_smoothing) /
-                           static_cast<double>(config.train.grad_accumulation);
+      torch::Tensor loss;
+      if (pfc) {
+        loss = pfc->forward(m.head->weight, embeddings, batch.labels, *m.margin,
+                            config.train.label_smoothing)
+                   .loss;
+      } else {
+        torch::Tensor cosines = m.head->forward(embeddings);  // [B, C] fp32 in [-1, 1]
+        torch::Tensor logits =
+            m.margin->forward(cosines, batch.labels, embeddings.detach().norm(2, 1));  // [B, C]
+        loss = nn::margin_cross_entropy(logits, batch.labels, config.train.label_smoothing);
+      }
+      loss = loss / static_cast<double>(config.train.grad_accumulation);
       if (hooks.on_loss) hooks.on_loss(step, loss);
+      if (micro + 1 == config.train.grad_accumulation) reducer.arm();
       scaler.scale(loss).backward();
       step_loss += loss.detach();
     }
+    reducer.finish();
+    if (step == first_step && world_size > 1 && leader)
+      metrics.write({{"step", step}, {"world_size", world_size}, {"allreduce_buckets", reducer.num_buckets()},
+                     {"buckets_started_during_backward", reducer.started_during_backward()}});
 
     if (scaler.enabled()) scale_grads(all_params, 1.0 / scaler.current_scale());
     // Clipping and the finiteness check stay on the device; the step's one host read follows.
     GradientCheck check = clip_and_check(backbone_params, head_params, config.train.clip_grad_norm);
     torch::Tensor verdict = torch::stack({step_loss.to(torch::kDouble),
-                                          (check.all_finite & torch::isfinite(step_loss)).to(torch::kDouble)})
-                                .to(torch::kCPU);
+                                          (check.all_finite & torch::isfinite(step_loss)).to(torch::kDouble)});
+    // Each rank checks its own head shard: the step is skipped everywhere if anywhere.
+    world->allreduce(verdict, dist::Reduce::min);
+    verdict = verdict.to(torch::kCPU);
     const double loss_value = verdict[0].item<double>();
     const bool finite = verdict[1].item<double>() != 0;
     scaler.update(!finite);
@@ -277,7 +333,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     if (counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) {
       // Skipped steps touched neither weights nor BN statistics: the checkpoint is the last good state.
       save();
-      progress.finish();
+      if (progress) progress->finish();
       throw TrainingStopped(log::cat(
           "training stopped at step ", counters.step, ": ", counters.nonfinite_consecutive,
           " consecutive steps had a non-finite loss or gradient (lower the learning rate, or use "
@@ -295,7 +351,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
       window_loss = 0;
       window_steps = 0;
     }
-    progress.update(counters.step, {{"loss", fixed(result.final_loss, 4)},
+    if (progress)
+      progress->update(counters.step, {{"loss", fixed(result.final_loss, 4)},
                                     {"lr", fixed(lr, 5)},
                                     {"img/s", fixed(images_per_s, 1)}});
     if (config.checkpoint.every > 0 && counters.step % config.checkpoint.every == 0 && !last) save();
@@ -303,7 +360,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
       evaluate("periodic");
     if (hooks.after_step && !hooks.after_step(counters.step)) break;
   }
-  progress.finish();
+  if (progress) progress->finish();
   save();
   if (eval_enabled) result.eval_after = evaluate("after");
 

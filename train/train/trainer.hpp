@@ -42,13 +42,16 @@ struct TrainResult {
   std::vector<std::pair<std::string, eval::VerificationReport>> eval_sets_after;  // eval.sets, by name
 };
 
-// Trains as configured. With resume_from, continues from that checkpoint (its config must match
+// Trains as configured: one process, or one rank of a multi-process run when the launcher's
+// environment says so (train/dist/dist_env.hpp); every rank calls this with the same config.
+// With resume_from, continues from that checkpoint (its config must match
 // in everything but the step count and logging/checkpoint cadence).
 TrainResult run_training(const TrainConfig& config, const std::string& resume_from = "",
                          const TrainHooks& hooks = {});
 
-// Resolves "auto" to CUDA when available; errors clearly when CUDA is asked for and absent.
-torch::Device resolve_device(const std::string& name);
+// Resolves "auto" to CUDA when available; errors clearly when CUDA is asked for and absent. A
+// process of a multi-process run takes the GPU of its local rank.
+torch::Device resolve_device(const std::string& name, int local_rank = 0);
 
 // The checkpoint path the trainer writes (and --resume latest reads).
 std::string latest_checkpoint_path(const std::string& dir);

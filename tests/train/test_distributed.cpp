@@ -1,0 +1,380 @@
+// Multi-process training on c10d: the launcher's environment, the class split, Partial FC against
+// the plain head and an independent double-precision softmax, the sampling's positives, and real
+// 2-process Gloo runs (same weights as one process, a killed rank fails the other quickly).
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "train/dist/collectives.hpp"
+#include "train/dist/dist_env.hpp"
+#include "train/dist/local_launcher.hpp"
+#include "train/dist/partial_fc.hpp"
+#include "train/train/checkpoint.hpp"
+#include "train/train/trainer.hpp"
+
+using namespace arcforge;
+using namespace arcforge::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+dist::DistEnv env_of(const std::map<std::string, std::string>& vars) {
+  return dist::dist_env_from([&](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+// max |a - b| / max |b|
+double max_relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
+}
+
+}  // namespace
+
+TEST(DistEnv, ReadsEachLaunchersConvention) {
+  auto single = env_of({});
+  EXPECT_FALSE(single.distributed());
+  EXPECT_EQ(single.launcher, "single");
+
+  auto torchrun = env_of({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
+                          {"MASTER_ADDR", "10.0.0.2"}, {"MASTER_PORT", "23456"}});
+  EXPECT_EQ(torchrun.launcher, "torchrun");
+  EXPECT_EQ(torchrun.rank, 3);
+  EXPECT_EQ(torchrun.world_size, 8);
+  EXPECT_EQ(torchrun.local_rank, 1);
+  EXPECT_EQ(torchrun.master_addr, "10.0.0.2");
+  EXPECT_EQ(torchrun.master_port, 23456);
+
+  auto slurm = env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "5"},
+                       {"MASTER_ADDR", "node001"}});
+  EXPECT_EQ(slurm.launcher, "slurm");
+  EXPECT_EQ(slurm.rank, 5);
+  EXPECT_EQ(slurm.world_size, 16);
+  EXPECT_EQ(slurm.master_addr, "node001");
+  EXPECT_EQ(slurm.master_port, 29500);
+
+  auto mpi = env_of({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
+                     {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}});
+  EXPECT_EQ(mpi.launcher, "mpi");
+  EXPECT_EQ(mpi.local_rank, 1);
+  // torchrun's variables win over the scheduler's when both are present (torchrun under SLURM).
+  EXPECT_EQ(env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "7"}, {"SLURM_NTASKS", "9"}}).world_size, 2);
+}
+
+TEST(DistEnv, RejectsMalformedVariablesByName) {
+  auto message = [](const std::map<std::string, std::string>& vars) {
+    try {
+      env_of(vars);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("RANK='2'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "x"}, {"WORLD_SIZE", "2"}}).find("RANK"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "0"}}).find("WORLD_SIZE"), std::string::npos);
+  EXPECT_NE(message({{"MASTER_PORT", "70000"}}).find("MASTER_PORT"), std::string::npos);
+}
+
+TEST(PartialFC, ClassShardsAsInsightFace) {
+  const auto a = dist::class_shard(10, 0, 3), b = dist::class_shard(10, 1, 3), c = dist::class_shard(10, 2, 3);
+  EXPECT_EQ(a.start, 0);
+  EXPECT_EQ(a.count, 4);
+  EXPECT_EQ(b.start, 4);
+  EXPECT_EQ(b.count, 3);
+  EXPECT_EQ(c.start, 7);
+  EXPECT_EQ(c.count, 3);
+  EXPECT_THROW(dist::class_shard(2, 0, 3), ConfigError);
+}
+
+// The cross-entropy over columns, against a plain double-precision softmax written out here.
+TEST(PartialFC, DistributedCrossEntropyMatchesDoublePrecision) {
+  torch::manual_seed(3);
+  auto world = dist::single_process_collectives();
+  const int64_t n = 6, k = 9;
+  for (double eps : {0.0, 0.1}) {
+    torch::Tensor logits = (torch::randn({n, k}) * 8).requires_grad_(true);
+    torch::Tensor labels = torch::randint(k, {n}, torch::kLong);
+    torch::Tensor loss = dist::distributed_cross_entropy(logits, labels, eps, *world);
+    loss.backward();
+    auto x = logits.detach().to(torch::kDouble);
+    double expected = 0;
+    std::vector<double> grad(static_cast<size_t>(n * k));
+    for (int64_t i = 0; i < n; ++i) {
+      double m = -1e300;
+      for (int64_t j = 0; j < k; ++j) m = std::max(m, x[i][j].item<double>());
+      double z = 0;
+      for (int64_t j = 0; j < k; ++j) z += std::exp(x[i][j].item<double>() - m);
+      const int64_t y = labels[i].item<int64_t>();
+      for (int64_t j = 0; j < k; ++j) {
+        const double log_p = x[i][j].item<double>() - m - std::log(z);
+        const double q = (j == y ? 1 - eps : 0) + eps / k;
+        expected -= q * log_p / n;
+        grad[static_cast<size_t>(i * k + j)] = (std::exp(log_p) - q) / n;
+      }
+    }
+    EXPECT_NEAR(loss.item<double>(), expected, 1e-5 * std::abs(expected)) << "eps " << eps;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        EXPECT_NEAR(logits.grad()[i][j].item<double>(), grad[static_cast<size_t>(i * k + j)], 1e-6);
+  }
+}
+
+// One rank, every centre: Partial FC is the ordinary head (same loss, same gradients).
+TEST(PartialFC, SampleRateOneEqualsFullSoftmax) {
+  torch::manual_seed(11);
+  auto world = dist::single_process_collectives();
+  const int64_t n = 12, d = 16, c = 30;
+  for (const char* preset : {"arcface", "cosface", "dynamic", "adaface"}) {
+    for (double eps : {0.0, 0.1}) {
+      torch::Tensor weight = (torch::randn({c, d}) * 0.1).requires_grad_(true);
+      torch::Tensor embeddings = torch::randn({n, d}).requires_grad_(true);
+      torch::Tensor labels = torch::randint(c, {n}, torch::kLong);
+      nn::Margin margin_a(nn::margin_preset(preset)), margin_b(nn::margin_preset(preset));
+
+      dist::PartialFC pfc(dist::class_shard(c, 0, 1), 1.0, world);
+      torch::Tensor loss_a = pfc.forward(weight, embeddings, labels, *margin_a, eps).loss;
+      loss_a.backward();
+      auto grad_w = weight.grad().clone(), grad_e = embeddings.grad().clone();
+      weight.mutable_grad().reset();
+      embeddings.mutable_grad().reset();
+
+      torch::Tensor logits = margin_b->forward(nn::normalized_cosines(embeddings, weight), labels,
+                                               embeddings.detach().norm(2, 1));
+      torch::Tensor loss_b = nn::margin_cross_entropy(logits, labels, eps);
+      loss_b.backward();
+      EXPECT_NEAR(loss_a.item<double>(), loss_b.item<double>(), 1e-5) << preset << " eps " << eps;
+      EXPECT_LT(max_relative_difference(grad_w, weight.grad()), 1e-5) << preset;
+      EXPECT_LT(max_relative_difference(grad_e, embeddings.grad()), 1e-5) << preset;
+    }
+  }
+}
+
+TEST(PartialFC, SampledCentresAlwaysHoldEveryPositive) {
+  torch::manual_seed(5);
+  auto world = dist::single_process_collectives();
+  nn::Margin margin(nn::margin_preset("arcface"));
+  const int64_t d = 8;
+  // 1000 classes at 0.1: 100 centres, the batch's positives among them.
+  for (int trial = 0; trial < 20; ++trial) {
+    const int64_t c = 1000;
+    torch::Tensor weight = torch::randn({c, d}).requires_grad_(true);
+    torch::Tensor labels = torch::randint(c, {64}, torch::kLong);
+    dist::PartialFC pfc(dist::class_shard(c, 0, 1), 0.1, world);
+    auto out = pfc.forward(weight, torch::randn({64, d}), labels, *margin, 0.0);
+    ASSERT_EQ(out.sampled.size(0), 100);
+    EXPECT_TRUE(out.sampled.slice(0, 1).gt(out.sampled.slice(0, 0, -1)).all().item<bool>());  // ascending, unique
+    std::set<int64_t> kept;
+    for (int64_t i = 0; i < out.sampled.size(0); ++i) kept.insert(out.sampled[i].item<int64_t>());
+    for (int64_t i = 0; i < 64; ++i) {
+      ASSERT_TRUE(kept.count(labels[i].item<int64_t>())) << "positive " << labels[i].item<int64_t>() << " not sampled";
+      // The remapped label points at the row of the same class.
+      EXPECT_EQ(out.sampled[out.local_labels[i].item<int64_t>()].item<int64_t>(), labels[i].item<int64_t>());
+    }
+    out.loss.backward();
+    // Only sampled centres receive a gradient.
+    torch::Tensor touched = weight.grad().abs().sum(1).gt(0);
+    EXPECT_EQ(touched.sum().item<int64_t>(), 100);
+  }
+  // More positives than the sample size: all positives, nothing else (arcface_torch's rule).
+  torch::Tensor weight = torch::randn({100, d});
+  torch::Tensor labels = torch::arange(50, torch::kLong);
+  dist::PartialFC small(dist::class_shard(100, 0, 1), 0.1, world);
+  auto out = small.forward(weight, torch::randn({50, d}), labels, *margin, 0.0);
+  EXPECT_TRUE(out.sampled.equal(labels));
+}
+
+// ---- real processes ------------------------------------------------------------------------------
+namespace {
+
+// One thread per process on both sides: oneDNN picks its algorithms by thread count, and a
+// different summation order, amplified through train-mode BatchNorm at batch 6, would hide the
+// comparison. The learning rate is low for the same reason.
+std::vector<std::string> train_args(const std::string& dir, int64_t batch, int64_t accumulation,
+                                    int64_t steps = 2) {
+  return {ARCFORGE_CLI, "train", "--arch", "mbf", "--steps", std::to_string(steps), "--batch", std::to_string(batch),
+          "--threads", "1", "--set", "optimizer.lr=0.02",
+          "--device", "cpu", "--out", dir, "--json",
+          "--set", "model.embedding_size=32", "--set", "data.num_identities=21",
+          "--set", "train.grad_accumulation=" + std::to_string(accumulation),
+          "--set", "eval.pairs=0", "--set", "checkpoint.every=0", "--set", "log.every=1",
+          "--set", "dist.timeout_s=60", "--set", "dist.bucket_mb=0.25"};
+}
+
+// Runs args with extra environment variables; stdout and stderr go to files.
+pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+            const std::string& out, const std::string& err) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(o, 1);
+    dup2(e, 2);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+fs::path scratch(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("arcforge_dist_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+}  // namespace
+
+// Two ranks with batch B take the same steps as one process with gradient accumulation over the
+// two rank batches (batch 2B split the same way: BatchNorm sees the same per-rank statistics), so
+// the weights agree: backbone all-reduced, head sharded 11 + 10 rows against 21.
+TEST(DistributedTraining, TwoRanksMatchOneProcessWithTheDoubledBatch) {
+  if (!dist::multi_process_supported()) GTEST_SKIP() << "built without c10d Gloo";
+  auto dir = scratch("equal");
+  const std::string one = (dir / "one").string(), two = (dir / "two").string();
+  auto single = train_args(one, 6, 2);
+  ASSERT_EQ(wait_exit(spawn(single, {}, (dir / "one.out").string(), (dir / "one.err").string())), 0)
+      << slurp((dir / "one.err").string());
+  auto ranks = train_args(two, 6, 1);
+  ranks.insert(ranks.end(), {"--nproc", "2"});
+  ASSERT_EQ(wait_exit(spawn(ranks, {}, (dir / "two.out").string(), (dir / "two.err").string())), 0)
+      << slurp((dir / "two.err").string());
+
+  // Only rank 0 reports; its images/s counts both ranks' batches.
+  auto report = nlohmann::json::parse(slurp((dir / "two.out").string()));
+  EXPECT_EQ(report["steps"], 2);
+
+  TrainModules ref = load_modules_from_checkpoint(latest_checkpoint_path(one));
+  TrainModules r0 = load_modules_from_checkpoint(latest_checkpoint_path(two));
+  TrainModules r1 = load_modules_from_checkpoint(checkpoint_path_for_rank(latest_checkpoint_path(two), 1));
+  EXPECT_EQ(r0.head->weight.size(0), 11);
+  EXPECT_EQ(r1.head->weight.size(0), 10);
+  // Compared as training updates (weights minus the common initialisation), over all weights at
+  // once: a parameter that barely moved would make a per-tensor ratio meaningless.
+  TrainModules init = make_modules(read_checkpoint_config(latest_checkpoint_path(one)));
+  auto flat = [](TrainModules& m) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& p : m.backbone->parameters()) parts.push_back(p.detach().contiguous().view(-1));
+    return torch::cat(parts);
+  };
+  const torch::Tensor start = flat(init), ref_update = flat(ref) - start;
+  ASSERT_TRUE(flat(r0).equal(flat(r1))) << "the ranks' backbones disagree";
+  EXPECT_GT(ref_update.abs().max().item<double>(), 1e-3);  // training moved the weights
+  EXPECT_LT(max_relative_difference(flat(r0) - start, ref_update), 1e-3) << "backbone differs from one process";
+  torch::Tensor head = torch::cat({r0.head->weight, r1.head->weight}, 0);
+  EXPECT_LT(max_relative_difference(head - init.head->weight, ref.head->weight - init.head->weight), 1e-3);
+
+  // The all-reduce overlapped backward: buckets started from gradient hooks.
+  std::ifstream metrics(two + "/metrics.jsonl");
+  bool seen = false;
+  for (std::string line; std::getline(metrics, line);) {
+    auto record = nlohmann::json::parse(line);
+    if (!record.contains("allreduce_buckets")) continue;
+    seen = true;
+    EXPECT_GT(record["allreduce_buckets"].get<int>(), 2);
+    EXPECT_GE(record["buckets_started_during_backward"].get<int>(), 1);
+  }
+  EXPECT_TRUE(seen);
+
+  // A checkpoint of 2 ranks does not resume in 1 process: the error says so; 2 ranks load their
+  // own shards (the run is complete, so the resumed run has no step left to take).
+  auto resume = train_args(two, 6, 1);
+  resume.insert(resume.end(), {"--resume", latest_checkpoint_path(two)});
+  EXPECT_EQ(wait_exit(spawn(resume, {}, (dir / "r.out").string(), (dir / "r.err").string())), 1);
+  EXPECT_NE(slurp((dir / "r.err").string()).find("written by 2 process(es)"), std::string::npos)
+      << slurp((dir / "r.err").string());
+  resume.insert(resume.end(), {"--nproc", "2"});
+  EXPECT_EQ(wait_exit(spawn(resume, {}, (dir / "r.out").string(), (dir / "r.err").string())), 0)
+      << slurp((dir / "r.err").string());
+  EXPECT_EQ(nlohmann::json::parse(slurp((dir / "r.out").string()))["steps"], 2);
+  fs::remove_all(dir);
+}
+
+// Sampled Partial FC and fp16 gradient compression over two ranks train to a finite loss.
+TEST(DistributedTraining, SampledPartialFCWithFp16Compression) {
+  if (!dist::multi_process_supported()) GTEST_SKIP() << "built without c10d Gloo";
+  auto dir = scratch("sampled");
+  auto args = train_args((dir / "run").string(), 6, 1);
+  args.insert(args.end(), {"--nproc", "2", "--set", "dist.sample_rate=0.3", "--set", "dist.fp16_compress=true"});
+  ASSERT_EQ(wait_exit(spawn(args, {}, (dir / "out").string(), (dir / "err").string())), 0)
+      << slurp((dir / "err").string());
+  auto report = nlohmann::json::parse(slurp((dir / "out").string()));
+  EXPECT_TRUE(std::isfinite(report["final_loss"].get<double>()));
+  EXPECT_GT(report["final_loss"].get<double>(), 0);
+  fs::remove_all(dir);
+}
+
+// A rank that dies makes the other fail with a message naming its rank and the collective,
+// within the configured timeout, instead of hanging.
+TEST(DistributedTraining, AKilledRankFailsTheOtherQuickly) {
+  if (!dist::multi_process_supported()) GTEST_SKIP() << "built without c10d Gloo";
+  auto dir = scratch("killed");
+  auto args = train_args((dir / "run").string(), 6, 1, 100000);
+  args.insert(args.end(), {"--set", "dist.timeout_s=20"});
+  const std::string port = std::to_string(dist::free_local_port());
+  auto env = [&](int rank) {
+    return std::map<std::string, std::string>{{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
+                                              {"LOCAL_RANK", std::to_string(rank)},
+                                              {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}};
+  };
+  pid_t r0 = spawn(args, env(0), (dir / "r0.out").string(), (dir / "r0.err").string());
+  pid_t r1 = spawn(args, env(1), (dir / "r1.out").string(), (dir / "r1.err").string());
+  // Kill rank 1 once training runs (rank 0's metrics show a step).
+  const auto metrics = dir / "run" / "metrics.jsonl";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (std::chrono::steady_clock::now() < deadline && waitpid(r0, nullptr, WNOHANG) == 0 &&
+         (!fs::exists(metrics) || slurp(metrics.string()).find("\"loss\"") == std::string::npos))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(metrics)) << slurp((dir / "r0.err").string());
+  kill(r1, SIGKILL);
+  wait_exit(r1);
+  const auto killed_at = std::chrono::steady_clock::now();
+  // Bounded: a watchdog kills rank 0 if it is still there after 90 s (and the test then fails).
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 900 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done) kill(r0, SIGKILL);
+  });
+  const int code = wait_exit(r0);
+  done = true;
+  watchdog.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  EXPECT_EQ(code, 1) << slurp((dir / "r0.err").string());
+  EXPECT_LT(seconds, 60.0);
+  const std::string err = slurp((dir / "r0.err").string());
+  EXPECT_NE(err.find("rank 0 of 2"), std::string::npos) << err;
+  EXPECT_NE(err.find("failed"), std::string::npos) << err;
+  fs::remove_all(dir);
+}
