@@ -22,7 +22,9 @@
 #include "train/dist/dist_env.hpp"
 #include "train/dist/local_launcher.hpp"
 #include "train/dist/partial_fc.hpp"
+#include "train/dist/reshard.hpp"
 #include "train/train/checkpoint.hpp"
+#include "train/train/optimizer.hpp"
 #include "train/train/trainer.hpp"
 
 using namespace arcforge;
@@ -319,6 +321,45 @@ TEST(DistributedTraining, TwoRanksMatchOneProcessWithTheDoubledBatch) {
   EXPECT_EQ(wait_exit(spawn(resume, {}, (dir / "r.out").string(), (dir / "r.err").string())), 0)
       << slurp((dir / "r.err").string());
   EXPECT_EQ(nlohmann::json::parse(slurp((dir / "r.out").string()))["steps"], 2);
+
+  // reshard 2 -> 1: the whole head and its momentum in class order, rank 0's backbone; and
+  // 2 -> 3 -> 1 gives bit-identical files' tensors; the 1-process checkpoint resumes in 1 process.
+  const std::string as_one = (dir / "as_one").string(), as_three = (dir / "as_three").string(),
+                    back = (dir / "back").string();
+  ASSERT_EQ(dist::reshard_checkpoint(latest_checkpoint_path(two), 1, as_one).size(), 1u);
+  ASSERT_EQ(dist::reshard_checkpoint(latest_checkpoint_path(two), 3, as_three).size(), 3u);
+  dist::reshard_checkpoint(latest_checkpoint_path(as_three), 1, back);
+  TrainConfig config = read_checkpoint_config(latest_checkpoint_path(as_one));
+  EXPECT_EQ(config.checkpoint.dir, as_one);
+  auto with_optimizer = [&](const std::string& file, TrainModules& m) {
+    auto optimizer = make_optimizer(config.optimizer, m);
+    load_checkpoint(file, m, optimizer.get());
+    return optimizer;
+  };
+  TrainModules one_m = make_modules(config), back_m = make_modules(config);
+  TrainModules s0 = make_modules(config, read_checkpoint_shard(latest_checkpoint_path(two)));
+  TrainModules s1 = make_modules(config, read_checkpoint_shard(checkpoint_path_for_rank(latest_checkpoint_path(two), 1)));
+  auto one_opt = with_optimizer(latest_checkpoint_path(as_one), one_m);
+  auto back_opt = with_optimizer(latest_checkpoint_path(back), back_m);
+  auto s0_opt = with_optimizer(latest_checkpoint_path(two), s0);
+  auto s1_opt = with_optimizer(checkpoint_path_for_rank(latest_checkpoint_path(two), 1), s1);
+  EXPECT_TRUE(one_m.head->weight.equal(torch::cat({s0.head->weight, s1.head->weight}, 0)));
+  EXPECT_TRUE(flat(one_m).equal(flat(s0)));
+  auto momentum = [](torch::optim::Optimizer& o, const torch::Tensor& p) {
+    auto* state = dynamic_cast<torch::optim::SGDParamState*>(optimizer_state(o, p));
+    return state ? state->momentum_buffer() : torch::Tensor();
+  };
+  ASSERT_TRUE(momentum(*one_opt, one_m.head->weight).defined());
+  EXPECT_TRUE(momentum(*one_opt, one_m.head->weight)
+                  .equal(torch::cat({momentum(*s0_opt, s0.head->weight), momentum(*s1_opt, s1.head->weight)}, 0)));
+  EXPECT_TRUE(momentum(*one_opt, one_m.backbone->parameters()[0]).equal(momentum(*s0_opt, s0.backbone->parameters()[0])));
+  EXPECT_TRUE(back_m.head->weight.equal(one_m.head->weight));
+  EXPECT_TRUE(momentum(*back_opt, back_m.head->weight).equal(momentum(*one_opt, one_m.head->weight)));
+  EXPECT_EQ(read_checkpoint_shard(checkpoint_path_for_rank(latest_checkpoint_path(as_three), 2)).count, 7);
+  auto resume_one = train_args(as_one, 6, 1);
+  resume_one.insert(resume_one.end(), {"--resume", latest_checkpoint_path(as_one)});
+  EXPECT_EQ(wait_exit(spawn(resume_one, {}, (dir / "r.out").string(), (dir / "r.err").string())), 0)
+      << slurp((dir / "r.err").string());
   fs::remove_all(dir);
 }
 

@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 #include <ATen/autocast_mode.h>
 
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 #ifdef ARCFORGE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -58,6 +60,20 @@ inline void set_cuda_device(int index) {
 #else
   (void)index;
 #endif
+}
+
+// torch::optim keys its per-parameter state by the TensorImpl: as a string in libtorch 1.13,
+// as the pointer itself in 2.x. The key type comes from the map, not from the version number.
+template <typename StateMap>
+typename StateMap::key_type optimizer_state_key(const torch::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;  // the address as libtorch 1.13 prints it (c10::guts::to_string)
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
 }
 
 // Peak bytes allocated on CUDA device 0 since the last reset (0 without CUDA).

@@ -6,6 +6,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
+#ifdef ARCFORGE_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 namespace arcforge::train::dist {
 namespace {
@@ -42,9 +45,9 @@ c10d::ReduceOp reduce_op(Reduce op) {
   return c10d::ReduceOp::SUM;
 }
 
-class GlooPending : public PendingCollective {
+class C10dPending : public PendingCollective {
  public:
-  GlooPending(c10::intrusive_ptr<c10d::Work> work, std::string what)
+  C10dPending(c10::intrusive_ptr<c10d::Work> work, std::string what)
       : work_(std::move(work)), what_(std::move(what)) {}
   void wait() override {
     try {
@@ -60,30 +63,48 @@ class GlooPending : public PendingCollective {
   std::string what_;
 };
 
-class Gloo : public Collectives {
+c10::intrusive_ptr<c10d::Store> rendezvous(const DistEnv& env, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<std::uint16_t>(env.master_port);
+  store_options.isServer = env.rank == 0;
+  store_options.numWorkers = static_cast<size_t>(env.world_size);
+  store_options.waitWorkers = true;
+  store_options.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+}
+
+c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo(const DistEnv& env, std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+  if (interface != nullptr && *interface != '\0')
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+  else if (env.master_addr == "127.0.0.1" || env.master_addr == "localhost")
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  options->threads = 2;
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(rendezvous(env, timeout), env.rank, env.world_size, options);
+}
+
+#ifdef ARCFORGE_WITH_NCCL
+c10::intrusive_ptr<c10d::ProcessGroupNCCL> make_nccl(const DistEnv& env, std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(rendezvous(env, timeout), env.rank, env.world_size, options);
+}
+#endif
+
+// Any c10d process group (Gloo, NCCL: the same calls in libtorch 1.13 and 2.x).
+template <class Group>
+class C10dGroup : public Collectives {
  public:
-  Gloo(const DistEnv& env, std::chrono::milliseconds timeout) : Collectives(env.rank, env.world_size) {
+  template <class Make>
+  C10dGroup(const DistEnv& env, const char* backend, Make make) : Collectives(env.rank, env.world_size) {
     try {
-      c10d::TCPStoreOptions store_options;
-      store_options.port = static_cast<std::uint16_t>(env.master_port);
-      store_options.isServer = env.rank == 0;
-      store_options.numWorkers = static_cast<size_t>(env.world_size);
-      store_options.waitWorkers = true;
-      store_options.timeout = timeout;
-      auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
-      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-      const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
-      if (interface != nullptr && *interface != '\0')
-        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
-      else if (env.master_addr == "127.0.0.1" || env.master_addr == "localhost")
-        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-      else
-        options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-      options->threads = 2;
-      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
+      group_ = make();
     } catch (const std::exception& e) {
-      throw CollectiveError(where() + "could not join the process group at " + env.master_addr + ":" +
-                            std::to_string(env.master_port) + " (world size " +
+      throw CollectiveError(where() + "could not join the " + backend + " process group at " + env.master_addr +
+                            ":" + std::to_string(env.master_port) + " (world size " +
                             std::to_string(env.world_size) + "): " + describe(e));
     }
   }
@@ -121,13 +142,13 @@ class Gloo : public Collectives {
   template <class Start>
   std::unique_ptr<PendingCollective> launch(const char* what, Start start) {
     try {
-      return std::make_unique<GlooPending>(start(), where() + what);
+      return std::make_unique<C10dPending>(start(), where() + what);
     } catch (const std::exception& e) {
       throw CollectiveError(where() + what + " failed: " + describe(e));
     }
   }
 
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  c10::intrusive_ptr<Group> group_;
 };
 
 #endif
@@ -144,13 +165,26 @@ bool multi_process_supported() {
 #endif
 }
 
-std::shared_ptr<Collectives> connect(const DistEnv& env, const std::string& backend,
+std::shared_ptr<Collectives> connect(const DistEnv& env, const std::string& backend, bool cuda,
                                      std::chrono::milliseconds timeout) {
-  if (backend != "auto" && backend != "gloo")
-    throw ConfigError("dist.backend '" + backend + "' is not one of auto, gloo");
-  if (env.world_size == 1) return single_process_collectives();
+  if (backend != "auto" && backend != "gloo" && backend != "nccl")
+    throw ConfigError("dist.backend '" + backend + "' is not one of auto, gloo, nccl");
+  // A launcher's world of one still gets a real group (it exercises the backend); a plain run
+  // does not need one.
+  if (env.world_size == 1 && env.launcher == "single") return single_process_collectives();
+#ifdef ARCFORGE_WITH_NCCL
+  if (backend == "nccl" || (backend == "auto" && cuda)) {
+    if (!cuda) throw ConfigError("dist.backend nccl needs train.device cuda");
+    return std::make_shared<C10dGroup<c10d::ProcessGroupNCCL>>(env, "NCCL", [&] { return make_nccl(env, timeout); });
+  }
+#else
+  (void)cuda;
+  if (backend == "nccl")
+    throw ConfigError("this build of arcforge has no NCCL process group (nccl.h and a CUDA libtorch were not "
+                      "found at configure time); use dist.backend=gloo");
+#endif
 #ifdef ARCFORGE_WITH_GLOO
-  return std::make_shared<Gloo>(env, timeout);
+  return std::make_shared<C10dGroup<c10d::ProcessGroupGloo>>(env, "Gloo", [&] { return make_gloo(env, timeout); });
 #else
   (void)timeout;
   throw ConfigError("this build of arcforge has no c10d Gloo support (libgloo-dev headers were not "

@@ -1,7 +1,7 @@
 #pragma once
 // The collective operations distributed training needs, over PyTorch's c10d (no home-made
 // transport): a TCPStore rendezvous at MASTER_ADDR:MASTER_PORT, then a Gloo process group (CPU
-// tensors, and CUDA tensors through host copies). A world of one needs neither: every operation is
+// tensors, and CUDA tensors through host copies) or, on GPUs, NCCL. A world of one needs neither: every operation is
 // then the identity, so the trainer has one code path.
 //
 // Failures are bounded: every operation gives up after the configured timeout, and a peer that
@@ -56,9 +56,10 @@ class Collectives {
 // The world of one process.
 std::shared_ptr<Collectives> single_process_collectives();
 
-// Joins the process group described by `env` (a world of one when env.world_size == 1). backend:
-// "auto" or "gloo". timeout bounds the rendezvous and every later operation.
-std::shared_ptr<Collectives> connect(const DistEnv& env, const std::string& backend,
+// Joins the process group described by `env` (no group at all for a plain single-process run).
+// backend: "gloo", "nccl" (CUDA builds with NCCL), or "auto" (NCCL for CUDA where built, else
+// Gloo). timeout bounds the rendezvous and every later operation.
+std::shared_ptr<Collectives> connect(const DistEnv& env, const std::string& backend, bool cuda,
                                      std::chrono::milliseconds timeout);
 
 // Whether this build can join a world of more than one process (c10d with Gloo).

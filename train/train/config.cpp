@@ -170,8 +170,8 @@ void validate(const TrainConfig& c, const std::string& source) {
           "eval.pairs must be 0 (no evaluation) or even and at least 20");
   require(c.eval.identities >= 2, "eval.identities must be at least 2");
   require(c.dist.sample_rate > 0 && c.dist.sample_rate <= 1, "dist.sample_rate must be in (0, 1]");
-  require(c.dist.backend == "auto" || c.dist.backend == "gloo",
-          "dist.backend must be auto or gloo, not '" + c.dist.backend + "'");
+  require(c.dist.backend == "auto" || c.dist.backend == "gloo" || c.dist.backend == "nccl",
+          "dist.backend must be auto, gloo or nccl, not '" + c.dist.backend + "'");
   require(c.dist.timeout_s > 0, "dist.timeout_s must be positive");
   require(c.dist.bucket_mb > 0, "dist.bucket_mb must be positive");
   require(c.train.max_nonfinite_steps > 0, "train.max_nonfinite_steps must be positive");

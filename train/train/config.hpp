@@ -68,7 +68,7 @@ struct TrainLoopConfig {
 // (RANK, WORLD_SIZE, ...; `arcforge train --nproc N`), these are the knobs.
 struct DistConfig {
   double sample_rate = 1.0;       // Partial FC: share of each rank's class centres used per step
-  std::string backend = "auto";   // auto | gloo
+  std::string backend = "auto";   // auto (NCCL on CUDA where built, else Gloo) | gloo | nccl
   double timeout_s = 1800;        // rendezvous and every collective give up after this
   double bucket_mb = 25;          // gradient all-reduce bucket size
   bool fp16_compress = false;     // all-reduce backbone gradients in fp16

@@ -1,26 +1,12 @@
 #include "train/train/step_ops.hpp"
 
+#include "train/compat/torch_compat.hpp"
+
 #include <algorithm>
 #include <sstream>
 #include <type_traits>
 
 namespace arcforge::train {
-namespace {
-
-// torch::optim keys its per-parameter state by the TensorImpl: as a string in libtorch 1.13,
-// as the pointer itself in 2.x. Derive the key type from the map instead of the version number.
-template <typename StateMap>
-typename StateMap::key_type state_key(const torch::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream text;  // the address as libtorch 1.13 prints it (c10::guts::to_string)
-    text << p.unsafeGetTensorImpl();
-    return text.str();
-  } else
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-}
-
-}  // namespace
 
 std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> grads;
@@ -87,7 +73,7 @@ void foreach_sgd_step(torch::optim::SGD& optimizer) {
       std::vector<torch::Tensor> buffers;
       bool all_present = true;
       for (size_t i = 0; i < params.size(); ++i) {
-        auto found = state.find(state_key<StateMap>(params[i]));
+        auto found = state.find(compat::optimizer_state_key<StateMap>(params[i]));
         if (found == state.end()) {
           all_present = false;
           break;
@@ -98,7 +84,7 @@ void foreach_sgd_step(torch::optim::SGD& optimizer) {
         // First step: the buffer starts as a copy of d_p (torch::optim::SGD's rule).
         buffers.clear();
         for (size_t i = 0; i < params.size(); ++i) {
-          auto key = state_key<StateMap>(params[i]);
+          auto key = compat::optimizer_state_key<StateMap>(params[i]);
           auto found = state.find(key);
           torch::Tensor buffer;
           if (found == state.end()) {

@@ -18,6 +18,7 @@
 #include "train/train/grad_scaler.hpp"
 #include "train/train/lr_schedule.hpp"
 #include "train/train/metrics_log.hpp"
+#include "train/train/optimizer.hpp"
 #include "train/train/batch_source.hpp"
 #include "train/train/step_ops.hpp"
 
@@ -25,30 +26,6 @@ namespace arcforge::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c,
-                                                        TrainModules& m) {
-  // Two groups, backbone then head, so clipping and inspection can tell them apart.
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (c.name == "sgd") {
-    auto options = [&] {
-      return std::make_unique<torch::optim::SGDOptions>(
-          torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weight_decay));
-    };
-    groups.emplace_back(m.backbone->parameters(), options());
-    groups.emplace_back(m.head->parameters(), options());
-    return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(c.lr));
-  }
-  auto options = [&] {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(c.lr)
-                                                            .betas({c.beta1, c.beta2})
-                                                            .eps(c.eps)
-                                                            .weight_decay(c.weight_decay));
-  };
-  groups.emplace_back(m.backbone->parameters(), options());
-  groups.emplace_back(m.head->parameters(), options());
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.lr));
-}
 
 // Stores every 4-D weight NHWC; with NHWC inputs oneDNN/cuDNN then keep activations NHWC too.
 void to_channels_last(torch::nn::Module& module) {
@@ -117,13 +94,13 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   at::set_num_threads(threads);
   // ---- the world: one process, or one rank of a c10d process group ------------------------
   const dist::DistEnv env = dist::dist_env_from_process();
+  const torch::Device device = resolve_device(config.train.device, env.local_rank);
   const std::shared_ptr<dist::Collectives> world = dist::connect(
-      env, config.dist.backend,
+      env, config.dist.backend, device.is_cuda(),
       std::chrono::milliseconds(static_cast<int64_t>(config.dist.timeout_s * 1000)));
   const int rank = world->rank();
   const int world_size = world->world_size();
   const bool leader = rank == 0;  // logs, evaluates, prints
-  const torch::Device device = resolve_device(config.train.device, env.local_rank);
   const std::string& precision = config.train.precision;
   if (precision == "fp16" && !device.is_cuda())
     throw ConfigError("train.precision fp16 needs CUDA (use bf16 on CPU)");

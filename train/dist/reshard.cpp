@@ -1,0 +1,135 @@
+#include "train/dist/reshard.hpp"
+
+#include <filesystem>
+
+#include "arcforge/common/error.hpp"
+#include "train/dist/partial_fc.hpp"
+#include "train/train/checkpoint.hpp"
+#include "train/train/optimizer.hpp"
+#include "train/train/trainer.hpp"
+
+namespace arcforge::train::dist {
+namespace {
+
+using torch::optim::AdamWParamState;
+using torch::optim::OptimizerParamState;
+using torch::optim::SGDParamState;
+
+// The row-indexed tensors of a head parameter's optimizer state, in a fixed order.
+std::vector<torch::Tensor> state_rows(const OptimizerParamState& state) {
+  if (const auto* sgd = dynamic_cast<const SGDParamState*>(&state)) return {sgd->momentum_buffer()};
+  if (const auto* adamw = dynamic_cast<const AdamWParamState*>(&state))
+    return {adamw->exp_avg(), adamw->exp_avg_sq(), adamw->max_exp_avg_sq()};
+  throw Error("reshard: unsupported optimizer state");
+}
+
+// A copy of `like` whose row tensors are `rows` (the same order as state_rows).
+std::unique_ptr<OptimizerParamState> with_rows(const OptimizerParamState& like,
+                                               const std::vector<torch::Tensor>& rows) {
+  if (dynamic_cast<const SGDParamState*>(&like)) {
+    auto state = std::make_unique<SGDParamState>();
+    state->momentum_buffer(rows[0]);
+    return state;
+  }
+  const auto& adamw = dynamic_cast<const AdamWParamState&>(like);
+  auto state = std::make_unique<AdamWParamState>();
+  state->step(adamw.step());
+  state->exp_avg(rows[0]);
+  state->exp_avg_sq(rows[1]);
+  state->max_exp_avg_sq(rows[2]);
+  return state;
+}
+
+torch::Tensor cut(const torch::Tensor& full, const ClassShard& shard) {
+  return full.defined() ? full.narrow(0, shard.start, shard.count).clone() : torch::Tensor();
+}
+
+}  // namespace
+
+std::vector<std::string> reshard_checkpoint(const std::string& checkpoint, int new_world_size,
+                                            const std::string& out_dir) {
+  if (new_world_size < 1) throw ConfigError("reshard: the new world size must be at least 1");
+  TrainConfig config = read_checkpoint_config(checkpoint);
+  const HeadShard first = read_checkpoint_shard(checkpoint);
+  const int old_world = first.world_size;
+
+  // Read every rank: rank 0 gives the shared parts, each rank its rows of the head.
+  TrainModules base;
+  std::unique_ptr<torch::optim::Optimizer> base_optimizer;
+  TrainCounters counters;
+  torch::Tensor rng;
+  std::vector<torch::Tensor> head_rows;
+  std::vector<std::vector<torch::Tensor>> head_state_rows;  // per rank
+  std::unique_ptr<OptimizerParamState> head_state_template;
+  for (int r = 0; r < old_world; ++r) {
+    const std::string file = checkpoint_path_for_rank(checkpoint, r);
+    if (!std::filesystem::exists(file))
+      throw InputError(file_message(file, "rank " + std::to_string(r) + " of " + std::to_string(old_world) +
+                                              " is missing (every rank's file must sit beside rank 0's)"));
+    const HeadShard shard = read_checkpoint_shard(file);
+    if (shard.world_size != old_world || shard.rank != r || read_checkpoint_config(file).data.num_identities !=
+                                                                   config.data.num_identities)
+      throw InputError(file_message(file, "is not rank " + std::to_string(r) + " of the run of " + checkpoint));
+    TrainModules m = make_modules(config, shard);
+    auto optimizer = make_optimizer(config.optimizer, m);
+    TrainCounters c;
+    load_checkpoint(file, m, optimizer.get(), &c, /*restore_rng=*/r == 0);
+    if (r == 0) rng = at::detail::getDefaultCPUGenerator().get_state();
+    head_rows.push_back(m.head->weight.detach());
+    if (const OptimizerParamState* state = optimizer_state(*optimizer, m.head->weight)) {
+      head_state_rows.push_back(state_rows(*state));
+      if (!head_state_template) head_state_template = state->clone();
+    }
+    if (r == 0) {
+      base = m;
+      base_optimizer = std::move(optimizer);
+      counters = c;
+    }
+  }
+  const torch::Tensor centres = torch::cat(head_rows, 0);
+  std::vector<torch::Tensor> centre_state;  // concatenated per state field (undefined fields stay so)
+  if (head_state_rows.size() == static_cast<size_t>(old_world))
+    for (size_t f = 0; f < head_state_rows[0].size(); ++f) {
+      std::vector<torch::Tensor> parts;
+      for (const auto& rank_rows : head_state_rows) parts.push_back(rank_rows[f]);
+      centre_state.push_back(parts[0].defined() ? torch::cat(parts, 0) : torch::Tensor());
+    }
+
+  config.checkpoint.dir = out_dir;
+  std::filesystem::create_directories(out_dir);
+  std::vector<std::string> written;
+  const std::string target = latest_checkpoint_path(out_dir);
+  for (int q = 0; q < new_world_size; ++q) {
+    const ClassShard cls = class_shard(config.data.num_identities, q, new_world_size);
+    const HeadShard shard{q, new_world_size, cls.start, cls.count};
+    TrainModules m = make_modules(config, shard);
+    {
+      torch::NoGradGuard no_grad;
+      auto to = m.backbone->parameters(), from = base.backbone->parameters();
+      for (size_t k = 0; k < to.size(); ++k) to[k].copy_(from[k]);
+      auto to_b = m.backbone->buffers(), from_b = base.backbone->buffers();
+      for (size_t k = 0; k < to_b.size(); ++k) to_b[k].copy_(from_b[k]);
+      auto to_m = m.margin->buffers(), from_m = base.margin->buffers();
+      for (size_t k = 0; k < to_m.size(); ++k) to_m[k].copy_(from_m[k]);
+      m.head->weight.copy_(cut(centres, cls));
+    }
+    auto optimizer = make_optimizer(config.optimizer, m);
+    const auto to = m.backbone->parameters(), from = base.backbone->parameters();
+    for (size_t k = 0; k < to.size(); ++k)
+      if (const OptimizerParamState* state = optimizer_state(*base_optimizer, from[k]))
+        set_optimizer_state(*optimizer, to[k], state->clone());
+    if (!centre_state.empty()) {
+      std::vector<torch::Tensor> rows;
+      for (const auto& full : centre_state) rows.push_back(cut(full, cls));
+      set_optimizer_state(*optimizer, m.head->weight, with_rows(*head_state_template, rows));
+    }
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global one
+    cpu.set_state(rng);
+    const std::string path = checkpoint_path_for_rank(target, q);
+    save_checkpoint(path, config, m, optimizer.get(), counters, shard);
+    written.push_back(path);
+  }
+  return written;
+}
+
+}  // namespace arcforge::train::dist
