@@ -7,6 +7,8 @@
 #   bench/run_gallery_bench.sh [BUILD_DIR] [SIZES] [KINDS] [extra gallery_bench options...]
 #   e.g. bench/run_gallery_bench.sh build 10k,100k flat,int8,hnsw,ivfpq
 #        GALLERY_BENCH_NAME=gallery_bench_1m bench/run_gallery_bench.sh build 1m flat,int8,ivfpq
+# --skip-faiss KINDS leaves out the FAISS-direct side of those kinds (e.g. hnsw at 1M, whose scalar
+# build takes hours); --hnsw-large-from N is passed through to gallery_bench (see its --help).
 # Builds the gallery_bench target (EXCLUDE_FROM_ALL, needs ARCFORGE_DEPLOY=ON) in BUILD_DIR.
 # GALLERY_BENCH_NAME changes the output file names (default gallery_bench).
 set -euo pipefail

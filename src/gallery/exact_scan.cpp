@@ -318,6 +318,8 @@ const char* simd_level_name(SimdLevel level) {
 
 float dot_fp32(const float* a, const float* b, size_t dim) { return kernels().fp32_dot(a, b, dim); }
 
+DotFp32 dot_fp32_kernel() { return kernels().fp32_dot; }
+
 int32_t dot_int8(const int8_t* a, const int8_t* b, size_t dim) { return kernels().int8_dot(a, b, dim); }
 
 float quantise_int8(const float* x, size_t dim, int8_t* codes) {

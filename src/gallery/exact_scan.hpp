@@ -29,6 +29,10 @@ void clear_forced_simd_level();
 const char* simd_level_name(SimdLevel level);
 
 float dot_fp32(const float* a, const float* b, size_t dim);
+// The kernel dot_fp32 calls at the current level, for callers that compute many dot products
+// (HNSW's distance computer): it skips the level check per call. Resolve it again after forcing.
+using DotFp32 = float (*)(const float* a, const float* b, size_t dim);
+DotFp32 dot_fp32_kernel();
 int32_t dot_int8(const int8_t* a, const int8_t* b, size_t dim);
 
 // Writes dim codes and returns the scale (0 for a zero vector, whose codes are all 0).

@@ -1,7 +1,8 @@
 // VectorIndex: FAISS indexes (or our int8 codes) addressed by insertion slot, our slot <-> id maps,
 // removal by dead slots, compaction, and the switch of ivfpq from exact fp32 search to the trained
-// index. Exact searches of few queries run on our own SIMD scan (exact_scan.hpp): Debian's FAISS is
-// built without SIMD, and only its BLAS path for batches is fast.
+// index. Exact searches of few queries run on our own SIMD scan (exact_scan.hpp), and HNSW's
+// distances on our SIMD dot product (simd_flat_storage.hpp): Debian's FAISS is built without SIMD,
+// and only its BLAS path for batches is fast.
 #include "arcforge/gallery/vector_index.hpp"
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "arcforge/common/error.hpp"
 #include "exact_scan.hpp"
 #include "index_spec_check.hpp"
+#include "simd_flat_storage.hpp"
 
 namespace arcforge::gallery {
 namespace {
@@ -73,11 +75,10 @@ class TeamLimit {
   int saved_;
 };
 
-std::unique_ptr<faiss::IndexHNSWFlat> new_hnsw(int dim, const IndexSpec& spec) {
-  auto index = std::make_unique<faiss::IndexHNSWFlat>(dim, spec.hnsw_m, faiss::METRIC_INNER_PRODUCT);
-  index->hnsw.efConstruction = spec.hnsw_ef_construction;
-  index->hnsw.efSearch = spec.hnsw_ef_search;
-  return index;
+// IndexHNSW over SimdFlatIP rather than IndexHNSWFlat: FAISS's graph code, with distances from our
+// SIMD dot product instead of libfaiss's scalar one (test_vector_index.cpp compares the two).
+std::unique_ptr<faiss::IndexHNSW> new_hnsw(int dim, const IndexSpec& spec) {
+  return new_simd_hnsw(dim, spec.hnsw_m, spec.hnsw_ef_construction, spec.hnsw_ef_search);
 }
 
 // About 4*sqrt(n) lists, but no more than give k-means kPointsPerList training points each.
@@ -267,7 +268,7 @@ struct VectorIndex::Impl {
       int8_scales.resize(next);
       int8_scales.shrink_to_fit();
       renumber_maps();
-    } else if (dynamic_cast<faiss::IndexHNSWFlat*>(index.get())) {
+    } else if (dynamic_cast<faiss::IndexHNSW*>(index.get())) {
       // FAISS cannot unlink nodes from an HNSW graph: build a new one from the live rows.
       const std::vector<float> vectors = live_vectors();
       auto rebuilt = new_hnsw(dim, spec);

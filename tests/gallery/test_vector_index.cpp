@@ -2,12 +2,14 @@
 // vectors, and, for the quantised kinds, the index's own full ranking taken before a removal (a
 // removal must only drop entries from it, a compaction must change nothing). IndexSpec's JSON form
 // and its checks. The exact scan's kernels (exact_scan.hpp) against scalar double/int64 sums, on
-// every SIMD level the CPU has, and its threaded scan against the serial one.
+// every SIMD level the CPU has, and its threaded scan against the serial one. HNSW over our SIMD
+// storage (simd_flat_storage.hpp) against FAISS's own IndexHNSWFlat.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iostream>
 #include <ostream>
 #include <random>
 #include <set>
@@ -16,11 +18,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include <faiss/IndexHNSW.h>
 #include <omp.h>
 
 #include "arcforge/common/error.hpp"
 #include "arcforge/gallery/vector_index.hpp"
 #include "exact_scan.hpp"
+#include "simd_flat_storage.hpp"
 
 namespace arcforge::gallery {
 namespace {
@@ -420,6 +424,125 @@ TEST(VectorIndex, HnswRecallAtTen) {
   RecordProperty("hnsw_recall_at_10", std::to_string(recall10));
   // HNSW keeps fp32 rows plus at least 2*M links of 4 bytes per vector on level 0.
   EXPECT_GT(index.memory_bytes(), n * (dim * 4 + 2 * 32 * 4));
+}
+
+TEST(VectorIndex, HnswTopOneEqualsExactSearch) {
+  const int dim = 64;
+  const size_t n = 2000, nq = 200;
+  const Rows rows = random_unit(n, dim, 55);
+  const Rows queries = random_unit(nq, dim, 56);  // unrelated to the rows: small top-1 margins
+  const auto ids = scattered_ids(n, 57);
+  VectorIndex hnsw(dim, IndexSpec{IndexKind::Hnsw});
+  hnsw.add(ids, rows.data());
+  VectorIndex flat(dim, IndexSpec{IndexKind::Flat});
+  flat.add(ids, rows.data());
+  const auto got = hnsw.search(queries.data(), nq, 1);
+  const auto want = flat.search(queries.data(), nq, 1);
+  size_t same = 0;
+  for (size_t q = 0; q < nq; ++q) same += !got[q].empty() && got[q][0].id == want[q][0].id;
+  EXPECT_GE(same, 198u) << "of " << nq << " queries with the exact top-1";
+  RecordProperty("hnsw_top1_equal_exact", std::to_string(same));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HNSW over SimdFlatIP (our SIMD dot product) against FAISS's own IndexHNSWFlat, both built on one
+// thread (FAISS's multi-threaded insertion order depends on scheduling) with the same parameters.
+
+struct HnswPair {
+  std::unique_ptr<faiss::IndexHNSW> ours;
+  faiss::IndexHNSWFlat theirs;
+  HnswPair(int dim, const Rows& rows)
+      : ours(new_simd_hnsw(dim, 32, 40, 64)), theirs(dim, 32, faiss::METRIC_INNER_PRODUCT) {
+    theirs.hnsw.efConstruction = 40;
+    theirs.hnsw.efSearch = 64;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const auto n = static_cast<faiss::Index::idx_t>(rows.size() / static_cast<size_t>(dim));
+    ours->add(n / 2, rows.data());  // two adds, as a growing gallery does
+    ours->add(n - n / 2, &rows[static_cast<size_t>(n / 2) * dim]);
+    theirs.add(n / 2, rows.data());
+    theirs.add(n - n / 2, &rows[static_cast<size_t>(n / 2) * dim]);
+    omp_set_num_threads(threads);
+  }
+};
+
+struct Found {
+  std::vector<float> scores;
+  std::vector<faiss::Index::idx_t> slots;
+};
+
+Found search(const faiss::Index& index, const Rows& queries, int dim, int k) {
+  const auto nq = static_cast<faiss::Index::idx_t>(queries.size() / static_cast<size_t>(dim));
+  Found f{std::vector<float>(static_cast<size_t>(nq * k)), std::vector<faiss::Index::idx_t>(static_cast<size_t>(nq * k))};
+  index.search(nq, queries.data(), k, f.scores.data(), f.slots.data());
+  return f;
+}
+
+// The storage's computer is ours (FAISS's scalar loop would round differently on most of these),
+// for the query and between stored rows, and it is what IndexHNSW reaches through its storage.
+TEST(SimdHnsw, StorageComputesOurDotProducts) {
+  const int dim = 100;  // not a multiple of 16: the kernels' tails too
+  const Rows rows = random_unit(50, dim, 95), query = random_unit(1, dim, 96);
+  const auto index = new_simd_hnsw(dim, 16, 40, 16);
+  index->add(50, rows.data());
+  ASSERT_NE(dynamic_cast<const SimdFlatIP*>(index->storage), nullptr);
+  const std::unique_ptr<faiss::DistanceComputer> dis(index->storage->get_distance_computer());
+  dis->set_query(query.data());
+  for (size_t i = 0; i < 50; ++i) {
+    EXPECT_EQ((*dis)(static_cast<faiss::Index::idx_t>(i)), exact::dot_fp32(query.data(), &rows[i * dim], dim));
+    EXPECT_EQ(dis->symmetric_dis(static_cast<faiss::Index::idx_t>(i), 7),
+              exact::dot_fp32(&rows[i * dim], &rows[7 * dim], dim));
+  }
+}
+
+// Small integers: every dot product is an exact float whatever the order of the sums (scalar,
+// AVX2 or AVX-512, with or without FMA), so both indexes see bit-identical distances and must
+// build the same graph and answer the same, scores included.
+TEST(SimdHnsw, EqualsFaissHnswFlatWhenDotProductsAreExact) {
+  const int dim = 64, k = 10;
+  auto integers = [&](size_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int> value(-4, 4);
+    Rows out(n * dim);
+    for (auto& x : out) x = static_cast<float>(value(rng));
+    return out;
+  };
+  const Rows rows = integers(1500, 91), queries = integers(100, 92);
+  const HnswPair pair(dim, rows);
+  EXPECT_EQ(pair.ours->hnsw.neighbors, pair.theirs.hnsw.neighbors);
+  const Found ours = search(*pair.ours, queries, dim, k), theirs = search(pair.theirs, queries, dim, k);
+  EXPECT_EQ(ours.slots, theirs.slots);
+  EXPECT_EQ(ours.scores, theirs.scores);
+  // Plain inner products, best first (IndexHNSW negates them internally for inner product).
+  for (size_t q = 0; q < 100; ++q) {
+    double dot = 0;
+    for (int d = 0; d < dim; ++d) dot += queries[q * dim + d] * rows[static_cast<size_t>(ours.slots[q * k]) * dim + d];
+    EXPECT_EQ(ours.scores[q * k], static_cast<float>(dot)) << "query " << q;
+    EXPECT_GE(ours.scores[q * k], ours.scores[q * k + k - 1]) << "query " << q;
+  }
+}
+
+// Real-valued unit vectors: the sums round differently (FAISS's scalar loop vs our lanes), so near
+// ties may resolve otherwise and the graphs differ in places. Both must still answer alike.
+TEST(SimdHnsw, AgreesWithFaissHnswFlatOnUnitVectors) {
+  const int dim = 64, k = 10;
+  const size_t nq = 200;
+  const Rows rows = random_unit(2000, dim, 93), queries = random_unit(nq, dim, 94);
+  const HnswPair pair(dim, rows);
+  const Found ours = search(*pair.ours, queries, dim, k), theirs = search(pair.theirs, queries, dim, k);
+  size_t same_lists = 0, shared = 0;
+  for (size_t q = 0; q < nq; ++q) {
+    const auto first = static_cast<std::ptrdiff_t>(q * k);
+    same_lists += std::equal(ours.slots.begin() + first, ours.slots.begin() + first + k, theirs.slots.begin() + first);
+    const std::set<faiss::Index::idx_t> mine(ours.slots.begin() + first, ours.slots.begin() + first + k);
+    for (int j = 0; j < k; ++j) shared += mine.count(theirs.slots[q * k + j]);
+  }
+  EXPECT_GE(shared, nq * k * 99 / 100) << "top-10 ids shared with FAISS's";
+  RecordProperty("simd_hnsw_identical_top10_lists", std::to_string(same_lists));
+  RecordProperty("simd_hnsw_shared_top10_ids", std::to_string(shared));
+  std::cout << "[          ] identical top-10 lists " << same_lists << "/" << nq << ", shared ids " << shared << "/"
+            << nq * k << ", ours " << (pair.ours->hnsw.neighbors == pair.theirs.hnsw.neighbors ? "same" : "other")
+            << " graph\n";
 }
 
 TEST(VectorIndex, IvfPqTrainsAtTrainMinAndFindsNoisyCopies) {

@@ -16,7 +16,7 @@
 //          queries go to FAISS (one BLAS sgemm), fewer to our scan
 //   int8   exact search over int8 codes, each vector quantised on its own symmetric scale
 //          (max|x|/127), queries too; dim + 4 bytes a vector; needs no training
-//   hnsw   graph search (IndexHNSWFlat), approximate, fast on large collections
+//   hnsw   graph search (FAISS's IndexHNSW over rows scored by our SIMD dot product), approximate
 //   ivfpq  inverted lists + product quantisation (IndexIVFPQ), approximate, smallest memory
 // ivfpq must be trained: until a collection holds `train_min` vectors it searches exactly on fp32
 // (effective_kind() says "flat"), then it is trained on what it holds and switches.
