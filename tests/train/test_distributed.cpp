@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "child_process.hpp"
 #include "train/dist/collectives.hpp"
 #include "train/dist/dist_env.hpp"
 #include "train/dist/local_launcher.hpp"
@@ -29,6 +30,8 @@
 
 using namespace arcforge;
 using namespace arcforge::train;
+using arcforge::test::spawn;
+using arcforge::test::wait_exit;
 namespace fs = std::filesystem;
 
 namespace {
@@ -216,31 +219,6 @@ std::vector<std::string> train_args(const std::string& dir, int64_t batch, int64
           "--set", "train.grad_accumulation=" + std::to_string(accumulation),
           "--set", "eval.pairs=0", "--set", "checkpoint.every=0", "--set", "log.every=1",
           "--set", "dist.timeout_s=60", "--set", "dist.bucket_mb=0.25"};
-}
-
-// Runs args with extra environment variables; stdout and stderr go to files.
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-            const std::string& out, const std::string& err) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(o, 1);
-    dup2(e, 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
 std::string slurp(const std::string& path) {

@@ -9,10 +9,13 @@
 #include <filesystem>
 #include <thread>
 
+#include "child_process.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/trainer.hpp"
 
 using namespace arcforge::train;
+using arcforge::test::spawn;
+using arcforge::test::wait_exit;
 namespace fs = std::filesystem;
 
 namespace {
@@ -22,24 +25,6 @@ std::vector<std::string> train_args(const std::string& dir) {
           "--device", "cpu", "--out", dir, "--set", "model.embedding_size=64",
           "--set", "data.num_identities=40", "--set", "checkpoint.every=2", "--set", "eval.pairs=0",
           "--set", "schedule.warmup_steps=4", "--set", "log.every=4"};
-}
-
-pid_t spawn(const std::vector<std::string>& args) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "train/dist/collectives.hpp"
 
 #include <cstdlib>
+#include <map>
 
 #ifdef ARCFORGE_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -154,6 +155,24 @@ class C10dGroup : public Collectives {
 #endif
 
 }  // namespace
+
+void broadcast_all(Collectives& collectives, const std::vector<torch::Tensor>& tensors, int root) {
+  if (collectives.world_size() == 1) return;
+  std::map<c10::ScalarType, std::vector<torch::Tensor>> by_dtype;
+  for (const auto& t : tensors) by_dtype[t.scalar_type()].push_back(t);
+  for (auto& [dtype, group] : by_dtype) {
+    std::vector<torch::Tensor> flat;
+    for (const auto& t : group) flat.push_back(t.detach().reshape(-1));
+    torch::Tensor packed = torch::cat(flat);
+    collectives.broadcast(packed, root);
+    torch::NoGradGuard no_grad;
+    int64_t offset = 0;
+    for (auto& t : group) {
+      t.detach().copy_(packed.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  }
+}
 
 std::shared_ptr<Collectives> single_process_collectives() { return std::make_shared<SingleProcess>(); }
 

@@ -53,6 +53,10 @@ class Collectives {
   int world_size_;
 };
 
+// Root's values of many tensors (parameters, BatchNorm buffers) into every rank's, in place, with
+// one broadcast per dtype instead of one per tensor.
+void broadcast_all(Collectives& collectives, const std::vector<torch::Tensor>& tensors, int root);
+
 // The world of one process.
 std::shared_ptr<Collectives> single_process_collectives();
 

@@ -148,8 +148,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   }
 
   // Every rank starts from rank 0's backbone (the seeds already agree; this makes it certain).
-  for (auto& t : m.backbone->parameters()) world->broadcast(t.data(), 0);
-  for (auto& t : m.backbone->buffers()) world->broadcast(t, 0);
+  dist::broadcast_all(*world, m.backbone->parameters(), 0);
+  dist::broadcast_all(*world, m.backbone->buffers(), 0);
   std::unique_ptr<BatchSource> data = make_batch_source(config, device, source, {rank, world_size});
   // Held-out synth identities for evaluation, whatever the training data.
   const data::SynthFaces eval_faces(data::SynthOptions{config.data.num_identities, config.data.seed, 112});
@@ -207,6 +207,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
 
   const std::vector<torch::Tensor> backbone_params = m.backbone->parameters();
   const std::vector<torch::Tensor> head_params = m.head->parameters();
+  const std::vector<torch::Tensor> backbone_buffers = m.backbone->buffers();
   std::vector<torch::Tensor> all_params = backbone_params;
   all_params.insert(all_params.end(), head_params.begin(), head_params.end());
   // BatchNorm running statistics change in the forward pass; a skipped step must not keep them.
@@ -238,8 +239,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     set_learning_rate(*optimizer, lr);
     clear_grads(all_params);
     // DDP's broadcast_buffers: every rank runs with rank 0's BatchNorm running statistics.
-    if (world_size > 1)
-      for (auto& t : m.backbone->buffers()) world->broadcast(t, 0);
+    dist::broadcast_all(*world, backbone_buffers, 0);
     bn_statistics.take();
 
     torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
