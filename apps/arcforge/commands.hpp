@@ -14,6 +14,7 @@ void add_model_info_command(CLI::App& app);
 void add_bench_torch_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_reshard_command(CLI::App& app);
+void add_synth_export_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_check_device_command(CLI::App& app);
 void add_augment_preview_command(CLI::App& app);

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   arcforge::cli::add_bench_torch_command(app);
   arcforge::cli::add_train_command(app);
   arcforge::cli::add_reshard_command(app);
+  arcforge::cli::add_synth_export_command(app);
   arcforge::cli::add_eval_command(app);
   arcforge::cli::add_check_device_command(app);
   arcforge::cli::add_augment_preview_command(app);

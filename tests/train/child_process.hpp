@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -35,5 +36,21 @@ inline int wait_exit(pid_t pid) {
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
+
+#ifdef ARCFORGE_CLI
+// Runs the arcforge CLI with `args` (a shell word list) and waits; `output` gets its stdout and
+// stderr together. Returns the exit status, or -1 when it did not exit normally.
+inline int run_cli(const std::string& args, std::string* output = nullptr) {
+  const std::string command = std::string(ARCFORGE_CLI) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return -1;
+  std::string text;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, n);
+  const int status = pclose(pipe);
+  if (output) *output = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+#endif
 
 }  // namespace arcforge::test

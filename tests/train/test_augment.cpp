@@ -25,6 +25,7 @@
 #include "arcforge/image/codec.hpp"
 #include "train/data/augment.hpp"
 #include "train/data/synth.hpp"
+#include "child_process.hpp"
 
 namespace {
 
@@ -621,16 +622,7 @@ TEST(Augment, DISABLED_ThroughputOnCpu) {
 // ---- the preview command ------------------------------------------------------------------------
 
 #ifdef ARCFORGE_CLI
-std::string run_cli(const std::string& args, int* status) {
-  const std::string command = std::string(ARCFORGE_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return "";
-  std::string output;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  *status = pclose(pipe);
-  return output;
-}
+using arcforge::test::run_cli;
 
 std::string temp_png(const char* name) {
   return (std::filesystem::temp_directory_path() / (std::string("arcforge_augment_") + name + ".png")).string();
@@ -640,12 +632,12 @@ TEST(Augment, PreviewCommandWritesTheGrid) {
   if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
   const std::string out = temp_png("synth");
   const std::string npy = out + ".npy";
-  int status = -1;
-  const std::string output = run_cli("augment-preview --preset article --set rotate_p=1 --set erase_fill=noise "
-                                     "--count 5 --variants 2 --synth-identities 3 --seed 4 --threads 2 --json --out " +
-                                         out + " --npy " + npy,
-                                     &status);
-  ASSERT_EQ(status, 0) << output;
+  std::string output;
+  ASSERT_EQ(run_cli("augment-preview --preset article --set rotate_p=1 --set erase_fill=noise --count 5 "
+                    "--variants 2 --synth-identities 3 --seed 4 --threads 2 --json --out " + out + " --npy " + npy,
+                    &output),
+            0)
+      << output;
   const nlohmann::json j = nlohmann::json::parse(output);
   EXPECT_EQ(j.at("out"), out);
   EXPECT_EQ(j.at("images").get<int64_t>(), 5);
@@ -680,10 +672,8 @@ TEST(Augment, PreviewCommandWritesTheGrid) {
   EXPECT_TRUE(torch::equal(got, expected)) << max_abs_diff(got, expected);
 
   // Bad input: one clear error line, non-zero exit.
-  run_cli("augment-preview --set rotate=1 --out " + out, &status);
-  EXPECT_NE(status, 0);
-  run_cli("augment-preview --set rotate_p=2 --out " + out, &status);
-  EXPECT_NE(status, 0);
+  EXPECT_NE(run_cli("augment-preview --set rotate=1 --out " + out), 0);
+  EXPECT_NE(run_cli("augment-preview --set rotate_p=2 --out " + out), 0);
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
@@ -694,12 +684,12 @@ TEST(Augment, PreviewCommandReadsAFolderOfPhotos) {
   if (!std::filesystem::exists(lfw)) GTEST_SKIP() << "shared LFW images not found at " << lfw;
   if (!std::filesystem::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
   const std::string out = temp_png("lfw");
-  int status = -1;
-  const std::string output =
-      run_cli("augment-preview --preset dali --count 3 --variants 1 --threads 2 --json --images " + lfw +
-                  " --out " + out,
-              &status);
-  ASSERT_EQ(status, 0) << output;
+  std::string output;
+  ASSERT_EQ(run_cli("augment-preview --preset dali --count 3 --variants 1 --threads 2 --json --images " + lfw +
+                        " --out " + out,
+                    &output),
+            0)
+      << output;
   EXPECT_EQ(nlohmann::json::parse(output).at("images").get<int64_t>(), 3);
   const auto grid = arcforge::image::decode_file(out);
   EXPECT_EQ(grid.width, 4 + 3 * (112 + 4));

@@ -43,6 +43,7 @@ TEST(OnnxExport, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ON
 #include "train/export/onnx_import.hpp"
 #include "train/export/onnx_writer.hpp"
 #include "arcforge/common/model_sidecar.hpp"
+#include "child_process.hpp"
 #include "train/nn/backbone.hpp"
 #include "train/train/checkpoint.hpp"
 
@@ -386,18 +387,7 @@ TEST(OnnxImport, PyTorchExporterLayout) {
 
 // ---- the CLI ----------------------------------------------------------------------------------
 
-// Runs the CLI; returns its exit code and stdout.
-int run_cli(const std::string& args, std::string* out) {
-  const std::string cmd = std::string(ARCFORGE_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return -1;
-  char buffer[4096];
-  std::string text;
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, n);
-  const int status = pclose(pipe);
-  if (out) *out = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using arcforge::test::run_cli;
 
 nlohmann::json last_json_line(const std::string& text) {
   const size_t start = text.rfind("\n{");

@@ -44,4 +44,8 @@ std::vector<SynthPair> make_heldout_pairs(int64_t num_pairs, int64_t num_identit
 // Converts rendered [0,1] RGB to the recognizer input convention: (255x - 127.5) / 127.5.
 torch::Tensor to_network_input(const torch::Tensor& rgb01);
 
+// [0,1] RGB rounded to the 256 levels an 8-bit image stores: round(255x) / 255, bit for bit what
+// the loader makes of the stored byte (uint8 -> float, / 255).
+torch::Tensor to_uint8_levels(const torch::Tensor& rgb01);
+
 }  // namespace arcforge::data

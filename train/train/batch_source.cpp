@@ -47,6 +47,9 @@ std::unique_ptr<BatchSource> make_batch_source(const TrainConfig& config, torch:
   const DataConfig& data = config.data;
   const int64_t batch = config.train.batch_size;
   std::unique_ptr<BatchSource> all;
+  // A finite synth dataset shards itself as the loader does; the endless one is interleaved.
+  if (data.dataset == "synth" && data.samples_per_identity > 0)
+    return std::make_unique<SynthBatches>(data, batch, config.train.seed, shard);
   if (data.dataset == "synth") all = std::make_unique<SynthBatches>(data, batch, config.train.seed);
   if (data.dataset == "synthetic")
     all = std::make_unique<FixedRandomBatch>(data, batch, config.train.seed + static_cast<uint64_t>(shard.rank));

@@ -30,9 +30,10 @@ struct DataShard {
 // data.dataset "synth" (rendered faces), "synthetic" (one fixed random batch, reused every step:
 // arcface_torch's SyntheticDataset, for measuring the training step alone), or "rec"/"folder"
 // (a real dataset through the loader and the augmenter; `source` must then be open_dataset's).
-// With several ranks, batch k of rank r is: for synth, the single-process batch k * W + r (so W
+// With several ranks, batch k of rank r is: for endless synth, the single-process batch k * W + r (so W
 // ranks at step s see exactly what one process sees in micro-batches sW..sW+W-1 of gradient
-// accumulation); for rec/folder, the loader's rank shard of the epoch (DistributedSampler's split).
+// accumulation); for rec/folder and finite synth (data.samples_per_identity > 0), the rank's shard
+// of the epoch (DistributedSampler's split).
 std::unique_ptr<BatchSource> make_batch_source(const TrainConfig& config, torch::Device device,
                                                std::shared_ptr<const data::ImageSource> source = nullptr,
                                                DataShard shard = {});

@@ -140,6 +140,7 @@ void validate(const TrainConfig& c, const std::string& source) {
           "data.dataset must be synth, synthetic, rec or folder, not '" + c.data.dataset + "'");
   require(c.data.dataset == "synth" || c.data.dataset == "synthetic" || !c.data.path.empty(),
           "data.path must name the dataset for data.dataset = '" + c.data.dataset + "'");
+  require(c.data.samples_per_identity >= 0, "data.samples_per_identity must not be negative");
   require(c.data.loader_threads > 0, "data.loader_threads must be positive");
   require(c.data.prefetch_batches > 0, "data.prefetch_batches must be positive");
   try {
@@ -226,6 +227,7 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("data", "path", c.data.path);
   r.get("data", "num_identities", c.data.num_identities);
   r.get("data", "samples_per_identity", c.data.samples_per_identity);
+  r.get("data", "synth_uint8", c.data.synth_uint8);
   r.get("data", "num_images", c.data.num_images);
   r.get("data", "seed", c.data.seed);
   r.get("data", "loader_threads", c.data.loader_threads);
@@ -319,6 +321,7 @@ std::string to_toml(const TrainConfig& c) {
                            {"path", c.data.path},
                            {"num_identities", c.data.num_identities},
                            {"samples_per_identity", c.data.samples_per_identity},
+                           {"synth_uint8", c.data.synth_uint8},
                            {"num_images", c.data.num_images},
                            {"seed", static_cast<int64_t>(c.data.seed)},
                            {"loader_threads", c.data.loader_threads},

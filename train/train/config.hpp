@@ -16,7 +16,10 @@ struct DataConfig {
   std::string dataset = "synth";      // synth | synthetic | rec | folder
   std::string path;                   // rec: train.rec or its folder; folder: root/<identity>/<image>
   int64_t num_identities = 1000;      // synth: training identities
-  int64_t samples_per_identity = 0;   // synth: 0 = every draw is a new sample
+  int64_t samples_per_identity = 0;   // synth: 0 = every draw is a new sample; S > 0 = a finite
+                                      //   dataset of num_identities x S images, iterated in epochs
+                                      //   exactly as the loader iterates a .rec (see SynthBatches)
+  bool synth_uint8 = false;           // synth: round renders to 8-bit levels, as a stored image holds
   int64_t num_images = 0;             // for epoch-based step counts (InsightFace presets)
   uint64_t seed = 0;                  // dataset seed (which identities exist)
   int loader_threads = 4;             // rec/folder: decoding threads

@@ -87,6 +87,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     log::info(source->summary());
     config.data.num_identities = source->num_classes();
     config.data.num_images = source->size();
+  } else if (config.data.dataset == "synth" && config.data.samples_per_identity > 0) {
+    config.data.num_images = config.data.num_identities * config.data.samples_per_identity;
   }
   const int threads = config.train.threads > 0
                           ? config.train.threads
