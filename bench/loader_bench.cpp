@@ -6,6 +6,8 @@
 //
 // Prints JSON lines: the machine, then
 //   decode_only  one thread decoding records already in memory (codec + HWC->CHW, no loader);
+//   decode_augment_<preset>  the same thread also augmenting each batch of 128 on the CPU as a
+//                CPU trainer does (to float, augment with the preset, to network input);
 //   loader       the Loader end to end (pread from the .rec, decode, batch) with each listed
 //                worker count, batch 128, prefetch 4, drop_last (`pin`: pin_memory, which takes
 //                effect where CUDA is; "pinned" says whether the batches were page-locked);
@@ -28,6 +30,7 @@
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/data/image_folder.hpp"
 #include "arcforge/image/codec.hpp"
+#include "train/data/augment.hpp"
 #include "train/data/image_source.hpp"
 #include "train/data/loader.hpp"
 #include "train/data/synth.hpp"
@@ -140,6 +143,27 @@ int main(int argc, char** argv) {
       }
     }
     print_result("decode_only", 1, done, std::chrono::duration<double>(Clock::now() - start).count());
+
+    // decode_augment_<preset>: what a CPU trainer does per image on one core: decode into a
+    // uint8 batch of 128, to float / 255, augment (CPU kernels), to network input.
+    for (const char* preset : {"flip", "article", "dali"}) {
+      const data::Augmenter augmenter(data::augment_preset(preset), 0);
+      constexpr int64_t kBatch = 128;
+      auto batch = torch::empty({kBatch, 3, 112, 112}, torch::kUInt8);
+      const auto timed_start = Clock::now();
+      int64_t images_done = 0, batch_index = 0;
+      for (int64_t e = 0; e < epochs; ++e) {
+        for (size_t first = 0; first + kBatch <= encoded.size(); first += kBatch, ++batch_index) {
+          for (int64_t j = 0; j < kBatch; ++j)
+            data::image_to_chw(image::decode(encoded[first + static_cast<size_t>(j)], "bench"), 112,
+                               batch[j].data_ptr<uint8_t>());
+          const auto input = data::to_network_input(augmenter.apply(batch.to(torch::kFloat).div_(255.0), batch_index));
+          images_done += input.size(0);
+        }
+      }
+      print_result((std::string("decode_augment_") + preset).c_str(), 1, images_done,
+                   std::chrono::duration<double>(Clock::now() - timed_start).count());
+    }
   }
   for (int threads : thread_counts) {
     data::LoaderOptions options;

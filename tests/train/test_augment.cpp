@@ -566,6 +566,39 @@ TEST(Augment, OutputKeepsShapeDtypeDeviceAndUnitRange) {
   EXPECT_EQ(Augmenter(strong, 0).apply(faces.narrow(0, 0, 0), 0).size(0), 0);
 }
 
+// The CPU kernels (float32) against the tensor-op path (float64 batches take it), one op at a time
+// on every sample, then everything together.
+TEST(Augment, CpuKernelsMatchTheTensorOpPath) {
+  const auto images = smooth_images(16, 112, 23);
+  const auto only = [](void (*enable)(AugmentOptions&)) {
+    AugmentOptions o;
+    o.flip_p = 0;
+    enable(o);
+    return o;
+  };
+  const std::vector<std::pair<const char*, AugmentOptions>> cases = {
+      {"flip", only([](AugmentOptions& o) { o.flip_p = 1; })},
+      {"rotate", only([](AugmentOptions& o) { o.rotate_p = 1, o.max_rotate_deg = 40; })},
+      {"scale", only([](AugmentOptions& o) { o.scale_p = 1, o.scale_min = 0.6, o.scale_max = 1.5; })},
+      {"shift", only([](AugmentOptions& o) { o.shift_p = 1, o.max_shift = 0.3; })},
+      {"color", only([](AugmentOptions& o) { o.color_p = 1, o.brightness = o.contrast = o.saturation = 0.6; })},
+      {"gray", only([](AugmentOptions& o) { o.gray_p = 1; })},
+      {"erase noise", only([](AugmentOptions& o) { o.erase_p = 1; })},
+      {"erase mean", only([](AugmentOptions& o) { o.erase_p = 1, o.erase_fill = "mean"; })},
+      {"erase zero", only([](AugmentOptions& o) { o.erase_p = 1, o.erase_fill = "zero"; })},
+      {"everything", everything(1.0)},
+      {"article", augment_preset("article")},
+      {"dali", augment_preset("dali")},
+  };
+  for (const auto& [name, options] : cases) {
+    const Augmenter aug(options, 31);
+    const auto kernels = aug.apply(images, 2);
+    const auto tensor_ops = aug.apply(images.to(torch::kFloat64), 2);
+    EXPECT_FALSE(torch::equal(kernels, images)) << name << ": nothing happened";
+    EXPECT_LT(max_abs_diff(kernels.to(torch::kFloat64), tensor_ops), 2e-6) << name;
+  }
+}
+
 TEST(Augment, RejectsBatchesThatAreNotFloatRgb) {
   const Augmenter aug(augment_preset("article"), 0);
   EXPECT_THROW(aug.apply(torch::rand({3, 8, 8}), 0), InputError);

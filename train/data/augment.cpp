@@ -3,6 +3,7 @@
 #include "train/data/augment.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include "arcforge/common/counter_rng.hpp"
 #include "arcforge/common/error.hpp"
+#include "train/data/augment_cpu.hpp"
 
 namespace arcforge::data {
 namespace {
@@ -454,6 +456,27 @@ torch::Tensor augment_batch(const torch::Tensor& images, const std::vector<Sampl
   // grid_sample and friends want float or double; half precision batches round-trip through float.
   const auto dtype = images.scalar_type();
   const auto work = (dtype == torch::kFloat32 || dtype == torch::kFloat64) ? dtype : torch::kFloat32;
+  if (images.is_cpu() && dtype == torch::kFloat32) {
+    // The CPU kernels (augment_cpu.hpp): one loop per sample and op group, samples in parallel.
+    const auto source = images.contiguous();
+    auto batch = torch::empty_like(source, at::MemoryFormat::Contiguous);
+    const int64_t stride = 3 * h * w;
+    const float* in = source.data_ptr<float>();
+    float* out = batch.data_ptr<float>();
+    const auto each_sample = [&](auto&& kernel) {
+      at::parallel_for(0, images.size(0), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) kernel(i, params[static_cast<size_t>(i)]);
+      });
+    };
+    each_sample([&](int64_t i, const SampleAugment& p) { cpu::geometry(in + i * stride, out + i * stride, h, w, p); });
+    for (const auto& [size, rows] : downup_rows)
+      update_rows(batch, rows, [size = size](const torch::Tensor& x, const auto&) { return down_up(x, size); });
+    for (const auto& [radius, rows] : blur_rows)
+      update_rows(batch, rows,
+                  [&, radius = radius](const torch::Tensor& x, const auto& r) { return blur(x, r, params, radius); });
+    each_sample([&](int64_t i, const SampleAugment& p) { cpu::pixel_ops(out + i * stride, h, w, p); });
+    return batch;
+  }
   auto batch = images.to(work).clone(at::MemoryFormat::Contiguous);
 
   update_rows(batch, flip_rows, [](const torch::Tensor& x, const auto&) { return torch::flip(x, {3}); });
