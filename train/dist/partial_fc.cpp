@@ -51,19 +51,25 @@ struct DistCrossEntropyFunction : public torch::autograd::Function<DistCrossEntr
     torch::Tensor columns = torch::tensor({static_cast<double>(logits.size(1))}, sums.options());
     collectives->allreduce(sums, Reduce::sum);
     collectives->allreduce(columns, Reduce::sum);
-    const double total_columns = columns.item<double>();
-    if (sums.select(1, 3).ne(1.0).any().item<bool>())
-      throw InputError("distributed cross-entropy: every row needs its target class on exactly one "
-                       "rank (a label outside the head's classes?)");
+    // Nothing here is read back to the host (no stall per step on a GPU): the column count stays
+    // a tensor, and the one-target-per-row rule is an immediate error on the CPU and a
+    // device-side assertion elsewhere.
+    const torch::Tensor one_target_each = sums.select(1, 3).eq(1.0).all();
+    if (one_target_each.is_cpu()) {
+      if (!one_target_each.item<bool>())
+        throw InputError("distributed cross-entropy: every row needs its target class on exactly one "
+                         "rank (a label outside the head's classes?)");
+    } else {
+      at::_assert_async(one_target_each);
+    }
     const torch::Tensor log_z = sums.select(1, 0).log();  // [N] double
     const torch::Tensor nll = log_z - sums.select(1, 1);
     torch::Tensor per_row = nll;
-    if (eps > 0) per_row = (1 - eps) * nll - eps * (sums.select(1, 2) / total_columns - log_z);
+    if (eps > 0) per_row = (1 - eps) * nll - eps * (sums.select(1, 2) / columns - log_z);
 
     const torch::Tensor probabilities = exp / sums.select(1, 0).to(exp.scalar_type()).unsqueeze(1);
-    ctx->save_for_backward({probabilities, labels});
+    ctx->save_for_backward({probabilities, labels, columns});
     ctx->saved_data["eps"] = eps;
-    ctx->saved_data["columns"] = total_columns;
     return per_row.mean().to(logits.scalar_type());
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -71,11 +77,11 @@ struct DistCrossEntropyFunction : public torch::autograd::Function<DistCrossEntr
     const torch::Tensor& probabilities = saved[0];
     const torch::Tensor& labels = saved[1];
     const double eps = ctx->saved_data["eps"].toDouble();
-    const double columns = ctx->saved_data["columns"].toDouble();
+    const torch::Tensor& columns = saved[2];  // [1] double: the classes over all ranks
     const torch::Tensor valid = labels.ge(0).to(probabilities.scalar_type()).unsqueeze(1);
     torch::Tensor grad = probabilities.clone();
     grad.scatter_add_(1, labels.clamp_min(0).unsqueeze(1), -(1 - eps) * valid);
-    if (eps > 0) grad.sub_(eps / columns);
+    if (eps > 0) grad.sub_((eps / columns).to(grad.scalar_type()));
     grad.mul_(grads[0] / static_cast<double>(probabilities.size(0)));
     return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }

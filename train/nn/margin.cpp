@@ -83,6 +83,13 @@ void check_labels(const torch::Tensor& labels, int64_t rows, int64_t classes, co
     throw InputError(std::string(where) + ": labels must be integers, got " +
                      std::string(c10::toString(labels.scalar_type())));
   if (rows == 0) return;
+  if (!labels.is_cpu()) {
+    // Reading the range back would stall the step on the device every iteration; the batch
+    // sources check labels on the host before the copy, so here a device-side assertion is
+    // the backstop (it fails the run at the next synchronisation).
+    at::_assert_async(labels.ge(-1).logical_and(labels.lt(classes)).all());
+    return;
+  }
   const int64_t lo = labels.min().item<int64_t>();
   const int64_t hi = labels.max().item<int64_t>();
   if (lo < -1 || hi >= classes)
