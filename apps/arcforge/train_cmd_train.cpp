@@ -86,7 +86,8 @@ void run(const TrainArgs& a) {
       train::TrainConfig base = train::load_config(a.config, overrides);
       resume = train::latest_checkpoint_path(base.checkpoint.dir);
     }
-    std::string saved = train::to_toml(train::read_checkpoint_config(resume));
+    // Killed between the renames of a save, only the previous checkpoint is there.
+    std::string saved = train::to_toml(train::read_checkpoint_config(train::existing_checkpoint(resume)));
     config = train::parse_config(saved, overrides, resume);
   } else {
     config = train::load_config(a.config, overrides);

@@ -14,10 +14,13 @@
 namespace arcforge::test {
 
 // Runs args[0] with args, plus environment variables; stdout/stderr go to the files when given.
+// With own_group the child leads a new process group, so kill(-pid, sig) reaches it and every
+// process it starts (a launcher and its ranks).
 inline pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
-                   const std::string& out = "", const std::string& err = "") {
+                   const std::string& out = "", const std::string& err = "", bool own_group = false) {
   pid_t pid = fork();
   if (pid == 0) {
+    if (own_group) setpgid(0, 0);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     if (!out.empty()) dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
     if (!err.empty()) dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);

@@ -341,6 +341,49 @@ TEST(DistributedTraining, TwoRanksMatchOneProcessWithTheDoubledBatch) {
   fs::remove_all(dir);
 }
 
+// Two ranks SIGKILLed together with their launcher at some point after the first checkpoint
+// (possibly while saving) and resumed with --nproc 2 end bit-identical to an uninterrupted run:
+// the backbone, both head shards (sampled Partial FC, so the sampling RNG resumes too).
+TEST(DistributedTraining, KilledMidRunTwoRanksResumeBitIdentically) {
+  if (!dist::multi_process_supported()) GTEST_SKIP() << "built without c10d Gloo";
+  auto dir = scratch("kill");
+  const std::string straight = (dir / "straight").string(), killed = (dir / "killed").string();
+  auto args = [](const std::string& out) {
+    auto a = train_args(out, 6, 1, 10);
+    a.insert(a.end(), {"--nproc", "2", "--set", "checkpoint.every=2", "--set", "dist.sample_rate=0.5"});
+    return a;
+  };
+  ASSERT_EQ(wait_exit(spawn(args(straight), {}, (dir / "s.out").string(), (dir / "s.err").string())), 0)
+      << slurp((dir / "s.err").string());
+
+  const pid_t launcher = spawn(args(killed), {}, (dir / "k.out").string(), (dir / "k.err").string(), true);
+  const std::string latest = latest_checkpoint_path(killed);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  while (!fs::exists(checkpoint_path_for_rank(latest, 1)) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(fs::exists(checkpoint_path_for_rank(latest, 1))) << slurp((dir / "k.err").string());
+  kill(-launcher, SIGKILL);
+  ASSERT_EQ(wait_exit(launcher), -SIGKILL);
+  const int64_t at_kill = read_checkpoint_step(existing_checkpoint(latest));
+  EXPECT_LT(at_kill, 10) << "the run finished before it could be killed";
+
+  auto resume = args(killed);
+  resume.insert(resume.end(), {"--resume", "latest"});
+  ASSERT_EQ(wait_exit(spawn(resume, {}, (dir / "r.out").string(), (dir / "r.err").string())), 0)
+      << slurp((dir / "r.err").string());
+  EXPECT_EQ(nlohmann::json::parse(slurp((dir / "r.out").string()))["steps"], 10);
+  for (int rank : {0, 1}) {
+    TrainModules a = load_modules_from_checkpoint(checkpoint_path_for_rank(latest_checkpoint_path(straight), rank));
+    TrainModules b = load_modules_from_checkpoint(checkpoint_path_for_rank(latest, rank));
+    for (const auto& p : a.backbone->named_parameters())
+      EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_parameters()[p.key()])) << rank << " " << p.key();
+    for (const auto& p : a.backbone->named_buffers())
+      EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_buffers()[p.key()])) << rank << " " << p.key();
+    EXPECT_TRUE(torch::equal(a.head->weight, b.head->weight)) << "head shard of rank " << rank;
+  }
+  fs::remove_all(dir);
+}
+
 // Sampled Partial FC and fp16 gradient compression over two ranks train to a finite loss.
 TEST(DistributedTraining, SampledPartialFCWithFp16Compression) {
   if (!dist::multi_process_supported()) GTEST_SKIP() << "built without c10d Gloo";

@@ -1,5 +1,6 @@
 // A run SIGKILLed after a checkpoint and resumed with `arcforge train --resume latest` ends with
-// weights bit-identical to the uninterrupted run (CPU, same thread count).
+// weights bit-identical to the uninterrupted run (CPU, same thread count); so does a run stopped
+// between the two renames of a save, which resumes from the previous checkpoint it kept.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -62,6 +63,42 @@ TEST(Resume, SigkillThenResumeIsBitIdentical) {
 
   TrainModules a = load_modules_from_checkpoint(latest_checkpoint_path(straight));
   TrainModules b = load_modules_from_checkpoint(ckpt);
+  for (const auto& p : a.backbone->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_parameters()[p.key()])) << p.key();
+  for (const auto& p : a.backbone->named_buffers())
+    EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_buffers()[p.key()])) << p.key();
+  EXPECT_TRUE(torch::equal(a.head->weight, b.head->weight));
+  fs::remove_all(base);
+}
+
+// A kill between the renames of a save leaves checkpoint.prev.pt (step 2) and the new file still
+// under its temporary name: `--resume latest` takes the previous one and ends bit-identical.
+TEST(Resume, StoppedMidSaveResumesFromThePreviousCheckpoint) {
+  auto base = fs::temp_directory_path() / ("arcforge_resume_prev_" + std::to_string(getpid()));
+  fs::remove_all(base);
+  const std::string straight = (base / "straight").string(), stopped = (base / "stopped").string();
+  auto config = [](const std::string& dir) {
+    return parse_config("", {"model.arch=mbf", "model.embedding_size=32", "data.num_identities=20",
+                             "train.batch_size=8", "train.steps=6", "train.threads=2", "train.device=cpu",
+                             "checkpoint.dir=\"" + dir + "\"", "checkpoint.every=2", "eval.pairs=0",
+                             "log.every=2"});
+  };
+  run_training(config(straight));
+  TrainHooks stop_at_3;  // saves at step 2 (periodic) and 3 (at the stop)
+  stop_at_3.after_step = [](int64_t step) { return step < 3; };
+  run_training(config(stopped), "", stop_at_3);
+  const std::string latest = latest_checkpoint_path(stopped);
+  ASSERT_EQ(read_checkpoint_step(latest), 3);
+  ASSERT_EQ(read_checkpoint_step(previous_checkpoint_path(latest)), 2);
+  fs::rename(latest, latest + ".next");  // as if killed between the two renames of the step-3 save
+  EXPECT_EQ(existing_checkpoint(latest), previous_checkpoint_path(latest));
+
+  std::vector<std::string> args = {ARCFORGE_CLI, "train", "--resume", "latest", "--out", stopped, "--threads", "2"};
+  if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  ASSERT_EQ(wait_exit(spawn(args)), 0);
+  EXPECT_EQ(read_checkpoint_step(latest), 6);
+  TrainModules a = load_modules_from_checkpoint(latest_checkpoint_path(straight));
+  TrainModules b = load_modules_from_checkpoint(latest);
   for (const auto& p : a.backbone->named_parameters())
     EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_parameters()[p.key()])) << p.key();
   for (const auto& p : a.backbone->named_buffers())

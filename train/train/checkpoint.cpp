@@ -1,6 +1,7 @@
 #include "train/train/checkpoint.hpp"
 
 #include <cstring>
+#include <filesystem>
 
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
@@ -88,6 +89,32 @@ std::string checkpoint_path_for_rank(const std::string& path, int rank) {
                                ? path.substr(0, path.size() - 3)
                                : path;
   return stem + ".rank" + std::to_string(rank) + ".pt";
+}
+
+std::string previous_checkpoint_path(const std::string& path) {
+  const bool pt = path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0;
+  return (pt ? path.substr(0, path.size() - 3) : path) + ".prev.pt";
+}
+
+std::string existing_checkpoint(const std::string& path) {
+  if (std::filesystem::exists(path)) return path;
+  const std::string previous = previous_checkpoint_path(path);
+  return std::filesystem::exists(previous) ? previous : path;
+}
+
+int64_t read_checkpoint_step(const std::string& path) {
+  auto archive = open_archive(path);
+  return read_tensor(archive, "counters/step").item<int64_t>();
+}
+
+void save_checkpoint_keeping_previous(const std::string& path, const TrainConfig& config, TrainModules& modules,
+                                      torch::optim::Optimizer* optimizer, const TrainCounters& counters,
+                                      const HeadShard& shard) {
+  const std::string next = path + ".next";
+  save_checkpoint(next, config, modules, optimizer, counters, shard);
+  const std::string previous = previous_checkpoint_path(path);
+  if (std::filesystem::exists(path)) std::filesystem::rename(path, previous);  // throws naming both on failure
+  std::filesystem::rename(next, path);
 }
 
 void save_checkpoint(const std::string& path, const TrainConfig& config, TrainModules& modules,

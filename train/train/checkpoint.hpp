@@ -45,12 +45,32 @@ TrainModules make_modules(const TrainConfig& config, const HeadShard& shard = {}
 // The file each rank of a run writes: rank 0 `path`, rank r `<path without .pt>.rank<r>.pt`.
 std::string checkpoint_path_for_rank(const std::string& path, int rank);
 
+// Where the trainer keeps the checkpoint a save replaced: `X.pt` -> `X.prev.pt` (rank files follow
+// checkpoint_path_for_rank from that name). See save_checkpoint_keeping_previous.
+std::string previous_checkpoint_path(const std::string& path);
+
+// `path` when it exists, else its previous checkpoint when that exists, else `path` (whose read
+// then fails naming it): a run killed between the two renames of a save has only the previous.
+std::string existing_checkpoint(const std::string& path);
+
+// The optimizer steps a checkpoint was saved after.
+int64_t read_checkpoint_step(const std::string& path);
+
 // The shard a checkpoint holds (the whole matrix for single-process checkpoints).
 HeadShard read_checkpoint_shard(const std::string& path);
 
 void save_checkpoint(const std::string& path, const TrainConfig& config, TrainModules& modules,
                      torch::optim::Optimizer* optimizer, const TrainCounters& counters,
                      const HeadShard& shard = {});
+
+// save_checkpoint to `path`, keeping the checkpoint it replaces: the new file is written completely
+// beside it, then the old one is renamed to previous_checkpoint_path(path), then the new one to
+// `path`. Killed at any moment, each rank is left with a complete checkpoint of this save or of
+// the one before under one of the two names, so the ranks of a multi-process run always share a
+// step to resume from (the trainer picks the newest they all have).
+void save_checkpoint_keeping_previous(const std::string& path, const TrainConfig& config, TrainModules& modules,
+                                      torch::optim::Optimizer* optimizer, const TrainCounters& counters,
+                                      const HeadShard& shard = {});
 
 // Reads just the config stored in a checkpoint (to rebuild the modules before loading).
 TrainConfig read_checkpoint_config(const std::string& path);

@@ -78,6 +78,42 @@ std::string latest_checkpoint_path(const std::string& dir) {
   return (std::filesystem::path(dir) / "checkpoint.pt").string();
 }
 
+namespace {
+
+// The file this rank resumes from: the newest step every rank holds, among each rank's checkpoint
+// and the previous one a save keeps (save_checkpoint_keeping_previous). A run killed while saving
+// can leave some ranks one save ahead; they go back to their previous file.
+std::string choose_resume_file(const std::string& resume_from, dist::Collectives& world, torch::Device device) {
+  const int rank = world.rank();
+  const std::string current = checkpoint_path_for_rank(resume_from, rank);
+  const std::string previous = checkpoint_path_for_rank(previous_checkpoint_path(resume_from), rank);
+  const auto step_of = [](const std::string& file) -> int64_t {
+    return std::filesystem::exists(file) ? read_checkpoint_step(file) : -1;
+  };
+  const int64_t current_step = step_of(current), previous_step = step_of(previous);
+  if (current_step < 0 && previous_step < 0) {
+    read_checkpoint_step(current);  // throws the InputError that names the missing file
+  }
+  auto agreed = torch::tensor({static_cast<double>(current_step >= 0 ? current_step : previous_step)},
+                              torch::TensorOptions().dtype(torch::kDouble).device(device));
+  world.allreduce(agreed, dist::Reduce::min);
+  const auto step = static_cast<int64_t>(agreed.cpu().item<double>());
+  const std::string chosen = current_step == step ? current : previous_step == step ? previous : std::string();
+  auto everyone_has_it = torch::tensor({chosen.empty() ? 0.0 : 1.0},
+                                       torch::TensorOptions().dtype(torch::kDouble).device(device));
+  world.allreduce(everyone_has_it, dist::Reduce::min);
+  if (everyone_has_it.cpu().item<double>() == 0)
+    throw InputError(current + ": the ranks' checkpoints share no step (this rank has " +
+                     std::to_string(current_step) + " and " + std::to_string(previous_step) + ", rank minimum " +
+                     std::to_string(step) + "); they are not from one run");
+  if (chosen != current)
+    log::warn(log::cat("rank ", rank, ": resuming from ", chosen, " (step ", step,
+                       "): the run stopped while checkpoints were being written"));
+  return chosen;
+}
+
+}  // namespace
+
 TrainResult run_training(const TrainConfig& requested, const std::string& resume_from,
                          const TrainHooks& hooks) {
   // A real dataset decides the class count (the head's rows) and the epoch length.
@@ -132,7 +168,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   GradScaler scaler(precision == "fp16");
   TrainCounters counters;
 
-  const std::string resume_file = checkpoint_path_for_rank(resume_from, rank);
+  const std::string resume_file =
+      resume_from.empty() ? std::string() : choose_resume_file(resume_from, *world, device);
   if (!resume_from.empty()) {
     TrainConfig saved = read_checkpoint_config(resume_file);
     if (trajectory_fingerprint(saved) != trajectory_fingerprint(config))
@@ -202,8 +239,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   auto save = [&] {
     counters.loss_scale = scaler.current_scale();
     counters.scale_growth_tracker = scaler.growth_tracker();
-    save_checkpoint(checkpoint_path_for_rank(checkpoint_path, rank), config, m, optimizer.get(), counters,
-                    head_shard);
+    save_checkpoint_keeping_previous(checkpoint_path_for_rank(checkpoint_path, rank), config, m, optimizer.get(),
+                                     counters, head_shard);
     result.checkpoint = checkpoint_path_for_rank(checkpoint_path, rank);
   };
 
