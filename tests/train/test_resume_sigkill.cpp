@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "child_process.hpp"
+#include "same_weights.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/trainer.hpp"
 
@@ -63,11 +64,7 @@ TEST(Resume, SigkillThenResumeIsBitIdentical) {
 
   TrainModules a = load_modules_from_checkpoint(latest_checkpoint_path(straight));
   TrainModules b = load_modules_from_checkpoint(ckpt);
-  for (const auto& p : a.backbone->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_parameters()[p.key()])) << p.key();
-  for (const auto& p : a.backbone->named_buffers())
-    EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_buffers()[p.key()])) << p.key();
-  EXPECT_TRUE(torch::equal(a.head->weight, b.head->weight));
+  arcforge::test::expect_same_model(a, b);
   fs::remove_all(base);
 }
 
@@ -99,10 +96,6 @@ TEST(Resume, StoppedMidSaveResumesFromThePreviousCheckpoint) {
   EXPECT_EQ(read_checkpoint_step(latest), 6);
   TrainModules a = load_modules_from_checkpoint(latest_checkpoint_path(straight));
   TrainModules b = load_modules_from_checkpoint(latest);
-  for (const auto& p : a.backbone->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_parameters()[p.key()])) << p.key();
-  for (const auto& p : a.backbone->named_buffers())
-    EXPECT_TRUE(torch::equal(p.value(), b.backbone->named_buffers()[p.key()])) << p.key();
-  EXPECT_TRUE(torch::equal(a.head->weight, b.head->weight));
+  arcforge::test::expect_same_model(a, b);
   fs::remove_all(base);
 }

@@ -19,11 +19,13 @@
 #include "train/data/synth_export.hpp"
 #include "train/train/synth_batches.hpp"
 #include "child_process.hpp"
+#include "same_weights.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/trainer.hpp"
 
 using namespace arcforge;
 using namespace arcforge::train;
+using arcforge::test::expect_same_weights;
 namespace fs = std::filesystem;
 
 namespace {
@@ -53,13 +55,6 @@ TrainConfig real_config(const std::string& dataset, const std::string& path, con
                            "train.steps=" + std::to_string(steps), "train.threads=2", "train.device=cpu",
                            "augment.preset=article", "checkpoint.dir=\"" + run + "\"", "checkpoint.every=0",
                            "eval.pairs=0", "log.every=1"});
-}
-
-void expect_same_weights(torch::nn::Module& a, torch::nn::Module& b) {
-  auto pb = b.named_parameters();
-  for (const auto& item : a.named_parameters()) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
-  auto bb = b.named_buffers();
-  for (const auto& item : a.named_buffers()) EXPECT_TRUE(torch::equal(item.value(), bb[item.key()])) << item.key();
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
 #include "train/train/checkpoint.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
 #include "arcforge/common/atomic_file.hpp"
+#include "arcforge/common/counter_rng.hpp"
 #include "arcforge/common/error.hpp"
 
 namespace arcforge::train {
@@ -52,6 +56,26 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
   return archive;
 }
 
+// Heads above this many values are not drawn whole just to cut a shard from them.
+constexpr int64_t kWholeDrawLimit = int64_t{1} << 26;
+constexpr int64_t kInitBlockRows = int64_t{1} << 16;
+
+// Rows [start, start + count) of a large head's initialisation, N(0, 0.01): classes are drawn in
+// blocks of kInitBlockRows, block b from its own generator keyed by (seed, b), so every cut of the
+// classes into shards -- any world size, or one process -- gets the same rows.
+torch::Tensor large_head_rows(uint64_t seed, int64_t start, int64_t count, int64_t dim) {
+  auto rows = torch::empty({count, dim});
+  for (int64_t block = start / kInitBlockRows; block * kInitBlockRows < start + count; ++block) {
+    const int64_t block_start = block * kInitBlockRows;
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(
+        hash_keys({seed, 0x4865616449ull /* "HeadI" */, static_cast<uint64_t>(block)}));
+    const auto drawn = torch::empty({kInitBlockRows, dim}).normal_(0.0, 0.01, generator);
+    const int64_t from = std::max(start, block_start), to = std::min(start + count, block_start + kInitBlockRows);
+    rows.narrow(0, from - start, to - from).copy_(drawn.narrow(0, from - block_start, to - from));
+  }
+  return rows;
+}
+
 }  // namespace
 
 TrainModules make_modules(const TrainConfig& config, const HeadShard& shard) {
@@ -60,22 +84,19 @@ TrainModules make_modules(const TrainConfig& config, const HeadShard& shard) {
   m.backbone = nn::make_backbone(config.model);
   const int64_t classes = config.data.num_identities;
   const int64_t dim = config.model.embedding_size;
-  if (shard.count == 0 || (shard.start == 0 && shard.count == classes)) {
+  const bool whole = shard.count == 0 || (shard.start == 0 && shard.count == classes);
+  if (!whole && (shard.start < 0 || shard.count < 0 || shard.start + shard.count > classes))
+    throw ConfigError("head shard [" + std::to_string(shard.start) + ", " + std::to_string(shard.start + shard.count) +
+                      ") is outside the " + std::to_string(classes) + " classes");
+  const bool large = classes * dim > kWholeDrawLimit;
+  if (whole && !large) {
     m.head = nn::NormalizedLinear(dim, classes);
   } else {
-    if (shard.start < 0 || shard.count < 0 || shard.start + shard.count > classes)
-      throw ConfigError("head shard [" + std::to_string(shard.start) + ", " +
-                        std::to_string(shard.start + shard.count) + ") is outside the " +
-                        std::to_string(classes) + " classes");
-    torch::Tensor rows;
-    if (classes * dim <= (int64_t{1} << 26)) {
-      // The same draw as NormalizedLinear(dim, classes), cut to this shard.
-      rows = torch::empty({classes, dim}).normal_(0.0, 0.01).narrow(0, shard.start, shard.count).clone();
-    } else {
-      auto generator = at::make_generator<at::CPUGeneratorImpl>(config.train.seed * 1000003 + shard.rank + 1);
-      rows = torch::empty({shard.count, dim}).normal_(0.0, 0.01, generator);
-    }
-    m.head = nn::NormalizedLinear(dim, shard.count);
+    const int64_t start = whole ? 0 : shard.start, count = whole ? classes : shard.count;
+    // Small: the same draw as NormalizedLinear(dim, classes), cut to this shard. Large: by blocks.
+    const torch::Tensor rows = large ? large_head_rows(config.train.seed, start, count, dim)
+                                     : torch::empty({classes, dim}).normal_(0.0, 0.01).narrow(0, start, count).clone();
+    m.head = nn::NormalizedLinear(dim, count);
     torch::NoGradGuard no_grad;
     m.head->weight.copy_(rows);
   }

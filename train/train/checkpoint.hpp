@@ -37,9 +37,9 @@ struct TrainModules {
 };
 
 // Builds backbone, head and margin for a config (weights initialised from train.seed). A shard's
-// head rows are those of the single-process initialisation (generated whole and cut) when the
-// matrix is at most 2^26 values, so that runs with different world sizes start identically;
-// larger matrices draw each shard from its own seed instead.
+// head rows are those of the single-process initialisation whatever the world size, so runs with
+// different world sizes start identically: up to 2^26 values the matrix is drawn whole and cut;
+// larger ones are drawn in blocks of 65536 classes, each from its own seeded generator.
 TrainModules make_modules(const TrainConfig& config, const HeadShard& shard = {});
 
 // The file each rank of a run writes: rank 0 `path`, rank r `<path without .pt>.rank<r>.pt`.
