@@ -12,8 +12,10 @@ ARCHS=${ARCHS:-"mbf r50"}
 PRECISIONS=${PRECISIONS:-"fp32 bf16"}
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
-PY=/usr/bin/python3
+PY=${PY:-/usr/bin/python3}  # the GPU machine passes its own PyTorch's python
 $PY -c "import torch" 2>/dev/null || { echo "needs Debian's python3-torch: apt-get install python3-torch"; exit 1; }
+TCMALLOC=${TCMALLOC:-/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4}
+[ -f "$TCMALLOC" ] || TCMALLOC=""
 : > "$OUT/arcforge.jsonl"
 : > "$OUT/pytorch.jsonl"
 for arch in $ARCHS; do
@@ -25,9 +27,9 @@ for arch in $ARCHS; do
       --set checkpoint.every=0 --json \
       2>/dev/null | tee -a "$OUT/arcforge.jsonl"
     # Both sides with tcmalloc (arcforge links it): glibc malloc's page faults cost ~10x on this VM.
-    LD_PRELOAD=${TCMALLOC:-/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4} $PY bench/pytorch_train_bench.py --device cpu --threads "$THREADS" --arch "$arch" --precision "$precision" \
+    LD_PRELOAD=$TCMALLOC $PY bench/pytorch_train_bench.py --device cpu --threads "$THREADS" --arch "$arch" --precision "$precision" \
       --steps "$STEPS" --warmup 3 --batch "$BATCH" --classes "$CLASSES" | tee -a "$OUT/pytorch.jsonl"
   done
 done
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads, AMX: $(grep -o 'amx[a-z0-9_]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 $PY bench/summarize_train_bench.py "$OUT/arcforge.jsonl" "$OUT/pytorch.jsonl"

@@ -36,3 +36,19 @@ for key in sorted(set(ours) | {k for k in theirs}):
     print(f"| {key[0]} | {key[1]} | {key[2]} | {fmt(ai)} | {fmt(pi)} | {ratio} | {mfu} "
           f"| {fmt(a.get('peak_device_memory_mb'), 0)} | {fmt(p.get('peak_device_memory_mb'), 0)} "
           f"| {fmt(a.get('final_loss'), 3)} | {a.get('skipped_steps', '-')} |")
+
+# bf16 over fp32 for each side (issue 2's CPU target: bf16 at least 2x fp32 where the CPU has AMX).
+speedups = []
+for (arch, precision, data), a in sorted(ours.items()):
+    if precision != "bf16" or (arch, "fp32", data) not in ours:
+        continue
+    fp32 = ours[(arch, "fp32", data)]["images_per_s"]
+    line = f"{arch} {data}: arcforge bf16/fp32 {a['images_per_s'] / fp32:.2f}x" if fp32 else ""
+    p16, p32 = theirs.get((arch, "bf16", data)), theirs.get((arch, "fp32", data))
+    if line and p16 and p32 and p32.get("images_per_s"):
+        line += f", PyTorch bf16/fp32 {p16['images_per_s'] / p32['images_per_s']:.2f}x"
+    if line:
+        speedups.append(line)
+if speedups:
+    print()
+    print("; ".join(speedups))

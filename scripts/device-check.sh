@@ -17,7 +17,8 @@ CLASSES=${CLASSES:-10000}
 # matrix-product rate), pytorch (the Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
 # augment (CPU vs CUDA rows of augment-preview for four option sets), pfc (Partial FC with
 # PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
-# Gloo as built against this libtorch).
+# Gloo as built against this libtorch), cpu (not default: CPU training fp32 vs bf16 on the host CPU
+# next to PyTorch, bench/run_train_bench.sh: issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
 SECTIONS=${SECTIONS:-check augment throughput pytorch pfc dist}
 ARCHS=${ARCHS:-mbf r50}
 PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
@@ -138,4 +139,11 @@ if want dist 60; then
     --set data.num_identities=21 --set eval.pairs=0 --set model.embedding_size=64 --set dist.timeout_s=30 \
     --set log.every=1 --json 2> "$OUT/dist.log" | tee "$OUT/dist.jsonl" || tail -5 "$OUT/dist.log"
   head -1 runs/dist2/metrics.jsonl | tee -a "$OUT/dist.jsonl"
+fi
+
+if want cpu 120; then
+  log "CPU training on the host CPU: $(lscpu | sed -n 's/^Model name: *//p'), AMX: $(grep -o 'amx[a-z0-9_]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+  OUT="$OUT/cpu" PY=$PYTHON THREADS=${CPU_THREADS:-2} STEPS=${CPU_STEPS:-4} \
+    timeout $((BUDGET_S - SECONDS > 30 ? BUDGET_S - SECONDS - 20 : 10)) bash bench/run_train_bench.sh build-gpu \
+    | tee "$OUT/cpu_train.md"
 fi
