@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <type_traits>
 
 #ifdef ARCFORGE_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -108,6 +109,20 @@ class C10dGroup : public Collectives {
                             ":" + std::to_string(env.master_port) + " (world size " +
                             std::to_string(env.world_size) + "): " + describe(e));
     }
+  }
+
+  // NCCL groups of PyTorch 2.x want an explicit shutdown (destroy_process_group's job in Python),
+  // or they warn at exit that resources may leak. Older libtorch has no shutdown(); the check is
+  // at compile time, so every version builds. Errors are swallowed: this runs while unwinding too.
+  ~C10dGroup() override {
+#ifdef ARCFORGE_WITH_NCCL
+    if constexpr (std::is_same_v<Group, c10d::ProcessGroupNCCL> && requires(Group& g) { g.shutdown(); }) {
+      try {
+        if (group_) group_->shutdown();
+      } catch (...) {
+      }
+    }
+#endif
   }
 
   std::unique_ptr<PendingCollective> allreduce_async(torch::Tensor tensor, Reduce op) override {
