@@ -456,6 +456,14 @@ torch::Tensor augment_batch(const torch::Tensor& images, const std::vector<Sampl
   // grid_sample and friends want float or double; half precision batches round-trip through float.
   const auto dtype = images.scalar_type();
   const auto work = (dtype == torch::kFloat32 || dtype == torch::kFloat64) ? dtype : torch::kFloat32;
+  // Down-up and blur run as tensor ops on either path, on the samples each selects.
+  const auto down_up_and_blur = [&](torch::Tensor& batch) {
+    for (const auto& [size, rows] : downup_rows)
+      update_rows(batch, rows, [size = size](const torch::Tensor& x, const auto&) { return down_up(x, size); });
+    for (const auto& [radius, rows] : blur_rows)
+      update_rows(batch, rows,
+                  [&, radius = radius](const torch::Tensor& x, const auto& r) { return blur(x, r, params, radius); });
+  };
   if (images.is_cpu() && dtype == torch::kFloat32) {
     // The CPU kernels (augment_cpu.hpp): one loop per sample and op group, samples in parallel.
     const auto source = images.contiguous();
@@ -469,11 +477,7 @@ torch::Tensor augment_batch(const torch::Tensor& images, const std::vector<Sampl
       });
     };
     each_sample([&](int64_t i, const SampleAugment& p) { cpu::geometry(in + i * stride, out + i * stride, h, w, p); });
-    for (const auto& [size, rows] : downup_rows)
-      update_rows(batch, rows, [size = size](const torch::Tensor& x, const auto&) { return down_up(x, size); });
-    for (const auto& [radius, rows] : blur_rows)
-      update_rows(batch, rows,
-                  [&, radius = radius](const torch::Tensor& x, const auto& r) { return blur(x, r, params, radius); });
+    down_up_and_blur(batch);
     each_sample([&](int64_t i, const SampleAugment& p) { cpu::pixel_ops(out + i * stride, h, w, p); });
     return batch;
   }
@@ -481,11 +485,7 @@ torch::Tensor augment_batch(const torch::Tensor& images, const std::vector<Sampl
 
   update_rows(batch, flip_rows, [](const torch::Tensor& x, const auto&) { return torch::flip(x, {3}); });
   update_rows(batch, warp_rows, [&](const torch::Tensor& x, const auto& rows) { return warp(x, rows, params); });
-  for (const auto& [size, rows] : downup_rows)
-    update_rows(batch, rows, [size = size](const torch::Tensor& x, const auto&) { return down_up(x, size); });
-  for (const auto& [radius, rows] : blur_rows)
-    update_rows(batch, rows,
-                [&, radius = radius](const torch::Tensor& x, const auto& r) { return blur(x, r, params, radius); });
+  down_up_and_blur(batch);
   update_rows(batch, color_rows, [&](const torch::Tensor& x, const auto& rows) { return color(x, rows, params); });
   update_rows(batch, gray_rows, [](const torch::Tensor& x, const auto&) { return gray(x); });
   update_rows(batch, erase_rows, [&](const torch::Tensor& x, const auto& rows) { return erase(x, rows, params); });

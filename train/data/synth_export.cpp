@@ -47,7 +47,7 @@ SynthExportSummary export_synth_folder(const SynthOptions& options, int64_t samp
                          .contiguous()
                          .cpu();
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t id = identities[j].item<int64_t>(), sample = samples[j].item<int64_t>();
+      const int64_t id = (first + j) / samples_per_identity, sample = (first + j) % samples_per_identity;
       const std::string folder = root + "/" + padded(id, id_digits);
       fs::create_directories(folder);
       image::Image image(options.image_size, options.image_size, 3);

@@ -104,18 +104,19 @@ TrainModules make_modules(const TrainConfig& config, const HeadShard& shard) {
   return m;
 }
 
+namespace {
+// `path` without a trailing ".pt".
+std::string without_pt(const std::string& path) {
+  return path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0 ? path.substr(0, path.size() - 3) : path;
+}
+}  // namespace
+
 std::string checkpoint_path_for_rank(const std::string& path, int rank) {
   if (rank == 0) return path;
-  const std::string stem = path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0
-                               ? path.substr(0, path.size() - 3)
-                               : path;
-  return stem + ".rank" + std::to_string(rank) + ".pt";
+  return without_pt(path) + ".rank" + std::to_string(rank) + ".pt";
 }
 
-std::string previous_checkpoint_path(const std::string& path) {
-  const bool pt = path.size() > 3 && path.compare(path.size() - 3, 3, ".pt") == 0;
-  return (pt ? path.substr(0, path.size() - 3) : path) + ".prev.pt";
-}
+std::string previous_checkpoint_path(const std::string& path) { return without_pt(path) + ".prev.pt"; }
 
 std::string existing_checkpoint(const std::string& path) {
   if (std::filesystem::exists(path)) return path;

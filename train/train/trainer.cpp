@@ -90,7 +90,9 @@ std::string choose_resume_file(const std::string& resume_from, dist::Collectives
   const auto step_of = [](const std::string& file) -> int64_t {
     return std::filesystem::exists(file) ? read_checkpoint_step(file) : -1;
   };
-  const int64_t current_step = step_of(current), previous_step = step_of(previous);
+  // Each read loads a whole file, so the previous one is read only when it may be needed.
+  const int64_t current_step = step_of(current);
+  int64_t previous_step = current_step < 0 ? step_of(previous) : -1;
   if (current_step < 0 && previous_step < 0) {
     read_checkpoint_step(current);  // throws the InputError that names the missing file
   }
@@ -98,6 +100,7 @@ std::string choose_resume_file(const std::string& resume_from, dist::Collectives
                               torch::TensorOptions().dtype(torch::kDouble).device(device));
   world.allreduce(agreed, dist::Reduce::min);
   const auto step = static_cast<int64_t>(agreed.cpu().item<double>());
+  if (current_step > step) previous_step = step_of(previous);
   const std::string chosen = current_step == step ? current : previous_step == step ? previous : std::string();
   auto everyone_has_it = torch::tensor({chosen.empty() ? 0.0 : 1.0},
                                        torch::TensorOptions().dtype(torch::kDouble).device(device));
