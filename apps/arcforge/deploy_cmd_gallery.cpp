@@ -8,6 +8,7 @@
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/progress.hpp"
+#include "arcforge/gallery/face_sample.hpp"
 #include "arcforge/gallery/gallery.hpp"
 #include "face_cli.hpp"
 #include "gallery_cli.hpp"
@@ -57,12 +58,7 @@ bool is_image_file(const fs::path& p) {
 gallery::SampleInput sample_from_photo(const pipeline::FaceAnalyzer& analyzer, const std::string& file, pipeline::Face* face) {
   const std::string bytes = read_file(file);
   *face = analyzer.analyze_largest(analyzer.load_image(file), file);
-  gallery::SampleInput s;
-  s.embedding = face->embedding;
-  s.image_sha256 = gallery::sha256_hex(bytes.data(), bytes.size());
-  const auto& box = face->detection.box;
-  s.box = {box.x1, box.y1, box.x2, box.y2};
-  s.quality = static_cast<float>(face->quality.detector_score);
+  gallery::SampleInput s = gallery::sample_from_face(*face, bytes);
   s.metadata = json{{"file", fs::path(file).filename().string()}}.dump();
   return s;
 }

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/gallery/face_sample.hpp"
 #include "arcforge/serve/http_error.hpp"
 #include "arcforge/serve/request_parsing.hpp"
 #include "face_input.hpp"
@@ -87,22 +88,19 @@ Reply enroll(Service& s, const RequestView& r) {
   const std::string collection = r.name("c", "collection"), person = r.name("p", "person");
   const int dim = s.collection_dim(collection);
   const nlohmann::json body = r.body();
+  const std::string metadata = optional_object(body, "metadata");
   gallery::SampleInput sample;
-  sample.metadata = optional_object(body, "metadata");
   nlohmann::json face;
   if (wants_image(body)) {
     const Photo photo = read_photo(s, body, "image");
     check_embedding_size(s, collection, dim);
     const pipeline::Face largest = largest_face(s, photo.pixels, "image");
-    sample.embedding = largest.embedding;
-    sample.image_sha256 = gallery::sha256_hex(photo.bytes.data(), photo.bytes.size());
-    const auto& box = largest.detection.box;
-    sample.box = {box.x1, box.y1, box.x2, box.y2};
-    sample.quality = largest.detection.score;
+    sample = gallery::sample_from_face(largest, photo.bytes);
     face = face_summary(largest, false, false);
   } else {
     sample.embedding = embedding_field(body, "embedding", dim);
   }
+  sample.metadata = metadata;
   // Gallery::enroll commits (fsync) before it returns: the 201 below is a durable acknowledgement.
   const gallery::EnrollResult result = s.gallery.enroll(collection, person, {sample}, sample.metadata);
   nlohmann::json reply{{"person", person},

@@ -1,6 +1,6 @@
 // Gallery: enrol/search/verify/remove against a brute-force reference in double precision,
 // persistence across reopen, schema migrations, bad files, export/import, concurrency and crash
-// safety (a child process SIGKILLed while enrolling).
+// safety (a child process SIGKILLed while enrolling), and the sample a photo's face gives.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -18,6 +18,7 @@
 
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
+#include "arcforge/gallery/face_sample.hpp"
 #include "arcforge/gallery/gallery.hpp"
 #include "pipeline/shared_data.hpp"
 #include "schema.hpp"
@@ -436,6 +437,34 @@ TEST(Gallery, Sha256MatchesKnownDigests) {
   // FIPS 180-2 test vectors.
   EXPECT_EQ(sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+// The sample the CLI and the server enrol from a photo: a face as FaceAnalyzer gives it (score in
+// both detection and quality), stored and read back field by field.
+TEST(Gallery, SampleFromFaceKeepsEmbeddingHashBoxAndScore) {
+  std::mt19937 rng(11);
+  pipeline::Face face;
+  face.detection.box = {10.5f, 20.25f, 110.75f, 140.f};
+  face.detection.score = 0.8125f;
+  face.quality.detector_score = face.detection.score;
+  face.embedding = random_unit(rng);
+  const SampleInput s = sample_from_face(face, std::string_view("abc"));
+  EXPECT_EQ(s.embedding, face.embedding);
+  EXPECT_EQ(s.image_sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(s.box, (std::array<float, 4>{10.5f, 20.25f, 110.75f, 140.f}));
+  EXPECT_EQ(s.quality, 0.8125f);
+  EXPECT_EQ(s.metadata, "{}");
+
+  ScratchDir dir;
+  Gallery g = Gallery::open(dir.file("g.db"));
+  g.create_collection("c", kDim);
+  g.enroll("c", "ann", {s});
+  const auto stored = g.samples("c", "ann", /*with_embeddings=*/true);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].image_sha256, s.image_sha256);
+  EXPECT_EQ(stored[0].box, s.box);
+  EXPECT_EQ(stored[0].quality, s.quality);
+  for (int i = 0; i < kDim; ++i) EXPECT_NEAR(stored[0].embedding[i], s.embedding[i], 1e-6) << i;
 }
 
 }  // namespace
