@@ -2,7 +2,10 @@
 // result is the reference; CUDA runs fp32 (TF32 off), then bf16 and fp16 autocast.
 // `--device cpu` runs the same comparison CPU against CPU (fp32 only): it exercises this command's
 // own code on machines without a GPU, so that a bug here is caught before a GPU session.
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -15,6 +18,7 @@
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/backbone.hpp"
 #include "train/nn/margin.hpp"
+#include "train/train/checkpoint.hpp"
 
 namespace arcforge::cli {
 namespace {
@@ -121,6 +125,32 @@ nlohmann::json check_margin(const std::string& name, torch::Device cuda) {
   return r;
 }
 
+// A checkpoint keeps and restores the random state of the device the model trains on: with
+// several GPUs the last one (a rank's own LOCAL_RANK device, not device 0), so that a resumed run
+// draws the numbers the uninterrupted one would have.
+nlohmann::json check_checkpoint_rng(torch::Device target) {
+  if (target.is_cuda())
+    target = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(torch::cuda::device_count() - 1));
+  train::TrainConfig config;
+  config.model.arch = "mbf";
+  config.model.embedding_size = 64;
+  config.data.num_identities = 16;
+  train::TrainModules modules = train::make_modules(config);
+  modules.backbone->to(target);
+  modules.head->to(target);
+  modules.margin->to(target);
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("arcforge_check_device_" + std::to_string(::getpid()) + ".pt");
+  torch::manual_seed(3);
+  torch::rand({1}, target);  // a state other than the seed's
+  train::save_checkpoint(path.string(), config, modules, nullptr, {});
+  const torch::Tensor after_save = torch::rand({1000}, torch::TensorOptions().device(target));
+  train::load_checkpoint(path.string(), modules, nullptr, nullptr, /*restore_rng=*/true);
+  const torch::Tensor after_load = torch::rand({1000}, torch::TensorOptions().device(target));
+  std::filesystem::remove(path);
+  return {{"device", target.str()}, {"ok", torch::equal(after_save.cpu(), after_load.cpu())}};
+}
+
 void run(const CheckArgs& a) {
   if (a.device != "cuda" && a.device != "cpu")
     throw ConfigError("check-device: --device must be cuda or cpu, not '" + a.device + "'");
@@ -144,6 +174,8 @@ void run(const CheckArgs& a) {
     ok = ok && r["ok"].get<bool>();
     out["margins"].push_back(r);
   }
+  out["checkpoint_rng"] = check_checkpoint_rng(target);
+  ok = ok && out["checkpoint_rng"]["ok"].get<bool>();
   out["ok"] = ok;
   if (a.json) {
     std::cout << out.dump() << std::endl;
@@ -161,6 +193,8 @@ void run(const CheckArgs& a) {
       std::printf("%-18s %12.2e %12.2e %12.2e %s\n", r["margin"].get<std::string>().c_str(),
                   r["logits_rel_err"].get<double>(), r["loss_rel_err"].get<double>(),
                   r["grad_rel_err"].get<double>(), r["ok"].get<bool>() ? "yes" : "NO");
+    std::printf("checkpoint restores the RNG of %s: %s\n", out["checkpoint_rng"]["device"].get<std::string>().c_str(),
+                out["checkpoint_rng"]["ok"].get<bool>() ? "yes" : "NO");
   }
   if (!ok) throw Error("check-device: CUDA results differ from CPU beyond tolerance (see above)");
 }

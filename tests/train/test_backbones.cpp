@@ -424,5 +424,7 @@ TEST(Backbones, CheckDeviceSelfCheckOnCpu) {
   EXPECT_EQ(j["backbones"][0].at("fp32_grad_rel_err").get<double>(), 0.0);
   EXPECT_EQ(j.at("margins").size(), an::margin_names().size());
   for (const auto& m : j["margins"]) EXPECT_EQ(m.at("grad_rel_err").get<double>(), 0.0) << m.dump();
+  EXPECT_EQ(j.at("checkpoint_rng").at("device").get<std::string>(), "cpu");
+  EXPECT_TRUE(j["checkpoint_rng"].at("ok").get<bool>());
 }
 #endif

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/counter_rng.hpp"
@@ -33,6 +34,14 @@ torch::Tensor read_tensor(torch::serialize::InputArchive& archive, const std::st
   torch::Tensor t;
   archive.read(key, t);
   return t;
+}
+
+// The CUDA generator whose state a checkpoint keeps: that of the GPU the model trains on (each rank
+// its own LOCAL_RANK device), none when it trains on the CPU.
+std::optional<at::Generator> training_cuda_generator(TrainModules& modules) {
+  const torch::Device device = modules.head->weight.device();
+  if (!device.is_cuda()) return std::nullopt;
+  return at::globalContext().defaultGenerator(device);
 }
 
 torch::serialize::InputArchive open_archive(const std::string& path) {
@@ -155,8 +164,7 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, TrainMo
   archive.write("counters/loss_scale", double_scalar(counters.loss_scale));
   archive.write("counters/scale_growth_tracker", int64_scalar(counters.scale_growth_tracker));
   archive.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state());
-  if (torch::cuda::is_available())
-    archive.write("rng/cuda", at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0)).get_state());
+  if (auto cuda = training_cuda_generator(modules)) archive.write("rng/cuda", cuda->get_state());
 
   torch::serialize::OutputArchive backbone, head, margin;
   modules.backbone->save(backbone);
@@ -216,14 +224,9 @@ void load_checkpoint(const std::string& path, TrainModules& modules,
     if (restore_rng) {
       at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global one
       cpu.set_state(read_tensor(archive, "rng/cpu"));
-      if (torch::cuda::is_available()) {
-        torch::Tensor cuda_state;
-        if (archive.try_read("rng/cuda", cuda_state))
-        {
-          at::Generator cuda = at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0));
-          cuda.set_state(cuda_state);
-        }
-      }
+      torch::Tensor cuda_state;
+      auto cuda = training_cuda_generator(modules);
+      if (cuda && archive.try_read("rng/cuda", cuda_state)) cuda->set_state(cuda_state);
     }
   } catch (const c10::Error& e) {
     throw InputError(file_message(path, "checkpoint does not match the model it is loaded into (" +
