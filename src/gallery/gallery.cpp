@@ -74,6 +74,26 @@ constexpr const char* kPersonSelect =
 constexpr const char* kSampleColumns =
     "s.id, s.image_sha256, s.box_x1, s.box_y1, s.box_x2, s.box_y2, s.quality, s.metadata, s.created_ms, s.embedding";
 
+// InputError when a query for `what` does not have the collection's dimension.
+void check_query_size(const std::string& what, size_t size, int dim, const std::string& collection) {
+  if (size != static_cast<size_t>(dim)) {
+    throw InputError(what + ": embedding has " + std::to_string(size) + " values, collection \"" + collection +
+                     "\" holds " + std::to_string(dim));
+  }
+}
+
+// Cosine between a unit template and `embedding` (normalised here), summed in double.
+float cosine_to_template(const std::vector<float>& t, std::vector<float> embedding) {
+  normalise_embedding(embedding, "verify");
+  double dot = 0;
+  for (size_t i = 0; i < t.size(); ++i) dot += static_cast<double>(t[i]) * embedding[i];
+  return static_cast<float>(dot);
+}
+
+[[noreturn]] void unknown_person(const std::string& collection, const std::string& person) {
+  throw InputError("unknown person \"" + person + "\" in collection \"" + collection + "\"");
+}
+
 }  // namespace
 
 // ---- state ------------------------------------------------------------------------------------
@@ -92,7 +112,7 @@ void Gallery::Impl::load_all() {
   for (auto& [name, state] : collections) {
     Statement persons(db, "SELECT id, name FROM persons WHERE collection_id = ?");
     persons.bind(1, state->id);
-    while (persons.step()) state->person_names[persons.column_int(0)] = persons.column_text(1);
+    while (persons.step()) state->name_person(persons.column_int(0), persons.column_text(1));
 
     // Samples in batches into the sample index; per-person sums for the templates.
     std::unordered_map<int64_t, std::vector<double>> sums;
@@ -129,6 +149,21 @@ void Gallery::Impl::load_all() {
     }
     if (!batch_ids.empty()) state->templates.add(batch_ids, batch.data());
   }
+}
+
+void CollectionState::name_person(int64_t person_id, const std::string& name) {
+  person_names[person_id] = name;
+  person_ids[name] = person_id;
+}
+
+void CollectionState::forget_person(int64_t person_id) {
+  templates.remove(std::span<const int64_t>(&person_id, 1));
+  const auto it = person_names.find(person_id);
+  if (it != person_names.end()) {
+    person_ids.erase(it->second);
+    person_names.erase(it);
+  }
+  person_samples.erase(person_id);
 }
 
 const CollectionState& Gallery::Impl::state(const std::string& collection) const {
@@ -290,7 +325,7 @@ EnrollResult Gallery::enroll(const std::string& collection, const std::string& p
   for (const auto& e : embeddings) flat.insert(flat.end(), e.begin(), e.end());
   state.samples.add(result.sample_ids, flat.data());
   for (const int64_t id : result.sample_ids) state.sample_person[id] = result.person_id;
-  state.person_names[result.person_id] = person;
+  state.name_person(result.person_id, person);
   result.samples = (state.person_samples[result.person_id] += static_cast<int64_t>(samples.size()));
   const int64_t person_id = result.person_id;
   state.templates.add(std::span<const int64_t>(&person_id, 1), updated_template.data());
@@ -320,9 +355,7 @@ bool Gallery::remove_person(const std::string& collection, const std::string& pe
   CollectionState& state = impl_->state(collection);
   state.samples.remove(sample_ids);
   for (const int64_t id : sample_ids) state.sample_person.erase(id);
-  state.templates.remove(std::span<const int64_t>(&person_id, 1));
-  state.person_names.erase(person_id);
-  state.person_samples.erase(person_id);
+  state.forget_person(person_id);
   return true;
 }
 
@@ -353,9 +386,7 @@ bool Gallery::remove_sample(const std::string& collection, int64_t sample_id) {
   state.samples.remove(std::span<const int64_t>(&sample_id, 1));
   state.sample_person.erase(sample_id);
   if (updated_template.empty()) {
-    state.templates.remove(std::span<const int64_t>(&person_id, 1));
-    state.person_names.erase(person_id);
-    state.person_samples.erase(person_id);
+    state.forget_person(person_id);
   } else {
     --state.person_samples[person_id];
     state.templates.add(std::span<const int64_t>(&person_id, 1), updated_template.data());
@@ -401,31 +432,29 @@ std::vector<Match> Gallery::search(const std::string& collection, const std::vec
                                    const SearchOptions& options) const {
   {
     std::shared_lock lock(impl_->state_mutex);
-    const int dim = impl_->state(collection).dim;
-    if (query.size() != static_cast<size_t>(dim)) {
-      throw InputError("search: embedding has " + std::to_string(query.size()) + " values, collection \"" + collection +
-                       "\" holds " + std::to_string(dim));
-    }
+    check_query_size("search", query.size(), impl_->state(collection).dim, collection);
   }
   return search(collection, query.data(), 1, options).front();
 }
 
 float Gallery::verify(const std::string& collection, const std::string& person, const std::vector<float>& embedding) const {
+  {
+    // fp32 templates are the exact mean in memory: the shared state lock suffices.
+    std::shared_lock lock(impl_->state_mutex);
+    const CollectionState& state = impl_->state(collection);
+    check_query_size("verify", embedding.size(), state.dim, collection);
+    const auto it = state.person_ids.find(person);
+    if (it == state.person_ids.end()) unknown_person(collection, person);
+    if (const auto t = state.templates.exact_vector(it->second)) return cosine_to_template(*t, embedding);
+  }
+  // Quantised templates (int8, trained ivfpq) are not exact: recompute the mean from the database.
   std::lock_guard db_lock(impl_->db_mutex);
   const auto [collection_id, dim] = impl_->key(collection);
-  if (embedding.size() != static_cast<size_t>(dim)) {
-    throw InputError("verify: embedding has " + std::to_string(embedding.size()) + " values, collection \"" +
-                     collection + "\" holds " + std::to_string(dim));
-  }
+  check_query_size("verify", embedding.size(), dim, collection);
   Statement find(impl_->db, "SELECT id FROM persons WHERE collection_id = ? AND name = ?");
   find.bind(1, collection_id).bind(2, person);
-  if (!find.step()) throw InputError("unknown person \"" + person + "\" in collection \"" + collection + "\"");
-  const std::vector<float> t = person_template(impl_->db, find.column_int(0), dim);
-  std::vector<float> q = embedding;
-  normalise_embedding(q, "verify");
-  double dot = 0;
-  for (int i = 0; i < dim; ++i) dot += static_cast<double>(t[i]) * q[i];
-  return static_cast<float>(dot);
+  if (!find.step()) unknown_person(collection, person);
+  return cosine_to_template(person_template(impl_->db, find.column_int(0), dim), embedding);
 }
 
 std::vector<Person> Gallery::persons(const std::string& collection, int64_t offset, int64_t limit) const {

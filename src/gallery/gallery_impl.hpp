@@ -24,10 +24,13 @@ struct CollectionState {
   VectorIndex templates;  // id = person id, vector = normalised mean of its samples
   VectorIndex samples;    // id = sample id
   std::unordered_map<int64_t, std::string> person_names;   // person id -> name
+  std::unordered_map<std::string, int64_t> person_ids;     // name -> person id (verify's lookup)
   std::unordered_map<int64_t, int64_t> sample_person;      // sample id -> person id
   std::unordered_map<int64_t, int64_t> person_samples;     // person id -> sample count
 
   CollectionState(int dim_, const IndexSpec& spec_) : dim(dim_), spec(spec_), templates(dim_, spec_), samples(dim_, spec_) {}
+  void name_person(int64_t person_id, const std::string& name);  // both name maps
+  void forget_person(int64_t person_id);  // its template, names and sample count (not its samples)
 };
 
 struct Gallery::Impl {
@@ -36,8 +39,8 @@ struct Gallery::Impl {
   std::string path;
   // Lock order: db_mutex, then state_mutex. db_mutex serialises every use of the one SQLite
   // connection (writes and the reads that need the database); state_mutex guards the in-memory
-  // indexes, held exclusively only while a committed write is applied, so searches wait for an
-  // fsync never.
+  // indexes, held exclusively only while a committed write is applied, so searches, and verifies
+  // against fp32 templates, wait for an fsync never.
   mutable std::mutex db_mutex;
   mutable std::shared_mutex state_mutex;
   mutable SqliteDb db;

@@ -194,11 +194,16 @@ struct VectorIndex::Impl {
     }
   }
 
-  // The live vectors in slot order, exact: only for indexes that keep fp32 rows (flat, hnsw).
-  std::vector<float> live_vectors() const {
+  // Where the vectors are kept as fp32 rows (flat, hnsw's storage, untrained ivfpq); null otherwise.
+  const faiss::IndexFlat* fp32_rows() const {
     const faiss::Index* rows = index.get();
     if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(rows)) rows = hnsw->storage;
-    const auto* flat = dynamic_cast<const faiss::IndexFlat*>(rows);
+    return dynamic_cast<const faiss::IndexFlat*>(rows);
+  }
+
+  // The live vectors in slot order, exact: only for indexes that keep fp32 rows.
+  std::vector<float> live_vectors() const {
+    const faiss::IndexFlat* flat = fp32_rows();
     if (!flat) throw Error("VectorIndex: vectors can only be read back from fp32 storage");
     std::vector<float> out;
     out.reserve(slot_of.size() * static_cast<size_t>(dim));
@@ -337,6 +342,14 @@ size_t VectorIndex::remove(std::span<const int64_t> ids) {
 }
 
 bool VectorIndex::contains(int64_t id) const { return impl_->slot_of.count(id) > 0; }
+
+std::optional<std::vector<float>> VectorIndex::exact_vector(int64_t id) const {
+  const faiss::IndexFlat* flat = impl_->fp32_rows();
+  const auto it = impl_->slot_of.find(id);
+  if (!flat || it == impl_->slot_of.end()) return std::nullopt;
+  const float* row = flat->get_xb() + static_cast<size_t>(it->second) * static_cast<size_t>(dim_);
+  return std::vector<float>(row, row + dim_);
+}
 
 std::vector<std::vector<Hit>> VectorIndex::search(const float* queries, size_t nq, int k) const {
   if (k < 1) throw InputError("vector index: search needs k >= 1, got " + std::to_string(k));

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <fstream>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -185,9 +186,13 @@ TEST(Gallery, RemovalUpdatesSearchAndTemplates) {
   EXPECT_TRUE(g.remove_sample("c", p4_samples[0].id));
   ref.persons["p4"].erase(ref.persons["p4"].begin());
   for (int q = 0; q < 10; ++q) expect_matches_reference(g, ref, random_unit(rng), 10);
+  const auto probe = random_unit(rng);
+  EXPECT_THROW(g.verify("c", "p3", probe), InputError);
+  EXPECT_NEAR(g.verify("c", "p4", probe), dot(ref.template_of("p4"), normalised(probe)), 1e-5);
   // The last sample removed takes the person with it.
   EXPECT_TRUE(g.remove_sample("c", p4_samples[1].id));
   EXPECT_FALSE(g.person("c", "p4").has_value());
+  EXPECT_THROW(g.verify("c", "p4", probe), InputError);
   ref.persons.erase("p4");
   expect_matches_reference(g, ref, random_unit(rng), 10);
   EXPECT_EQ(g.persons("c").size(), 8u);
@@ -377,6 +382,95 @@ TEST(Gallery, ConcurrentWritersAndReaders) {
   EXPECT_EQ(g.collection("c").persons, 90);
   EXPECT_EQ(g.persons("c").size(), 90u);
   EXPECT_GT(searches.load(), 0);
+}
+
+// Verifies racing enrolments into one person: every answer is the cosine to the template of some
+// prefix of its samples (never a mix of two), a thread never sees an older prefix after a newer one,
+// and the answer after the last write is the full template. fp32 kinds answer from memory, int8 from
+// the database.
+TEST(Gallery, VerifiesRacingEnrolmentsSeeWholeTemplates) {
+  constexpr int kSamples = 40;
+  for (const IndexKind kind : {IndexKind::Flat, IndexKind::Hnsw, IndexKind::Int8}) {
+    SCOPED_TRACE(index_kind_name(kind));
+    ScratchDir dir;
+    Gallery g = Gallery::open(dir.file("g.db"));
+    IndexSpec spec;
+    spec.kind = kind;
+    g.create_collection("c", kDim, spec);
+    std::mt19937 rng(9);
+    const auto query = random_unit(rng), centre = random_unit(rng);
+    Reference ref;
+    std::vector<double> want{0.0};  // want[n]: the cosine to the template of the first n samples
+    std::vector<std::vector<float>> samples;
+    for (int n = 1; n <= kSamples; ++n) {
+      samples.push_back(noisy(centre, rng, 0.3f));
+      ref.persons["p"].push_back(samples.back());
+      want.push_back(dot(ref.template_of("p"), normalised(query)));
+    }
+    g.enroll("c", "p", {sample(samples[0])});
+    std::atomic<bool> written{false};
+    std::atomic<int> verifies{0};
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 3; ++r) {
+      readers.emplace_back([&] {
+        size_t seen = 1;
+        while (!written) {
+          const float v = g.verify("c", "p", query);
+          size_t n = seen;
+          while (n < want.size() && std::abs(want[n] - v) > 2e-5) ++n;
+          ASSERT_LT(n, want.size()) << "verify gave " << v << ", the template of no prefix at or after " << seen;
+          seen = n;
+          ++verifies;
+          // A pause between verifies: glibc's shared_mutex prefers readers, and back-to-back ones
+          // leave a writer no gap to apply its write.
+          std::this_thread::sleep_for(std::chrono::microseconds(20));
+        }
+      });
+    }
+    for (int n = 1; n < kSamples; ++n) g.enroll("c", "p", {sample(samples[n])});
+    written = true;
+    for (auto& t : readers) t.join();
+    EXPECT_NEAR(g.verify("c", "p", query), want[kSamples], 2e-5);
+    EXPECT_GT(verifies.load(), 0);
+  }
+}
+
+// A write blocked inside SQLite (another connection holds the write lock) keeps db_mutex. A verify
+// against fp32 templates must answer meanwhile; persons(), which needs db_mutex, shows that the
+// write holds it.
+TEST(Gallery, VerifyDoesNotWaitForABlockedWrite) {
+  using namespace std::chrono_literals;
+  ScratchDir dir;
+  const std::string path = dir.file("g.db");
+  Gallery g = Gallery::open(path);
+  g.create_collection("c", kDim);
+  std::mt19937 rng(10);
+  const auto ann = random_unit(rng), bob = random_unit(rng);
+  g.enroll("c", "ann", {sample(ann)});
+
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto write = std::async(std::launch::async, [&] { return g.enroll("c", "bob", {sample(bob)}); });
+  std::vector<std::future<size_t>> probes;
+  bool held = false;  // SQLite's busy timeout is 10 s: all waits below stay well inside it
+  for (int i = 0; i < 10 && !held; ++i) {
+    probes.push_back(std::async(std::launch::async, [&] { return g.persons("c").size(); }));
+    held = probes.back().wait_for(200ms) == std::future_status::timeout;
+  }
+  std::future<float> verify;
+  bool answered = false;
+  if (held) {
+    verify = std::async(std::launch::async, [&] { return g.verify("c", "ann", ann); });
+    answered = verify.wait_for(3s) == std::future_status::ready;
+  }
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  EXPECT_TRUE(write.get().created);
+  for (auto& p : probes) p.get();
+  ASSERT_TRUE(held) << "the blocked write never held the database lock";
+  EXPECT_TRUE(answered) << "verify waited for the write's database lock";
+  EXPECT_NEAR(verify.get(), 1.0f, 1e-5);
 }
 
 // A child enrols persons one by one and reports each acknowledged (returned) enrolment on a pipe;

@@ -339,6 +339,28 @@ TEST(VectorIndex, AddReplacesAnIdAlsoWithinOneBatch) {
   for (const Hit& h : by_first) EXPECT_LT(h.score, 0.99f) << h.id;
 }
 
+// Gallery::verify reads templates back from fp32 rows: bit for bit the replacing row, never for
+// quantised kinds.
+TEST(VectorIndex, ExactVectorIsTheLatestRowWhereRowsAreFp32) {
+  const int dim = 16;
+  const Rows rows = random_unit(3, dim, 32);
+  const std::vector<int64_t> ids = {5, 6, 5};
+  for (const IndexKind kind : {IndexKind::Flat, IndexKind::Hnsw, IndexKind::IvfPq, IndexKind::Int8}) {
+    SCOPED_TRACE(index_kind_name(kind));
+    IndexSpec spec{kind};
+    spec.pq_m = 8;
+    VectorIndex index(dim, spec);
+    index.add(ids, rows.data());
+    EXPECT_FALSE(index.exact_vector(99).has_value());
+    if (kind == IndexKind::Int8) {
+      EXPECT_FALSE(index.exact_vector(5).has_value());
+      continue;
+    }
+    EXPECT_EQ(index.exact_vector(5), Rows(rows.begin() + 2 * dim, rows.end()));
+    EXPECT_EQ(index.exact_vector(6), Rows(rows.begin() + dim, rows.begin() + 2 * dim));
+  }
+}
+
 TEST(VectorIndex, Int8KeepsRecallOnFaceLikeNoisyQueries) {
   const int dim = 512;
   // 1000 identities x 5 samples; queries are new samples of enrolled identities, so the exact
@@ -566,6 +588,7 @@ TEST(VectorIndex, IvfPqTrainsAtTrainMinAndFindsNoisyCopies) {
   index.add(std::span(ids).last(1), &rows[(n - 1) * dim]);
   EXPECT_EQ(index.effective_kind(), "ivfpq");
   EXPECT_EQ(index.size(), n);
+  EXPECT_FALSE(index.exact_vector(ids[0]).has_value());  // quantised now
   EXPECT_LT(index.memory_bytes(), flat_bytes / 2);
 
   // Queries: noisy copies (cosine about 0.9) of 300 stored vectors; top-1 must be the original.

@@ -121,6 +121,8 @@ class Gallery {
                             const SearchOptions& options = {}) const;
 
   // Cosine between `embedding` and the person's template. InputError when the person is unknown.
+  // Answered from memory where templates are fp32 (flat, hnsw, untrained ivfpq); int8 and trained
+  // ivfpq recompute the exact template from the database, after any write in progress.
   float verify(const std::string& collection, const std::string& person, const std::vector<float>& embedding) const;
 
   std::vector<Person> persons(const std::string& collection, int64_t offset = 0, int64_t limit = -1) const;

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ class VectorIndex {
   // Removes the ids that are present; others are ignored. Returns how many were removed.
   size_t remove(std::span<const int64_t> ids);
   bool contains(int64_t id) const;
+  // The vector stored for `id`, exactly as added, where the index keeps fp32 rows (flat, hnsw,
+  // ivfpq before training); nullopt when the id is absent or the rows are quantised.
+  std::optional<std::vector<float>> exact_vector(int64_t id) const;
 
   // Top-k per query by inner product, best first; shorter than k when fewer vectors are live.
   std::vector<std::vector<Hit>> search(const float* queries, size_t nq, int k) const;
