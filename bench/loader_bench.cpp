@@ -157,7 +157,8 @@ int main(int argc, char** argv) {
           for (int64_t j = 0; j < kBatch; ++j)
             data::image_to_chw(image::decode(encoded[first + static_cast<size_t>(j)], "bench"), 112,
                                batch[j].data_ptr<uint8_t>());
-          const auto input = data::to_network_input(augmenter.apply(batch.to(torch::kFloat).div_(255.0), batch_index));
+          auto input = augmenter.apply(data::uint8_to_unit(batch), batch_index);
+          data::to_network_input_(input);
           images_done += input.size(0);
         }
       }

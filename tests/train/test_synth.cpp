@@ -190,6 +190,37 @@ TEST(Synth, NetworkInputIsTheInsightFaceConvention) {
   EXPECT_LE(y.max().item<float>(), 1.0f);
 }
 
+// The one-pass CPU conversions give exactly what the tensor-op formulas give (the loader's and
+// synth's batches must stay bit-identical, see TrainerRealData.PackedSynthRec...), over every
+// byte value and over arbitrary [0,1] floats (augmented pixels), in a batch big enough to be split
+// across threads.
+TEST(Synth, OnePassPixelConversionsEqualTheTensorOps) {
+  using arcforge::data::to_network_input_;
+  using arcforge::data::uint8_to_unit;
+  auto bytes = torch::arange(0, 256, torch::kInt64).to(torch::kUInt8).repeat({300, 3, 1});  // [300,3,256]
+  const auto unit = uint8_to_unit(bytes);
+  ASSERT_EQ(unit.scalar_type(), torch::kFloat32);
+  ASSERT_EQ(unit.sizes(), bytes.sizes());
+  EXPECT_TRUE(torch::equal(unit, bytes.to(torch::kFloat).div_(255.0)));
+  EXPECT_TRUE(torch::equal(unit, arcforge::data::to_uint8_levels(unit)));  // already on the levels
+
+  torch::manual_seed(5);
+  auto x = torch::rand({64, 3, 112, 112});
+  x.view(-1).slice(0, 0, 3) = torch::tensor({0.0f, 1.0f, 0.5f});
+  const auto expected = (x * 255.0 - 127.5) / 127.5;
+  EXPECT_TRUE(torch::equal(to_network_input(x), expected));
+  auto owned = x.clone();
+  const void* storage = owned.data_ptr();
+  EXPECT_TRUE(torch::equal(to_network_input_(owned), expected));
+  EXPECT_EQ(owned.data_ptr(), storage);  // in place
+  // Non-contiguous and float64 inputs take the tensor-op path and agree too.
+  const auto strided = x.transpose(2, 3);
+  EXPECT_TRUE(torch::equal(to_network_input(strided), (strided * 255.0 - 127.5) / 127.5));
+  auto as_double = x.to(torch::kFloat64);
+  EXPECT_TRUE(torch::equal(to_network_input(as_double), (as_double * 255.0 - 127.5) / 127.5));
+  EXPECT_THROW(uint8_to_unit(x), c10::Error);
+}
+
 TEST(SynthRandom, CounterStreamsAreUniformNormalAndIndependent) {
   using namespace arcforge::data::synth;
   CounterRng u(stream_key(1, Purpose::identity, 5));

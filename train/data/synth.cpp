@@ -121,12 +121,4 @@ std::vector<SynthPair> make_heldout_pairs(int64_t num_pairs, int64_t num_identit
   return pairs;
 }
 
-torch::Tensor to_network_input(const torch::Tensor& rgb01) {
-  return (rgb01 * 255.0 - 127.5) / 127.5;
-}
-
-torch::Tensor to_uint8_levels(const torch::Tensor& rgb01) {
-  return (rgb01 * 255.0).round_().clamp_(0, 255).div_(255.0);
-}
-
 }  // namespace arcforge::data

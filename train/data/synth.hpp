@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "train/data/pixel_levels.hpp"  // to_network_input, to_uint8_levels
+
 namespace arcforge::data {
 
 struct SynthOptions {
@@ -40,12 +42,5 @@ struct SynthPair {
 
 // Balanced same/different pairs over `num_identities` held-out identities (seeded).
 std::vector<SynthPair> make_heldout_pairs(int64_t num_pairs, int64_t num_identities, uint64_t seed);
-
-// Converts rendered [0,1] RGB to the recognizer input convention: (255x - 127.5) / 127.5.
-torch::Tensor to_network_input(const torch::Tensor& rgb01);
-
-// [0,1] RGB rounded to the 256 levels an 8-bit image stores: round(255x) / 255, bit for bit what
-// the loader makes of the stored byte (uint8 -> float, / 255).
-torch::Tensor to_uint8_levels(const torch::Tensor& rgb01);
 
 }  // namespace arcforge::data

@@ -1,7 +1,7 @@
 #include "train/train/loader_batches.hpp"
 
 #include "arcforge/common/log.hpp"
-#include "train/data/synth.hpp"
+#include "train/data/pixel_levels.hpp"
 
 namespace arcforge::train {
 namespace {
@@ -38,10 +38,11 @@ Batch LoaderBatches::batch(int64_t index, torch::Device device) {
     reported_bad_ = loader_.bad_images();
   }
   // uint8 crosses to the device (a quarter of the float bytes); the rest happens there.
-  torch::Tensor images = loaded.images.to(device, /*non_blocking=*/true).to(torch::kFloat).div_(255.0);
+  torch::Tensor images = data::uint8_to_unit(loaded.images.to(device, /*non_blocking=*/true));
   // Each rank draws its own augmentation parameters: global batch index * W + rank.
   if (augment_) images = augmenter_.apply(images, index * shard_.world_size + shard_.rank);
-  return Batch{data::to_network_input(images), loaded.labels.to(device, /*non_blocking=*/true)};
+  // `images` is this function's own (fresh or augmented), so the last conversion runs in place.
+  return Batch{data::to_network_input_(images), loaded.labels.to(device, /*non_blocking=*/true)};
 }
 
 }  // namespace arcforge::train

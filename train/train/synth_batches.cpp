@@ -63,7 +63,7 @@ Batch SynthBatches::batch(int64_t index, torch::Device device) {
   torch::Tensor rgb = faces_.render(identities, samples, device);
   if (uint8_levels_) rgb = data::to_uint8_levels(rgb);
   Batch b;
-  b.images = data::to_network_input(rgb);
+  b.images = data::to_network_input_(rgb);  // rgb is this batch's own
   b.labels = identities.to(device);
   return b;
 }
