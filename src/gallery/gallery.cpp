@@ -166,6 +166,31 @@ void CollectionState::forget_person(int64_t person_id) {
   person_samples.erase(person_id);
 }
 
+void Gallery::Impl::train_due(const std::string& collection) {
+  std::vector<std::pair<VectorIndex*, IvfPqTraining>> trainings;
+  {
+    std::unique_lock lock(state_mutex);
+    for (auto& [name, s] : collections) {
+      if (!collection.empty() && name != collection) continue;
+      for (VectorIndex* index : {&s->templates, &s->samples}) {
+        if (auto t = index->start_training()) trainings.emplace_back(index, std::move(*t));
+      }
+    }
+  }
+  // The indexes outlive this: dropping or reloading a collection needs db_mutex, which we hold.
+  auto finish_all = [&] {
+    std::unique_lock lock(state_mutex);
+    for (auto& [index, t] : trainings) index->finish_training(std::move(t));
+  };
+  try {
+    for (auto& entry : trainings) entry.second.run();
+  } catch (...) {
+    finish_all();  // the untrained ones stay exact and are due again at the next write
+    throw;
+  }
+  finish_all();
+}
+
 const CollectionState& Gallery::Impl::state(const std::string& collection) const {
   const auto it = collections.find(collection);
   if (it == collections.end()) throw InputError("unknown collection \"" + collection + "\"");
@@ -188,6 +213,10 @@ Gallery Gallery::open(const std::string& path) {
   auto impl = std::make_unique<Impl>(path);
   open_schema(impl->db);
   impl->load_all();
+  {
+    std::lock_guard db_lock(impl->db_mutex);  // train_due's precondition; nobody else has it yet
+    impl->train_due();
+  }
   return Gallery(std::move(impl));
 }
 
@@ -319,16 +348,19 @@ EnrollResult Gallery::enroll(const std::string& collection, const std::string& p
   const std::vector<float> updated_template = person_template(impl_->db, result.person_id, dim);
   tx.commit();  // durable from here: synchronous=FULL fsyncs the WAL
 
-  std::unique_lock state_lock(impl_->state_mutex);
-  CollectionState& state = impl_->state(collection);
-  std::vector<float> flat;
-  for (const auto& e : embeddings) flat.insert(flat.end(), e.begin(), e.end());
-  state.samples.add(result.sample_ids, flat.data());
-  for (const int64_t id : result.sample_ids) state.sample_person[id] = result.person_id;
-  state.name_person(result.person_id, person);
-  result.samples = (state.person_samples[result.person_id] += static_cast<int64_t>(samples.size()));
-  const int64_t person_id = result.person_id;
-  state.templates.add(std::span<const int64_t>(&person_id, 1), updated_template.data());
+  {
+    std::unique_lock state_lock(impl_->state_mutex);
+    CollectionState& state = impl_->state(collection);
+    std::vector<float> flat;
+    for (const auto& e : embeddings) flat.insert(flat.end(), e.begin(), e.end());
+    state.samples.add(result.sample_ids, flat.data());
+    for (const int64_t id : result.sample_ids) state.sample_person[id] = result.person_id;
+    state.name_person(result.person_id, person);
+    result.samples = (state.person_samples[result.person_id] += static_cast<int64_t>(samples.size()));
+    const int64_t person_id = result.person_id;
+    state.templates.add(std::span<const int64_t>(&person_id, 1), updated_template.data());
+  }
+  impl_->train_due(collection);
   return result;
 }
 

@@ -28,7 +28,11 @@ struct CollectionState {
   std::unordered_map<int64_t, int64_t> sample_person;      // sample id -> person id
   std::unordered_map<int64_t, int64_t> person_samples;     // person id -> sample count
 
-  CollectionState(int dim_, const IndexSpec& spec_) : dim(dim_), spec(spec_), templates(dim_, spec_), samples(dim_, spec_) {}
+  // ivfpq trains outside the exclusive state lock (Gallery::Impl::train_due).
+  CollectionState(int dim_, const IndexSpec& spec_) : dim(dim_), spec(spec_), templates(dim_, spec_), samples(dim_, spec_) {
+    templates.set_deferred_training(true);
+    samples.set_deferred_training(true);
+  }
   void name_person(int64_t person_id, const std::string& name);  // both name maps
   void forget_person(int64_t person_id);  // its template, names and sample count (not its samples)
 };
@@ -40,13 +44,17 @@ struct Gallery::Impl {
   // Lock order: db_mutex, then state_mutex. db_mutex serialises every use of the one SQLite
   // connection (writes and the reads that need the database); state_mutex guards the in-memory
   // indexes, held exclusively only while a committed write is applied, so searches, and verifies
-  // against fp32 templates, wait for an fsync never.
+  // against fp32 templates, wait for an fsync never, nor for an ivfpq training.
   mutable std::mutex db_mutex;
   mutable std::shared_mutex state_mutex;
   mutable SqliteDb db;
   std::map<std::string, std::unique_ptr<CollectionState>> collections;
 
   void load_all();  // (re)builds `collections` from the database; caller holds both locks
+  // Trains the collection's ivfpq indexes that reached train_min (all collections' when empty).
+  // The caller holds db_mutex, so no write touches them meanwhile, and not state_mutex: the k-means
+  // runs unlocked while searches go on over the exact fp32 rows; only the switch is exclusive.
+  void train_due(const std::string& collection = "");
   const CollectionState& state(const std::string& collection) const;  // InputError when unknown
   // A collection's database id and dim, read under the state lock (writers then hold db_mutex).
   struct Key {

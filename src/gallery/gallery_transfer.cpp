@@ -221,8 +221,11 @@ int64_t Gallery::import_json(const std::string& path) {
     }
   }
   tx.commit();
-  std::unique_lock state_lock(impl_->state_mutex);
-  impl_->load_all();
+  {
+    std::unique_lock state_lock(impl_->state_mutex);
+    impl_->load_all();
+  }
+  impl_->train_due();
   return added;
 }
 

@@ -132,11 +132,46 @@ size_t faiss_bytes(const faiss::Index& index) {
 
 }  // namespace
 
+struct IvfPqTraining::Impl {
+  const void* owner = nullptr;      // the VectorIndex::Impl it came from
+  int dim = 0;
+  IndexSpec spec;
+  size_t snapshot_slots = 0;        // slots the index had: rows from here on came later
+  std::vector<Slot> slots;          // the live slots copied, in slot order (their FAISS labels)
+  std::vector<float> vectors;       // their rows
+  std::unique_ptr<faiss::IndexIVFPQ> trained;  // set by run()
+};
+
+IvfPqTraining::IvfPqTraining(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+IvfPqTraining::~IvfPqTraining() = default;
+IvfPqTraining::IvfPqTraining(IvfPqTraining&&) noexcept = default;
+IvfPqTraining& IvfPqTraining::operator=(IvfPqTraining&&) noexcept = default;
+
+void IvfPqTraining::run() {
+  Impl& t = *impl_;
+  const size_t n = t.slots.size();
+  const size_t nlist = ivf_list_count(t.spec, n);
+  auto coarse = std::make_unique<faiss::IndexFlatIP>(t.dim);
+  auto quantised = std::make_unique<faiss::IndexIVFPQ>(coarse.get(), t.dim, nlist, t.spec.pq_m, 8,
+                                                       faiss::METRIC_INNER_PRODUCT);
+  coarse.release();
+  quantised->own_fields = true;
+  quantised->cp.seed = kTrainSeed;
+  quantised->pq.cp.seed = kTrainSeed;
+  quantised->nprobe = std::min<size_t>(nlist, static_cast<size_t>(t.spec.ivf_nprobe));
+  quantised->train(static_cast<Slot>(n), t.vectors.data());
+  quantised->add_with_ids(static_cast<Slot>(n), t.vectors.data(), t.slots.data());
+  t.vectors = {};
+  t.trained = std::move(quantised);
+}
+
 struct VectorIndex::Impl {
   int dim;
   IndexSpec spec;
   std::unique_ptr<faiss::Index> index;  // FAISS labels are slot numbers 0..slots-1; null for int8
   bool trained = false;                 // ivfpq: `index` is the quantised one, not IndexFlatIP
+  bool deferred_training = false;       // add() leaves training to the caller
+  bool training_out = false;            // a start_training() copy awaits finish_training()
   std::vector<int8_t> int8_codes;       // int8: slot -> dim codes (exact_scan.hpp's quantisation)
   std::vector<float> int8_scales;       // int8: slot -> its scale
   std::vector<int64_t> slot_ids;        // slot -> id (stale for dead slots)
@@ -234,27 +269,43 @@ struct VectorIndex::Impl {
     return renumbered;
   }
 
-  void train_and_switch() {
-    const size_t n = slot_of.size();
-    const std::vector<float> vectors = live_vectors();
-    const size_t nlist = ivf_list_count(spec, n);
-    auto coarse = std::make_unique<faiss::IndexFlatIP>(dim);
-    auto quantised = std::make_unique<faiss::IndexIVFPQ>(coarse.get(), dim, nlist, spec.pq_m, 8,
-                                                         faiss::METRIC_INNER_PRODUCT);
-    coarse.release();
-    quantised->own_fields = true;
-    quantised->cp.seed = kTrainSeed;
-    quantised->pq.cp.seed = kTrainSeed;
-    quantised->nprobe = std::min<size_t>(nlist, static_cast<size_t>(spec.ivf_nprobe));
-    quantised->train(static_cast<Slot>(n), vectors.data());
-    quantised->add(static_cast<Slot>(n), vectors.data());
+  bool training_due() const {
+    return awaits_training() && !training_out && slot_of.size() >= train_threshold(spec);
+  }
+
+  IvfPqTraining::Impl snapshot() const {
+    IvfPqTraining::Impl t;
+    t.owner = this;
+    t.dim = dim;
+    t.spec = spec;
+    t.snapshot_slots = live.size();
+    for (size_t s = 0; s < live.size(); ++s) {
+      if (live[s]) t.slots.push_back(static_cast<Slot>(s));
+    }
+    t.vectors = live_vectors();
+    return t;
+  }
+
+  // The trained index holds the snapshot's rows labelled by their slots. Rows added since are
+  // encoded now under their slots too; rows removed since are dead slots, which compact() drops
+  // while it renumbers everything as if the training had run in place.
+  void switch_to(std::unique_ptr<faiss::IndexIVFPQ> quantised, size_t snapshot_slots) {
+    std::vector<Slot> later;
+    std::vector<float> rows;
+    const float* data = exact_fp32()->get_xb();
+    for (size_t s = snapshot_slots; s < live.size(); ++s) {
+      if (!live[s]) continue;
+      later.push_back(static_cast<Slot>(s));
+      rows.insert(rows.end(), data + s * dim, data + (s + 1) * dim);
+    }
+    if (!later.empty()) quantised->add_with_ids(static_cast<Slot>(later.size()), rows.data(), later.data());
     index = std::move(quantised);
     trained = true;
-    renumber_maps();
+    compact();
   }
 
   void compact() {
-    if (dead == 0) return;
+    if (dead == 0 || training_out) return;  // slots keep their numbers while a training is out
     SlotSelector dead_slots(live, /*want_live=*/false);
     if (!index) {
       // int8 codes: live rows slide down in slot order, as renumber_maps() numbers them.
@@ -319,11 +370,43 @@ void VectorIndex::add(std::span<const int64_t> ids, const float* vectors) {
   m.live.reserve(m.live.size() + ids.size());
   m.store(ids.size(), vectors);
   m.record_added(ids);
-  if (m.awaits_training() && m.slot_of.size() >= train_threshold(m.spec)) {
-    m.train_and_switch();  // compacts as it goes
+  if (!m.deferred_training && m.training_due()) {
+    train_now();  // compacts as it goes
   } else if (m.too_many_dead()) {
     m.compact();
   }
+}
+
+void VectorIndex::train_now() {
+  IvfPqTraining training = *start_training();
+  try {
+    training.run();
+  } catch (...) {
+    finish_training(std::move(training));  // stays exact; the next add tries again
+    throw;
+  }
+  finish_training(std::move(training));
+}
+
+void VectorIndex::set_deferred_training(bool deferred) { impl_->deferred_training = deferred; }
+
+bool VectorIndex::training_due() const { return impl_->training_due(); }
+
+std::optional<IvfPqTraining> VectorIndex::start_training() {
+  if (!impl_->training_due()) return std::nullopt;
+  IvfPqTraining training(std::make_unique<IvfPqTraining::Impl>(impl_->snapshot()));
+  impl_->training_out = true;
+  return training;
+}
+
+void VectorIndex::finish_training(IvfPqTraining&& training) {
+  Impl& m = *impl_;
+  if (!training.impl_ || training.impl_->owner != &m || !m.training_out) {
+    throw Error("VectorIndex: finish_training of a training it did not start");
+  }
+  IvfPqTraining::Impl& t = *training.impl_;
+  m.training_out = false;
+  if (t.trained) m.switch_to(std::move(t.trained), t.snapshot_slots);
 }
 
 size_t VectorIndex::remove(std::span<const int64_t> ids) {

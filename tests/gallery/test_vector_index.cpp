@@ -749,6 +749,102 @@ INSTANTIATE_TEST_SUITE_P(Kinds, RemovalTest,
                                            KindCase{IndexKind::IvfPq, 10000, 32}),
                          [](const auto& info) { return index_kind_name(info.param.kind); });
 
+// Deferred ivfpq training (Gallery runs it outside its exclusive lock). With no writes between
+// start and finish it builds bit for bit the index add() builds in place; writes in between (adds,
+// removals, replacements, enough dead slots to want a compaction) are searched exactly meanwhile
+// and carried over by the switch.
+TEST(VectorIndex, DeferredIvfPqTrainingEqualsInPlaceAndCarriesOverLaterWrites) {
+  const int dim = 32;
+  IndexSpec spec = exhaustive_spec(IndexKind::IvfPq);
+  spec.ivf_nlist = 16;
+  spec.ivf_nprobe = 16;
+  spec.train_min = 1000;
+  const size_t n = 1600;
+  const Rows rows = random_unit(n, dim, 91);
+  const auto ids = scattered_ids(n, 92);
+  // 1000 live and 50 dead slots when training is due.
+  auto fill = [&](VectorIndex& index) {
+    index.add(std::span(ids).first(600), rows.data());
+    index.remove(std::span(ids).first(50));
+    index.add(std::span(ids).subspan(600, 450), &rows[600 * dim]);
+  };
+  VectorIndex in_place(dim, spec);
+  fill(in_place);
+  ASSERT_EQ(in_place.effective_kind(), "ivfpq");
+
+  VectorIndex deferred(dim, spec);
+  deferred.set_deferred_training(true);
+  fill(deferred);
+  EXPECT_EQ(deferred.effective_kind(), "flat");
+  ASSERT_TRUE(deferred.training_due());
+  {
+    auto unrun = deferred.start_training();
+    ASSERT_TRUE(unrun.has_value());
+    EXPECT_FALSE(deferred.training_due());
+    EXPECT_FALSE(deferred.start_training().has_value());
+    EXPECT_THROW(in_place.finish_training(std::move(*unrun)), Error);
+    deferred.finish_training(std::move(*unrun));  // never ran: still exact, due again
+    EXPECT_EQ(deferred.effective_kind(), "flat");
+    EXPECT_TRUE(deferred.training_due());
+  }
+  auto training = deferred.start_training();
+  training->run();
+  EXPECT_EQ(deferred.effective_kind(), "flat");
+  deferred.finish_training(std::move(*training));
+  EXPECT_EQ(deferred.effective_kind(), "ivfpq");
+  const size_t nq = 20;
+  const Rows queries = random_unit(nq, dim, 93);
+  const auto want = in_place.search(queries.data(), nq, 10), got = deferred.search(queries.data(), nq, 10);
+  for (size_t q = 0; q < nq; ++q) {
+    ASSERT_EQ(got[q].size(), want[q].size());
+    for (size_t j = 0; j < want[q].size(); ++j) {
+      EXPECT_EQ(got[q][j].id, want[q][j].id) << "query " << q << " rank " << j;
+      EXPECT_EQ(got[q][j].score, want[q][j].score) << "query " << q << " rank " << j;
+    }
+  }
+
+  VectorIndex busy(dim, spec);
+  busy.set_deferred_training(true);
+  fill(busy);
+  BruteForce exact(dim);
+  exact.add(std::vector<int64_t>(ids.begin() + 50, ids.begin() + 1050), Rows(rows.begin() + 50 * dim, rows.begin() + 1050 * dim));
+  auto out = busy.start_training();
+  ASSERT_TRUE(out.has_value());
+  // While it is out: 550 adds, 350 removals and 50 replacements of copied ids (27% dead slots).
+  const std::vector<int64_t> later(ids.begin() + 1050, ids.end()), removed(ids.begin() + 50, ids.begin() + 400),
+      replaced(ids.begin() + 400, ids.begin() + 450);
+  const Rows later_rows(rows.begin() + 1050 * dim, rows.end()), fresh = random_unit(replaced.size(), dim, 94);
+  busy.add(later, later_rows.data());
+  EXPECT_EQ(busy.remove(removed), removed.size());
+  busy.add(replaced, fresh.data());
+  exact.add(later, later_rows);
+  exact.remove(removed);
+  exact.add(replaced, fresh);
+  for (size_t q = 0; q < nq; ++q) {
+    expect_equals_brute_force(busy.search(&queries[q * dim], 1, 10)[0], exact.top(&queries[q * dim], 10), "while out");
+  }
+  out->run();
+  busy.finish_training(std::move(*out));
+  EXPECT_EQ(busy.effective_kind(), "ivfpq");
+  ASSERT_EQ(busy.size(), exact.size());
+  // The exhaustive ranking holds every live id once and nothing else.
+  std::set<int64_t> live, ranked;
+  for (const RefHit& r : exact.top(queries.data(), exact.size())) live.insert(r.id);
+  const auto full = busy.search(queries.data(), 1, static_cast<int>(busy.size()))[0];
+  for (const Hit& h : full) ranked.insert(h.id);
+  EXPECT_EQ(full.size(), live.size());
+  EXPECT_EQ(ranked, live);
+  // Vectors written while it was out are encoded: each finds its own id first.
+  const auto by_fresh = busy.search(fresh.data(), replaced.size(), 1);
+  const auto by_later = busy.search(later_rows.data(), 50, 1);
+  for (size_t i = 0; i < 50; ++i) {
+    ASSERT_EQ(by_fresh[i].size(), 1u);
+    EXPECT_EQ(by_fresh[i][0].id, replaced[i]);
+    ASSERT_EQ(by_later[i].size(), 1u);
+    EXPECT_EQ(by_later[i][0].id, later[i]);
+  }
+}
+
 TEST(VectorIndex, ConcurrentSearchesAgreeWithSerialOnes) {
   const int dim = 64;
   const Rows rows = random_unit(3000, dim, 81);

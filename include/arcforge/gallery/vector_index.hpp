@@ -19,7 +19,8 @@
 //   hnsw   graph search (FAISS's IndexHNSW over rows scored by our SIMD dot product), approximate
 //   ivfpq  inverted lists + product quantisation (IndexIVFPQ), approximate, smallest memory
 // ivfpq must be trained: until a collection holds `train_min` vectors it searches exactly on fp32
-// (effective_kind() says "flat"), then it is trained on what it holds and switches.
+// (effective_kind() says "flat"), then it is trained on what it holds and switches. The training
+// can run outside the caller's write lock (set_deferred_training; Gallery does).
 // Not thread-safe for writes: the caller (Gallery) serialises add/remove against searches.
 #include <cstddef>
 #include <cstdint>
@@ -57,6 +58,23 @@ struct Hit {
   float score;  // inner product; cosine for unit vectors
 };
 
+// An ivfpq training taken out of VectorIndex::add (VectorIndex::start_training): a copy of the
+// live vectors. run() trains on it and encodes it, touching nothing the index shares, so it needs
+// no lock while the index is searched.
+class IvfPqTraining {
+ public:
+  ~IvfPqTraining();
+  IvfPqTraining(IvfPqTraining&&) noexcept;
+  IvfPqTraining& operator=(IvfPqTraining&&) noexcept;
+  void run();  // k-means of the lists and the codebooks, then the encoding: the expensive part
+
+ private:
+  friend class VectorIndex;
+  struct Impl;
+  explicit IvfPqTraining(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 class VectorIndex {
  public:
   VectorIndex(int dim, IndexSpec spec);
@@ -77,7 +95,21 @@ class VectorIndex {
   std::vector<std::vector<Hit>> search(const float* queries, size_t nq, int k) const;
 
   // Rebuilds without dead slots. Called by add/remove when dead slots exceed a quarter of the index.
+  // Waits (does nothing) while a training is out: finish_training maps the slots it snapshotted.
   void compact();
+
+  // ivfpq training outside the caller's write lock. Deferred, add() leaves an index that reached
+  // train_min searching exactly on fp32 and training_due() turns true; then
+  //   start_training()      (write lock) copies the live vectors
+  //   IvfPqTraining::run()  (no lock)    trains on them while searches go on
+  //   finish_training()     (write lock) switches, encoding what was added since and dropping
+  //                                      what was removed since.
+  // Not deferred (the default), add() does the three itself.
+  void set_deferred_training(bool deferred);
+  bool training_due() const;
+  std::optional<IvfPqTraining> start_training();  // nullopt unless training_due()
+  // A training that never ran (or threw) only ends the wait: the index stays exact and is due again.
+  void finish_training(IvfPqTraining&& training);
 
   int dim() const { return dim_; }
   size_t size() const;           // live vectors
@@ -86,6 +118,7 @@ class VectorIndex {
   std::string effective_kind() const;  // what searches run on now (ivfpq is "flat" untrained)
 
  private:
+  void train_now();  // start, run and finish in place (add() when not deferred)
   struct Impl;
   int dim_;
   IndexSpec spec_;
