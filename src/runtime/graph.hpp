@@ -98,6 +98,8 @@ struct Graph {
 
 // Parses and validates an ONNX file; throws InputError naming the file (and the node) on failure.
 Graph load_onnx(const std::string& path, std::size_t max_bytes);
+// The same on a file's bytes already in memory; `path` names them in errors. (Fuzzed directly.)
+Graph parse_onnx(const std::string& bytes, const std::string& path);
 
 // Load-time rewrites: constant folding, BatchNorm into Conv/Gemm, activations and residual adds into
 // Conv post-ops. Returns the number of nodes removed.

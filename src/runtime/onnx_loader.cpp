@@ -2,9 +2,11 @@
 // file, and the node or tensor, because models come from outside.
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <unordered_map>
 
@@ -166,27 +168,37 @@ HostTensor constant_value(const Node& node, const std::string& where) {
   if (node.attrs.size() != 1) throw InputError(where + ": Constant needs exactly one value attribute");
   const std::string& key = it->first;
   const Attribute& a = it->second;
-  if (key == "value") return a.t;
-  if (key == "value_float") return HostTensor::from_f32({}, {a.f});
-  if (key == "value_floats") return HostTensor::from_f32({static_cast<int64_t>(a.floats.size())}, a.floats);
-  if (key == "value_int") return HostTensor::from_i64({}, {a.i});
-  if (key == "value_ints") return HostTensor::from_i64({static_cast<int64_t>(a.ints.size())}, a.ints);
+  // The attribute's name promises its type; a file may break that promise.
+  auto expect = [&](Attribute::Kind kind, const char* type) {
+    if (a.kind != kind) throw InputError(where + ": Constant attribute '" + key + "' must be " + type);
+  };
+  if (key == "value") return expect(Attribute::Kind::tensor, "a tensor"), a.t;
+  if (key == "value_float") return expect(Attribute::Kind::f, "a float"), HostTensor::from_f32({}, {a.f});
+  if (key == "value_floats") {
+    expect(Attribute::Kind::floats, "floats");
+    return HostTensor::from_f32({static_cast<int64_t>(a.floats.size())}, a.floats);
+  }
+  if (key == "value_int") return expect(Attribute::Kind::i, "an int"), HostTensor::from_i64({}, {a.i});
+  if (key == "value_ints") {
+    expect(Attribute::Kind::ints, "ints");
+    return HostTensor::from_i64({static_cast<int64_t>(a.ints.size())}, a.ints);
+  }
   throw InputError(where + ": unsupported Constant attribute '" + key + "'");
 }
 
 // Kahn's algorithm; keeps the file's order among ready nodes so plans are reproducible.
 std::vector<Node> topological_order(std::vector<Node> nodes, const Graph& g) {
+  std::set<std::string> graph_inputs;
+  for (const auto& in : g.inputs) graph_inputs.insert(in.name);
   std::unordered_map<std::string, std::size_t> producer;
   for (std::size_t k = 0; k < nodes.size(); ++k) {
     for (const auto& out : nodes[k].outputs) {
       if (out.empty()) continue;
-      if (g.is_constant(out) || !producer.emplace(out, k).second) {
+      if (g.is_constant(out) || graph_inputs.count(out) || !producer.emplace(out, k).second) {
         throw InputError(g.error(nodes[k], "output '" + out + "' is defined twice"));
       }
     }
   }
-  std::set<std::string> graph_inputs;
-  for (const auto& in : g.inputs) graph_inputs.insert(in.name);
   std::vector<int> pending(nodes.size(), 0);
   std::vector<std::vector<std::size_t>> consumers(nodes.size());
   for (std::size_t k = 0; k < nodes.size(); ++k) {
@@ -227,7 +239,12 @@ std::vector<Node> topological_order(std::vector<Node> nodes, const Graph& g) {
 }  // namespace
 
 Graph load_onnx(const std::string& path, std::size_t max_bytes) {
-  const std::string bytes = read_capped(path, max_bytes);
+  return parse_onnx(read_capped(path, max_bytes), path);
+}
+
+Graph parse_onnx(const std::string& bytes, const std::string& path) {
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    fail(path, "model file is over protobuf's 2 GiB limit (external data is not supported)");
   onnx::ModelProto model;
   if (bytes.empty() || !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     fail(path, "not a valid ONNX model (protobuf parse failed)");
@@ -252,6 +269,9 @@ Graph load_onnx(const std::string& path, std::size_t max_bytes) {
     if (!in.type().has_tensor_type() || in.type().tensor_type().elem_type() != onnx::TensorProto::FLOAT) {
       fail(path, "graph input '" + in.name() + "' is not a float32 tensor");
     }
+    for (const auto& seen : g.inputs) {
+      if (seen.name == in.name()) fail(path, "graph input '" + in.name() + "' is listed twice");
+    }
     g.inputs.push_back({in.name(), declared_shape(in)});
   }
   if (g.inputs.empty()) fail(path, "the graph has no (non-initializer) inputs");
@@ -273,7 +293,10 @@ Graph load_onnx(const std::string& path, std::size_t max_bytes) {
     if (!is_supported_op(node.op)) fail(path, node.describe() + ": unsupported operator '" + node.op + "'");
     if (node.op == "Constant") {
       if (node.outputs.size() != 1) fail(path, node.describe() + ": Constant needs one output");
-      g.constants[node.outputs[0]] = constant_value(node, where);
+      const std::string& out = node.outputs[0];
+      const bool is_input = std::any_of(g.inputs.begin(), g.inputs.end(), [&](const auto& in) { return in.name == out; });
+      if (g.is_constant(out) || is_input) fail(path, node.describe() + ": output '" + out + "' is defined twice");
+      g.constants[out] = constant_value(node, where);
       continue;
     }
     nodes.push_back(std::move(node));

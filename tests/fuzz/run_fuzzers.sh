@@ -98,12 +98,27 @@ for src in "$here"/fuzz_*.cpp; do
 done
 ((${#targets[@]})) || { echo "run_fuzzers: no fuzz_*.cpp targets selected" >&2; exit 2; }
 
+# A target may ask for more in comment lines of its source: "// fuzz-cxxflags: ...",
+# "// fuzz-libs: ..." (linked after the core archive) and "// fuzz-needs-header: h" (the target is
+# skipped, saying so, where that header is missing).
+marker() { sed -n "s|^// $1: *||p" "$2" | head -1; }
+
 failed=()
 for name in "${targets[@]}"; do
   bin="$build/bin/$name"
-  if ! compile "$here/$name.cpp" "$build/obj/target_$name.o" "-fsanitize=fuzzer-no-link" ||
+  target_flags="$(marker fuzz-cxxflags "$here/$name.cpp")"
+  needs="$(marker fuzz-needs-header "$here/$name.cpp")"
+  # shellcheck disable=SC2086
+  if [[ -n "$needs" ]] && ! echo "#include <$needs>" | "$cxx" -x c++ -std=c++20 $target_flags -fsyntax-only - 2>/dev/null; then
+    echo "run_fuzzers: $name: SKIPPED, <$needs> is not installed" >&2
+    continue
+  fi
+  extra_flags="-fsanitize=fuzzer-no-link $target_flags"
+  extra_libs="$(marker fuzz-libs "$here/$name.cpp")"
+  # shellcheck disable=SC2086
+  if ! compile "$here/$name.cpp" "$build/obj/target_$name.o" "$extra_flags" ||
      ! $cxx $sanitize -fsanitize=fuzzer "$build/obj/target_$name.o" "$build/libarcforge_fuzz.a" \
-         $libs -o "$bin"; then
+         $libs $extra_libs -o "$bin"; then
     echo "run_fuzzers: $name: FAILED to build" >&2
     failed+=("$name (build)")
     continue

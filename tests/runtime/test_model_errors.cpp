@@ -90,6 +90,31 @@ TEST(ModelErrors, CycleAndDuplicateOutputs) {
   expect_load_error(dup.save(dir.path() / "dup.onnx"), {"defined twice"});
 }
 
+// Found by fuzz_onnx_loader: names that an ONNX graph defines must be defined once, and a
+// Constant's attribute must have the type its name promises.
+TEST(ModelErrors, ValuesDefinedTwiceAndMistypedConstants) {
+  TempDir dir;
+  OnnxBuilder twice_input = relu_model();
+  twice_input.input("x", {1, 4});
+  expect_load_error(twice_input.save(dir.path() / "input.onnx"), {"graph input 'x' is listed twice"});
+  OnnxBuilder shadow;
+  shadow.input("x", {1, 4}).output("y");
+  shadow.node("Relu", {"x"}, {"x"}, "relu_x");
+  shadow.node("Relu", {"x"}, {"y"});
+  expect_load_error(shadow.save(dir.path() / "shadow.onnx"), {"relu_x", "output 'x' is defined twice"});
+  OnnxBuilder constant_over_initializer;
+  constant_over_initializer.input("x", {1, 4}).output("y");
+  constant_over_initializer.initializer("w", {1, 4}, {1, 2, 3, 4});
+  OnnxBuilder::attr(constant_over_initializer.node("Constant", {}, {"w"}, "const_w"), "value_int", int64_t{3});
+  constant_over_initializer.node("Add", {"x", "w"}, {"y"});
+  expect_load_error(constant_over_initializer.save(dir.path() / "const.onnx"), {"const_w", "output 'w' is defined twice"});
+  OnnxBuilder mistyped;
+  mistyped.input("x", {1, 4}).output("y");
+  OnnxBuilder::attr(mistyped.node("Constant", {}, {"c"}, "const_c"), "value", std::vector<int64_t>{1, 2});
+  mistyped.node("Add", {"x", "c"}, {"y"});
+  expect_load_error(mistyped.save(dir.path() / "mistyped.onnx"), {"const_c", "attribute 'value' must be a tensor"});
+}
+
 TEST(ModelErrors, BadInitializerData) {
   TempDir dir;
   OnnxBuilder m;

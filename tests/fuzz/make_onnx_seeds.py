@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""Writes the seed models of fuzz_onnx_loader (tests/fuzz/corpus/fuzz_onnx_loader/): tiny graphs
+that load, covering initializers in raw and typed fields, attributes of each kind, Constant nodes,
+shape arithmetic and QDQ. Needs Debian's python3-onnx: /usr/bin/python3 tests/fuzz/make_onnx_seeds.py
+"""
+import os
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "fuzz_onnx_loader")
+
+
+def save(name, nodes, inputs, outputs, initializers=(), opset=13):
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    with open(os.path.join(OUT, name + ".onnx"), "wb") as f:
+        f.write(model.SerializeToString())
+
+
+def f32(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+rng = np.random.default_rng(0)
+os.makedirs(OUT, exist_ok=True)
+
+# Conv + BatchNorm + PRelu + pooling + Gemm: raw-data initializers, ints and float attributes.
+w = numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "w")
+bn = [numpy_helper.from_array(np.ones(2, np.float32) * v, n) for v, n in
+      [(1, "scale"), (0, "bias"), (0, "mean"), (1, "var")]]
+slope = helper.make_tensor("slope", TensorProto.FLOAT, [2, 1, 1], [0.25, 0.25])  # typed float_data
+fc = numpy_helper.from_array(rng.standard_normal((2, 3)).astype(np.float32), "fc")
+save("conv_bn_gemm", [
+    helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+    helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"], epsilon=1e-5),
+    helper.make_node("PRelu", ["b", "slope"], ["p"]),
+    helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+    helper.make_node("Flatten", ["g"], ["f"], axis=1),
+    helper.make_node("Gemm", ["f", "fc"], ["y"], transB=0, alpha=1.0),
+], [f32("x", [1, 1, 4, 4])], [f32("y", [1, 3])], [w, fc, slope] + bn)
+
+# Shape arithmetic: Shape, Gather, Constant (value_ints, value tensor), Concat, Reshape, Cast.
+save("shape_reshape", [
+    helper.make_node("Shape", ["x"], ["s"]),
+    helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("z", TensorProto.INT64, [], [0])),
+    helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+    helper.make_node("Constant", [], ["minus1"], value_ints=[-1]),
+    helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+    helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+    helper.make_node("Reshape", ["x", "shape"], ["r"]),
+    helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT),
+], [f32("x", ["N", 2, 3])], [f32("y", None)],
+    [helper.make_tensor("axes", TensorProto.INT64, [1], [0])])
+
+# QDQ around a convolution: int8 and uint8 raw initializers, int32 bias.
+save("qdq_conv", [
+    helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
+    helper.make_node("Conv", ["xd", "wd", "bias"], ["y"], kernel_shape=[1, 1]),
+], [f32("x", [1, 2, 2, 2])], [f32("y", [1, 2, 2, 2])], [
+    numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+    numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+    numpy_helper.from_array(np.array([[[[3]], [[-2]]], [[[1]], [[4]]]], np.int8), "wq"),
+    numpy_helper.from_array(np.array(0.1, np.float32), "ws"),
+    numpy_helper.from_array(np.array(0, np.int8), "wz"),
+    numpy_helper.from_array(np.array([1, -1], np.int32), "bias"),
+])
+
+# Elementwise and views: Resize with scales, Slice, Transpose, Softmax, Clip with a double constant.
+save("resize_slice", [
+    helper.make_node("Resize", ["x", "", "scales"], ["u"], mode="nearest"),
+    helper.make_node("Slice", ["u", "starts", "ends", "sl_axes"], ["s"]),
+    helper.make_node("Transpose", ["s"], ["t"], perm=[0, 1, 3, 2]),
+    helper.make_node("Softmax", ["t"], ["m"], axis=-1),
+    helper.make_node("Clip", ["m", "lo", "hi"], ["y"]),
+], [f32("x", [1, 1, 2, 2])], [f32("y", None)], [
+    numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+    numpy_helper.from_array(np.array([0], np.int64), "starts"),
+    numpy_helper.from_array(np.array([3], np.int64), "ends"),
+    numpy_helper.from_array(np.array([2], np.int64), "sl_axes"),
+    helper.make_tensor("lo", TensorProto.DOUBLE, [], [0.0]),
+    numpy_helper.from_array(np.array(0.9, np.float32), "hi"),
+])
+print("wrote", sorted(os.listdir(OUT)))
