@@ -527,8 +527,10 @@ TEST(Gallery, SearchesGoOnWhileIvfPqTrains) {
     longest = std::max(longest, std::chrono::duration<double>(end - start).count());
     during += start >= enrol_start && end <= enrol_end;
   }
-  EXPECT_LT(longest, enrol_s / 4) << "a search waited for the training (enrolment took " << enrol_s << " s)";
-  EXPECT_GE(during, 10) << "searches finished during a " << enrol_s << " s enrolment";
+  // Generous bounds for a loaded 2-core CI machine: a search that waits for the training takes
+  // nearly all of it (1.12 of 1.2 s when the training ran under the exclusive lock).
+  EXPECT_LT(longest, enrol_s / 2) << "a search waited for the training (enrolment took " << enrol_s << " s)";
+  EXPECT_GE(during, 3) << "searches finished during a " << enrol_s << " s enrolment";
 
   const auto before = g.search("c", query, over_samples);
   g = Gallery::open(path);
