@@ -17,8 +17,9 @@ CLASSES=${CLASSES:-10000}
 # matrix-product rate), pytorch (the Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
 # augment (CPU vs CUDA rows of augment-preview for four option sets), pfc (Partial FC with
 # PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
-# Gloo as built against this libtorch), cpu (not default: CPU training fp32 vs bf16 on the host CPU
-# next to PyTorch, bench/run_train_bench.sh: issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
+# Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), cpu (not
+# default: CPU training fp32 vs bf16 on the host CPU next to PyTorch, bench/run_train_bench.sh:
+# issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
 SECTIONS=${SECTIONS:-check augment throughput pytorch pfc dist}
 ARCHS=${ARCHS:-mbf r50}
 PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
@@ -139,6 +140,17 @@ if want dist 60; then
     --set data.num_identities=21 --set eval.pairs=0 --set model.embedding_size=64 --set dist.timeout_s=30 \
     --set log.every=1 --json 2> "$OUT/dist.log" | tee "$OUT/dist.jsonl" || tail -5 "$OUT/dist.log"
   head -1 runs/dist2/metrics.jsonl | tee -a "$OUT/dist.jsonl"
+  GPUS=$(nvidia-smi -L | wc -l)
+  if (( GPUS >= 2 )) && want dist 90; then
+    # NCCL over every GPU (one rank each), r50 bf16; the log is kept whole: PyTorch 2.x warns at
+    # exit when a NCCL process group was not shut down (C10dGroup's destructor should prevent it).
+    log "$GPUS ranks on NCCL, one GPU each"
+    timeout 150 $CLI train --nproc "$GPUS" --device cuda --arch r50 --precision bf16 --steps 30 --batch "$BATCH" \
+      --out runs/nccl --set data.dataset=synthetic --set data.num_identities="$CLASSES" --set eval.pairs=0 \
+      --set log.every=10 --set dist.timeout_s=60 --json 2> "$OUT/nccl.log" | tee "$OUT/nccl.jsonl" || tail -20 "$OUT/nccl.log"
+    head -1 runs/nccl/metrics.jsonl | tee -a "$OUT/nccl.jsonl"
+    grep -i -E "destroy_process_group|shutdown|leak" "$OUT/nccl.log" | head -5 || echo "no NCCL shutdown warning"
+  fi
 fi
 
 if want cpu 120; then
