@@ -277,11 +277,13 @@ void run_stats(const GalleryArgs& g) {
   json collections = json::array();
   for (const auto& c : gallery.collections()) {
     collections.push_back({{"name", c.name}, {"dim", c.dim}, {"index", gallery::index_kind_name(c.index.kind)},
-                           {"effective_index", c.effective_index}, {"persons", c.persons}, {"samples", c.samples},
+                           {"effective_index", c.effective_index}, {"effective_sample_index", c.effective_sample_index},
+                           {"persons", c.persons}, {"samples", c.samples},
                            {"index_bytes", c.index_bytes}});
     if (!g.json) {
       std::cout << c.name << ": " << c.persons << " persons, " << c.samples << " samples, " << c.dim << "-d, index "
-                << gallery::index_kind_name(c.index.kind) << " (searching " << c.effective_index << ", "
+                << gallery::index_kind_name(c.index.kind) << " (searching persons " << c.effective_index
+                << ", samples " << c.effective_sample_index << ", "
                 << c.index_bytes / 1024 << " KiB)\n";
     }
   }

@@ -263,6 +263,7 @@ CollectionInfo info_of(const CollectionState& s) {
   info.dim = s.dim;
   info.index = s.spec;
   info.effective_index = s.templates.effective_kind();
+  info.effective_sample_index = s.samples.effective_kind();
   info.created_ms = s.created_ms;
   info.persons = static_cast<int64_t>(s.person_names.size());
   info.samples = static_cast<int64_t>(s.sample_person.size());

@@ -67,11 +67,12 @@ json schemas() {
                             {"dim", kInteger},
                             {"index", {{"type", "string"}, {"enum", {"flat", "int8", "hnsw", "ivfpq"}}}},
                             {"effective_index", kString},
+                            {"effective_sample_index", kString},
                             {"persons", kInteger},
                             {"samples", kInteger},
                             {"created_ms", kInteger},
                             {"index_bytes", kInteger}},
-                           {"name", "dim", "index", "effective_index", "persons", "samples"});
+                           {"name", "dim", "index", "effective_index", "effective_sample_index", "persons", "samples"});
   s["Face"] = object({{"box", ref("Box")},
                       {"score", kNumber},
                       {"landmarks", array_of(array_of(kNumber))},

@@ -22,6 +22,7 @@ nlohmann::json collection_json(const gallery::CollectionInfo& c) {
           {"dim", c.dim},
           {"index", gallery::index_kind_name(c.index.kind)},
           {"effective_index", c.effective_index},
+          {"effective_sample_index", c.effective_sample_index},
           {"persons", c.persons},
           {"samples", c.samples},
           {"created_ms", c.created_ms},

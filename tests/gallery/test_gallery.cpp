@@ -495,8 +495,8 @@ TEST(Gallery, SearchesGoOnWhileIvfPqTrains) {
     g.enroll("c", "p" + std::to_string(b), samples);
   };
   for (int b = 0; b + 1 < kBatches; ++b) enrol_batch(b);
-  // effective_index is the templates' (8 persons: never trained); the samples' shows in the bytes.
   const size_t flat_bytes = g.collection("c").index_bytes;
+  EXPECT_EQ(g.collection("c").effective_sample_index, "flat");
 
   const auto query = random_unit(rng);
   const SearchOptions over_samples{10, -1.0f, SearchOver::Samples};
@@ -518,6 +518,9 @@ TEST(Gallery, SearchesGoOnWhileIvfPqTrains) {
   searcher.join();
   const size_t trained_bytes = g.collection("c").index_bytes;
   EXPECT_LT(trained_bytes, flat_bytes / 2) << "the samples' index did not switch to ivfpq";
+  // 8 persons never train the templates' index; the samples' index has trained.
+  EXPECT_EQ(g.collection("c").effective_index, "flat");
+  EXPECT_EQ(g.collection("c").effective_sample_index, "ivfpq");
 
   const double enrol_s = std::chrono::duration<double>(enrol_end - enrol_start).count();
   double longest = 0;

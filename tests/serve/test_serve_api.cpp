@@ -88,7 +88,7 @@ TEST_F(ServeApi, HealthCollectionsAndCreate) {
   EXPECT_EQ(by_name["default"]["dim"], kDim);
   EXPECT_EQ(by_name["default"]["index"], "flat");
   ASSERT_TRUE(by_name.count("staff"));
-  for (const char* field : {"name", "dim", "index", "effective_index", "persons", "samples"}) {
+  for (const char* field : {"name", "dim", "index", "effective_index", "effective_sample_index", "persons", "samples"}) {
     EXPECT_TRUE(by_name["staff"].contains(field)) << field;
   }
   EXPECT_EQ(a.get("/health").body["collections"], by_name.size());

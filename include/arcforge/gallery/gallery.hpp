@@ -61,7 +61,11 @@ struct CollectionInfo {
   std::string name;
   int dim = 0;
   IndexSpec index;
-  std::string effective_index;       // e.g. "flat" for an int8 collection not yet trained
+  // What searches run on now: "flat" for an int8 or ivfpq index not yet trained. Persons and
+  // samples have their own index and train apart (an ivfpq collection of few persons with many
+  // samples trains its samples' index alone).
+  std::string effective_index;         // the persons' (templates) index
+  std::string effective_sample_index;  // the samples' index
   int64_t created_ms = 0;
   int64_t persons = 0;
   int64_t samples = 0;
