@@ -99,9 +99,37 @@ done
 ((${#targets[@]})) || { echo "run_fuzzers: no fuzz_*.cpp targets selected" >&2; exit 2; }
 
 # A target may ask for more in comment lines of its source: "// fuzz-cxxflags: ...",
-# "// fuzz-libs: ..." (linked after the core archive) and "// fuzz-needs-header: h" (the target is
-# skipped, saying so, where that header is missing).
+# "// fuzz-libs: ..." (linked after the core archive), "// fuzz-needs-header: h" (the target is
+# skipped, saying so, where that header is missing) and "// fuzz-sources: dir ..." (every *.cpp of
+# these repository folders, e.g. src/runtime, compiled with the target's flags into an archive of
+# its own under <build-dir>/extra/<target>/, cached like the core objects, linked before the core).
 marker() { sed -n "s|^// $1: *||p" "$2" | head -1; }
+
+# $1 = target name, $2 = extra compile flags, $3 = folders; prints the archive's path.
+extra_archive() {
+  local name="$1" flags="$2" dirs="$3" dir="$build/extra/$1" d src obj
+  local xstamp="$stamp $flags $dirs"
+  [[ "$(cat "$dir/flags" 2>/dev/null)" == "$xstamp" ]] || rm -rf "$dir"
+  mkdir -p "$dir"
+  echo "$xstamp" >"$dir/flags"
+  local objs=() list=()
+  for d in $dirs; do
+    for src in "$repo/$d"/*.cpp; do
+      obj="$dir/${d//\//_}_$(basename "${src%.cpp}").o"
+      objs+=("$obj")
+      list+=("$src" "$obj" "$flags")
+    done
+  done
+  ((${#objs[@]})) || { echo "run_fuzzers: $name: no sources in $dirs" >&2; return 1; }
+  echo "run_fuzzers: $name: compiling ${#objs[@]} sources of $dirs" >&2
+  printf '%s\0' "${list[@]}" | xargs -0 -n 3 -P "$jobs" bash -c 'compile "$0" "$1" "$2"' >&2 || return 1
+  for obj in "$dir"/*.o; do
+    [[ " ${objs[*]} " == *" $obj "* ]] || rm -f "$obj" "${obj%.o}.d"
+  done
+  rm -f "$dir/lib.a"
+  ar rcs "$dir/lib.a" "${objs[@]}"
+  echo "$dir/lib.a"
+}
 
 failed=()
 for name in "${targets[@]}"; do
@@ -115,10 +143,20 @@ for name in "${targets[@]}"; do
   fi
   extra_flags="-fsanitize=fuzzer-no-link $target_flags"
   extra_libs="$(marker fuzz-libs "$here/$name.cpp")"
+  extra_dirs="$(marker fuzz-sources "$here/$name.cpp")"
+  archive=()
+  if [[ -n "$extra_dirs" ]]; then
+    if ! a="$(extra_archive "$name" "$extra_flags" "$extra_dirs")"; then
+      echo "run_fuzzers: $name: FAILED to compile $extra_dirs" >&2
+      failed+=("$name (build)")
+      continue
+    fi
+    archive+=("$a")
+  fi
   # shellcheck disable=SC2086
   if ! compile "$here/$name.cpp" "$build/obj/target_$name.o" "$extra_flags" ||
-     ! $cxx $sanitize -fsanitize=fuzzer "$build/obj/target_$name.o" "$build/libarcforge_fuzz.a" \
-         $libs $extra_libs -o "$bin"; then
+     ! $cxx $sanitize -fsanitize=fuzzer "$build/obj/target_$name.o" "${archive[@]}" \
+         "$build/libarcforge_fuzz.a" $libs $extra_libs -o "$bin"; then
     echo "run_fuzzers: $name: FAILED to build" >&2
     failed+=("$name (build)")
     continue
