@@ -105,7 +105,8 @@ Graph parse_onnx(const std::string& bytes, const std::string& path);
 // Conv post-ops. Returns the number of nodes removed.
 // With Precision::int8, QDQ-wrapped convolutions become int8 convolutions first (throws InputError
 // when there are none); DequantizeLinear of constants is folded into float constants.
-int optimize_graph(Graph& graph, Precision precision = Precision::fp32);
+// Constants folded at load larger than max_tensor_bytes are rejected (Options::max_activation_bytes).
+int optimize_graph(Graph& graph, Precision precision = Precision::fp32, std::size_t max_tensor_bytes = std::size_t{1} << 34);
 
 // True when the runtime has a kernel for this ONNX operator (default domain).
 bool is_supported_op(const std::string& op);

@@ -1,6 +1,7 @@
 #include "host_eval.hpp"
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 namespace arcforge::runtime::detail {
@@ -21,7 +22,11 @@ void for_each_index(const Dims& dims, Fn fn) {
 }
 
 // out[flat] = in[gathered flat index]; the caller maps output indices to input indices.
-HostTensor remap(const HostTensor& in, const Dims& out_dims, const std::function<int64_t(const Dims&)>& source) {
+std::size_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 8; }
+
+HostTensor remap(const Node& node, std::size_t max_bytes, const HostTensor& in, const Dims& out_dims,
+                 const std::function<int64_t(const Dims&)>& source) {
+  check_tensor_size(node, out_dims, elem_bytes(in.dtype), max_bytes);
   HostTensor out;
   out.dtype = in.dtype;
   out.dims = out_dims;
@@ -41,9 +46,23 @@ const HostTensor& need(const Node& node, std::size_t k, const HostLookup& host) 
   return *t;
 }
 
-HostTensor binary(const Node& node, const HostTensor& a, const HostTensor& b) {
+int64_t int_op(const Node& node, const std::string& op, int64_t x, int64_t y) {
+  int64_t r = 0;
+  bool overflow = false;
+  if (op == "Add") overflow = __builtin_add_overflow(x, y, &r);
+  else if (op == "Sub") overflow = __builtin_sub_overflow(x, y, &r);
+  else if (op == "Mul") overflow = __builtin_mul_overflow(x, y, &r);
+  else if (y == 0) node_error(node, "integer division by zero");
+  else if (x == std::numeric_limits<int64_t>::min() && y == -1) overflow = true;
+  else r = x / y;
+  if (overflow) node_error(node, "integer overflow in " + std::to_string(x) + " " + op + " " + std::to_string(y));
+  return r;
+}
+
+HostTensor binary(const Node& node, std::size_t max_bytes, const HostTensor& a, const HostTensor& b) {
   if (a.dtype != b.dtype) node_error(node, "inputs have different element types");
   const Dims out_dims = broadcast_dims(node, a.dims, b.dims);
+  check_tensor_size(node, out_dims, elem_bytes(a.dtype), max_bytes);
   const Dims sa = strides_of(a.dims), sb = strides_of(b.dims);
   const std::size_t rank = out_dims.size();
   auto offset = [&](const Dims& idx, const Dims& d, const Dims& s) {
@@ -66,15 +85,13 @@ HostTensor binary(const Node& node, const HostTensor& a, const HostTensor& b) {
       const float x = a.f[ia], y = b.f[ib];
       out.f[flat] = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y;
     } else {
-      const int64_t x = a.i[ia], y = b.i[ib];
-      if (op == "Div" && y == 0) node_error(node, "integer division by zero");
-      out.i[flat] = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y;
+      out.i[flat] = int_op(node, op, a.i[ia], b.i[ib]);
     }
   });
   return out;
 }
 
-HostTensor gather(const Node& node, const HostTensor& data, const HostTensor& indices) {
+HostTensor gather(const Node& node, std::size_t max_bytes, const HostTensor& data, const HostTensor& indices) {
   const int64_t rank = static_cast<int64_t>(data.dims.size());
   if (rank == 0) node_error(node, "cannot gather from a scalar");
   const int64_t axis = normalize_axis(node, node.attr_i("axis", 0), rank);
@@ -85,7 +102,7 @@ HostTensor gather(const Node& node, const HostTensor& data, const HostTensor& in
   const Dims ds = strides_of(data.dims);
   const Dims is = strides_of(indices.dims);
   const std::size_t irank = indices.dims.size();
-  return remap(data, out_dims, [&](const Dims& idx) {
+  return remap(node, max_bytes, data, out_dims, [&](const Dims& idx) {
     int64_t iflat = 0;
     for (std::size_t k = 0; k < irank; ++k) iflat += idx[axis + k] * is[k];
     int64_t pos = indices.i[iflat];
@@ -98,7 +115,7 @@ HostTensor gather(const Node& node, const HostTensor& data, const HostTensor& in
   });
 }
 
-HostTensor concat(const Node& node, const HostLookup& host) {
+HostTensor concat(const Node& node, std::size_t max_bytes, const HostLookup& host) {
   std::vector<const HostTensor*> parts;
   std::vector<Dims> dims;
   for (std::size_t k = 0; k < node.inputs.size(); ++k) {
@@ -111,6 +128,7 @@ HostTensor concat(const Node& node, const HostLookup& host) {
   HostTensor out;
   out.dtype = parts[0]->dtype;
   out.dims = concat_dims(node, dims, axis);
+  check_tensor_size(node, out.dims, elem_bytes(out.dtype), max_bytes);
   int64_t outer = 1;
   for (int64_t k = 0; k < axis; ++k) outer *= out.dims[k];
   for (int64_t o = 0; o < outer; ++o) {
@@ -131,7 +149,7 @@ HostTensor with_dims(HostTensor t, Dims dims) {
   return t;
 }
 
-HostTensor cast(const Node& node, const HostTensor& in) {
+HostTensor cast(const Node& node, std::size_t max_bytes, const HostTensor& in) {
   const int64_t to = node.attr_i("to", 0);
   const bool to_float = to == 1 || to == 10 || to == 11;  // FLOAT, FLOAT16, DOUBLE
   const bool to_int = to == 2 || to == 3 || to == 4 || to == 5 || to == 6 || to == 7 || to == 9 || to == 12 || to == 13;
@@ -139,11 +157,12 @@ HostTensor cast(const Node& node, const HostTensor& in) {
   HostTensor out;
   out.dims = in.dims;
   out.dtype = to_float ? DType::f32 : DType::i64;
+  check_tensor_size(node, out.dims, elem_bytes(out.dtype), max_bytes);
   for (int64_t k = 0; k < in.numel(); ++k) {
     const double v = in.at(k);
     if (to_float) out.f.push_back(static_cast<float>(v));
     else if (to == 9) out.i.push_back(v != 0);
-    else out.i.push_back(static_cast<int64_t>(std::trunc(v)));
+    else out.i.push_back(in.dtype == DType::i64 ? in.i[static_cast<std::size_t>(k)] : to_int64(node, std::trunc(v)));
   }
   return out;
 }
@@ -168,7 +187,7 @@ bool runs_on_host(const Node& node, const HostLookup& host) {
 }
 
 std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
-                                  const std::function<Dims(const std::string&)>& dims) {
+                                  const std::function<Dims(const std::string&)>& dims, std::size_t max_bytes) {
   const std::string& op = node.op;
   if (op == "Shape") {
     const Dims d = dims(node.input(0));
@@ -185,9 +204,10 @@ std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
     const HostTensor& shape = need(node, 0, host);
     Dims out_dims;
     for (int64_t k = 0; k < shape.numel(); ++k) {
-      out_dims.push_back(static_cast<int64_t>(shape.at(k)));
+      out_dims.push_back(int_at(node, shape, k));
       if (out_dims.back() < 0) node_error(node, "negative dimension");
     }
+    check_tensor_size(node, out_dims, 8, max_bytes);
     HostTensor value = HostTensor::from_f32({1}, {0.0f});
     if (node.has("value")) value = node.attrs.at("value").t;
     if (value.numel() != 1) node_error(node, "value must hold one element");
@@ -198,11 +218,11 @@ std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
     return {out};
   }
   if (op == "Identity" || op == "Dropout") return {need(node, 0, host)};
-  if (op == "Concat") return {concat(node, host)};
-  if (op == "Cast") return {cast(node, need(node, 0, host))};
-  if (op == "Gather") return {gather(node, need(node, 0, host), need(node, 1, host))};
+  if (op == "Concat") return {concat(node, max_bytes, host)};
+  if (op == "Cast") return {cast(node, max_bytes, need(node, 0, host))};
+  if (op == "Gather") return {gather(node, max_bytes, need(node, 0, host), need(node, 1, host))};
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
-    return {binary(node, need(node, 0, host), need(node, 1, host))};
+    return {binary(node, max_bytes, need(node, 0, host), need(node, 1, host))};
   }
   const HostTensor& in = need(node, 0, host);
   if (op == "Unsqueeze") return {with_dims(in, unsqueeze_dims(node, in.dims, ints_param(node, 1, "axes", host)))};
@@ -211,13 +231,13 @@ std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
   if (op == "Reshape") {
     const HostTensor& shape = need(node, 1, host);
     std::vector<int64_t> s;
-    for (int64_t k = 0; k < shape.numel(); ++k) s.push_back(static_cast<int64_t>(shape.at(k)));
+    for (int64_t k = 0; k < shape.numel(); ++k) s.push_back(int_at(node, shape, k));
     return {with_dims(in, reshape_dims(node, in.dims, s, node.attr_i("allowzero", 0) != 0))};
   }
   if (op == "Slice") {
     const SliceSpec s = slice_spec(node, in.dims, host);
     const Dims is = strides_of(in.dims);
-    return {remap(in, s.out, [&](const Dims& idx) {
+    return {remap(node, max_bytes, in, s.out, [&](const Dims& idx) {
       int64_t off = 0;
       for (std::size_t k = 0; k < idx.size(); ++k) off += (s.start[k] + idx[k] * s.step[k]) * is[k];
       return off;
@@ -228,7 +248,7 @@ std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
     Dims out_dims;
     for (int64_t p : perm) out_dims.push_back(in.dims[p]);
     const Dims is = strides_of(in.dims);
-    return {remap(in, out_dims, [&](const Dims& idx) {
+    return {remap(node, max_bytes, in, out_dims, [&](const Dims& idx) {
       int64_t off = 0;
       for (std::size_t k = 0; k < idx.size(); ++k) off += idx[k] * is[perm[k]];
       return off;

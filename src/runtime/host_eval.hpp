@@ -19,6 +19,6 @@ bool runs_on_host(const Node& node, const HostLookup& host);
 
 // `dims` returns the shape of any value, host or not (only Shape uses it).
 std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
-                                  const std::function<Dims(const std::string&)>& dims);
+                                  const std::function<Dims(const std::string&)>& dims, std::size_t max_bytes);
 
 }  // namespace arcforge::runtime::detail

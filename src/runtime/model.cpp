@@ -97,7 +97,7 @@ Model Model::load(const std::string& path, const Options& options) {
   compiled->graph = detail::load_onnx(path, options.max_model_bytes);
   add_extra_outputs(compiled->graph, options.extra_outputs);
   const std::size_t before = compiled->graph.nodes.size();
-  detail::optimize_graph(compiled->graph, options.precision);
+  detail::optimize_graph(compiled->graph, options.precision, options.max_activation_bytes);
   for (const auto& n : compiled->graph.nodes) {
     if (!detail::find_planner(n.op) && !detail::is_host_op(n.op)) {
       throw InputError(compiled->graph.error(n, "unsupported operator '" + n.op + "'"));
@@ -124,7 +124,10 @@ std::vector<Tensor> Model::run(const std::vector<Tensor>& inputs) const {
       compiled_->idle_sessions.pop_back();
     }
   }
-  if (!session) session = std::make_unique<Session>(compiled_);
+  // Pooled sessions live inside the CompiledModel, so they must not own it: a strong reference
+  // would be a cycle (model -> pool -> session -> model) and no model that ever ran would be freed.
+  // The aliasing shared_ptr is non-owning; this Model keeps the CompiledModel alive during the run.
+  if (!session) session = std::make_unique<Session>(std::shared_ptr<CompiledModel>(std::shared_ptr<void>{}, compiled_.get()));
   auto outputs = session->run(inputs);  // on an exception the session is dropped, not reused
   std::lock_guard<std::mutex> lock(compiled_->pool_mutex);
   compiled_->idle_sessions.push_back(std::move(session));

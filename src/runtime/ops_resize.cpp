@@ -43,6 +43,8 @@ AxisMap axis_map(const Node& n, bool linear, const std::string& coord, const std
       m.hi.push_back(std::min(lo + 1, in - 1));
       m.w_hi.push_back(src - static_cast<float>(lo));
     } else {
+      // Clamped first so that a huge coordinate (a tiny scale) never reaches the integer cast.
+      src = std::clamp(src, -1.0f, static_cast<float>(in));
       m.lo.push_back(std::clamp<int64_t>(nearest_index(rounding, src), 0, in - 1));
     }
   }
@@ -82,7 +84,7 @@ void plan_resize(PlanBuilder& b, const Node& n) {
     } else if (z && z->numel() == 4) {
       from_sizes = true;
       for (int k = 0; k < 4; ++k) {
-        out[k] = static_cast<int64_t>(z->at(k));
+        out[k] = int_at(n, *z, k);
         scales.push_back(static_cast<float>(out[k]) / static_cast<float>(in[k]));
       }
     } else {
@@ -92,10 +94,11 @@ void plan_resize(PlanBuilder& b, const Node& n) {
   if (scales.size() != 4) node_error(n, "needs 4 scales, got " + std::to_string(scales.size()));
   for (int k = 0; k < 4; ++k) {
     if (!(scales[k] > 0)) node_error(n, "scales must be positive");
-    if (!from_sizes) out[k] = static_cast<int64_t>(std::floor(in[k] * scales[k]));
+    if (!from_sizes) out[k] = to_int64(n, std::floor(static_cast<double>(in[k]) * scales[k]));
     if (out[k] < 1) node_error(n, "output would be empty");
   }
   if (out[0] != in[0] || out[1] != in[1]) node_error(n, "resizing the batch or channel axis is not supported");
+  b.check_size(out);
   const AxisMap my = axis_map(n, linear, coord, rounding, in[2], out[2], scales[2]);
   const AxisMap mx = axis_map(n, linear, coord, rounding, in[3], out[3], scales[3]);
 

@@ -45,7 +45,7 @@ int single_consumer(const Uses& u, const std::string& value) {
   return static_cast<int>(it->second[0]);
 }
 
-int fold_constants(Graph& g) {
+int fold_constants(Graph& g, std::size_t max_bytes) {
   HostLookup host = [&](const std::string& v) -> const HostTensor* {
     auto it = g.constants.find(v);
     return it == g.constants.end() ? nullptr : &it->second;
@@ -58,7 +58,7 @@ int fold_constants(Graph& g) {
     for (const auto& in : node.inputs) all_constant = all_constant && (in.empty() || g.is_constant(in));
     if (is_host_op(node.op) && all_constant && node.outputs.size() == 1) {
       try {
-        g.constants[node.outputs[0]] = eval_host(node, host, dims).at(0);
+        g.constants[node.outputs[0]] = eval_host(node, host, dims, max_bytes).at(0);
       } catch (const InputError& e) {
         throw InputError(file_message(g.path, e.what()));
       }
@@ -239,8 +239,8 @@ int fuse_post_ops(Graph& g) {
 
 }  // namespace
 
-int optimize_graph(Graph& g, Precision precision) {
-  int removed = fold_constants(g);
+int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) {
+  int removed = fold_constants(g, max_tensor_bytes);
   if (precision == Precision::int8 && fuse_quantized_convs(g) == 0) {
     throw InputError(file_message(g.path, "precision int8 needs a quantized (QDQ) model, and this one has no "
                                           "QuantizeLinear/DequantizeLinear around its convolutions: run "

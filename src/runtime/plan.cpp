@@ -258,7 +258,12 @@ MemRef PlanBuilder::input_as_is(const std::string& value) { return input(value, 
 
 MemRef PlanBuilder::input_plain(const std::string& value) { return input(value, plain_md(dims(value))); }
 
+void PlanBuilder::check_size(const Dims& dims, std::size_t elem_bytes) const {
+  if (node_) check_tensor_size(*node_, dims, elem_bytes, max_bytes());
+}
+
 MemRef PlanBuilder::output(const std::string& value, const md_t& md) {
+  check_size(md.dims(), md.get_size() / std::max<std::size_t>(numel(md.dims()), 1));
   Value v;
   v.dims = md.dims();
   v.md = md;
@@ -304,12 +309,16 @@ MemRef PlanBuilder::output_accumulating(const std::string& value, const std::str
 }
 
 MemRef PlanBuilder::temporary(const md_t& md) {
+  check_size(md.dims(), md.get_size() / std::max<std::size_t>(numel(md.dims()), 1));
   const int buf = new_buffer(md.get_size());
   temporaries_.push_back(buf);
   return MemRef{buf, {}, md};
 }
 
-void PlanBuilder::set_host(const std::string& value, HostTensor t) { plan_.host_values[value] = std::move(t); }
+void PlanBuilder::set_host(const std::string& value, HostTensor t) {
+  check_size(t.dims, t.dtype == DType::f32 ? 4 : 8);
+  plan_.host_values[value] = std::move(t);
+}
 
 MemRef PlanBuilder::weights(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted) {
   return MemRef{-1, model_.packed(key, t, plain, wanted), wanted};
@@ -352,7 +361,7 @@ void PlanBuilder::add_reorder(const MemRef& src, const MemRef& dst) {
 void PlanBuilder::plan_node(const Node& node) {
   HostLookup lookup = host_lookup();
   if (runs_on_host(node, lookup)) {
-    auto outs = eval_host(node, lookup, [this](const std::string& v) { return dims(v); });
+    auto outs = eval_host(node, lookup, [this](const std::string& v) { return dims(v); }, max_bytes());
     for (std::size_t k = 0; k < outs.size() && k < node.outputs.size(); ++k) set_host(node.outputs[k], std::move(outs[k]));
     return;
   }
@@ -430,6 +439,11 @@ void PlanBuilder::build() {
     add_reorder(MemRef{it->second.buffer, {}, it->second.md},
                 MemRef{static_cast<int>(plan_.buffers.size() - 1), {}, plain_md(it->second.dims)});
     consume(name);
+  }
+  if (plan_.arena_bytes() > max_bytes()) {
+    throw InputError(file_message(g.path, "the activations need " + std::to_string(plan_.arena_bytes()) +
+                                              " bytes, more than the " + std::to_string(max_bytes()) +
+                                              "-byte limit (Options::max_activation_bytes)"));
   }
   plan_.finalize(model_.engine);
 }

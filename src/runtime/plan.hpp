@@ -122,6 +122,11 @@ class PlanBuilder {
   void add_reorder(const MemRef& src, const MemRef& dst);
 
   const Node& node() const { return *node_; }
+  std::size_t max_bytes() const { return model_.options.max_activation_bytes; }
+  // Throws an InputError naming the current node when a tensor of these dims would exceed
+  // Options::max_activation_bytes (or has a negative dimension); planners call it before they
+  // allocate anything sized by an output shape.
+  void check_size(const Dims& dims, std::size_t elem_bytes = 4) const;
 
  private:
   struct Value {

@@ -1,6 +1,7 @@
 #include "shape_util.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "arcforge/common/error.hpp"
 
@@ -17,16 +18,45 @@ std::string dims_str(const Dims& dims) {
   return s + "]";
 }
 
+namespace {
+int64_t saturating_mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? std::numeric_limits<int64_t>::max() : r;
+}
+}  // namespace
+
 int64_t numel(const Dims& dims) {
+  if (std::find(dims.begin(), dims.end(), 0) != dims.end()) return 0;
   int64_t n = 1;
-  for (int64_t d : dims) n *= d;
+  for (int64_t d : dims) n = saturating_mul(n, d);
   return n;
 }
 
 Dims strides_of(const Dims& dims) {
   Dims s(dims.size(), 1);
-  for (int64_t k = static_cast<int64_t>(dims.size()) - 2; k >= 0; --k) s[k] = s[k + 1] * dims[k + 1];
+  for (int64_t k = static_cast<int64_t>(dims.size()) - 2; k >= 0; --k) s[k] = saturating_mul(s[k + 1], dims[k + 1]);
   return s;
+}
+
+int64_t to_int64(const Node& node, double v) {
+  if (!(v >= -9.2e18 && v <= 9.2e18)) node_error(node, "value " + std::to_string(v) + " is not a usable integer");
+  return static_cast<int64_t>(v);
+}
+
+int64_t int_at(const Node& node, const HostTensor& t, int64_t k) {
+  return t.dtype == DType::i64 ? t.i[static_cast<std::size_t>(k)] : to_int64(node, t.f[static_cast<std::size_t>(k)]);
+}
+
+void check_tensor_size(const Node& node, const Dims& dims, std::size_t elem_bytes, std::size_t max_bytes) {
+  for (int64_t d : dims) {
+    if (d < 0) node_error(node, "shape " + dims_str(dims) + " has a negative dimension");
+  }
+  const int64_t n = numel(dims);
+  const std::size_t limit = max_bytes / std::max<std::size_t>(elem_bytes, 1);
+  if (n == std::numeric_limits<int64_t>::max() || static_cast<uint64_t>(n) > limit) {
+    node_error(node, "a tensor of shape " + dims_str(dims) + " would take more than the " + std::to_string(max_bytes) +
+                         "-byte limit (Options::max_activation_bytes)");
+  }
 }
 
 int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank) {
@@ -67,15 +97,15 @@ Dims reshape_dims(const Node& node, const Dims& in, const std::vector<int64_t>& 
     }
     if (d < 0) node_error(node, "shape " + dims_str(shape) + " has a negative dimension");
     out[k] = d;
-    known *= d;
+    known = saturating_mul(known, d);
   }
   const int64_t total = numel(in);
   if (infer >= 0) {
-    if (known == 0 || total % known != 0) {
+    if (known == 0 || known == std::numeric_limits<int64_t>::max() || total % known != 0) {
       node_error(node, "cannot reshape " + dims_str(in) + " to " + dims_str(shape));
     }
     out[infer] = total / known;
-  } else if (known != total) {
+  } else if (known != total || known == std::numeric_limits<int64_t>::max()) {
     node_error(node, "cannot reshape " + dims_str(in) + " to " + dims_str(shape));
   }
   return out;
@@ -164,7 +194,7 @@ std::vector<int64_t> ints_param(const Node& node, std::size_t index, const std::
   if (!t) node_error(node, "input '" + name + "' must be known before running (a constant or shape arithmetic)");
   if (found) *found = true;
   std::vector<int64_t> out;
-  for (int64_t k = 0; k < t->numel(); ++k) out.push_back(static_cast<int64_t>(t->at(k)));
+  for (int64_t k = 0; k < t->numel(); ++k) out.push_back(int_at(node, *t, k));
   return out;
 }
 
@@ -199,7 +229,8 @@ SliceSpec slice_spec(const Node& node, const Dims& in, const HostLookup& host) {
       end = std::clamp<int64_t>(end, -1, dim - 1);
     }
     const int64_t span = end - start;
-    const int64_t count = step > 0 ? (span + step - 1) / step : (span + step + 1) / step;
+    // Written so that no step (up to +-2^63) overflows: span is within [-dim, dim].
+    const int64_t count = step > 0 ? (span <= 0 ? 0 : (span - 1) / step + 1) : (span >= 0 ? 0 : (span + 1) / step + 1);
     s.start[axis] = start;
     s.step[axis] = step;
     s.out[axis] = std::max<int64_t>(count, 0);

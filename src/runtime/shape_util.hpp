@@ -17,8 +17,18 @@ using HostLookup = std::function<const HostTensor*(const std::string&)>;
 
 [[noreturn]] void node_error(const Node& node, const std::string& what);
 std::string dims_str(const Dims& dims);
+// Saturating: INT64_MAX when the product does not fit (0 when a dimension is 0).
 int64_t numel(const Dims& dims);
-Dims strides_of(const Dims& dims);  // C-order element strides
+Dims strides_of(const Dims& dims);  // C-order element strides, saturating like numel
+// Throws an InputError naming the node when `dims` has a negative dimension or a tensor of these
+// dims with `elem_bytes`-byte elements would take more than `max_bytes`.
+void check_tensor_size(const Node& node, const Dims& dims, std::size_t elem_bytes, std::size_t max_bytes);
+// `v` as an integer (a dimension, index or shape entry read from a tensor); throws for NaN, an
+// infinity or a value outside int64.
+int64_t to_int64(const Node& node, double v);
+// Element k of a host tensor as an integer: integer tensors exactly (INT64_MAX, ONNX's "to the
+// end" in Slice, stays itself), float ones through to_int64.
+int64_t int_at(const Node& node, const HostTensor& t, int64_t k);
 
 int64_t normalize_axis(const Node& node, int64_t axis, int64_t rank);
 Dims broadcast_dims(const Node& node, const Dims& a, const Dims& b);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 
 #include "arcforge/common/error.hpp"
 #include "arcforge/runtime/model.hpp"
@@ -149,6 +150,88 @@ TEST(ModelErrors, InputShapeMismatchAtRun) {
   EXPECT_THROW(model.run({{{1, 4}, std::vector<float>(3)}}), InputError);        // data too short
   EXPECT_THROW(model.run({}), InputError);                                       // no input
   EXPECT_EQ(model.run({{{1, 4}, {-1, 2, -3, 4}}})[0].data, (std::vector<float>{0, 2, 0, 4}));
+}
+
+
+// Found by reading the shape code while adding fuzz_model_load: shapes that overflow int64 or ask
+// for absurd amounts of memory are InputErrors naming the file and node, and an extreme but valid
+// Slice step still works.
+TEST(ModelErrors, HugeShapesAreRejectedNotAllocated) {
+  TempDir dir;
+  {
+    OnnxBuilder m;
+    m.input("x", {1, 4}).output("y");
+    m.initializer_i64("huge", {3}, {int64_t{1} << 40, int64_t{1} << 40, 8});
+    m.node("ConstantOfShape", {"huge"}, {"c"}, "cos_huge");
+    m.node("Add", {"x", "c"}, {"y"});
+    expect_load_error(m.save(dir.path() / "cos.onnx"), {"cos_huge", "max_activation_bytes"});
+  }
+  auto run_error = [&](OnnxBuilder& m, const std::string& file, const std::string& node) {
+    const std::string path = m.save(dir.path() / file);
+    const Model model = Model::load(path);
+    try {
+      model.run({{{1, 1, 2, 2}, {1, 2, 3, 4}}});
+      FAIL() << file << " ran";
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(path), std::string::npos) << what;
+      EXPECT_NE(what.find(node), std::string::npos) << what;
+    }
+  };
+  {
+    OnnxBuilder m;
+    m.input("x", {1, 1, 2, 2}).output("y");
+    m.initializer_i64("shape", {3}, {int64_t{1} << 40, int64_t{1} << 40, 1 << 20});  // product overflows
+    m.node("Reshape", {"x", "shape"}, {"y"}, "reshape_huge");
+    run_error(m, "reshape.onnx", "reshape_huge");
+  }
+  {
+    OnnxBuilder m;
+    m.input("x", {1, 1, 2, 2}).output("y");
+    m.initializer("scales", {4}, {1, 1, 1e30f, 1e30f});
+    m.node("Resize", {"x", "", "scales"}, {"y"}, "resize_huge");
+    run_error(m, "resize.onnx", "resize_huge");
+  }
+  {
+    OnnxBuilder m;
+    m.input("x", {1, 1, 2, 2}).output("y");
+    m.initializer("scales", {4}, {1, 1, 1e5f, 1e5f});  // 1.6e10 floats: over a small cap
+    m.node("Resize", {"x", "", "scales"}, {"y"}, "resize_big");
+    runtime::Options small;
+    small.max_activation_bytes = 1 << 20;
+    const std::string path = m.save(dir.path() / "resize_big.onnx");
+    try {
+      Model::load(path, small).run({{{1, 1, 2, 2}, {1, 2, 3, 4}}});
+      FAIL() << "ran";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("resize_big"), std::string::npos) << e.what();
+    }
+  }
+  {
+    OnnxBuilder m;
+    m.input("x", {1, 1, 2, 2}).output("y");
+    m.initializer_i64("starts", {1}, {0});
+    m.initializer_i64("ends", {1}, {2});
+    m.initializer_i64("axes", {1}, {3});
+    m.initializer_i64("steps", {1}, {std::numeric_limits<int64_t>::max()});
+    m.node("Slice", {"x", "starts", "ends", "axes", "steps"}, {"y"}, "slice_big_step");
+    const auto out = Model::load(m.save(dir.path() / "slice.onnx")).run({{{1, 1, 2, 2}, {1, 2, 3, 4}}});
+    EXPECT_EQ(out[0].shape, (std::vector<int64_t>{1, 1, 2, 1}));
+    EXPECT_EQ(out[0].data, (std::vector<float>{1, 3}));
+  }
+  {
+    // PyTorch exports x[..., 1:] with ends = INT64_MAX. Read through a double it became INT64_MIN
+    // (an out-of-range conversion) and the slice came out empty.
+    OnnxBuilder m;
+    m.input("x", {1, 1, 2, 3}).output("y");
+    m.initializer_i64("starts", {1}, {1});
+    m.initializer_i64("ends", {1}, {std::numeric_limits<int64_t>::max()});
+    m.initializer_i64("axes", {1}, {3});
+    m.node("Slice", {"x", "starts", "ends", "axes"}, {"y"}, "slice_to_end");
+    const auto out = Model::load(m.save(dir.path() / "to_end.onnx")).run({{{1, 1, 2, 3}, {1, 2, 3, 4, 5, 6}}});
+    EXPECT_EQ(out[0].shape, (std::vector<int64_t>{1, 1, 2, 2}));
+    EXPECT_EQ(out[0].data, (std::vector<float>{2, 3, 5, 6}));
+  }
 }
 
 }  // namespace

@@ -38,6 +38,11 @@ struct Options {
   int threads = 0;
   // Files larger than this are rejected before parsing.
   std::size_t max_model_bytes = std::size_t{1} << 30;
+  // Any one tensor a model computes (an activation, shape arithmetic, a constant folded at load)
+  // and the activation arena of one plan together are capped at this many bytes: a model whose
+  // shapes would need more is rejected with an InputError naming the node, not left to exhaust
+  // memory.
+  std::size_t max_activation_bytes = std::size_t{1} << 34;
   // Intermediate values to return after the graph outputs (in this order), e.g. for calibration.
   // Each must be produced by a node or be a graph input; fusions stop at them.
   std::vector<std::string> extra_outputs{};
