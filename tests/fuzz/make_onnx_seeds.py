@@ -1,21 +1,23 @@
 #!/usr/bin/python3
-"""Writes the seed models of fuzz_onnx_loader (tests/fuzz/corpus/fuzz_onnx_loader/): tiny graphs
-that load, covering initializers in raw and typed fields, attributes of each kind, Constant nodes,
-shape arithmetic and QDQ. Needs Debian's python3-onnx: /usr/bin/python3 tests/fuzz/make_onnx_seeds.py
+"""Writes the seed models of fuzz_onnx_loader and fuzz_model_load (tests/fuzz/corpus/<target>/): tiny
+graphs that load and run, covering initializers in raw and typed fields, attributes of each kind,
+Constant nodes, shape arithmetic and QDQ. Needs Debian's python3-onnx: /usr/bin/python3 tests/fuzz/make_onnx_seeds.py
 """
 import os
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "fuzz_onnx_loader")
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+OUTS = [os.path.join(CORPUS, t) for t in ("fuzz_onnx_loader", "fuzz_model_load")]
 
 
 def save(name, nodes, inputs, outputs, initializers=(), opset=13):
     graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    with open(os.path.join(OUT, name + ".onnx"), "wb") as f:
-        f.write(model.SerializeToString())
+    for out in OUTS:
+        with open(os.path.join(out, name + ".onnx"), "wb") as f:
+            f.write(model.SerializeToString())
 
 
 def f32(name, shape):
@@ -23,7 +25,8 @@ def f32(name, shape):
 
 
 rng = np.random.default_rng(0)
-os.makedirs(OUT, exist_ok=True)
+for out in OUTS:
+    os.makedirs(out, exist_ok=True)
 
 # Conv + BatchNorm + PRelu + pooling + Gemm: raw-data initializers, ints and float attributes.
 w = numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "w")
@@ -83,4 +86,5 @@ save("resize_slice", [
     helper.make_tensor("lo", TensorProto.DOUBLE, [], [0.0]),
     numpy_helper.from_array(np.array(0.9, np.float32), "hi"),
 ])
-print("wrote", sorted(os.listdir(OUT)))
+for out in OUTS:
+    print("wrote", out, sorted(os.listdir(out)))
