@@ -14,13 +14,14 @@ STEPS=${STEPS:-40}
 BATCH=${BATCH:-128}
 CLASSES=${CLASSES:-10000}
 # Sections to run after the build: check (CUDA vs CPU numerics), throughput (arcforge, with the
-# matrix-product rate), pytorch (the Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
+# matrix-product rate), phases (r50 bf16 with log.phase_timing, inside throughput), pytorch (the
+# Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
 # augment (CPU vs CUDA rows of augment-preview for four option sets), pfc (Partial FC with
 # PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
 # Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), cpu (not
 # default: CPU training fp32 vs bf16 on the host CPU next to PyTorch, bench/run_train_bench.sh:
 # issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
-SECTIONS=${SECTIONS:-check augment throughput pytorch pfc dist}
+SECTIONS=${SECTIONS:-check augment throughput phases pytorch pfc dist}
 ARCHS=${ARCHS:-mbf r50}
 PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
 PFC_CLASSES=${PFC_CLASSES:-1000000}
@@ -118,6 +119,16 @@ for arch in $ARCHS; do
   for precision in $PRECISIONS; do train "$arch" "$precision" synthetic; done
   train "$arch" bf16 synth
 done
+
+if want phases 40; then
+  # Where an r50 bf16 step's time goes (log.phase_timing: synchronises after each phase, so slower):
+  # host close to done = the GPU waits for kernel launches; done well above host = kernel-bound.
+  log "r50 bf16 step phases"
+  timeout 90 $CLI train --device cuda --arch r50 --precision bf16 --steps 20 --batch "$BATCH" \
+    --out runs/gpu_phases --set data.dataset=synthetic --set data.num_identities="$CLASSES" \
+    --set eval.pairs=0 --set model.embedding_size=512 --set log.every=10 --set log.phase_timing=true --json \
+    2> "$OUT/phases.log" | tee "$OUT/phases.json" || tail -5 "$OUT/phases.log"
+fi
 
 log "PyTorch Python recipe, same models and head"
 : > "$OUT/pytorch.jsonl"

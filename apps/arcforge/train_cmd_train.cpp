@@ -1,5 +1,6 @@
 // `arcforge train`: trains a backbone + margin head from a TOML preset with command-line overrides.
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -113,6 +114,7 @@ void run(const TrainArgs& a) {
     if (r.eval_before) out["eval_before"] = eval::to_json(*r.eval_before);
     if (r.eval_after) out["eval_after"] = eval::to_json(*r.eval_after);
     for (const auto& [name, report] : r.eval_sets_after) out["eval_sets"][name] = eval::to_json(report);
+    if (!r.phases.empty()) out["phase_ms"] = train::phase_json(r.phases);
     std::cout << out.dump() << std::endl;
     return;
   }
@@ -129,6 +131,10 @@ void run(const TrainArgs& a) {
     std::cout << "held-out synth verification after training:  " << percent(r.eval_after->accuracy)
               << " +- " << percent(r.eval_after->accuracy_std) << " (AUC " << r.eval_after->auc
               << ", " << r.eval_after->pairs << " pairs)\n";
+  if (!r.phases.empty()) {
+    std::cout << "step phases, ms per step (issued by the host / done on the device):\n";
+    for (const auto& t : r.phases) std::printf("  %-20s %9.3f %9.3f\n", t.phase.c_str(), t.host_ms, t.done_ms);
+  }
   std::cout << "checkpoint       " << r.checkpoint << "\nmetrics          " << r.metrics << "\n"
             << "(synthetic faces: these figures are not real-face accuracy)\n";
 }

@@ -2,6 +2,7 @@
 // the non-finite guard skips, counts and stops with a usable checkpoint.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -132,4 +133,43 @@ TEST(Trainer, NonFiniteStepsAreSkippedCountedAndStopTheRun) {
   expect_same_weights(*m.backbone, *m5.backbone);
   fs::remove_all(dir);
   fs::remove_all(five.checkpoint.dir);
+}
+
+// log.phase_timing reports every phase of the step, each finished no earlier than issued, within
+// the step's wall time, and leaves the trajectory alone (the same weights as an untimed run).
+TEST(Trainer, PhaseTimingReportsEveryPhaseAndChangesNothing) {
+  std::string timed_dir = temp_dir("phases"), plain_dir = temp_dir("phases_plain");
+  TrainConfig timed_config = small_config(timed_dir, 2);
+  timed_config.log.phase_timing = true;
+  const auto start = std::chrono::steady_clock::now();
+  TrainResult timed = run_training(timed_config);
+  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  TrainResult plain = run_training(small_config(plain_dir, 2));
+  EXPECT_TRUE(plain.phases.empty());
+
+  std::vector<std::string> names;
+  double done_sum = 0;
+  for (const auto& t : timed.phases) {
+    names.push_back(t.phase);
+    EXPECT_GE(t.host_ms, 0) << t.phase;
+    EXPECT_GE(t.done_ms, t.host_ms) << t.phase;
+    done_sum += t.done_ms;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"step_setup", "data", "forward", "backward", "gradient_reduce",
+                                             "clip_check_verdict", "optimizer"}));
+  EXPECT_LT(done_sum * 2, wall_ms) << "two steps' phases exceed the run's wall time";
+  // The metrics log carries the same figures.
+  std::ifstream in(timed.metrics);
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  const auto logged = nlohmann::json::parse(last).at("phase_ms");
+  EXPECT_EQ(logged.size(), timed.phases.size());
+  EXPECT_DOUBLE_EQ(logged.at("forward").at("done").get<double>(), timed.phases[2].done_ms);
+
+  TrainModules a = load_modules_from_checkpoint(timed.checkpoint);
+  TrainModules b = load_modules_from_checkpoint(plain.checkpoint);
+  expect_same_weights(*a.backbone, *b.backbone);
+  expect_same_weights(*a.head, *b.head);
+  fs::remove_all(timed_dir);
+  fs::remove_all(plain_dir);
 }

@@ -283,6 +283,7 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
 
   r.get("log", "every", c.log.every);
   r.get("log", "metrics", c.log.metrics);
+  r.get("log", "phase_timing", c.log.phase_timing);
 
   r.check_no_unknown_keys();
   validate(c, source);
@@ -366,7 +367,7 @@ std::string to_toml(const TrainConfig& c) {
                            {"batch_size", c.eval.batch_size},
                            {"sets", string_array(c.eval.sets)},
                            {"set_root", c.eval.set_root}}},
-      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}}},
+      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}, {"phase_timing", c.log.phase_timing}}},
   };
   std::ostringstream out;
   out << toml::toml_formatter(t, toml::format_flags::none);

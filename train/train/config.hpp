@@ -95,6 +95,7 @@ struct EvalConfig {
 struct LogConfig {
   int64_t every = 10;     // plain progress line period (non-TTY)
   std::string metrics;    // JSONL path; empty = <checkpoint.dir>/metrics.jsonl
+  bool phase_timing = false;  // time each phase of a step, synchronising the device (train/phase_timer.hpp)
 };
 
 struct TrainConfig {

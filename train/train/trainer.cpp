@@ -269,12 +269,14 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   double window_loss = 0;
   int64_t window_steps = 0;
   const int64_t first_step = counters.step;
+  PhaseTimer phases(config.log.phase_timing, device);
 
   m.backbone->train();
   m.head->train();
   m.margin->train();
   // ---- the loop: one optimizer step per iteration ------------------------------------------
   while (counters.step < total_steps) {
+    phases.start_step();
     const auto t0 = Clock::now();
     const int64_t step = counters.step;
     const double lr = schedule.at(step);
@@ -283,12 +285,14 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     // DDP's broadcast_buffers: every rank runs with rank 0's BatchNorm running statistics.
     dist::broadcast_all(*world, backbone_buffers, 0);
     bn_statistics.take();
+    phases.mark("step_setup");
 
     torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
     for (int64_t micro = 0; micro < config.train.grad_accumulation; ++micro) {
       Batch batch = data->batch(step * config.train.grad_accumulation + micro, device);
       if (config.train.channels_last)
         batch.images = batch.images.contiguous(at::MemoryFormat::ChannelsLast);
+      phases.mark("data");
       torch::Tensor embeddings;  // [B, E]
       {
         compat::AutocastGuard guard(device.type(), autocast, low_dtype);
@@ -309,10 +313,13 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
       loss = loss / static_cast<double>(config.train.grad_accumulation);
       if (hooks.on_loss) hooks.on_loss(step, loss);
       if (micro + 1 == config.train.grad_accumulation) reducer.arm();
+      phases.mark("forward");
       scaler.scale(loss).backward();
       step_loss += loss.detach();
+      phases.mark("backward");
     }
     reducer.finish();
+    phases.mark("gradient_reduce");
     if (step == first_step && world_size > 1 && leader)
       metrics.write({{"step", step}, {"world_size", world_size}, {"allreduce_buckets", reducer.num_buckets()},
                      {"buckets_started_during_backward", reducer.started_during_backward()}});
@@ -327,6 +334,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     verdict = verdict.to(torch::kCPU);
     const double loss_value = verdict[0].item<double>();
     const bool finite = verdict[1].item<double>() != 0;
+    phases.mark("clip_check_verdict");
     scaler.update(!finite);
     if (finite) {
       if (sgd != nullptr)
@@ -343,11 +351,14 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
       log::warn(log::cat("step ", step, ": non-finite loss or gradient, step skipped (",
                          counters.nonfinite_consecutive, " in a row)"));
     }
+    phases.mark("optimizer");
     counters.step = step + 1;
-    if (counters.step - first_step > untimed_steps) {
+    const bool timed = counters.step - first_step > untimed_steps;
+    if (timed) {
       train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       ++steps_timed;
     }
+    phases.end_step(timed);
 
     if (counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) {
       // Skipped steps touched neither weights nor BN statistics: the checkpoint is the last good state.
@@ -388,6 +399,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   result.images_per_s = train_seconds > 0 ? steps_timed * images_per_step / train_seconds : 0;
   result.skipped_steps = counters.nonfinite_total;
   result.peak_device_memory_mb = static_cast<double>(compat::cuda_peak_allocated_bytes()) / (1 << 20);
+  result.phases = phases.summary();
+  if (!result.phases.empty()) metrics.write({{"step", counters.step}, {"phase_ms", phase_json(result.phases)}});
   return result;
 }
 

@@ -11,6 +11,7 @@
 #include "arcforge/common/error.hpp"
 #include "arcforge/eval/verification.hpp"
 #include "train/train/config.hpp"
+#include "train/train/phase_timer.hpp"
 
 namespace arcforge::train {
 
@@ -40,6 +41,7 @@ struct TrainResult {
   std::optional<eval::VerificationReport> eval_before;  // untrained (only on a fresh run)
   std::optional<eval::VerificationReport> eval_after;
   std::vector<std::pair<std::string, eval::VerificationReport>> eval_sets_after;  // eval.sets, by name
+  std::vector<PhaseTime> phases;  // log.phase_timing: mean time per step phase (empty otherwise)
 };
 
 // Trains as configured: one process, or one rank of a multi-process run when the launcher's
