@@ -6,8 +6,9 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ ccache pkg-config
   libgtest-dev libbenchmark-dev
-  # tests only: libFuzzer targets (clang + its runtime) and djpeg as a second JPEG decoder
-  clang libclang-rt-14-dev libjpeg-turbo-progs
+  # tests only: libFuzzer targets (clang, its runtime and its OpenMP for the runtime's target) and
+  # djpeg as a second JPEG decoder
+  clang libclang-rt-14-dev libomp-dev libjpeg-turbo-progs
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libturbojpeg0-dev libspng-dev libwebp-dev
   # training side: libtorch with OpenBLAS (Debian's default reference BLAS is ~50x slower) and tcmalloc

@@ -10,7 +10,7 @@
 // fuzz-sources: src/runtime
 // fuzz-cxxflags: -DONNX_ML=1 -DONNX_NAMESPACE=onnx -fopenmp
 // fuzz-libs: -ldnnl -lonnx_proto -lprotobuf -fopenmp
-// fuzz-needs-header: dnnl.hpp
+// fuzz-needs-header: dnnl.hpp omp.h
 #include <unistd.h>
 
 #include <cstddef>

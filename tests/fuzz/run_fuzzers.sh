@@ -99,8 +99,8 @@ done
 ((${#targets[@]})) || { echo "run_fuzzers: no fuzz_*.cpp targets selected" >&2; exit 2; }
 
 # A target may ask for more in comment lines of its source: "// fuzz-cxxflags: ...",
-# "// fuzz-libs: ..." (linked after the core archive), "// fuzz-needs-header: h" (the target is
-# skipped, saying so, where that header is missing) and "// fuzz-sources: dir ..." (every *.cpp of
+# "// fuzz-libs: ..." (linked after the core archive), "// fuzz-needs-header: h ..." (the target
+# is skipped, saying so, where one of these headers is missing) and "// fuzz-sources: dir ..." (every *.cpp of
 # these repository folders, e.g. src/runtime, compiled with the target's flags into an archive of
 # its own under <build-dir>/extra/<target>/, cached like the core objects, linked before the core).
 marker() { sed -n "s|^// $1: *||p" "$2" | head -1; }
@@ -135,10 +135,14 @@ failed=()
 for name in "${targets[@]}"; do
   bin="$build/bin/$name"
   target_flags="$(marker fuzz-cxxflags "$here/$name.cpp")"
-  needs="$(marker fuzz-needs-header "$here/$name.cpp")"
-  # shellcheck disable=SC2086
-  if [[ -n "$needs" ]] && ! echo "#include <$needs>" | "$cxx" -x c++ -std=c++20 $target_flags -fsyntax-only - 2>/dev/null; then
-    echo "run_fuzzers: $name: SKIPPED, <$needs> is not installed" >&2
+  missing_header=""
+  for header in $(marker fuzz-needs-header "$here/$name.cpp"); do
+    # shellcheck disable=SC2086
+    echo "#include <$header>" | "$cxx" -x c++ -std=c++20 $target_flags -fsyntax-only - 2>/dev/null ||
+      missing_header="$header"
+  done
+  if [[ -n "$missing_header" ]]; then
+    echo "run_fuzzers: $name: SKIPPED, <$missing_header> is not installed" >&2
     continue
   fi
   extra_flags="-fsanitize=fuzzer-no-link $target_flags"
