@@ -377,12 +377,38 @@ TEST(DistributedTraining, KilledMidRunTwoRanksResumeBitIdentically) {
   ASSERT_EQ(wait_exit(spawn(args(straight), {}, (dir / "s.out").string(), (dir / "s.err").string())), 0)
       << slurp((dir / "s.err").string());
 
+  // Rank 1 alone killed between the two renames of its last save (step 10): it holds only its
+  // previous file (step 8), so both ranks go back to step 8 and end bit-identical again.
+  const std::string mid_save = (dir / "mid_save").string();
+  fs::copy(straight, mid_save, fs::copy_options::recursive);
+  const std::string rank1 = checkpoint_path_for_rank(latest_checkpoint_path(mid_save), 1);
+  EXPECT_EQ(previous_checkpoint_path(rank1), checkpoint_path_for_rank(previous_checkpoint_path(latest_checkpoint_path(mid_save)), 1));
+  ASSERT_EQ(read_checkpoint_step(previous_checkpoint_path(rank1)), 8);
+  fs::rename(rank1, rank1 + ".next");
+  auto resume_mid_save = args(mid_save);
+  resume_mid_save.insert(resume_mid_save.end(), {"--resume", "latest"});
+  ASSERT_EQ(wait_exit(spawn(resume_mid_save, {}, (dir / "m.out").string(), (dir / "m.err").string())), 0)
+      << slurp((dir / "m.err").string());
+  EXPECT_NE(slurp((dir / "m.err").string()).find("resuming from"), std::string::npos);
+  for (int rank : {0, 1}) {
+    TrainModules a = load_modules_from_checkpoint(checkpoint_path_for_rank(latest_checkpoint_path(straight), rank));
+    TrainModules b = load_modules_from_checkpoint(checkpoint_path_for_rank(latest_checkpoint_path(mid_save), rank));
+    arcforge::test::expect_same_model(a, b, "mid-save rank " + std::to_string(rank));
+  }
+
   const pid_t launcher = spawn(args(killed), {}, (dir / "k.out").string(), (dir / "k.err").string(), true);
   const std::string latest = latest_checkpoint_path(killed);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
-  while (!fs::exists(checkpoint_path_for_rank(latest, 1)) && std::chrono::steady_clock::now() < deadline)
+  // Both ranks must hold a checkpoint (current or previous): the ranks save independently, so
+  // rank 1's file can appear before rank 0's (CI saw exactly that under load).
+  const auto every_rank_saved = [&] {
+    for (int rank : {0, 1})
+      if (!fs::exists(existing_checkpoint(checkpoint_path_for_rank(latest, rank)))) return false;
+    return true;
+  };
+  while (!every_rank_saved() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_TRUE(fs::exists(checkpoint_path_for_rank(latest, 1))) << slurp((dir / "k.err").string());
+  ASSERT_TRUE(every_rank_saved()) << slurp((dir / "k.err").string());
   kill(-launcher, SIGKILL);
   ASSERT_EQ(wait_exit(launcher), -SIGKILL);
   const int64_t at_kill = read_checkpoint_step(existing_checkpoint(latest));

@@ -125,7 +125,16 @@ std::string checkpoint_path_for_rank(const std::string& path, int rank) {
   return without_pt(path) + ".rank" + std::to_string(rank) + ".pt";
 }
 
-std::string previous_checkpoint_path(const std::string& path) { return without_pt(path) + ".prev.pt"; }
+// `X.pt` -> `X.prev.pt`, and a rank's file `X.rank<r>.pt` -> `X.prev.rank<r>.pt`, so that the
+// previous file of rank r is the same name whichever of the two the caller applies first.
+std::string previous_checkpoint_path(const std::string& path) {
+  const std::string stem = without_pt(path);
+  const auto dot = stem.rfind(".rank");
+  const bool rank_file = dot != std::string::npos && dot + 5 < stem.size() &&
+                         stem.find_first_not_of("0123456789", dot + 5) == std::string::npos;
+  if (rank_file) return stem.substr(0, dot) + ".prev" + stem.substr(dot) + ".pt";
+  return stem + ".prev.pt";
+}
 
 std::string existing_checkpoint(const std::string& path) {
   if (std::filesystem::exists(path)) return path;

@@ -45,8 +45,9 @@ TrainModules make_modules(const TrainConfig& config, const HeadShard& shard = {}
 // The file each rank of a run writes: rank 0 `path`, rank r `<path without .pt>.rank<r>.pt`.
 std::string checkpoint_path_for_rank(const std::string& path, int rank);
 
-// Where the trainer keeps the checkpoint a save replaced: `X.pt` -> `X.prev.pt` (rank files follow
-// checkpoint_path_for_rank from that name). See save_checkpoint_keeping_previous.
+// Where the trainer keeps the checkpoint a save replaced: `X.pt` -> `X.prev.pt`, a rank file
+// `X.rank<r>.pt` -> `X.prev.rank<r>.pt` (= checkpoint_path_for_rank of `X.prev.pt`). See
+// save_checkpoint_keeping_previous.
 std::string previous_checkpoint_path(const std::string& path);
 
 // `path` when it exists, else its previous checkpoint when that exists, else `path` (whose read
