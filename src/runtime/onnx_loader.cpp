@@ -186,17 +186,29 @@ HostTensor constant_value(const Node& node, const std::string& where) {
   throw InputError(where + ": unsupported Constant attribute '" + key + "'");
 }
 
+// Every value of a graph is defined once: by an initializer, a graph input, or one node output.
+class DefinedNames {
+ public:
+  explicit DefinedNames(std::string path) : path_(std::move(path)) {}
+  // `what` says who defines it, for the error: "initializer", "graph input", "Relu 'r1': output".
+  void define(const std::string& name, const std::string& what) {
+    if (!names_.insert(name).second) fail(path_, what + " '" + name + "' is defined twice");
+  }
+
+ private:
+  std::string path_;
+  std::set<std::string> names_;
+};
+
 // Kahn's algorithm; keeps the file's order among ready nodes so plans are reproducible.
 std::vector<Node> topological_order(std::vector<Node> nodes, const Graph& g) {
+  // parse_onnx has already checked that every value is defined once.
   std::set<std::string> graph_inputs;
   for (const auto& in : g.inputs) graph_inputs.insert(in.name);
   std::unordered_map<std::string, std::size_t> producer;
   for (std::size_t k = 0; k < nodes.size(); ++k) {
     for (const auto& out : nodes[k].outputs) {
-      if (out.empty()) continue;
-      if (g.is_constant(out) || graph_inputs.count(out) || !producer.emplace(out, k).second) {
-        throw InputError(g.error(nodes[k], "output '" + out + "' is defined twice"));
-      }
+      if (!out.empty()) producer.emplace(out, k);
     }
   }
   std::vector<int> pending(nodes.size(), 0);
@@ -260,8 +272,10 @@ Graph parse_onnx(const std::string& bytes, const std::string& path) {
 
   const auto& graph = model.graph();
   if (graph.sparse_initializer_size() > 0) fail(path, "sparse initializers are not supported");
+  DefinedNames defined(path);
   for (const auto& init : graph.initializer()) {
     if (init.name().empty()) fail(path, "an initializer has no name");
+    defined.define(init.name(), "initializer");
     g.constants[init.name()] = convert_tensor(init, path + ": initializer '" + init.name() + "'");
   }
   for (const auto& in : graph.input()) {
@@ -269,9 +283,7 @@ Graph parse_onnx(const std::string& bytes, const std::string& path) {
     if (!in.type().has_tensor_type() || in.type().tensor_type().elem_type() != onnx::TensorProto::FLOAT) {
       fail(path, "graph input '" + in.name() + "' is not a float32 tensor");
     }
-    for (const auto& seen : g.inputs) {
-      if (seen.name == in.name()) fail(path, "graph input '" + in.name() + "' is listed twice");
-    }
+    defined.define(in.name(), "graph input");
     g.inputs.push_back({in.name(), declared_shape(in)});
   }
   if (g.inputs.empty()) fail(path, "the graph has no (non-initializer) inputs");
@@ -291,12 +303,12 @@ Graph parse_onnx(const std::string& bytes, const std::string& path) {
     for (const auto& a : n.attribute()) node.attrs[a.name()] = convert_attribute(a, where);
     ++g.op_histogram[node.op];
     if (!is_supported_op(node.op)) fail(path, node.describe() + ": unsupported operator '" + node.op + "'");
+    for (const auto& out : node.outputs) {
+      if (!out.empty()) defined.define(out, node.describe() + ": output");
+    }
     if (node.op == "Constant") {
-      if (node.outputs.size() != 1) fail(path, node.describe() + ": Constant needs one output");
-      const std::string& out = node.outputs[0];
-      const bool is_input = std::any_of(g.inputs.begin(), g.inputs.end(), [&](const auto& in) { return in.name == out; });
-      if (g.is_constant(out) || is_input) fail(path, node.describe() + ": output '" + out + "' is defined twice");
-      g.constants[out] = constant_value(node, where);
+      if (node.outputs.size() != 1 || node.outputs[0].empty()) fail(path, node.describe() + ": Constant needs one output");
+      g.constants[node.outputs[0]] = constant_value(node, where);
       continue;
     }
     nodes.push_back(std::move(node));

@@ -88,7 +88,7 @@ TEST(ModelErrors, CycleAndDuplicateOutputs) {
   dup.input("x", {1, 4}).output("y");
   dup.node("Relu", {"x"}, {"y"}, "r1");
   dup.node("Relu", {"x"}, {"y"}, "r2");
-  expect_load_error(dup.save(dir.path() / "dup.onnx"), {"defined twice"});
+  expect_load_error(dup.save(dir.path() / "dup.onnx"), {"r2", "output 'y' is defined twice"});
 }
 
 // Found by fuzz_onnx_loader: names that an ONNX graph defines must be defined once, and a
@@ -97,7 +97,10 @@ TEST(ModelErrors, ValuesDefinedTwiceAndMistypedConstants) {
   TempDir dir;
   OnnxBuilder twice_input = relu_model();
   twice_input.input("x", {1, 4});
-  expect_load_error(twice_input.save(dir.path() / "input.onnx"), {"graph input 'x' is listed twice"});
+  expect_load_error(twice_input.save(dir.path() / "input.onnx"), {"graph input 'x' is defined twice"});
+  OnnxBuilder twice_initializer = relu_model();
+  twice_initializer.initializer("w", {1}, {1}).initializer("w", {1}, {2});
+  expect_load_error(twice_initializer.save(dir.path() / "init.onnx"), {"initializer 'w' is defined twice"});
   OnnxBuilder shadow;
   shadow.input("x", {1, 4}).output("y");
   shadow.node("Relu", {"x"}, {"x"}, "relu_x");
