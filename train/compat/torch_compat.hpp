@@ -76,21 +76,26 @@ typename StateMap::key_type optimizer_state_key(const torch::Tensor& p) {
   }
 }
 
-// Peak bytes allocated on CUDA device 0 since the last reset (0 without CUDA).
-inline int64_t cuda_peak_allocated_bytes() {
+// Peak bytes allocated on CUDA device `index` since the last reset (0 without CUDA). Each rank
+// trains on its LOCAL_RANK GPU, so the caller names the device rather than reading GPU 0.
+inline int64_t cuda_peak_allocated_bytes(int index) {
 #ifdef ARCFORGE_WITH_CUDA
-  if (!torch::cuda::is_available()) return 0;
-  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+  if (!torch::cuda::is_available() || index < 0 || index >= static_cast<int>(torch::cuda::device_count())) return 0;
+  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
   // Index 0 is StatType::AGGREGATE; the enum moved namespaces between 1.13 and 2.x, the layout did not.
   return stats.allocated_bytes[0].peak;
 #else
+  (void)index;
   return 0;
 #endif
 }
 
-inline void cuda_reset_peak_memory() {
+inline void cuda_reset_peak_memory(int index) {
 #ifdef ARCFORGE_WITH_CUDA
-  if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+  if (torch::cuda::is_available() && index >= 0 && index < static_cast<int>(torch::cuda::device_count()))
+    c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+#else
+  (void)index;
 #endif
 }
 

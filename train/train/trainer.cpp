@@ -164,7 +164,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   m.head->to(device);
   m.margin->to(device);
   // After the first allocation: the caching allocator rejects queries before it is initialised.
-  if (device.is_cuda()) compat::cuda_reset_peak_memory();
+  if (device.is_cuda()) compat::cuda_reset_peak_memory(device.index());
   auto optimizer = make_optimizer(config.optimizer, m);
   const int64_t total_steps = config.total_steps();
   LrSchedule schedule(config.schedule, config.optimizer.lr, total_steps);
@@ -398,7 +398,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   result.steps_this_run = counters.step - first_step;
   result.images_per_s = train_seconds > 0 ? steps_timed * images_per_step / train_seconds : 0;
   result.skipped_steps = counters.nonfinite_total;
-  result.peak_device_memory_mb = static_cast<double>(compat::cuda_peak_allocated_bytes()) / (1 << 20);
+  result.peak_device_memory_mb =
+      device.is_cuda() ? static_cast<double>(compat::cuda_peak_allocated_bytes(device.index())) / (1 << 20) : 0.0;
   result.phases = phases.summary();
   if (!result.phases.empty()) metrics.write({{"step", counters.step}, {"phase_ms", phase_json(result.phases)}});
   return result;
