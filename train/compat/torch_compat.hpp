@@ -81,7 +81,7 @@ typename StateMap::key_type optimizer_state_key(const torch::Tensor& p) {
 inline int64_t cuda_peak_allocated_bytes(int index) {
 #ifdef ARCFORGE_WITH_CUDA
   if (!torch::cuda::is_available() || index < 0 || index >= static_cast<int>(torch::cuda::device_count())) return 0;
-  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
   // Index 0 is StatType::AGGREGATE; the enum moved namespaces between 1.13 and 2.x, the layout did not.
   return stats.allocated_bytes[0].peak;
 #else
@@ -93,7 +93,7 @@ inline int64_t cuda_peak_allocated_bytes(int index) {
 inline void cuda_reset_peak_memory(int index) {
 #ifdef ARCFORGE_WITH_CUDA
   if (torch::cuda::is_available() && index >= 0 && index < static_cast<int>(torch::cuda::device_count()))
-    c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
 #else
   (void)index;
 #endif
