@@ -319,6 +319,8 @@ Graph parse_onnx(const std::string& bytes, const std::string& path) {
   for (const auto& in : g.inputs) produced.insert(in.name);
   for (const auto& n : g.nodes) produced.insert(n.outputs.begin(), n.outputs.end());
   for (const auto& out : graph.output()) {
+    // An empty name is ONNX's "optional output not produced", never a value (found by fuzz_onnx_loader).
+    if (out.name().empty()) fail(path, "a graph output has no name");
     if (!produced.count(out.name()) && !g.is_constant(out.name())) {
       fail(path, "graph output '" + out.name() + "' is not produced by any node");
     }

@@ -112,6 +112,10 @@ TEST(ModelErrors, ValuesDefinedTwiceAndMistypedConstants) {
   OnnxBuilder::attr(constant_over_initializer.node("Constant", {}, {"w"}, "const_w"), "value_int", int64_t{3});
   constant_over_initializer.node("Add", {"x", "w"}, {"y"});
   expect_load_error(constant_over_initializer.save(dir.path() / "const.onnx"), {"const_w", "output 'w' is defined twice"});
+  OnnxBuilder unnamed_output;  // a node's optional output left empty must not "produce" output ''
+  unnamed_output.input("x", {1, 4}).output("");
+  unnamed_output.node("Relu", {"x"}, {""});
+  expect_load_error(unnamed_output.save(dir.path() / "unnamed.onnx"), {"a graph output has no name"});
   OnnxBuilder mistyped;
   mistyped.input("x", {1, 4}).output("y");
   OnnxBuilder::attr(mistyped.node("Constant", {}, {"c"}, "const_c"), "value", std::vector<int64_t>{1, 2});
