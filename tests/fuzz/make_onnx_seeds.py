@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Writes the seed models of fuzz_onnx_loader and fuzz_model_load (tests/fuzz/corpus/<target>/): tiny
 graphs that load and run, covering initializers in raw and typed fields, attributes of each kind,
-Constant nodes, shape arithmetic and QDQ. Needs Debian's python3-onnx: /usr/bin/python3 tests/fuzz/make_onnx_seeds.py
+Constant nodes, shape arithmetic and QDQ; and of fuzz_onnx_import: tiny face recognizers in the
+layouts `arcforge import` reads (Conv/BN/PRelu blocks with a residual Add, Gemm or MatMul + Add
+heads, Identity of a weight, a Constant weight, fp16 and double weights). Needs Debian's python3-onnx: /usr/bin/python3 tests/fuzz/make_onnx_seeds.py
 """
 import os
 
@@ -12,10 +14,13 @@ CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 OUTS = [os.path.join(CORPUS, t) for t in ("fuzz_onnx_loader", "fuzz_model_load")]
 
 
-def save(name, nodes, inputs, outputs, initializers=(), opset=13):
+IMPORT_OUT = os.path.join(CORPUS, "fuzz_onnx_import")
+
+
+def save(name, nodes, inputs, outputs, initializers=(), opset=13, outs=OUTS):
     graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    for out in OUTS:
+    for out in outs:
         with open(os.path.join(out, name + ".onnx"), "wb") as f:
             f.write(model.SerializeToString())
 
@@ -86,5 +91,64 @@ save("resize_slice", [
     helper.make_tensor("lo", TensorProto.DOUBLE, [], [0.0]),
     numpy_helper.from_array(np.array(0.9, np.float32), "hi"),
 ])
-for out in OUTS:
+
+# ---- fuzz_onnx_import: recognizers ----------------------------------------------------------------
+os.makedirs(IMPORT_OUT, exist_ok=True)
+
+
+def arr(name, shape, dtype=np.float32):
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(dtype), name)
+
+
+def bn_params(prefix, c):
+    return [numpy_helper.from_array(np.full(c, v, np.float32), prefix + n)
+            for v, n in [(1, "_s"), (0, "_b"), (0, "_m"), (1, "_v")]]
+
+
+# IResNet-like: stem Conv-BN-PRelu, one block BN-Conv-BN-PRelu-Conv-BN + residual Add, then
+# BN-Flatten-Gemm(transB)-BN, as arcface_torch exports it.
+save("iresnet_block", [
+    helper.make_node("Conv", ["x", "stem_w"], ["c0"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    helper.make_node("BatchNormalization", ["c0", "bn0_s", "bn0_b", "bn0_m", "bn0_v"], ["b0"]),
+    helper.make_node("PRelu", ["b0", "slope0"], ["p0"]),
+    helper.make_node("BatchNormalization", ["p0", "bn1_s", "bn1_b", "bn1_m", "bn1_v"], ["b1"]),
+    helper.make_node("Conv", ["b1", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    helper.make_node("BatchNormalization", ["c1", "bn2_s", "bn2_b", "bn2_m", "bn2_v"], ["b2"]),
+    helper.make_node("PRelu", ["b2", "slope1"], ["p1"]),
+    helper.make_node("Conv", ["p1", "w2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+    helper.make_node("BatchNormalization", ["c2", "bn3_s", "bn3_b", "bn3_m", "bn3_v"], ["b3"]),
+    helper.make_node("Conv", ["p0", "down_w"], ["d"], kernel_shape=[1, 1], strides=[2, 2]),
+    helper.make_node("BatchNormalization", ["d", "bn4_s", "bn4_b", "bn4_m", "bn4_v"], ["db"]),
+    helper.make_node("Add", ["b3", "db"], ["sum"]),
+    helper.make_node("Flatten", ["sum"], ["f"], axis=1),
+    helper.make_node("Dropout", ["f"], ["fd"]),
+    helper.make_node("Gemm", ["fd", "fc_w", "fc_b"], ["e"], transB=1),
+    helper.make_node("BatchNormalization", ["e", "bn5_s", "bn5_b", "bn5_m", "bn5_v"], ["y"]),
+], [f32("x", ["N", 1, 4, 4])], [f32("y", ["N", 3])],
+    [arr("stem_w", (2, 1, 3, 3)), arr("w1", (2, 2, 3, 3)), arr("w2", (2, 2, 3, 3)), arr("down_w", (2, 2, 1, 1)),
+     helper.make_tensor("slope0", TensorProto.FLOAT, [2], [0.25, 0.25]), arr("slope1", (2, 1, 1)),
+     arr("fc_w", (3, 8)), arr("fc_b", (3,))]
+    + bn_params("bn0", 2) + bn_params("bn1", 2) + bn_params("bn2", 2) + bn_params("bn3", 2)
+    + bn_params("bn4", 2) + bn_params("bn5", 3), outs=[IMPORT_OUT])
+
+# PyTorch's Linear as MatMul + Add after a Reshape fed by shape arithmetic; a depthwise Conv with
+# bias; an fp16 weight, a double bias, a Constant weight and an Identity of an initializer.
+save("matmul_head", [
+    helper.make_node("Constant", [], ["dw_w"], value=numpy_helper.from_array(
+        rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "dw_value")),
+    helper.make_node("Identity", ["dw_b0"], ["dw_b"]),
+    helper.make_node("Conv", ["x", "dw_w", "dw_b"], ["c"], kernel_shape=[3, 3], group=2, pads=[1, 1, 1, 1]),
+    helper.make_node("Shape", ["c"], ["s"]),
+    helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+    helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+    helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+    helper.make_node("Reshape", ["c", "shape"], ["r"]),
+    helper.make_node("MatMul", ["r", "mm_w"], ["m"]),
+    helper.make_node("Add", ["m", "mm_b"], ["y"]),
+], [f32("x", ["N", 2, 2, 2])], [f32("y", ["N", 4])],
+    [arr("dw_b0", (2,)), arr("mm_w", (8, 4), np.float16), arr("mm_b", (4,), np.float64),
+     helper.make_tensor("zero", TensorProto.INT64, [], [0]), helper.make_tensor("axes", TensorProto.INT64, [1], [0]),
+     helper.make_tensor("minus1", TensorProto.INT64, [1], [-1])], outs=[IMPORT_OUT])
+
+for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))

@@ -30,7 +30,7 @@ mkdir -p "$build/obj" "$build/bin" "$build/corpus" "$build/artifacts" "$build/lo
 
 # ---- flags ----------------------------------------------------------------------------------
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all"
-cxxflags="-std=c++20 -O1 -g -fno-omit-frame-pointer $sanitize -I$repo/include -I$repo/src"
+cxxflags="-std=c++20 -O1 -g -fno-omit-frame-pointer $sanitize -I$repo/include -I$repo/src -I$repo"
 libs="-lturbojpeg -lspng"
 if echo '#include <webp/decode.h>' | "$cxx" -x c++ -fsyntax-only - 2>/dev/null; then
   cxxflags+=" -DARCFORGE_HAVE_WEBP=1"
@@ -100,7 +100,7 @@ done
 
 # A target may ask for more in comment lines of its source: "// fuzz-cxxflags: ...",
 # "// fuzz-libs: ..." (linked after the core archive), "// fuzz-needs-header: h ..." (the target
-# is skipped, saying so, where one of these headers is missing) and "// fuzz-sources: dir ..." (every *.cpp of
+# is skipped, saying so, where one of these headers is missing) and "// fuzz-sources: dir-or-file ..." (every *.cpp of
 # these repository folders, e.g. src/runtime, compiled with the target's flags into an archive of
 # its own under <build-dir>/extra/<target>/, cached like the core objects, linked before the core).
 marker() { sed -n "s|^// $1: *||p" "$2" | head -1; }
@@ -114,7 +114,9 @@ extra_archive() {
   echo "$xstamp" >"$dir/flags"
   local objs=() list=()
   for d in $dirs; do
-    for src in "$repo/$d"/*.cpp; do
+    local sources=("$repo/$d"/*.cpp)
+    [[ -f "$repo/$d" ]] && sources=("$repo/$d")  # a single file rather than a folder
+    for src in "${sources[@]}"; do
       obj="$dir/${d//\//_}_$(basename "${src%.cpp}").o"
       objs+=("$obj")
       list+=("$src" "$obj" "$flags")

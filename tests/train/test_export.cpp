@@ -40,6 +40,7 @@ TEST(OnnxExport, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ON
 #include "arcforge/runtime/model.hpp"
 #include "train/export/batch_norm_calibration.hpp"
 #include "train/export/onnx_check.hpp"
+#include "train/export/onnx_graph_reader.hpp"
 #include "train/export/onnx_import.hpp"
 #include "train/export/onnx_writer.hpp"
 #include "arcforge/common/model_sidecar.hpp"
@@ -383,6 +384,64 @@ TEST(OnnxImport, PyTorchExporterLayout) {
               g.max_abs, g.scale);
   EXPECT_LT(g.relative(), 1e-5);
   EXPECT_LT(gap(run_runtime(onnx, input), pytorch).relative(), kTolerance);
+}
+
+// The seeds of fuzz_onnx_import (tests/fuzz/make_onnx_seeds.py) read as the recognizers they were
+// written as, so the fuzzer starts from graphs that get past the reader: every weight encoding
+// (raw float, float_data, raw fp16, raw double, a Constant node, an Identity of an initializer),
+// Gemm with transB and MatMul + Add, and data paths through Flatten, Dropout and Reshape.
+TEST(OnnxImport, FuzzSeedsReadAsTheirLayouts) {
+  const std::string corpus = std::string(ARCFORGE_SOURCE_DIR) + "/tests/fuzz/corpus/fuzz_onnx_import/";
+  using K = io::OnnxOpKind;
+  const auto kinds = [](const io::RecognizerGraph& g) {
+    std::vector<K> k;
+    for (const auto& op : g.ops) k.push_back(op.kind);
+    return k;
+  };
+  const io::RecognizerGraph block = io::read_recognizer_graph(corpus + "iresnet_block.onnx");
+  EXPECT_EQ(kinds(block), (std::vector<K>{K::conv, K::batch_norm, K::prelu, K::batch_norm, K::conv, K::batch_norm,
+                                          K::prelu, K::conv, K::batch_norm, K::conv, K::batch_norm, K::add,
+                                          K::linear, K::batch_norm}));
+  const io::OnnxOp& add = block.ops[11];
+  EXPECT_EQ(add.inputs, (std::vector<std::string>{"b3", "db"}));
+  const io::OnnxOp& fc = block.ops[12];
+  EXPECT_EQ(fc.inputs, std::vector<std::string>{"sum"});  // through Dropout and Flatten
+  EXPECT_EQ(fc.weight.sizes(), (std::vector<int64_t>{3, 8}));  // transB: stored [out, in]
+  EXPECT_EQ(fc.bias.numel(), 3);
+  EXPECT_EQ(block.ops[2].weight.numel(), 2);  // PReLU slopes in float_data
+  EXPECT_EQ(block.ops[7].strides, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(block.output, "y");
+
+  const io::RecognizerGraph head = io::read_recognizer_graph(corpus + "matmul_head.onnx");
+  EXPECT_EQ(kinds(head), (std::vector<K>{K::conv, K::linear}));
+  EXPECT_EQ(head.ops[0].group, 2);
+  EXPECT_EQ(head.ops[0].weight.sizes(), (std::vector<int64_t>{2, 1, 3, 3}));  // from the Constant node
+  EXPECT_EQ(head.ops[0].bias.numel(), 2);                                   // through Identity
+  EXPECT_EQ(head.ops[1].inputs, std::vector<std::string>{"c"});              // through Reshape
+  EXPECT_EQ(head.ops[1].weight.sizes(), (std::vector<int64_t>{4, 8}));       // MatMul's [in, out] turned
+  EXPECT_EQ(head.ops[1].weight.scalar_type(), torch::kFloat);                // from fp16
+  EXPECT_EQ(head.ops[1].bias.numel(), 4);                                    // the Add's double bias
+  EXPECT_EQ(head.output, "m");
+}
+
+// Two graphs fuzz_onnx_import found (kept in its corpus): the reader used to pass them on, and the
+// importer's wiring check then blamed the architecture. Now the reader names the file's problem.
+TEST(OnnxImport, ReaderRejectsUncomputedOutputsAndShapeArithmeticOnTheDataPath) {
+  const std::string corpus = std::string(ARCFORGE_SOURCE_DIR) + "/tests/fuzz/corpus/fuzz_onnx_import/";
+  const auto error_of = [&](const std::string& name) {
+    try {
+      io::read_recognizer_graph(corpus + name);
+    } catch (const arcforge::InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string output = error_of("found_output_not_computed.onnx");
+  EXPECT_NE(output.find("found_output_not_computed.onnx"), std::string::npos) << output;
+  EXPECT_NE(output.find("graph output 'y' is not computed by any layer"), std::string::npos) << output;
+  const std::string shape = error_of("found_layer_fed_by_shape_arithmetic.onnx");
+  EXPECT_NE(shape.find("(MatMul"), std::string::npos) << shape;
+  EXPECT_NE(shape.find("reads 'r' as data, but no layer computes it"), std::string::npos) << shape;
 }
 
 // ---- the CLI ----------------------------------------------------------------------------------

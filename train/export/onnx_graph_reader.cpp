@@ -1,5 +1,6 @@
 #include "train/export/onnx_graph_reader.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -47,13 +48,25 @@ class Reader {
       }
     }
     if (out.input.empty()) fail("has no data input");
+    computed_.insert(out.input);
     if (g.output_size() != 1) {
       fail("has " + std::to_string(g.output_size()) + " outputs; a face recognizer has one (the embedding)");
     }
-    for (int index : topological_order(out.input)) visit(g.node(index), index);
+    for (int index : topological_order(out.input)) {
+      const std::size_t before = ops_.size();
+      visit(g.node(index), index);
+      if (ops_.size() > before) computed_.insert(ops_.back().output);
+    }
     out.ops = std::move(ops_);
     out.input = resolve(out.input);
     out.output = resolve(g.output(0).name());
+    // Found by fuzz_onnx_import: an output nothing computes would otherwise reach the importer,
+    // whose wiring error would blame the architecture instead of the file.
+    const bool computed = std::any_of(out.ops.begin(), out.ops.end(), [&](const OnnxOp& op) { return op.output == out.output; });
+    if (!computed) {
+      fail("graph output '" + g.output(0).name() + "' is not computed by any layer (Conv, BatchNormalization, "
+           "PRelu, Gemm/MatMul or Add)");
+    }
     return out;
   }
 
@@ -132,6 +145,16 @@ class Reader {
   }
 
   bool is_constant(const std::string& name) const { return constants_.count(name) > 0; }
+
+  // Input `input` of a layer as the value it reads through reshaping nodes, which must be the
+  // image or a layer's output (found by fuzz_onnx_import: a layer fed by shape arithmetic).
+  std::string data_input(const onnx::NodeProto& n, int index, int input) const {
+    const std::string value = resolve(n.input(input));
+    if (!computed_.count(value)) {
+      fail(n, index, "reads '" + n.input(input) + "' as data, but no layer computes it and it is not the input image");
+    }
+    return value;
+  }
 
   torch::Tensor constant(const onnx::NodeProto& n, int index, int input) const {
     if (input >= n.input_size() || n.input(input).empty()) fail(n, index, "lacks input " + std::to_string(input));
@@ -222,7 +245,7 @@ class Reader {
     op.label = label(n, index);
     if (n.input_size() < 1 || n.input(0).empty()) fail(n, index, "has no data input");
     if (is_constant(n.input(0))) fail(n, index, "reads a constant as its data input");
-    op.inputs = {resolve(n.input(0))};
+    op.inputs = {data_input(n, index, 0)};
     if (n.output_size() < 1 || n.output(0).empty()) fail(n, index, "has no output");
     op.output = n.output(0);
     return op;
@@ -333,7 +356,7 @@ class Reader {
     const bool c0 = is_constant(n.input(0)), c1 = is_constant(n.input(1));
     if (!c0 && !c1) {
       OnnxOp op = make_op(OnnxOpKind::add, n, index);
-      op.inputs = {resolve(n.input(0)), resolve(n.input(1))};
+      op.inputs = {data_input(n, index, 0), data_input(n, index, 1)};
       ops_.push_back(std::move(op));
       return;
     }
@@ -355,6 +378,7 @@ class Reader {
   std::string path_;
   std::map<std::string, const onnx::TensorProto*> constants_;
   std::map<std::string, std::string> alias_;  // passthrough output -> its input
+  std::set<std::string> computed_;            // the data input and every layer's output
   std::vector<OnnxOp> ops_;
 };
 
@@ -373,6 +397,11 @@ std::string to_string(OnnxOpKind kind) {
 
 RecognizerGraph read_recognizer_graph(const std::string& path, std::size_t max_bytes) {
   const onnx::ModelProto model = read_model(path, max_bytes);
+  return Reader(model, path).read();
+}
+
+RecognizerGraph parse_recognizer_graph(const std::string& bytes, const std::string& path) {
+  const onnx::ModelProto model = parse_model(bytes, path);
   return Reader(model, path).read();
 }
 

@@ -43,6 +43,9 @@ struct RecognizerGraph {
 // produces, a weight that is not a constant, bad tensor data, an operator that has no counterpart.
 RecognizerGraph read_recognizer_graph(const std::string& path, std::size_t max_bytes = std::size_t{2} << 30);
 
+// The same from a serialised model in memory; `path` only names it in errors (fuzz_onnx_import).
+RecognizerGraph parse_recognizer_graph(const std::string& bytes, const std::string& path);
+
 std::string to_string(OnnxOpKind kind);
 
 }  // namespace arcforge::onnx_io
