@@ -385,6 +385,27 @@ TEST(DistributedTraining, KilledMidRunTwoRanksResumeBitIdentically) {
   EXPECT_EQ(previous_checkpoint_path(rank1), checkpoint_path_for_rank(previous_checkpoint_path(latest_checkpoint_path(mid_save)), 1));
   ASSERT_EQ(read_checkpoint_step(previous_checkpoint_path(rank1)), 8);
   fs::rename(rank1, rank1 + ".next");
+  // reshard takes the step both ranks hold too: 2 -> 1 of this equals 2 -> 1 of the straight run's
+  // previous files (step 8); with no common step it refuses rather than splice two states.
+  const std::string one_mid = (dir / "one_mid").string(), one_prev = (dir / "one_prev").string();
+  dist::reshard_checkpoint(latest_checkpoint_path(mid_save), 1, one_mid);
+  dist::reshard_checkpoint(previous_checkpoint_path(latest_checkpoint_path(straight)), 1, one_prev);
+  EXPECT_EQ(read_checkpoint_step(latest_checkpoint_path(one_mid)), 8);
+  {
+    TrainModules a = load_modules_from_checkpoint(latest_checkpoint_path(one_prev));
+    TrainModules b = load_modules_from_checkpoint(latest_checkpoint_path(one_mid));
+    arcforge::test::expect_same_model(a, b, "resharded mid-save");
+  }
+  const std::string apart = (dir / "apart").string();
+  fs::copy(straight, apart, fs::copy_options::recursive);
+  fs::remove(previous_checkpoint_path(latest_checkpoint_path(apart)));             // rank 0: step 10 only
+  fs::remove(checkpoint_path_for_rank(latest_checkpoint_path(apart), 1));          // rank 1: step 8 only
+  try {
+    dist::reshard_checkpoint(latest_checkpoint_path(apart), 1, (dir / "never").string());
+    ADD_FAILURE() << "resharded ranks of different steps";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("share no step (rank 0: 10; rank 1: 8)"), std::string::npos) << e.what();
+  }
   auto resume_mid_save = args(mid_save);
   resume_mid_save.insert(resume_mid_save.end(), {"--resume", "latest"});
   ASSERT_EQ(wait_exit(spawn(resume_mid_save, {}, (dir / "m.out").string(), (dir / "m.err").string())), 0)

@@ -1,8 +1,11 @@
 #include "train/dist/reshard.hpp"
 
 #include <filesystem>
+#include <map>
+#include <sstream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/log.hpp"
 #include "train/dist/partial_fc.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/optimizer.hpp"
@@ -10,6 +13,39 @@
 
 namespace arcforge::train::dist {
 namespace {
+
+// Every rank's file at the newest step all `world` ranks hold, each its current checkpoint or the
+// previous one a save keeps. A run killed while saving can leave some ranks a save ahead (as on
+// resume); resharding files of different steps would splice two states of training into one.
+std::vector<std::string> rank_files_at_common_step(const std::string& checkpoint, int world) {
+  std::vector<std::map<int64_t, std::string>> held(world);  // per rank: step -> file
+  for (int r = 0; r < world; ++r) {
+    for (const std::string& file : {checkpoint_path_for_rank(checkpoint, r),
+                                    checkpoint_path_for_rank(previous_checkpoint_path(checkpoint), r)})
+      if (std::filesystem::exists(file)) held[r].emplace(read_checkpoint_step(file), file);
+    if (held[r].empty())
+      throw InputError(file_message(checkpoint_path_for_rank(checkpoint, r),
+                                    "rank " + std::to_string(r) + " of " + std::to_string(world) +
+                                        " is missing (every rank's file must sit beside rank 0's)"));
+  }
+  for (auto step = held[0].rbegin(); step != held[0].rend(); ++step) {
+    std::vector<std::string> files;
+    for (int r = 0; r < world && held[r].count(step->first); ++r) files.push_back(held[r].at(step->first));
+    if (static_cast<int>(files.size()) < world) continue;
+    bool all_current = true;
+    for (int r = 0; r < world; ++r) all_current = all_current && files[r] == checkpoint_path_for_rank(checkpoint, r);
+    if (!all_current)
+      log::warn(log::cat("reshard: the ranks' latest files are of different steps (the run stopped while saving); "
+                         "using step ", step->first, ", which every rank holds"));
+    return files;
+  }
+  std::ostringstream steps;
+  for (int r = 0; r < world; ++r) {
+    steps << (r ? "; rank " : "rank ") << r << ":";
+    for (const auto& [step, file] : held[r]) steps << " " << step;
+  }
+  throw InputError(file_message(checkpoint, "the ranks' files share no step (" + steps.str() + "); they are not from one run"));
+}
 
 using torch::optim::AdamWParamState;
 using torch::optim::OptimizerParamState;
@@ -49,9 +85,10 @@ torch::Tensor cut(const torch::Tensor& full, const ClassShard& shard) {
 std::vector<std::string> reshard_checkpoint(const std::string& checkpoint, int new_world_size,
                                             const std::string& out_dir) {
   if (new_world_size < 1) throw ConfigError("reshard: the new world size must be at least 1");
-  TrainConfig config = read_checkpoint_config(checkpoint);
-  const HeadShard first = read_checkpoint_shard(checkpoint);
-  const int old_world = first.world_size;
+  const std::string rank0 = existing_checkpoint(checkpoint);
+  TrainConfig config = read_checkpoint_config(rank0);
+  const int old_world = read_checkpoint_shard(rank0).world_size;
+  const std::vector<std::string> files = rank_files_at_common_step(checkpoint, old_world);
 
   // Read every rank: rank 0 gives the shared parts, each rank its rows of the head.
   TrainModules base;
@@ -62,10 +99,7 @@ std::vector<std::string> reshard_checkpoint(const std::string& checkpoint, int n
   std::vector<std::vector<torch::Tensor>> head_state_rows;  // per rank
   std::unique_ptr<OptimizerParamState> head_state_template;
   for (int r = 0; r < old_world; ++r) {
-    const std::string file = checkpoint_path_for_rank(checkpoint, r);
-    if (!std::filesystem::exists(file))
-      throw InputError(file_message(file, "rank " + std::to_string(r) + " of " + std::to_string(old_world) +
-                                              " is missing (every rank's file must sit beside rank 0's)"));
+    const std::string& file = files[r];
     const HeadShard shard = read_checkpoint_shard(file);
     if (shard.world_size != old_world || shard.rank != r || read_checkpoint_config(file).data.num_identities !=
                                                                    config.data.num_identities)
