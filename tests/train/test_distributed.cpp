@@ -396,6 +396,19 @@ TEST(DistributedTraining, KilledMidRunTwoRanksResumeBitIdentically) {
     TrainModules b = load_modules_from_checkpoint(latest_checkpoint_path(one_mid));
     arcforge::test::expect_same_model(a, b, "resharded mid-save");
   }
+  // Rank 1 with no file at all (killed before its first save): every rank fails, naming the
+  // cause, instead of rank 0 waiting on the all-reduce for rank 1 to vanish.
+  const std::string unsaved = (dir / "unsaved").string();
+  fs::copy(straight, unsaved, fs::copy_options::recursive);
+  fs::remove(checkpoint_path_for_rank(latest_checkpoint_path(unsaved), 1));
+  fs::remove(previous_checkpoint_path(checkpoint_path_for_rank(latest_checkpoint_path(unsaved), 1)));
+  auto resume_unsaved = args(unsaved);
+  resume_unsaved.insert(resume_unsaved.end(), {"--resume", "latest"});
+  EXPECT_EQ(wait_exit(spawn(resume_unsaved, {}, (dir / "u.out").string(), (dir / "u.err").string())), 1);
+  const std::string unsaved_err = slurp((dir / "u.err").string());
+  EXPECT_NE(unsaved_err.find("rank 1 has no checkpoint to resume from"), std::string::npos) << unsaved_err;
+  EXPECT_EQ(unsaved_err.find("all-reduce failed"), std::string::npos) << unsaved_err;
+
   const std::string apart = (dir / "apart").string();
   fs::copy(straight, apart, fs::copy_options::recursive);
   fs::remove(previous_checkpoint_path(latest_checkpoint_path(apart)));             // rank 0: step 10 only

@@ -93,13 +93,19 @@ std::string choose_resume_file(const std::string& resume_from, dist::Collectives
   // Each read loads a whole file, so the previous one is read only when it may be needed.
   const int64_t current_step = step_of(current);
   int64_t previous_step = current_step < 0 ? step_of(previous) : -1;
-  if (current_step < 0 && previous_step < 0) {
-    read_checkpoint_step(current);  // throws the InputError that names the missing file
-  }
+  // A rank without any file still joins the all-reduce (with -1), so that every rank fails with
+  // the same clear error instead of the others waiting on a collective for the timeout.
   auto agreed = torch::tensor({static_cast<double>(current_step >= 0 ? current_step : previous_step)},
                               torch::TensorOptions().dtype(torch::kDouble).device(device));
   world.allreduce(agreed, dist::Reduce::min);
   const auto step = static_cast<int64_t>(agreed.cpu().item<double>());
+  if (step < 0) {
+    if (current_step < 0 && previous_step < 0 && world.world_size() == 1) read_checkpoint_step(current);  // names the file
+    throw InputError(file_message(current, current_step < 0 && previous_step < 0
+                                               ? "rank " + std::to_string(rank) + " has no checkpoint to resume from"
+                                               : "another rank has no checkpoint to resume from (the run stopped "
+                                                 "before every rank had saved once)"));
+  }
   if (current_step > step) previous_step = step_of(previous);
   const std::string chosen = current_step == step ? current : previous_step == step ? previous : std::string();
   auto everyone_has_it = torch::tensor({chosen.empty() ? 0.0 : 1.0},
