@@ -1,6 +1,7 @@
 // `arcforge train`: trains a backbone + margin head from a TOML preset with command-line overrides.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -8,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/common/error.hpp"
 #include "arcforge/eval/report_json.hpp"
 #include "commands.hpp"
 #include "train/dist/dist_env.hpp"
@@ -88,7 +90,11 @@ void run(const TrainArgs& a) {
       resume = train::latest_checkpoint_path(base.checkpoint.dir);
     }
     // Killed between the renames of a save, only the previous checkpoint is there.
-    std::string saved = train::to_toml(train::read_checkpoint_config(train::existing_checkpoint(resume)));
+    const std::string existing = train::existing_checkpoint(resume);
+    if (!std::filesystem::exists(existing))
+      throw InputError(file_message(resume, "no checkpoint to resume from (nor " +
+                                                train::previous_checkpoint_path(resume) + ")"));
+    std::string saved = train::to_toml(train::read_checkpoint_config(existing));
     config = train::parse_config(saved, overrides, resume);
   } else {
     config = train::load_config(a.config, overrides);

@@ -92,6 +92,10 @@ TEST(Resume, StoppedMidSaveResumesFromThePreviousCheckpoint) {
 
   std::vector<std::string> args = {ARCFORGE_CLI, "train", "--resume", "latest", "--out", stopped, "--threads", "2"};
   if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;
+  // With neither file there, --resume latest says so (it used to report a failed read).
+  std::string none;
+  EXPECT_EQ(arcforge::test::run_cli("train --resume latest --out '" + (base / "empty").string() + "'", &none), 1);
+  EXPECT_NE(none.find("checkpoint.pt: no checkpoint to resume from (nor "), std::string::npos) << none;
   ASSERT_EQ(wait_exit(spawn(args)), 0);
   EXPECT_EQ(read_checkpoint_step(latest), 6);
   TrainModules a = load_modules_from_checkpoint(latest_checkpoint_path(straight));
