@@ -45,6 +45,13 @@ TEST(Config, ErrorsNameTheProblem) {
   EXPECT_NE(message("[train\n").find("test.toml:1"), std::string::npos);
   EXPECT_NE(message("", {"nodot=3"}).find("section.key=value"), std::string::npos);
   EXPECT_NE(message("[head]\nmargin = \"sphereface2\"\n").find("sphereface2"), std::string::npos);
+  // Counts whose products would overflow int64 are refused by name, not cast into garbage.
+  EXPECT_NE(message("", {"train.batch_size=4294967296", "train.grad_accumulation=4294967296"}).find("train.batch_size"),
+            std::string::npos);
+  EXPECT_NE(message("", {"train.steps=0", "train.epochs=1e300", "data.num_images=1000000"}).find("at most 10^12"),
+            std::string::npos);
+  EXPECT_NE(message("", {"train.steps=0", "train.epochs=nan", "data.num_images=1000"}).find("train.epochs"),
+            std::string::npos);
 }
 
 TEST(Config, EpochsDeriveSteps) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -149,7 +150,12 @@ void validate(const TrainConfig& c, const std::string& source) {
     throw ConfigError(source + ": " + e.what());
   }
   require(c.train.grad_accumulation > 0, "train.grad_accumulation must be positive");
+  // Bounds far beyond any real run, so that products of these counts cannot overflow int64.
+  require(c.train.batch_size <= (int64_t{1} << 24), "train.batch_size must be at most 2^24");
+  require(c.train.grad_accumulation <= (int64_t{1} << 20), "train.grad_accumulation must be at most 2^20");
+  require(std::isfinite(c.train.epochs) && c.train.epochs >= 0, "train.epochs must be a finite, non-negative number");
   require(c.total_steps() > 0, "train.steps (or train.epochs with data.num_images) must be positive");
+  require(c.total_steps() <= int64_t{1'000'000'000'000}, "train.steps (or train.epochs x the epoch length) must be at most 10^12");
   require(c.optimizer.name == "sgd" || c.optimizer.name == "adamw",
           "optimizer.name must be 'sgd' or 'adamw', not '" + c.optimizer.name + "'");
   require(c.optimizer.lr > 0, "optimizer.lr must be positive");
@@ -184,8 +190,14 @@ int64_t TrainConfig::total_steps() const {
   if (train.steps > 0) return train.steps;
   // arcface_torch: total_step = num_image // total_batch_size * num_epoch (the loader drops each
   // epoch's last partial batch, so an epoch is floor(N / batch) steps).
-  if (train.epochs > 0 && data.num_images > 0)
-    return static_cast<int64_t>(data.num_images / (train.batch_size * train.grad_accumulation) * train.epochs);
+  if (train.epochs > 0 && data.num_images > 0) {
+    // Saturating: validate() then rejects absurd counts by name instead of an overflowing cast.
+    int64_t images_per_step = 0;
+    if (__builtin_mul_overflow(train.batch_size, train.grad_accumulation, &images_per_step) || images_per_step <= 0)
+      return 0;
+    const double steps = static_cast<double>(data.num_images / images_per_step) * train.epochs;
+    return steps >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(steps);
+  }
   return 0;
 }
 
