@@ -27,6 +27,7 @@
 #include <vector>
 #include <thread>
 
+#include "bench_machine.hpp"
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/data/image_folder.hpp"
 #include "arcforge/image/codec.hpp"
@@ -42,24 +43,6 @@ namespace {
 
 constexpr double kGpuImagesPerSecond = 3500.0;  // r50 bf16 training on one H200
 constexpr int64_t kImagesPerIdentity = 10;
-
-std::string first_line_with(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(key, 0) == 0) {
-      const size_t colon = line.find(':');
-      return colon == std::string::npos ? line : line.substr(colon + 2);
-    }
-  }
-  return "";
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string one, five, fifteen;
-  in >> one >> five >> fifteen;
-  return one + " " + five + " " + fifteen;
-}
 
 // root/<identity>/<n>.jpg of 112x112 synth faces, then root.rec; returns the .rec path.
 std::string make_dataset(const std::string& dir, int64_t images) {
@@ -96,7 +79,7 @@ void print_result(const char* mode, int threads, int64_t images, double seconds,
       "\"images_per_s\":%.1f,\"images_per_s_per_thread\":%.1f,\"cores_for_%.0f_img_s\":%.2f,"
       "\"pinned\":%s,\"load_average\":\"%s\"}\n",
       mode, threads, static_cast<long long>(images), seconds, rate, per_core, kGpuImagesPerSecond,
-      kGpuImagesPerSecond / per_core, pinned ? "true" : "false", load_average().c_str());
+      kGpuImagesPerSecond / per_core, pinned ? "true" : "false", bench::load_average().c_str());
   std::fflush(stdout);
 }
 
@@ -117,8 +100,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::printf("{\"bench\":\"loader\",\"machine\":\"%s\",\"cores\":%u,\"load_average\":\"%s\"}\n",
-              first_line_with("/proc/cpuinfo", "model name").c_str(), std::thread::hardware_concurrency(),
-              load_average().c_str());
+              bench::cpu_model_name().c_str(), std::thread::hardware_concurrency(),
+              bench::load_average().c_str());
 
   const std::string dir = (fs::temp_directory_path() / ("arcforge_loader_bench_" + std::to_string(::getpid()))).string();
   fs::remove_all(dir);

@@ -36,6 +36,7 @@
 
 #include <unistd.h>
 
+#include "bench_machine.hpp"
 #include "arcforge/common/error.hpp"
 #include "arcforge/image/codec.hpp"
 #include "arcforge/pipeline/alignment.hpp"
@@ -240,24 +241,6 @@ class Pipeline {
   std::unique_ptr<pipeline::Recognizer> recognizer_;
 };
 
-std::string first_line_with(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(key, 0) == 0) {
-      const size_t colon = line.find(':');
-      return colon == std::string::npos ? line : line.substr(colon + 2);
-    }
-  }
-  return "?";
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string one, five, fifteen;
-  in >> one >> five >> fifteen;
-  return one + " " + five + " " + fifteen;
-}
-
 // ONNX Runtime's median ms per call of `model` on a random input of `shape` (e.g. 1x3x640x640).
 class OrtTimer {
  public:
@@ -328,8 +311,8 @@ int main(int argc, char** argv) {
     const std::vector<std::string> files = photo_files(args.photos);
     const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
     std::printf("machine: %s, %u cores, load average before: %s, OMP_WAIT_POLICY=%s\n",
-                first_line_with("/proc/cpuinfo", "model name").c_str(), std::thread::hardware_concurrency(),
-                load_average().c_str(), wait_policy ? wait_policy : "(unset)");
+                bench::cpu_model_name().c_str(), std::thread::hardware_concurrency(),
+                bench::load_average().c_str(), wait_policy ? wait_policy : "(unset)");
     std::printf("pipeline: %zu photos of %s, decode -> SCRFD %s at %dx%d -> align every face -> %s (%s, one crop per "
                 "call); %d threads; best of %d rounds after a warm-up round\n",
                 files.size(), args.photos.c_str(), fs::path(args.detector).filename().c_str(), args.size, args.size,
@@ -383,7 +366,7 @@ int main(int argc, char** argv) {
       }
     }
     print_table(has_ort, columns, files.size());
-    std::printf("\nload average after: %s\n", load_average().c_str());
+    std::printf("\nload average after: %s\n", bench::load_average().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pipeline_bench: %s\n", e.what());

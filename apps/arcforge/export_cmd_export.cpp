@@ -12,6 +12,7 @@
 
 #include "arcforge/common/error.hpp"
 #include "commands.hpp"
+#include "parity_json.hpp"
 #include "train/export/batch_norm_calibration.hpp"
 #include "train/export/onnx_writer.hpp"
 #include "train/export/runtime_parity.hpp"
@@ -120,10 +121,7 @@ void run(const ExportArgs& a) {
                                   {"bytes", summary.bytes},
                                   {"ops", summary.op_counts}};
     if (!a.no_verify) {
-      out["parity"] = {{"batch", parity.batch},
-                       {"max_abs_diff", parity.max_abs_diff},
-                       {"output_scale", parity.output_scale},
-                       {"relative", parity.relative()}};
+      out["parity"] = parity_json(parity);
     }
     std::cout << out.dump() << std::endl;
     return;

@@ -11,6 +11,7 @@
 
 #include "arcforge/common/error.hpp"
 #include "commands.hpp"
+#include "parity_json.hpp"
 #include "train/export/onnx_import.hpp"
 #include "train/export/runtime_parity.hpp"
 #include "train/train/checkpoint.hpp"
@@ -68,10 +69,7 @@ void run(const ImportArgs& a) {
                                   {"batch_norms_restored", summary.batch_norms_restored},
                                   {"batch_norms_eps_adjusted", summary.batch_norms_eps_adjusted}};
     if (!a.no_verify) {
-      out["parity"] = {{"batch", parity.batch},
-                       {"max_abs_diff", parity.max_abs_diff},
-                       {"output_scale", parity.output_scale},
-                       {"relative", parity.relative()}};
+      out["parity"] = parity_json(parity);
     }
     std::cout << out.dump() << std::endl;
     return;
