@@ -13,6 +13,7 @@ inline std::string shared_dir() {
 }
 inline std::string shared_model(const std::string& name) { return shared_dir() + "/models/" + name; }
 inline std::string shared_face(const std::string& name) { return shared_dir() + "/faces/" + name; }
+inline std::string faces_dir() { return shared_dir() + "/faces"; }
 
 }  // namespace arcforge::pipeline::test
 

@@ -38,7 +38,7 @@ namespace ap = arcforge::pipeline;
 
 namespace {
 
-std::string faces_dir() { return arcforge::pipeline::test::shared_dir() + "/faces"; }
+using arcforge::pipeline::test::faces_dir;
 
 ai::Image random_image(int width, int height, int channels, uint32_t seed) {
   ai::Image image(width, height, channels);

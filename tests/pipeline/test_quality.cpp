@@ -38,7 +38,7 @@ namespace ap = arcforge::pipeline;
 
 namespace {
 
-std::string faces_dir() { return arcforge::pipeline::test::shared_dir() + "/faces"; }
+using arcforge::pipeline::test::faces_dir;
 
 constexpr double kPi = std::numbers::pi;
 
