@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
 #include "arcforge/runtime/model.hpp"
 #include "commands.hpp"
@@ -24,6 +25,7 @@ struct BenchArgs {
   std::string precision = "fp32";
   int warmup = 3;
   int repeats = 0;  // 0: as many as fit in about two seconds, at least 5
+  std::string profile;  // Chrome trace of one more run, step by step
   bool json = false;
 };
 
@@ -68,6 +70,29 @@ std::vector<int64_t> input_shape(const runtime::TensorInfo& info, const BenchArg
     if (d < 0) throw InputError(a.model + ": input '" + info.name + "' has dynamic dimensions: pass --input-size HxW");
   }
   return shape;
+}
+
+// One profiled run as a Chrome trace (chrome://tracing, Perfetto), like ONNX Runtime's profile: an
+// array of complete events ("ph": "X") in microseconds, one per executed step. Returns the summary
+// that --json reports: the file, the step count, the summed step time and the five slowest steps.
+nlohmann::json write_profile(runtime::Session& session, const std::vector<runtime::Tensor>& inputs,
+                             const std::string& path) {
+  std::vector<runtime::StepTiming> steps;
+  session.run(inputs, steps);
+  nlohmann::json trace = nlohmann::json::array();
+  double total_ms = 0;
+  for (const auto& step : steps) {
+    trace.push_back({{"cat", "Node"}, {"name", step.node}, {"ph", "X"}, {"pid", 0}, {"tid", 0},
+                     {"ts", step.start_ms * 1000.0}, {"dur", step.ms * 1000.0}, {"args", {{"kernel", step.kernel}}}});
+    total_ms += step.ms;
+  }
+  write_file_atomically(path, trace.dump(1) + "\n");
+  std::vector<runtime::StepTiming> slowest = steps;
+  std::sort(slowest.begin(), slowest.end(), [](const auto& x, const auto& y) { return x.ms > y.ms; });
+  slowest.resize(std::min<std::size_t>(slowest.size(), 5));
+  nlohmann::json top = nlohmann::json::array();
+  for (const auto& step : slowest) top.push_back({{"node", step.node}, {"kernel", step.kernel}, {"ms", step.ms}});
+  return {{"file", path}, {"steps", steps.size()}, {"ms", total_ms}, {"slowest", top}};
 }
 
 void run(const BenchArgs& a) {
@@ -123,12 +148,21 @@ void run(const BenchArgs& a) {
                            for (const auto& t : inputs) s.push_back(t.shape);
                            return s;
                          }())}};
+  if (!a.profile.empty()) out["profile"] = write_profile(session, inputs, a.profile);
   if (a.json) {
     std::printf("%s\n", out.dump().c_str());
-  } else {
-    std::printf("%s: %s batch %lld, %.3f ms/image, %.1f images/s (median of %zu runs; first run %.1f ms)\n",
-                a.model.c_str(), a.precision.c_str(), static_cast<long long>(a.batch), per_image, 1000.0 / per_image, n,
-                first_ms);
+    return;
+  }
+  std::printf("%s: %s batch %lld, %.3f ms/image, %.1f images/s (median of %zu runs; first run %.1f ms)\n",
+              a.model.c_str(), a.precision.c_str(), static_cast<long long>(a.batch), per_image, 1000.0 / per_image, n,
+              first_ms);
+  if (out.contains("profile")) {
+    const auto& p = out["profile"];
+    std::printf("profile: %zu steps, %.3f ms in one run, written to %s; slowest:\n", p["steps"].get<std::size_t>(),
+                p["ms"].get<double>(), a.profile.c_str());
+    for (const auto& step : p["slowest"])
+      std::printf("  %8.3f ms  %-16s %s\n", step["ms"].get<double>(), step["kernel"].get<std::string>().c_str(),
+                  step["node"].get<std::string>().c_str());
   }
 }
 
@@ -144,6 +178,8 @@ void add_bench_model_command(CLI::App& app) {
   cmd->add_option("--precision", args->precision, "fp32 (default), bf16, or int8 (a QDQ model from `arcforge quantize`)");
   cmd->add_option("--warmup", args->warmup, "Warm-up runs after the first (default 3)");
   cmd->add_option("--repeats", args->repeats, "Timed runs (default: about 2 s worth, at least 5)");
+  cmd->add_option("--profile", args->profile,
+                  "Then time one more run step by step and write it to FILE as a Chrome trace (JSON)");
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->callback([args] { run(*args); });
 }

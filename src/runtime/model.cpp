@@ -149,11 +149,17 @@ Plan& Session::plan_for(const std::vector<std::vector<int64_t>>& input_shapes) {
   return *plans_.emplace(input_shapes, std::move(plan)).first->second;
 }
 
-std::vector<Tensor> Session::run(const std::vector<Tensor>& inputs) {
+std::vector<Tensor> Session::run(const std::vector<Tensor>& inputs) { return run_plan(inputs, nullptr); }
+
+std::vector<Tensor> Session::run(const std::vector<Tensor>& inputs, std::vector<StepTiming>& profile) {
+  return run_plan(inputs, &profile);
+}
+
+std::vector<Tensor> Session::run_plan(const std::vector<Tensor>& inputs, std::vector<StepTiming>* profile) {
   check_inputs(*compiled_, inputs);
   std::vector<std::vector<int64_t>> shapes;
   for (const auto& t : inputs) shapes.push_back(t.shape);
-  return plan_for(shapes).run(compiled_->engine, inputs, effective_threads(compiled_->options));
+  return plan_for(shapes).run(compiled_->engine, inputs, effective_threads(compiled_->options), profile);
 }
 
 void Session::prepare(const std::vector<std::vector<int64_t>>& input_shapes) {

@@ -99,7 +99,8 @@ void Plan::finalize(const dnnl::engine& engine) {
   }
 }
 
-std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads) {
+std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads,
+                              std::vector<StepTiming>* profile) {
   omp_set_num_threads(threads);
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     input_ptrs[k] = reinterpret_cast<char*>(const_cast<float*>(inputs[k].data.data()));
@@ -117,10 +118,15 @@ std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tens
   }
   dnnl::stream stream(engine);
   std::vector<char*> ptrs;
-  // ARCFORGE_RUNTIME_PROFILE=1: per-step wall time on stderr, for finding slow kernels.
-  static const bool profile = std::getenv("ARCFORGE_RUNTIME_PROFILE") != nullptr;
+  // ARCFORGE_RUNTIME_PROFILE=1: the same per-step times on stderr, without changing the caller.
+  static const bool print_profile = std::getenv("ARCFORGE_RUNTIME_PROFILE") != nullptr;
+  std::vector<StepTiming> printed;
+  if (print_profile && !profile) profile = &printed;
+  if (profile) profile->clear();
+  using Clock = std::chrono::steady_clock;
+  const auto run_start = Clock::now();
   for (auto& step : steps) {
-    const auto t0 = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const auto t0 = profile ? Clock::now() : Clock::time_point{};
     if (step.custom) {
       stream.wait();
       ptrs.clear();
@@ -131,13 +137,15 @@ std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tens
     }
     if (profile) {
       stream.wait();
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "[profile] %8.3f ms  %-10s %s\n", ms,
-                   step.custom ? "loop" : step.impl.c_str(),
-                   step.node.c_str());
+      const auto t1 = Clock::now();
+      profile->push_back({step.node, step.custom ? "loop" : step.impl,
+                          std::chrono::duration<double, std::milli>(t0 - run_start).count(),
+                          std::chrono::duration<double, std::milli>(t1 - t0).count()});
     }
   }
   stream.wait();
+  if (print_profile)
+    for (const auto& t : *profile) std::fprintf(stderr, "[profile] %8.3f ms  %-10s %s\n", t.ms, t.kernel.c_str(), t.node.c_str());
   return outputs;
 }
 

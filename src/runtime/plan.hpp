@@ -72,7 +72,9 @@ struct Plan {
 
   std::size_t arena_bytes() const;
   void finalize(const dnnl::engine& engine);
-  std::vector<Tensor> run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads);
+  // `profile`: when given, every step is waited for and timed into it.
+  std::vector<Tensor> run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads,
+                          std::vector<StepTiming>* profile = nullptr);
 
  private:
   char* pointer(const MemRef& ref) const;

@@ -85,5 +85,38 @@ TEST(Cli, BenchModelPrintsTheJsonFields) {
   EXPECT_EQ(nlohmann::json::parse(bf16).at("precision"), "bf16");
 }
 
+// --profile: one more run timed step by step, written as a Chrome trace (ONNX Runtime's profile
+// format: complete events in microseconds) and summarised in the JSON.
+TEST(Cli, BenchModelProfileWritesAChromeTrace) {
+  TempDir dir;
+  const std::string model = scale_model(dir);
+  int rc = 0;
+  const std::string out = capture(std::string(ARCFORGE_CLI) + " bench-model " + model + " --batch 2 --threads 1 --repeats 3" +
+                                      " --profile " + dir.file("trace.json") + " --json",
+                                  &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const auto summary = nlohmann::json::parse(out).at("profile");
+  std::ifstream in(dir.file("trace.json"));
+  const auto trace = nlohmann::json::parse(in);
+  ASSERT_TRUE(trace.is_array());
+  ASSERT_GE(trace.size(), 1u);
+  EXPECT_EQ(summary.at("steps").get<std::size_t>(), trace.size());
+  EXPECT_EQ(summary.at("file"), dir.file("trace.json"));
+  double sum_us = 0, last_ts = -1;
+  bool saw_mul = false;
+  for (const auto& event : trace) {
+    EXPECT_EQ(event.at("ph"), "X");
+    EXPECT_GE(event.at("dur").get<double>(), 0.0);
+    EXPECT_GE(event.at("ts").get<double>(), last_ts) << "steps run in order";
+    last_ts = event.at("ts").get<double>();
+    EXPECT_FALSE(event.at("args").at("kernel").get<std::string>().empty());
+    saw_mul = saw_mul || event.at("name").get<std::string>().find("Mul") != std::string::npos;
+    sum_us += event.at("dur").get<double>();
+  }
+  EXPECT_TRUE(saw_mul) << trace.dump();
+  EXPECT_NEAR(summary.at("ms").get<double>(), sum_us / 1000.0, 1e-6);
+  EXPECT_LE(summary.at("slowest").size(), 5u);
+}
+
 }  // namespace
 }  // namespace arcforge::test

@@ -68,6 +68,17 @@ struct Plan;
 
 class Session;
 
+// One executed step of a plan: a oneDNN primitive or one of the runtime's loop kernels, with the
+// node it came from (after fusion a step may stand for several ONNX nodes: a Conv with its
+// BatchNormalization, activation and residual Add) and its wall time, the calling thread waiting
+// for the step to finish. `arcforge bench-model --profile` writes these as a Chrome trace.
+struct StepTiming {
+  std::string node;    // the ONNX node's name (op_type + index when the file gives none)
+  std::string kernel;  // oneDNN's implementation name (e.g. "brg:avx512_core"), or "loop"
+  double start_ms = 0; // from the start of the run
+  double ms = 0;
+};
+
 class Model {
  public:
   // Throws InputError naming the file (and the node) for a malformed file, an unsupported
@@ -101,6 +112,9 @@ class Session {
   Session& operator=(Session&&) noexcept;
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs);
+  // The same, timing every step into `profile` (cleared first). Each step is waited for, so a
+  // profiled run is slower than a plain one; use it to see where the time goes, not how much.
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs, std::vector<StepTiming>& profile);
   // Builds (or finds) the plan for these input shapes without running it.
   void prepare(const std::vector<std::vector<int64_t>>& input_shapes);
   // Bytes of activation memory the plan for these shapes holds (after buffer reuse).
@@ -108,6 +122,7 @@ class Session {
 
  private:
   detail::Plan& plan_for(const std::vector<std::vector<int64_t>>& input_shapes);
+  std::vector<Tensor> run_plan(const std::vector<Tensor>& inputs, std::vector<StepTiming>* profile);
   std::shared_ptr<detail::CompiledModel> compiled_;
   std::map<std::vector<std::vector<int64_t>>, std::unique_ptr<detail::Plan>> plans_;
 };
