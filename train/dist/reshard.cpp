@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "arcforge/common/error.hpp"
@@ -19,10 +20,23 @@ namespace {
 // resume); resharding files of different steps would splice two states of training into one.
 std::vector<std::string> rank_files_at_common_step(const std::string& checkpoint, int world) {
   std::vector<std::map<int64_t, std::string>> held(world);  // per rank: step -> file
+  auto hold = [&](int r, const std::string& file) {
+    if (std::filesystem::exists(file)) held[r].emplace(read_checkpoint_step(file), file);
+  };
+  // Each step read loads a whole file: the previous files are read only when the current ones
+  // are not all there at one step.
+  std::set<int64_t> current_steps;
   for (int r = 0; r < world; ++r) {
-    for (const std::string& file : {checkpoint_path_for_rank(checkpoint, r),
-                                    checkpoint_path_for_rank(previous_checkpoint_path(checkpoint), r)})
-      if (std::filesystem::exists(file)) held[r].emplace(read_checkpoint_step(file), file);
+    hold(r, checkpoint_path_for_rank(checkpoint, r));
+    current_steps.insert(held[r].empty() ? -1 : held[r].begin()->first);
+  }
+  if (current_steps.size() == 1 && *current_steps.begin() >= 0) {
+    std::vector<std::string> files;
+    for (int r = 0; r < world; ++r) files.push_back(held[r].begin()->second);
+    return files;
+  }
+  for (int r = 0; r < world; ++r) {
+    hold(r, checkpoint_path_for_rank(previous_checkpoint_path(checkpoint), r));
     if (held[r].empty())
       throw InputError(file_message(checkpoint_path_for_rank(checkpoint, r),
                                     "rank " + std::to_string(r) + " of " + std::to_string(world) +
@@ -32,11 +46,8 @@ std::vector<std::string> rank_files_at_common_step(const std::string& checkpoint
     std::vector<std::string> files;
     for (int r = 0; r < world && held[r].count(step->first); ++r) files.push_back(held[r].at(step->first));
     if (static_cast<int>(files.size()) < world) continue;
-    bool all_current = true;
-    for (int r = 0; r < world; ++r) all_current = all_current && files[r] == checkpoint_path_for_rank(checkpoint, r);
-    if (!all_current)
-      log::warn(log::cat("reshard: the ranks' latest files are of different steps (the run stopped while saving); "
-                         "using step ", step->first, ", which every rank holds"));
+    log::warn(log::cat("reshard: the ranks' latest files are of different steps (the run stopped while saving); "
+                       "using step ", step->first, ", which every rank holds"));
     return files;
   }
   std::ostringstream steps;

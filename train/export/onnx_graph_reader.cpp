@@ -1,6 +1,5 @@
 #include "train/export/onnx_graph_reader.hpp"
 
-#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -62,8 +61,7 @@ class Reader {
     out.output = resolve(g.output(0).name());
     // Found by fuzz_onnx_import: an output nothing computes would otherwise reach the importer,
     // whose wiring error would blame the architecture instead of the file.
-    const bool computed = std::any_of(out.ops.begin(), out.ops.end(), [&](const OnnxOp& op) { return op.output == out.output; });
-    if (!computed) {
+    if (out.output == out.input || !computed_.count(out.output)) {
       fail("graph output '" + g.output(0).name() + "' is not computed by any layer (Conv, BatchNormalization, "
            "PRelu, Gemm/MatMul or Add)");
     }
