@@ -18,10 +18,11 @@ CLASSES=${CLASSES:-10000}
 # Python recipe), sweep (bench/synth_demo_sweep.sh, not default).
 # augment (CPU vs CUDA rows of augment-preview for four option sets), pfc (Partial FC with
 # PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
-# Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), cpu (not
+# Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), sync
+# (log.sync_check on synth, fp16 and augmented folder training: no host sync inside a step), cpu (not
 # default: CPU training fp32 vs bf16 on the host CPU next to PyTorch, bench/run_train_bench.sh:
 # issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
-SECTIONS=${SECTIONS:-check augment throughput phases pytorch pfc dist}
+SECTIONS=${SECTIONS:-check augment sync throughput phases pytorch pfc dist}
 ARCHS=${ARCHS:-mbf r50}
 PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
 PFC_CLASSES=${PFC_CLASSES:-1000000}
@@ -91,6 +92,24 @@ print('augment set $i', a.shape, 'max |cpu-cuda| =', d.max(), 'mean', d.mean(), 
 " | tee -a "$OUT/augment.txt"
     rm -f "$OUT/augment${i}_cpu.npy" "$OUT/augment${i}_cuda.npy" "$OUT/augment${i}_cpu.png"
   done
+fi
+if want sync 90; then
+  # log.sync_check: from the second step on, any host-device synchronisation inside a step other than
+  # the finiteness verdict fails the run with the backtrace of the call (PyTorch's sync debug mode).
+  log "host syncs inside the step (log.sync_check)"
+  : > "$OUT/sync.jsonl"
+  sync_train() {  # name, then train options
+    local name=$1; shift
+    TORCH_SHOW_CPP_STACKTRACES=1 timeout 90 $CLI train --device cuda --steps 8 --batch "$BATCH" --out "runs/sync_$name" \
+      --set eval.pairs=0 --set log.every=4 --set checkpoint.every=0 --set log.sync_check=true --json "$@" \
+      2> "$OUT/sync_$name.log" | tee -a "$OUT/sync.jsonl" \
+      || { echo "sync check $name FAILED"; grep -m1 -B2 -A30 -i "synchroniz\|error" "$OUT/sync_$name.log"; }
+  }
+  sync_train r50_bf16_synth --arch r50 --precision bf16 --set data.dataset=synth
+  sync_train mbf_fp16_synthetic --arch mbf --precision fp16 --set data.dataset=synthetic
+  $CLI synth-export runs/sync_folder --identities 40 --samples 8 > /dev/null \
+    && sync_train mbf_bf16_folder_article --arch mbf --precision bf16 --set data.dataset=folder \
+         --set data.path=runs/sync_folder --set augment.preset=article --set augment.erase_p=0.5
 fi
 if want sweep; then
   log "make-demo settings sweep on synth"

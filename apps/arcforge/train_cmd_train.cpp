@@ -121,6 +121,7 @@ void run(const TrainArgs& a) {
     if (r.eval_after) out["eval_after"] = eval::to_json(*r.eval_after);
     for (const auto& [name, report] : r.eval_sets_after) out["eval_sets"][name] = eval::to_json(report);
     if (!r.phases.empty()) out["phase_ms"] = train::phase_json(r.phases);
+    if (config.log.sync_check) out["sync_checked_steps"] = r.sync_checked_steps;
     std::cout << out.dump() << std::endl;
     return;
   }

@@ -52,6 +52,9 @@ TEST(Config, ErrorsNameTheProblem) {
             std::string::npos);
   EXPECT_NE(message("", {"train.steps=0", "train.epochs=nan", "data.num_images=1000"}).find("train.epochs"),
             std::string::npos);
+  // Phase timing synchronises after every phase: checking for host syncs alongside it is a contradiction.
+  EXPECT_NE(message("", {"log.sync_check=true", "log.phase_timing=true"}).find("log.sync_check"), std::string::npos);
+  EXPECT_EQ(message("", {"log.sync_check=true"}), "no error");
 }
 
 TEST(Config, EpochsDeriveSteps) {

@@ -5,7 +5,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <vector>
 
@@ -398,6 +400,36 @@ TEST(Synth, CudaMatchesCpuWhenAvailable) {
   const auto cuda = synth.render(ids, samples, torch::kCUDA);
   ASSERT_TRUE(cuda.device().is_cuda());
   EXPECT_LT((cuda.cpu() - cpu).abs().max().item<float>(), 1e-3f);
+}
+
+// Not a test of speed (tests never assert on time): prints where a batch's time goes, scene
+// building (CPU, per image) against the tensor rendering, for the notes. Run with
+// --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'.
+TEST(Synth, DISABLED_ThroughputOnCpu) {
+  namespace synth = arcforge::data::synth;
+  constexpr int64_t kBatch = 128, kSize = 112;
+  const auto bank = synth::make_noise_bank(kSize);
+  const auto build = [&](int64_t first) {
+    std::vector<synth::Scene> scenes(kBatch);
+    for (int64_t i = 0; i < kBatch; ++i)
+      scenes[i] = synth::build_scene(synth::sample_identity(3, i % 100), synth::sample_nuisance(3, i % 100, first + i), kSize);
+    return scenes;
+  };
+  synth::render_scenes(build(0), kSize, bank, torch::kCPU);  // warm-up
+  const int reps = 5;
+  double build_s = 0, render_s = 0;
+  for (int r = 1; r <= reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto scenes = build(r * kBatch);
+    const auto t1 = std::chrono::steady_clock::now();
+    synth::render_scenes(scenes, kSize, bank, torch::kCPU);
+    const auto t2 = std::chrono::steady_clock::now();
+    build_s += std::chrono::duration<double>(t1 - t0).count();
+    render_s += std::chrono::duration<double>(t2 - t1).count();
+  }
+  std::printf("synth batch %lld of %lldx%lld: scenes %.2f ms (1 thread), render %.2f ms (%d threads)\n",
+              static_cast<long long>(kBatch), static_cast<long long>(kSize), static_cast<long long>(kSize),
+              1e3 * build_s / reps, 1e3 * render_s / reps, at::get_num_threads());
 }
 
 }  // namespace

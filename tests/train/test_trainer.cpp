@@ -135,6 +135,24 @@ TEST(Trainer, NonFiniteStepsAreSkippedCountedAndStopTheRun) {
   fs::remove_all(five.checkpoint.dir);
 }
 
+// data.make_ahead makes each batch on a worker thread during the previous step: the batches, and so
+// the weights, are the same as made in the loop (gradient accumulation: two batches per step).
+TEST(Trainer, MakingBatchesAheadChangesNothing) {
+  std::string ahead_dir = temp_dir("ahead"), inline_dir = temp_dir("inline");
+  TrainConfig ahead = small_config(ahead_dir, 3);
+  ahead.train.grad_accumulation = 2;
+  ahead.data.make_ahead = "on";
+  TrainConfig in_loop = small_config(inline_dir, 3);
+  in_loop.train.grad_accumulation = 2;
+  in_loop.data.make_ahead = "off";
+  TrainModules a = load_modules_from_checkpoint(run_training(ahead).checkpoint);
+  TrainModules b = load_modules_from_checkpoint(run_training(in_loop).checkpoint);
+  expect_same_weights(*a.backbone, *b.backbone);
+  expect_same_weights(*a.head, *b.head);
+  fs::remove_all(ahead_dir);
+  fs::remove_all(inline_dir);
+}
+
 // log.phase_timing reports every phase of the step, each finished no earlier than issued, within
 // the step's wall time, and leaves the trajectory alone (the same weights as an untimed run).
 TEST(Trainer, PhaseTimingReportsEveryPhaseAndChangesNothing) {

@@ -73,16 +73,21 @@ TEST(TrainerRealData, FolderAndRecTrainAndResumeBitIdentically) {
   EXPECT_EQ(saved.data.num_identities, 6);  // from the folder, not the default
   EXPECT_EQ(saved.data.num_images, 48);
 
-  // The .rec of the same folder: same labels, same bytes, same order -> the same weights.
-  TrainResult rec = run_training(real_config("rec", dir + "/train.rec", dir + "/rec", 8));
+  // The .rec of the same folder: same labels, same bytes, same order -> the same weights. Its
+  // batches are made ahead on a worker thread (data.make_ahead), which must change nothing.
+  TrainConfig ahead = real_config("rec", dir + "/train.rec", dir + "/rec", 8);
+  ahead.data.make_ahead = "on";
+  TrainResult rec = run_training(ahead);
   TrainModules a = load_modules_from_checkpoint(folder.checkpoint);
   TrainModules b = load_modules_from_checkpoint(rec.checkpoint);
   expect_same_weights(*a.backbone, *b.backbone);
 
-  // Stop after 3 steps (mid-epoch, prefetched batches in flight), resume to 8.
+  // Stop after 3 steps (mid-epoch, prefetched batches in flight, batch 3 made ahead), resume to 8.
   TrainHooks stop_at_3;
   stop_at_3.after_step = [](int64_t step) { return step < 3; };
-  run_training(real_config("rec", dir + "/train.rec", dir + "/resumed", 8), "", stop_at_3);
+  TrainConfig stopped = real_config("rec", dir + "/train.rec", dir + "/resumed", 8);
+  stopped.data.make_ahead = "on";
+  run_training(stopped, "", stop_at_3);
   TrainResult resumed = run_training(real_config("rec", dir + "/train.rec", dir + "/resumed", 8),
                                      dir + "/resumed/checkpoint.pt");
   EXPECT_EQ(resumed.steps, 8);

@@ -62,6 +62,18 @@ inline void set_cuda_device(int index) {
 #endif
 }
 
+// PyTorch's CUDA sync debug mode: while on, a CUDA operation that makes the host wait for the
+// device (a blocking copy, item(), a stream or device synchronize) throws "called a synchronizing
+// CUDA operation" with the C++ backtrace of the caller. Without CUDA it does nothing.
+inline void set_cuda_sync_check(bool on) {
+#ifdef ARCFORGE_WITH_CUDA
+  c10::cuda::warning_state().set_sync_debug_mode(on ? c10::cuda::SyncDebugMode::L_ERROR
+                                                    : c10::cuda::SyncDebugMode::L_DISABLED);
+#else
+  (void)on;
+#endif
+}
+
 // torch::optim keys its per-parameter state by the TensorImpl: as a string in libtorch 1.13,
 // as the pointer itself in 2.x. The key type comes from the map, not from the version number.
 template <typename StateMap>

@@ -15,6 +15,7 @@
 #include "arcforge/common/counter_rng.hpp"
 #include "arcforge/common/error.hpp"
 #include "train/data/augment_cpu.hpp"
+#include "train/data/upload.hpp"
 
 namespace arcforge::data {
 namespace {
@@ -119,14 +120,14 @@ void check_images(const torch::Tensor& images, const char* who) {
 
 // [n] values as an [n,1,1,1] tensor of `like`'s dtype and device.
 torch::Tensor per_sample(const std::vector<double>& values, const torch::Tensor& like) {
-  return torch::tensor(values, torch::kFloat64).to(like.device(), like.scalar_type()).view({-1, 1, 1, 1});
+  return upload(torch::tensor(values, torch::kFloat64).to(like.scalar_type()), like.device()).view({-1, 1, 1, 1});
 }
 
 // Runs `op` on the samples `rows` of `batch` (one sub-batch) and writes the result back in place.
 template <class Op>
 void update_rows(torch::Tensor& batch, const std::vector<int64_t>& rows, Op&& op) {
   if (rows.empty()) return;
-  const auto index = torch::tensor(rows, torch::kInt64).to(batch.device());
+  const auto index = upload(torch::tensor(rows, torch::kInt64), batch.device());
   batch.index_copy_(0, index, op(batch.index_select(0, index), rows));
 }
 
@@ -157,7 +158,7 @@ torch::Tensor warp(const torch::Tensor& x, const std::vector<int64_t>& rows,
     theta.insert(theta.end(), {m[0], m[1] * aspect, m[2] * 2.0 / static_cast<double>(w),
                                m[3] / aspect, m[4], m[5] * 2.0 / static_cast<double>(h)});
   }
-  const auto t = torch::tensor(theta, torch::kFloat64).to(x.device(), x.scalar_type()).view({n, 2, 3});
+  const auto t = upload(torch::tensor(theta, torch::kFloat64).to(x.scalar_type()), x.device()).view({n, 2, 3});
   const auto grid = F::affine_grid(t, {n, 3, h, w}, /*align_corners=*/false);
   return F::grid_sample(x, grid,
                         F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false))
@@ -195,7 +196,7 @@ torch::Tensor blur(const torch::Tensor& x, const std::vector<int64_t>& rows,
     for (double& v : g) v /= sum;
     for (int c = 0; c < 3; ++c) taps.insert(taps.end(), g.begin(), g.end());
   }
-  const auto kernel = torch::tensor(taps, torch::kFloat64).to(x.device(), x.scalar_type());
+  const auto kernel = upload(torch::tensor(taps, torch::kFloat64).to(x.scalar_type()), x.device());
   const int64_t groups = n * 3;
   auto y = x.reshape({1, groups, h, w});
   y = F::pad(y, F::PadFuncOptions({radius, radius, 0, 0}).mode(torch::kReflect));
@@ -249,15 +250,15 @@ torch::Tensor erase(const torch::Tensor& x, const std::vector<int64_t>& rows,
           params[static_cast<size_t>(rows[static_cast<size_t>(noise_rows[i])])].erase_noise_seed);
       noise[static_cast<int64_t>(i)].uniform_(0, 1, generator);
     }
-    fill.index_copy_(0, torch::tensor(noise_rows, torch::kInt64).to(x.device()),
-                     noise.to(x.device(), x.scalar_type()));
+    fill.index_copy_(0, upload(torch::tensor(noise_rows, torch::kInt64), x.device()),
+                     upload(noise.to(x.scalar_type()), x.device()));
   }
   if (!mean_rows.empty()) {
-    const auto index = torch::tensor(mean_rows, torch::kInt64).to(x.device());
+    const auto index = upload(torch::tensor(mean_rows, torch::kInt64), x.device());
     fill.index_copy_(0, index, spatial_mean(x.index_select(0, index)).expand({index.size(0), 3, h, w}));
   }
   const auto as_column = [&](const std::vector<int64_t>& v) {
-    return torch::tensor(v, torch::kInt64).to(x.device()).view({-1, 1, 1, 1});
+    return upload(torch::tensor(v, torch::kInt64), x.device()).view({-1, 1, 1, 1});
   };
   const auto ys = torch::arange(h, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).view({1, 1, h, 1});
   const auto xs = torch::arange(w, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).view({1, 1, 1, w});

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "train/data/synth_random.hpp"
+#include "train/data/upload.hpp"
 
 namespace arcforge::data::synth {
 namespace {
@@ -165,8 +166,8 @@ torch::Tensor render_scenes(const std::vector<Scene>& scenes, int64_t image_size
   const auto num_layers = static_cast<int64_t>(layers.size());
 
   auto [profiles_cpu, scalars_cpu] = pack(scenes, S);
-  const auto profiles = profiles_cpu.to(device);
-  const auto scalars = scalars_cpu.to(device);
+  const auto profiles = upload(profiles_cpu, device);
+  const auto scalars = upload(scalars_cpu, device);
   // Global profiles: [N,1,S] varies along x, [N,S,1] along y.
   auto row = [&](int64_t slot) { return profiles.select(1, slot).unsqueeze(1); };
   auto col = [&](int64_t slot) { return profiles.select(1, slot).unsqueeze(2); };
@@ -198,7 +199,7 @@ torch::Tensor render_scenes(const std::vector<Scene>& scenes, int64_t image_size
       canvas.add_(weight.unsqueeze(1) * own_scalars.narrow(1, 1, 3).view({n, 3, 1, 1}));
     } else {  // only those that draw it (same ops on the same values, so the same result)
       const auto m = static_cast<int64_t>(drawn.size());
-      auto index = torch::tensor(drawn, torch::kInt64).to(device);
+      auto index = upload(torch::tensor(drawn, torch::kInt64), device);
       auto sub_scalars = own_scalars.index_select(0, index);
       auto sub_under = under.index_select(0, index);
       auto weight = layer_coverage(factors, own_profiles.index_select(0, index), sub_scalars.select(1, 0), w);
@@ -232,7 +233,7 @@ torch::Tensor render_scenes(const std::vector<Scene>& scenes, int64_t image_size
   int64_t* offset = offsets.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i)
     offset[i] = static_cast<int64_t>(scenes[i].noise_offset % static_cast<uint64_t>(windows));
-  auto noise = noise_bank.unfold(0, window, 1).index_select(0, offsets.to(device)).view({n, 3, S, S});
+  auto noise = noise_bank.unfold(0, window, 1).index_select(0, upload(offsets, device)).view({n, 3, S, S});
   image.add_(noise.mul_(scalars.select(1, globals + kNoiseSigma).view({n, 1, 1, 1})));
   return image.clamp_(0.0, 1.0);
 }

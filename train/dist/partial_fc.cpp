@@ -48,7 +48,7 @@ struct DistCrossEntropyFunction : public torch::autograd::Function<DistCrossEntr
                                       1)
                              .to(torch::kDouble)
                              .contiguous();
-    torch::Tensor columns = torch::tensor({static_cast<double>(logits.size(1))}, sums.options());
+    torch::Tensor columns = torch::full({1}, static_cast<double>(logits.size(1)), sums.options());  // a fill, not a blocking copy
     collectives->allreduce(sums, Reduce::sum);
     collectives->allreduce(columns, Reduce::sum);
     // Nothing here is read back to the host (no stall per step on a GPU): the column count stays

@@ -3,6 +3,7 @@
 #include "arcforge/common/error.hpp"
 #include "train/train/loader_batches.hpp"
 #include "train/train/synth_batches.hpp"
+#include "train/data/upload.hpp"
 
 namespace arcforge::train {
 namespace {
@@ -18,7 +19,7 @@ class FixedRandomBatch : public BatchSource {
   }
   Batch batch(int64_t, torch::Device device) override {
     if (!on_device_.images.defined() || on_device_.images.device() != device)
-      on_device_ = Batch{cpu_.images.to(device), cpu_.labels.to(device)};
+      on_device_ = Batch{data::upload(cpu_.images, device), data::upload(cpu_.labels, device)};
     return on_device_;
   }
 

@@ -172,6 +172,10 @@ void validate(const TrainConfig& c, const std::string& source) {
           "train.label_smoothing must be in [0, 1)");
   require(c.data.num_identities > 1, "data.num_identities must be at least 2");
   require(c.log.every > 0, "log.every must be positive");
+  require(c.data.make_ahead == "auto" || c.data.make_ahead == "on" || c.data.make_ahead == "off",
+          "data.make_ahead must be auto, on or off, not '" + c.data.make_ahead + "'");
+  require(!(c.log.sync_check && c.log.phase_timing),
+          "log.sync_check and log.phase_timing exclude each other (phase timing synchronises after every phase)");
   require(c.checkpoint.every >= 0, "checkpoint.every must not be negative");
   require(c.eval.pairs == 0 || (c.eval.pairs >= 20 && c.eval.pairs % 2 == 0),
           "eval.pairs must be 0 (no evaluation) or even and at least 20");
@@ -245,6 +249,7 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("data", "loader_threads", c.data.loader_threads);
   r.get("data", "prefetch_batches", c.data.prefetch_batches);
   r.get("data", "skip_bad", c.data.skip_bad);
+  r.get("data", "make_ahead", c.data.make_ahead);
   r.get("augment", "preset", c.augment.preset);
   for (const auto& key : data::augment_option_keys()) r.get_text("augment", key, c.augment.options);
 
@@ -296,6 +301,7 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("log", "every", c.log.every);
   r.get("log", "metrics", c.log.metrics);
   r.get("log", "phase_timing", c.log.phase_timing);
+  r.get("log", "sync_check", c.log.sync_check);
 
   r.check_no_unknown_keys();
   validate(c, source);
@@ -339,7 +345,8 @@ std::string to_toml(const TrainConfig& c) {
                            {"seed", static_cast<int64_t>(c.data.seed)},
                            {"loader_threads", c.data.loader_threads},
                            {"prefetch_batches", c.data.prefetch_batches},
-                           {"skip_bad", c.data.skip_bad}}},
+                           {"skip_bad", c.data.skip_bad},
+                           {"make_ahead", c.data.make_ahead}}},
       {"augment", augment_table(c.augment)},
       {"optimizer", toml::table{{"name", c.optimizer.name},
                                 {"lr", c.optimizer.lr},
@@ -379,7 +386,7 @@ std::string to_toml(const TrainConfig& c) {
                            {"batch_size", c.eval.batch_size},
                            {"sets", string_array(c.eval.sets)},
                            {"set_root", c.eval.set_root}}},
-      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}, {"phase_timing", c.log.phase_timing}}},
+      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}, {"phase_timing", c.log.phase_timing}, {"sync_check", c.log.sync_check}}},
   };
   std::ostringstream out;
   out << toml::toml_formatter(t, toml::format_flags::none);

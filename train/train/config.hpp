@@ -25,6 +25,10 @@ struct DataConfig {
   int loader_threads = 4;             // rec/folder: decoding threads
   int64_t prefetch_batches = 4;       // rec/folder: batches decoded ahead
   bool skip_bad = false;              // rec/folder: replace and count undecodable images instead of stopping
+  // Make batch k+1 (render, augment) on a worker thread during step k: "auto" (on CUDA only: the
+  // host issues its ops while the GPU runs the step; on the CPU the step's threads already use
+  // every core), "on" or "off". The batches are the same either way.
+  std::string make_ahead = "auto";
 };
 
 // Train-time augmentation (train/data/augment.hpp): a preset, then single options over it.
@@ -96,6 +100,9 @@ struct LogConfig {
   int64_t every = 10;     // plain progress line period (non-TTY)
   std::string metrics;    // JSONL path; empty = <checkpoint.dir>/metrics.jsonl
   bool phase_timing = false;  // time each phase of a step, synchronising the device (train/phase_timer.hpp)
+  // CUDA: from the second step on, any host-device synchronisation inside a step other than the
+  // finiteness verdict fails the run, naming the call (PyTorch's sync debug mode). No-op on CPU.
+  bool sync_check = false;
 };
 
 struct TrainConfig {

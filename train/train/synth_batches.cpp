@@ -3,6 +3,7 @@
 #include "arcforge/common/counter_rng.hpp"
 #include "arcforge/common/error.hpp"
 #include "train/data/loader.hpp"
+#include "train/data/upload.hpp"
 
 namespace arcforge::train {
 
@@ -64,7 +65,7 @@ Batch SynthBatches::batch(int64_t index, torch::Device device) {
   if (uint8_levels_) rgb = data::to_uint8_levels(rgb);
   Batch b;
   b.images = data::to_network_input_(rgb);  // rgb is this batch's own
-  b.labels = identities.to(device);
+  b.labels = data::upload(identities, device);
   return b;
 }
 

@@ -20,6 +20,7 @@
 #include "train/train/metrics_log.hpp"
 #include "train/train/optimizer.hpp"
 #include "train/train/batch_source.hpp"
+#include "train/train/prefetched_batches.hpp"
 #include "train/train/step_ops.hpp"
 
 namespace arcforge::train {
@@ -46,11 +47,38 @@ std::string trajectory_fingerprint(TrainConfig c) {
   c.dist.backend.clear();
   c.dist.bucket_mb = 0;
   c.train.max_nonfinite_steps = 0;
+  c.data.make_ahead = "auto";  // the batches are the same either way
   c.checkpoint = CheckpointConfig{};
   c.eval = EvalConfig{};
   c.log = LogConfig{};
   return to_toml(c);
 }
+
+// log.sync_check: PyTorch's CUDA sync debug mode, armed over the parts of a step that must not
+// make the host wait for the device, and never left armed on the way out (an error included).
+class HostSyncCheck {
+ public:
+  explicit HostSyncCheck(bool enabled) : enabled_(enabled) {}
+  ~HostSyncCheck() { disarm(); }
+  HostSyncCheck(const HostSyncCheck&) = delete;
+  HostSyncCheck& operator=(const HostSyncCheck&) = delete;
+  void arm() {
+    if (!enabled_ || armed_) return;
+    compat::set_cuda_sync_check(true);
+    armed_ = true;
+  }
+  // True when it was armed.
+  bool disarm() {
+    if (!armed_) return false;
+    compat::set_cuda_sync_check(false);
+    armed_ = false;
+    return true;
+  }
+
+ private:
+  bool enabled_;
+  bool armed_ = false;
+};
 
 std::string fixed(double v, int digits) {
   char buf[64];
@@ -199,6 +227,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   dist::broadcast_all(*world, m.backbone->parameters(), 0);
   dist::broadcast_all(*world, m.backbone->buffers(), 0);
   std::unique_ptr<BatchSource> data = make_batch_source(config, device, source, {rank, world_size});
+  if (config.data.make_ahead == "on" || (config.data.make_ahead == "auto" && device.is_cuda()))
+    data = std::make_unique<PrefetchedBatches>(std::move(data), device, total_steps * config.train.grad_accumulation);
   // Held-out synth identities for evaluation, whatever the training data.
   const data::SynthFaces eval_faces(data::SynthOptions{config.data.num_identities, config.data.seed, 112});
   const std::string checkpoint_path = latest_checkpoint_path(config.checkpoint.dir);
@@ -276,6 +306,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   int64_t window_steps = 0;
   const int64_t first_step = counters.step;
   PhaseTimer phases(config.log.phase_timing, device);
+  HostSyncCheck sync_check(config.log.sync_check && device.is_cuda());
 
   m.backbone->train();
   m.head->train();
@@ -285,6 +316,9 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     phases.start_step();
     const auto t0 = Clock::now();
     const int64_t step = counters.step;
+    // The first step pays for one-time uploads and kernel selection; every later one is checked.
+    const bool check_syncs = step > first_step;
+    if (check_syncs) sync_check.arm();
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
     clear_grads(all_params);
@@ -337,11 +371,13 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
                                           (check.all_finite & torch::isfinite(step_loss)).to(torch::kDouble)});
     // Each rank checks its own head shard: the step is skipped everywhere if anywhere.
     world->allreduce(verdict, dist::Reduce::min);
+    sync_check.disarm();  // the one read back allowed per step
     verdict = verdict.to(torch::kCPU);
     const double loss_value = verdict[0].item<double>();
     const bool finite = verdict[1].item<double>() != 0;
     phases.mark("clip_check_verdict");
     scaler.update(!finite);
+    if (check_syncs) sync_check.arm();
     if (finite) {
       if (sgd != nullptr)
         foreach_sgd_step(*sgd);
@@ -358,6 +394,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
                          counters.nonfinite_consecutive, " in a row)"));
     }
     phases.mark("optimizer");
+    if (check_syncs && sync_check.disarm()) ++result.sync_checked_steps;
     counters.step = step + 1;
     const bool timed = counters.step - first_step > untimed_steps;
     if (timed) {

@@ -42,6 +42,7 @@ struct TrainResult {
   std::optional<eval::VerificationReport> eval_after;
   std::vector<std::pair<std::string, eval::VerificationReport>> eval_sets_after;  // eval.sets, by name
   std::vector<PhaseTime> phases;  // log.phase_timing: mean time per step phase (empty otherwise)
+  int64_t sync_checked_steps = 0;  // log.sync_check on CUDA: steps run with host syncs forbidden
 };
 
 // Trains as configured: one process, or one rank of a multi-process run when the launcher's
