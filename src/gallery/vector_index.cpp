@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -23,6 +24,7 @@
 #include "exact_scan.hpp"
 #include "index_spec_check.hpp"
 #include "simd_flat_storage.hpp"
+#include "training_observer.hpp"
 
 namespace arcforge::gallery {
 namespace {
@@ -147,7 +149,14 @@ IvfPqTraining::~IvfPqTraining() = default;
 IvfPqTraining::IvfPqTraining(IvfPqTraining&&) noexcept = default;
 IvfPqTraining& IvfPqTraining::operator=(IvfPqTraining&&) noexcept = default;
 
+namespace {
+std::function<void()> training_observer;  // testing::set_training_observer
+}  // namespace
+
+void testing::set_training_observer(std::function<void()> observer) { training_observer = std::move(observer); }
+
 void IvfPqTraining::run() {
+  if (training_observer) training_observer();
   Impl& t = *impl_;
   const size_t n = t.slots.size();
   const size_t nlist = ivf_list_count(t.spec, n);
