@@ -19,7 +19,8 @@ CLASSES=${CLASSES:-10000}
 # augment (CPU vs CUDA rows of augment-preview for four option sets), pfc (Partial FC with
 # PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
 # Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), sync
-# (log.sync_check on synth, fp16 and augmented folder training: no host sync inside a step), cpu (not
+# (log.sync_check on synth, fp16, Partial FC and augmented folder training: no host sync inside a
+# step), cpu (not
 # default: CPU training fp32 vs bf16 on the host CPU next to PyTorch, bench/run_train_bench.sh:
 # issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
 SECTIONS=${SECTIONS:-check augment sync throughput phases pytorch pfc dist}
@@ -107,6 +108,8 @@ if want sync 90; then
   }
   sync_train r50_bf16_synth --arch r50 --precision bf16 --set data.dataset=synth
   sync_train mbf_fp16_synthetic --arch mbf --precision fp16 --set data.dataset=synthetic
+  sync_train r50_bf16_pfc_100k --arch r50 --precision bf16 --set data.dataset=synthetic \
+    --set data.num_identities=100000 --set dist.sample_rate=0.1
   $CLI synth-export runs/sync_folder --identities 40 --samples 8 > /dev/null \
     && sync_train mbf_bf16_folder_article --arch mbf --precision bf16 --set data.dataset=folder \
          --set data.path=runs/sync_folder --set augment.preset=article --set augment.erase_p=0.5

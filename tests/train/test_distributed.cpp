@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -203,6 +204,48 @@ TEST(PartialFC, SampledCentresAlwaysHoldEveryPositive) {
   dist::PartialFC small(dist::class_shard(100, 0, 1), 0.1, world);
   auto out = small.forward(weight, torch::randn({50, d}), labels, *margin, 0.0);
   EXPECT_TRUE(out.sampled.equal(labels));
+}
+
+// The draw itself, recomputed here, on a shard that holds only some of the batch's classes: the
+// same uniform priorities, 2 for the distinct positives of this shard, the top num_sample in
+// ascending order (arcface_torch's rule, which finds the positives with unique()). Both paths: a
+// global batch no larger than num_sample (nothing read back), and a larger one.
+TEST(PartialFC, SampledRowsAreThePositivesOfTheShardThenTheTopOfTheDraw) {
+  const int64_t count = 500;  // this shard's rows; labels run over 1000 classes, half elsewhere
+  for (int64_t batch : {64, 160}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      torch::manual_seed(200 + trial);
+      torch::Tensor global = torch::randint(1000, {batch}, torch::kLong);
+      global[1] = global[0];  // a repeated positive
+      const torch::Tensor in_shard = global.lt(count);
+      const torch::Tensor local = torch::where(in_shard, global, torch::full_like(global, -1));
+      const int64_t num_sample = 100;
+      const torch::Tensor sampled = dist::sample_centres(local, in_shard, count, num_sample);
+      torch::manual_seed(200 + trial);
+      torch::randint(1000, {batch}, torch::kLong);  // the labels' draw, then the priorities'
+      const torch::Tensor priority = torch::rand({count});
+      std::set<int64_t> positives;
+      for (int64_t i = 0; i < batch; ++i)
+        if (global[i].item<int64_t>() < count) positives.insert(global[i].item<int64_t>());
+      std::vector<std::pair<float, int64_t>> ranked;
+      for (int64_t k = 0; k < count; ++k) ranked.emplace_back(positives.count(k) ? 2.0f : priority[k].item<float>(), k);
+      std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      std::vector<int64_t> want;
+      if (static_cast<int64_t>(positives.size()) >= num_sample) {
+        want.assign(positives.begin(), positives.end());
+      } else {
+        for (int64_t k = 0; k < num_sample; ++k) want.push_back(ranked[k].second);
+        std::sort(want.begin(), want.end());
+      }
+      ASSERT_EQ(sampled.size(0), static_cast<int64_t>(want.size())) << "batch " << batch << " trial " << trial;
+      for (size_t k = 0; k < want.size(); ++k)
+        EXPECT_EQ(sampled[static_cast<int64_t>(k)].item<int64_t>(), want[k]) << "batch " << batch << " row " << k;
+    }
+  }
+  // Exactly as many distinct positives as num_sample: the positives and nothing else.
+  const torch::Tensor labels = torch::randperm(500, torch::kLong).narrow(0, 0, 64);
+  const torch::Tensor sampled = dist::sample_centres(labels, torch::ones({64}, torch::kBool), 500, 64);
+  EXPECT_TRUE(sampled.equal(std::get<0>(labels.sort())));
 }
 
 // A head above 2^26 values is not drawn whole, yet the shards of any world size are cuts of the

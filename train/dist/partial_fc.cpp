@@ -119,6 +119,26 @@ torch::Tensor distributed_cross_entropy(const torch::Tensor& logits, const torch
                                          label_smoothing, &collectives);
 }
 
+torch::Tensor sample_centres(const torch::Tensor& local, const torch::Tensor& in_shard, int64_t count,
+                             int64_t num_sample) {
+  torch::NoGradGuard no_grad;
+  const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(local.device());
+  // Positives get priority 2, the rest a uniform draw in [0, 1): the top num_sample are all
+  // positives plus random negatives.
+  if (local.size(0) <= num_sample) {
+    // The global batch cannot hold more positives than num_sample, so every draw takes this path,
+    // and nothing is read back (no stall on a GPU). Labels of other shards mark a spare slot.
+    torch::Tensor priority = torch::cat({torch::rand({count}, float_options), torch::zeros({1}, float_options)});
+    priority.index_fill_(0, torch::where(in_shard, local, torch::full_like(local, count)), 2.0);
+    return std::get<0>(torch::sort(std::get<1>(priority.narrow(0, 0, count).topk(num_sample))));
+  }
+  const torch::Tensor positives = std::get<0>(at::_unique(local.masked_select(in_shard), /*sorted=*/true));
+  if (positives.size(0) >= num_sample) return positives;  // all of them, nothing else (arcface_torch)
+  torch::Tensor priority = torch::rand({count}, float_options);
+  priority.index_fill_(0, positives, 2.0);
+  return std::get<0>(torch::sort(std::get<1>(priority.topk(num_sample))));
+}
+
 PartialFC::PartialFC(ClassShard shard, double sample_rate, std::shared_ptr<Collectives> collectives)
     : shard_(shard), sample_rate_(sample_rate), collectives_(std::move(collectives)) {
   if (!(sample_rate > 0 && sample_rate <= 1))
@@ -145,17 +165,7 @@ PartialFCOutput PartialFC::forward(const torch::Tensor& weight, const torch::Ten
                                      torch::full_like(out.global_labels, -1));
   torch::Tensor centres = weight;
   if (num_sample_ < shard_.count) {
-    torch::NoGradGuard no_grad;
-    const torch::Tensor positives = std::get<0>(at::_unique(local.masked_select(in_shard), /*sorted=*/true));
-    if (positives.size(0) >= num_sample_) {
-      out.sampled = positives;
-    } else {
-      // Positives get priority 2, the rest a uniform draw in [0, 1): the top num_sample are all
-      // positives plus random negatives.
-      torch::Tensor priority = torch::rand({shard_.count}, weight.options().dtype(torch::kFloat));
-      priority.index_fill_(0, positives, 2.0);
-      out.sampled = std::get<0>(torch::sort(std::get<1>(priority.topk(num_sample_))));
-    }
+    out.sampled = sample_centres(local, in_shard, shard_.count, num_sample_);
     local = torch::where(in_shard, torch::searchsorted(out.sampled, local.clamp_min(0)), local);
   }
   if (out.sampled.defined())

@@ -5,7 +5,9 @@
 //   - each step, every rank all-gathers the embeddings (with gradient) and labels of the global
 //     batch;
 //   - with sample_rate < 1 each rank keeps all positives of the global batch that fall in its
-//     shard and fills up to floor(sample_rate * count) centres with random negatives;
+//     shard and fills up to floor(sample_rate * count) centres with random negatives (when the
+//     global batch is no larger than that count, as in any real configuration, without reading
+//     anything back from the device);
 //   - the margin goes only on positives; the softmax normaliser and the row maximum are
 //     all-reduced, so every rank computes the same global loss (the mean over the global batch);
 //   - backward: the gradient of the gathered embeddings is summed over ranks and each rank keeps
@@ -42,6 +44,13 @@ torch::Tensor all_gather_with_grad(const torch::Tensor& local, Collectives& coll
 // rank; the gradient of each rank's columns is exact.
 torch::Tensor distributed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                         double label_smoothing, Collectives& collectives);
+
+// The shard rows one step uses, ascending: every positive (the rows `local` [N] names where
+// `in_shard` [N] is true), then random negatives by a uniform priority draw up to `num_sample` of
+// the shard's `count` rows; all positives alone when they outnumber num_sample (arcface_torch's
+// rule). When N <= num_sample nothing is read back from the device.
+torch::Tensor sample_centres(const torch::Tensor& local, const torch::Tensor& in_shard, int64_t count,
+                             int64_t num_sample);
 
 struct PartialFCOutput {
   torch::Tensor loss;            // scalar, the global mean loss (same on every rank)
