@@ -61,6 +61,9 @@ TEST(Config, EpochsDeriveSteps) {
   TrainConfig c = parse_config(
       "[train]\nsteps = 0\nepochs = 2\nbatch_size = 128\n[data]\nnum_images = 1000\n", {});
   EXPECT_EQ(c.total_steps(), 14);  // arcface_torch: 1000 // 128 * 2
+  // Several processes share an epoch: the global batch is batch_size x world_size.
+  EXPECT_EQ(c.total_steps(2), 6);  // 1000 // 256 * 2
+  EXPECT_EQ(c.total_steps(8), 0);  // 1000 // 1024 = 0 steps per epoch
 }
 
 // Closed forms written out independently of lr_schedule.cpp.

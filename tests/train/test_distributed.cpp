@@ -504,17 +504,21 @@ TEST(DistributedTraining, KilledMidRunTwoRanksResumeBitIdentically) {
   fs::remove_all(dir);
 }
 
-// Sampled Partial FC and fp16 gradient compression over two ranks train to a finite loss.
+// Sampled Partial FC and fp16 gradient compression over two ranks train to a finite loss. The run
+// is one epoch of 24 images: with 2 ranks of batch 6 that is 2 steps (arcface_torch's
+// num_image // (batch_size * world_size)), not the 4 one process would take.
 TEST(DistributedTraining, SampledPartialFCWithFp16Compression) {
   if (!dist::multi_process_supported()) GTEST_SKIP() << "built without c10d Gloo";
   auto dir = scratch("sampled");
-  auto args = train_args((dir / "run").string(), 6, 1);
-  args.insert(args.end(), {"--nproc", "2", "--set", "dist.sample_rate=0.3", "--set", "dist.fp16_compress=true"});
+  auto args = train_args((dir / "run").string(), 6, 1, /*steps=*/0);  // 0: no --steps given
+  args.insert(args.end(), {"--nproc", "2", "--set", "dist.sample_rate=0.3", "--set", "dist.fp16_compress=true",
+                           "--set", "train.steps=0", "--set", "train.epochs=1", "--set", "data.num_images=24"});
   ASSERT_EQ(wait_exit(spawn(args, {}, (dir / "out").string(), (dir / "err").string())), 0)
       << slurp((dir / "err").string());
   auto report = nlohmann::json::parse(slurp((dir / "out").string()));
   EXPECT_TRUE(std::isfinite(report["final_loss"].get<double>()));
   EXPECT_GT(report["final_loss"].get<double>(), 0);
+  EXPECT_EQ(report["steps"].get<int64_t>(), 2);
   fs::remove_all(dir);
 }
 

@@ -116,7 +116,9 @@ TEST(PrefetchedBatches, AnErrorSurfacesForTheBatchThatCausedIt) {
   }
   // Batch 4 was requested ahead; the destructor drops it unless the worker had started it.
   auto made = indices(log->read());
-  if (made.size() == 5) EXPECT_EQ(made.back(), 4);
+  if (made.size() == 5) {
+    EXPECT_EQ(made.back(), 4);
+  }
   made.resize(4);
   EXPECT_EQ(made, (std::vector<int64_t>{0, 1, 2, 3}));
 }

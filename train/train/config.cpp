@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
@@ -190,14 +191,17 @@ void validate(const TrainConfig& c, const std::string& source) {
 
 }  // namespace
 
-int64_t TrainConfig::total_steps() const {
+int64_t TrainConfig::total_steps(int world_size) const {
   if (train.steps > 0) return train.steps;
-  // arcface_torch: total_step = num_image // total_batch_size * num_epoch (the loader drops each
-  // epoch's last partial batch, so an epoch is floor(N / batch) steps).
+  // arcface_torch: total_step = num_image // total_batch_size * num_epoch, with total_batch_size =
+  // batch_size * world_size (the loader drops each epoch's last partial batch, so an epoch is
+  // floor(N / global batch) steps).
   if (train.epochs > 0 && data.num_images > 0) {
     // Saturating: validate() then rejects absurd counts by name instead of an overflowing cast.
     int64_t images_per_step = 0;
-    if (__builtin_mul_overflow(train.batch_size, train.grad_accumulation, &images_per_step) || images_per_step <= 0)
+    if (__builtin_mul_overflow(train.batch_size, train.grad_accumulation, &images_per_step) ||
+        __builtin_mul_overflow(images_per_step, int64_t{std::max(world_size, 1)}, &images_per_step) ||
+        images_per_step <= 0)
       return 0;
     const double steps = static_cast<double>(data.num_images / images_per_step) * train.epochs;
     return steps >= 9.0e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(steps);

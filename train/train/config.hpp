@@ -119,7 +119,9 @@ struct TrainConfig {
   EvalConfig eval;
   LogConfig log;
 
-  int64_t total_steps() const;
+  // Optimizer steps of the run: train.steps, or (when 0) train.epochs over data.num_images with
+  // `world_size` processes each taking batch_size x grad_accumulation images per step.
+  int64_t total_steps(int world_size = 1) const;
 };
 
 // Reads a TOML file (may be empty) and applies overrides "section.key=value" (value in TOML syntax;

@@ -200,7 +200,11 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   // After the first allocation: the caching allocator rejects queries before it is initialised.
   if (device.is_cuda()) compat::cuda_reset_peak_memory(device.index());
   auto optimizer = make_optimizer(config.optimizer, m);
-  const int64_t total_steps = config.total_steps();
+  const int64_t total_steps = config.total_steps(world_size);
+  if (total_steps <= 0)
+    throw ConfigError("train.epochs: " + std::to_string(config.data.num_images) + " images make no step of " +
+                      std::to_string(world_size) + " processes x " + std::to_string(config.train.batch_size) +
+                      " x " + std::to_string(config.train.grad_accumulation) + " (set train.steps, or a smaller batch)");
   LrSchedule schedule(config.schedule, config.optimizer.lr, total_steps);
   GradScaler scaler(precision == "fp16");
   TrainCounters counters;
