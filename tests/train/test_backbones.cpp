@@ -165,9 +165,11 @@ void expect_shape(const std::map<std::string, torch::Tensor>& params, const std:
 
 TEST(Backbones, NamesListCanonicalFirstThenAliases) {
   const std::vector<std::string> names = an::backbone_names();
-  const std::vector<std::string> expected = {"r18",       "r34",       "r50",        "r100",
-                                             "r200",      "mbf",       "mbf_large",  "iresnet18",
-                                             "iresnet34", "iresnet50", "iresnet100", "iresnet200"};
+  const std::vector<std::string> expected = {
+      "r18",       "r34",       "r50",         "r100",        "r200",        "mbf",        "mbf_large",
+      "vit_t",     "vit_s",     "vit_b",       "vit_t_dp005_mask0", "vit_s_dp005_mask_0",
+      "vit_b_dp005_mask_005", "vit_l_dp005_mask_005", "iresnet18", "iresnet34", "iresnet50", "iresnet100",
+      "iresnet200"};
   EXPECT_EQ(names, expected);
 }
 

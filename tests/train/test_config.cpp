@@ -2,8 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "arcforge/common/error.hpp"
+#include "train/nn/backbone.hpp"
 #include "train/train/config.hpp"
 #include "train/train/lr_schedule.hpp"
 
@@ -67,6 +69,23 @@ TEST(Config, EpochsDeriveSteps) {
 }
 
 // Closed forms written out independently of lr_schedule.cpp.
+// Every preset in configs/ loads, names a known backbone and makes steps for 1 and 8 processes.
+TEST(Config, EveryPresetLoads) {
+  int presets = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ARCFORGE_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".toml") continue;
+    ++presets;
+    const std::string path = entry.path().string();
+    TrainConfig c;
+    ASSERT_NO_THROW(c = load_config(path, {})) << path;
+    EXPECT_NO_THROW(arcforge::nn::make_backbone(c.model)) << path;
+    EXPECT_GT(c.total_steps(1), 0) << path;
+    EXPECT_GT(c.total_steps(8), 0) << path;
+    EXPECT_LT(c.schedule.warmup_steps, c.total_steps(8)) << path;
+  }
+  EXPECT_GE(presets, 10);
+}
+
 TEST(LrSchedule, PolyWithWarmup) {
   ScheduleConfig s;
   s.name = "poly";

@@ -244,7 +244,8 @@ LayerGraph describe_backbone(nn::Backbone& backbone) {
     describe_mobilefacenet(d);
   } else {
     throw ConfigError("ONNX export/import: backbone '" + backbone.arch() +
-                      "' is not an IResNet or a MobileFaceNet");
+                      "' is not an IResNet or a MobileFaceNet (Vision Transformers train and evaluate "
+                      "here but do not export to ONNX yet)");
   }
   check_coverage(backbone, d.graph);
   return std::move(d.graph);

@@ -6,6 +6,7 @@
 #include "arcforge/common/error.hpp"
 #include "train/nn/iresnet.hpp"
 #include "train/nn/mobilefacenet.hpp"
+#include "train/nn/vit.hpp"
 
 namespace arcforge::nn {
 namespace {
@@ -30,6 +31,14 @@ Builder mobilefacenet(std::string name, std::array<int64_t, 4> blocks, int64_t s
   };
 }
 
+// arcface_torch's VisionTransformer(img_size=112, patch_size=9, num_heads=8, norm_layer="ln", ...).
+Builder vision_transformer(std::string name, int64_t dim, int64_t depth, double drop_path, double mask_ratio) {
+  return [=](const BackboneOptions& o) -> std::shared_ptr<Backbone> {
+    return std::make_shared<VisionTransformer>(name, VitOptions{dim, depth, 8, drop_path, mask_ratio, o.dropout},
+                                               o.embedding_size);
+  };
+}
+
 // Block counts and widths are arcface_torch's (get_model in backbones/__init__.py).
 const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
@@ -40,6 +49,14 @@ const std::vector<Architecture>& architectures() {
       {"r200", "iresnet200", iresnet("r200", {6, 26, 60, 6})},
       {"mbf", "", mobilefacenet("mbf", {1, 4, 6, 2}, 2)},
       {"mbf_large", "", mobilefacenet("mbf_large", {2, 8, 12, 4}, 4)},
+      {"vit_t", "", vision_transformer("vit_t", 256, 12, 0.1, 0.1)},
+      {"vit_s", "", vision_transformer("vit_s", 512, 12, 0.1, 0.1)},
+      {"vit_b", "", vision_transformer("vit_b", 512, 24, 0.1, 0.1)},
+      // The WebFace42M variants.
+      {"vit_t_dp005_mask0", "", vision_transformer("vit_t_dp005_mask0", 256, 12, 0.05, 0.0)},
+      {"vit_s_dp005_mask_0", "", vision_transformer("vit_s_dp005_mask_0", 512, 12, 0.05, 0.0)},
+      {"vit_b_dp005_mask_005", "", vision_transformer("vit_b_dp005_mask_005", 512, 24, 0.05, 0.05)},
+      {"vit_l_dp005_mask_005", "", vision_transformer("vit_l_dp005_mask_005", 768, 24, 0.05, 0.05)},
   };
   return table;
 }

@@ -10,7 +10,8 @@
 namespace arcforge::nn {
 
 struct BackboneOptions {
-  std::string arch = "mbf";  // r18 r34 r50 r100 r200 (also iresnet18...), mbf, mbf_large
+  std::string arch = "mbf";  // r18 r34 r50 r100 r200 (also iresnet18...), mbf, mbf_large, vit_t vit_s
+                             // vit_b and the WebFace42M variants (backbone_names())
   int64_t embedding_size = 512;
   double dropout = 0.0;      // before the embedding FC, as arcface_torch (0 by default)
 };
