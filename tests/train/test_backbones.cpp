@@ -20,16 +20,15 @@
 #include "train/nn/backbone.hpp"
 #include "train/nn/margin.hpp"
 #include "train/nn/complexity.hpp"
+#include "backbone_helpers.hpp"
 
 namespace an = arcforge::nn;
 
 namespace {
 
+using arcforge::test::build_backbone;
 std::shared_ptr<an::Backbone> build(const std::string& arch, int64_t embedding = 512) {
-  an::BackboneOptions o;
-  o.arch = arch;
-  o.embedding_size = embedding;
-  return an::make_backbone(o);
+  return build_backbone(arch, embedding);
 }
 
 // ---- Independent count, straight from the arcface_torch layer tables, in double precision -----
@@ -147,12 +146,7 @@ void expect_counts_match_reference(const std::string& arch, int64_t embedding) {
               static_cast<long long>(embedding), c.params / 1e6, c.macs / 1e9);
 }
 
-std::map<std::string, torch::Tensor> named_params(const an::Backbone& net) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& item : net.named_parameters()) out[item.key()] = item.value();
-  for (const auto& item : net.named_buffers()) out[item.key()] = item.value();
-  return out;
-}
+std::map<std::string, torch::Tensor> named_params(const an::Backbone& net) { return arcforge::test::named_tensors(net); }
 
 void expect_shape(const std::map<std::string, torch::Tensor>& params, const std::string& name,
                   std::vector<int64_t> shape) {

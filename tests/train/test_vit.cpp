@@ -11,6 +11,7 @@
 #include <string>
 
 #include "arcforge/common/error.hpp"
+#include "backbone_helpers.hpp"
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/complexity.hpp"
 #include "train/nn/vit.hpp"
@@ -24,19 +25,8 @@ namespace an = arcforge::nn;
 
 namespace {
 
-std::shared_ptr<an::Backbone> build(const std::string& arch, int64_t embedding = 512) {
-  an::BackboneOptions o;
-  o.arch = arch;
-  o.embedding_size = embedding;
-  return an::make_backbone(o);
-}
-
-std::map<std::string, torch::Tensor> named(torch::nn::Module& m) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& p : m.named_parameters()) out[p.key()] = p.value();
-  for (const auto& b : m.named_buffers()) out[b.key()] = b.value();
-  return out;
-}
+using arcforge::test::build_backbone;
+using arcforge::test::named_tensors;
 
 // Parameters and MACs written out from the architecture (ptflops' rules plus the two attention
 // products, as arcface_torch adds its "extra_gflops"): T = 144 tokens of width D, E outputs.
@@ -75,7 +65,7 @@ TEST(Vit, ComplexityMatchesPublishedFigures) {
   const std::vector<std::pair<std::string, double>> published = {
       {"vit_t", 1.5}, {"vit_s", 5.7}, {"vit_b", 11.4}, {"vit_l_dp005_mask_005", 25.3}};
   for (const auto& [arch, gmacs] : published) {
-    auto net = build(arch);
+    auto net = build_backbone(arch);
     const double measured = static_cast<double>(an::measure_complexity(*net).macs) / 1e9;
     EXPECT_NEAR(measured, gmacs, 0.03 * gmacs) << arch;
   }
@@ -85,7 +75,7 @@ TEST(Vit, CountsMatchTheLayerFormula) {
   for (const auto& [arch, d, depth] : std::vector<std::tuple<std::string, int64_t, int64_t>>{
            {"vit_t", 256, 12}, {"vit_s", 512, 12}, {"vit_b_dp005_mask_005", 512, 24}}) {
     for (int64_t e : {512, 128}) {
-      const an::Complexity c = an::measure_complexity(*build(arch, e));
+      const an::Complexity c = an::measure_complexity(*build_backbone(arch, e));
       const Expected want = formula(d, depth, e);
       EXPECT_EQ(c.params, want.params) << arch << " E=" << e;
       EXPECT_EQ(c.macs, want.macs) << arch << " E=" << e;
@@ -94,7 +84,7 @@ TEST(Vit, CountsMatchTheLayerFormula) {
 }
 
 TEST(Vit, ParameterNamesMirrorArcfaceTorch) {
-  auto p = named(*build("vit_t"));
+  auto p = named_tensors(*build_backbone("vit_t"));
   const std::map<std::string, std::vector<int64_t>> shapes = {
       {"patch_embed.proj.weight", {256, 3, 9, 9}}, {"patch_embed.proj.bias", {256}},
       {"pos_embed", {1, 144, 256}},                {"mask_token", {1, 1, 256}},
@@ -124,7 +114,7 @@ TEST(Vit, BlockMatchesDoublePrecision) {
   const int64_t d = 32, heads = 4, t = 10, n = 2;
   an::vit::Block block(d, heads, /*drop_path=*/0.0, /*drop_rate=*/0.0);
   block->eval();
-  auto p = named(*block);
+  auto p = named_tensors(*block);
   {
     torch::NoGradGuard no_grad;
     for (auto& [name, tensor] : p)
@@ -163,7 +153,7 @@ TEST(Vit, BlockMatchesDoublePrecision) {
 // eval mode every token is computed.
 TEST(Vit, TrainingMasksTokensAndEvalDoesNot) {
   torch::manual_seed(4);
-  auto net = std::dynamic_pointer_cast<an::VisionTransformer>(build("vit_t"));
+  auto net = std::dynamic_pointer_cast<an::VisionTransformer>(build_backbone("vit_t"));
   ASSERT_TRUE(net);
   torch::NoGradGuard no_grad;
   const torch::Tensor images = torch::randn({3, 3, 112, 112});
@@ -186,7 +176,7 @@ TEST(Vit, TrainingMasksTokensAndEvalDoesNot) {
 // attention scores and softmax stay in fp32.
 TEST(Vit, Bf16AutocastStaysCloseToFp32) {
   torch::manual_seed(5);
-  auto net = build("vit_t");
+  auto net = build_backbone("vit_t");
   net->eval();
   torch::NoGradGuard no_grad;
   const torch::Tensor images = torch::randn({2, 3, 112, 112});
