@@ -18,6 +18,7 @@
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/backbone.hpp"
 #include "train/nn/margin.hpp"
+#include "train/nn/vit.hpp"
 #include "train/train/checkpoint.hpp"
 
 namespace arcforge::cli {
@@ -50,11 +51,18 @@ double min_row_cosine(const torch::Tensor& got, const torch::Tensor& ref) {
 // by O(1), so the gradient gets its own, looser bound.
 constexpr double kFp32Tol = 1e-3, kFp32GradTol = 1e-2, kLowCosine = 0.99;
 
+// Vision Transformers draw random token masks and stochastic depth in train mode, from each device's
+// own generator: they are compared in eval mode (LayerNorms have no batch statistics to lose).
+bool compare_in_train_mode(const nn::Backbone& model) {
+  return dynamic_cast<const nn::VisionTransformer*>(&model) == nullptr;
+}
+
 // Forward and backward of `model` on `x` in train mode (batch statistics and gradients, the path
-// training takes): the output and the gradient of the first parameter, both detached.
+// training takes) where that is deterministic: the output and the gradient of the first
+// parameter, both detached.
 std::pair<torch::Tensor, torch::Tensor> forward_backward(const std::shared_ptr<nn::Backbone>& model,
                                                        const torch::Tensor& x) {
-  model->train();
+  model->train(compare_in_train_mode(*model));
   auto out = model->forward(x);
   auto first_param = model->parameters().front();
   auto grad = torch::autograd::grad({out.pow(2).sum()}, {first_param})[0];
@@ -160,7 +168,7 @@ void run(const CheckArgs& a) {
   at::globalContext().setAllowTF32CuBLAS(false);
   const torch::Device target = a.device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   std::vector<std::string> archs = a.archs;
-  if (archs.empty()) archs = {"r18", "r34", "r50", "r100", "r200", "mbf", "mbf_large"};
+  if (archs.empty()) archs = {"r18", "r34", "r50", "r100", "r200", "mbf", "mbf_large", "vit_t", "vit_s"};
   nlohmann::json out{{"torch", compat::torch_version_string()}, {"backbones", nlohmann::json::array()},
                      {"margins", nlohmann::json::array()}};
   bool ok = true;
