@@ -170,6 +170,7 @@ TEST(Vit, TrainingMasksTokensAndEvalDoesNot) {
   const torch::Tensor a = net->forward(images), b = net->forward(images.narrow(0, 1, 1));
   EXPECT_LT((a[1] - b[0]).abs().max().item<double>(), 1e-4 * a[1].abs().max().item<double>());
   EXPECT_THROW(net->forward(torch::zeros({1, 3, 96, 96})), arcforge::InputError);
+  EXPECT_THROW(net->forward(torch::zeros({3, 112, 112})), arcforge::InputError);
 }
 
 // bf16 autocast (arcface_torch trains ViTs in fp16/bf16) keeps the embedding close to fp32: the

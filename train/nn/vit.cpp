@@ -130,8 +130,8 @@ VisionTransformer::VisionTransformer(std::string arch, VitOptions options, int64
 }
 
 torch::Tensor VisionTransformer::forward(torch::Tensor images) {
-  const int64_t n = images.size(0);
-  torch::Tensor x = forward_tokens(images).reshape({n, kTokens * options_.embed_dim});
+  const torch::Tensor tokens = forward_tokens(images);  // checks the input's shape
+  torch::Tensor x = tokens.reshape({tokens.size(0), kTokens * options_.embed_dim});
   x = detail::metered(feature_bn1_, detail::metered(feature_fc1_, x));
   return detail::metered(feature_bn2_, detail::metered(feature_fc2_, x));
 }
