@@ -122,21 +122,18 @@ torch::Tensor distributed_cross_entropy(const torch::Tensor& logits, const torch
 torch::Tensor sample_centres(const torch::Tensor& local, const torch::Tensor& in_shard, int64_t count,
                              int64_t num_sample) {
   torch::NoGradGuard no_grad;
-  const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(local.device());
-  // Positives get priority 2, the rest a uniform draw in [0, 1): the top num_sample are all
-  // positives plus random negatives.
-  if (local.size(0) <= num_sample) {
-    // The global batch cannot hold more positives than num_sample, so every draw takes this path,
-    // and nothing is read back (no stall on a GPU). Labels of other shards mark a spare slot.
-    torch::Tensor priority = torch::cat({torch::rand({count}, float_options), torch::zeros({1}, float_options)});
-    priority.index_fill_(0, torch::where(in_shard, local, torch::full_like(local, count)), 2.0);
-    return std::get<0>(torch::sort(std::get<1>(priority.narrow(0, 0, count).topk(num_sample))));
+  if (local.size(0) > num_sample) {
+    // Only a global batch larger than num_sample can hold more positives than that; only then is
+    // their count read back (a stall on a GPU), for arcface_torch's rule: all of them, nothing else.
+    const torch::Tensor positives = std::get<0>(at::_unique(local.masked_select(in_shard), /*sorted=*/true));
+    if (positives.size(0) >= num_sample) return positives;
   }
-  const torch::Tensor positives = std::get<0>(at::_unique(local.masked_select(in_shard), /*sorted=*/true));
-  if (positives.size(0) >= num_sample) return positives;  // all of them, nothing else (arcface_torch)
-  torch::Tensor priority = torch::rand({count}, float_options);
-  priority.index_fill_(0, positives, 2.0);
-  return std::get<0>(torch::sort(std::get<1>(priority.topk(num_sample))));
+  // Positives get priority 2, the rest a uniform draw in [0, 1): the top num_sample are all
+  // positives plus random negatives. Labels of other shards mark a spare slot past the shard.
+  const auto float_options = torch::TensorOptions().dtype(torch::kFloat).device(local.device());
+  torch::Tensor priority = torch::cat({torch::rand({count}, float_options), torch::zeros({1}, float_options)});
+  priority.index_fill_(0, torch::where(in_shard, local, torch::full_like(local, count)), 2.0);
+  return std::get<0>(torch::sort(std::get<1>(priority.narrow(0, 0, count).topk(num_sample))));
 }
 
 PartialFC::PartialFC(ClassShard shard, double sample_rate, std::shared_ptr<Collectives> collectives)
