@@ -44,6 +44,11 @@ torch::Tensor metered(torch::nn::Linear& linear, const torch::Tensor& x) {
   return y;
 }
 
+torch::Tensor metered(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  if (MacRecorder::active()) MacRecorder::add(per_image(x) * (norm->options.elementwise_affine() ? 2 : 1));
+  return norm->forward(x);
+}
+
 torch::Tensor metered(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
   if (MacRecorder::active()) MacRecorder::add(per_image(x) * (bn->options.affine() ? 2 : 1));
   return bn->forward(x);

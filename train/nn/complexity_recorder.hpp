@@ -7,7 +7,8 @@
 //
 // Counting rules are those of ptflops, the tool behind InsightFace's published "GFLOPs" (which are
 // MACs): conv = output elements * in_channels/groups * kh*kw (+ output elements for a bias),
-// linear = in * out (+ out for a bias), batch norm = elements (x2 when affine), PReLU = elements.
+// linear = in * out (+ out for a bias), batch norm and layer norm = elements (x2 when affine),
+// PReLU = elements. Layers that are functions (ReLU6, attention products) add their own count.
 // Residual additions, flatten and dropout are not counted (ptflops does not see them either).
 #include <torch/torch.h>
 
@@ -39,5 +40,6 @@ torch::Tensor metered(torch::nn::Linear& linear, const torch::Tensor& x);
 torch::Tensor metered(torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
 torch::Tensor metered(torch::nn::BatchNorm1d& bn, const torch::Tensor& x);
 torch::Tensor metered(torch::nn::PReLU& prelu, const torch::Tensor& x);
+torch::Tensor metered(torch::nn::LayerNorm& norm, const torch::Tensor& x);  // elements, x2 when affine
 
 }  // namespace arcforge::nn::detail

@@ -29,12 +29,6 @@ torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
   return l;
 }
 
-// LayerNorm over the last dim; ptflops counts its elements, twice when affine.
-torch::Tensor metered_norm(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
-  if (MacRecorder::active()) MacRecorder::add(2 * x.numel() / x.size(0));
-  return norm->forward(x);
-}
-
 }  // namespace
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, double drop_rate) : heads_(heads) {
@@ -88,8 +82,8 @@ torch::Tensor BlockImpl::drop_path(const torch::Tensor& branch) const {
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = x + drop_path(attn_->forward(metered_norm(norm1_, x)));
-  return y + drop_path(mlp_->forward(metered_norm(norm2_, y)));
+  torch::Tensor y = x + drop_path(attn_->forward(metered(norm1_, x)));
+  return y + drop_path(mlp_->forward(metered(norm2_, y)));
 }
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t patch, int64_t dim) {
@@ -151,7 +145,7 @@ torch::Tensor VisionTransformer::forward_tokens(const torch::Tensor& images) {
     x = x.gather(1, shuffle.narrow(1, 0, keep).unsqueeze(-1).expand({n, keep, d}));
   }
   for (const auto& block : *blocks_) x = block->as<vit::Block>()->forward(x);
-  x = vit::metered_norm(norm_, x.to(torch::kFloat));
+  x = detail::metered(norm_, x.to(torch::kFloat));
   if (masking) {
     x = torch::cat({x, mask_token_.to(x.scalar_type()).expand({n, kTokens - x.size(1), d})}, 1);
     x = x.gather(1, restore.unsqueeze(-1).expand({n, kTokens, d}));
