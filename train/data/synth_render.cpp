@@ -75,8 +75,9 @@ void check_same_structure(const std::vector<Scene>& scenes, int64_t size) {
 int64_t profiles_of(const Factor& f) { return f.kind == Factor::Kind::shape ? 3 : 2; }
 
 // Packs every 1-D profile into [N, P, S] (globals first, then each factor's row, col_a[, col_b])
-// and every scalar into [N, 4L + kGlobalScalars].
-std::pair<torch::Tensor, torch::Tensor> pack(const std::vector<Scene>& scenes, int64_t size) {
+// and every scalar into [N, 4L + kGlobalScalars], in pinned memory when they go to a GPU (so the
+// upload needs no staging copy).
+std::pair<torch::Tensor, torch::Tensor> pack(const std::vector<Scene>& scenes, int64_t size, bool pinned) {
   const auto n = static_cast<int64_t>(scenes.size());
   const auto& layers = scenes.front().layers;
   const auto num_layers = static_cast<int64_t>(layers.size());
@@ -84,8 +85,9 @@ std::pair<torch::Tensor, torch::Tensor> pack(const std::vector<Scene>& scenes, i
   for (const Layer& l : layers)
     for (const Factor& f : l.factors) num_profiles += profiles_of(f);
 
-  auto profiles = torch::empty({n, num_profiles, size}, torch::kFloat32);
-  auto scalars = torch::empty({n, 4 * num_layers + kGlobalScalars}, torch::kFloat32);
+  const auto host = torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(pinned);
+  auto profiles = torch::empty({n, num_profiles, size}, host);
+  auto scalars = torch::empty({n, 4 * num_layers + kGlobalScalars}, host);
   float* p = profiles.data_ptr<float>();
   float* s = scalars.data_ptr<float>();
   const size_t bytes = sizeof(float) * size;
@@ -165,7 +167,7 @@ torch::Tensor render_scenes(const std::vector<Scene>& scenes, int64_t image_size
   const auto& layers = scenes.front().layers;
   const auto num_layers = static_cast<int64_t>(layers.size());
 
-  auto [profiles_cpu, scalars_cpu] = pack(scenes, S);
+  auto [profiles_cpu, scalars_cpu] = pack(scenes, S, device.is_cuda());
   const auto profiles = upload(profiles_cpu, device);
   const auto scalars = upload(scalars_cpu, device);
   // Global profiles: [N,1,S] varies along x, [N,S,1] along y.
