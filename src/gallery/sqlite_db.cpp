@@ -1,8 +1,40 @@
 #include "sqlite_db.hpp"
 
+#include <algorithm>
+#include <functional>
+#include <iterator>
+
 #include "arcforge/common/error.hpp"
+#include "busy_observer.hpp"
 
 namespace arcforge::gallery {
+
+namespace {
+
+std::function<void()> busy_observer;  // testing::set_busy_observer
+
+// Our own busy handler instead of sqlite3_busy_timeout, for a seam: a test sees the moment a write
+// is blocked on another connection's lock (the observer) instead of guessing it from a clock. The
+// wait is the same as sqlite3_busy_timeout(10 s): SQLite's default handler's growing sleeps
+// (sqliteDefaultBusyCallback), giving up, so the statement fails with SQLITE_BUSY, once the next
+// sleep would pass 10 s in all. `count` is how many times SQLite already called us for this lock.
+int wait_while_busy(void*, int count) {
+  constexpr int kBudgetMs = 10'000;
+  constexpr int kDelays[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};  // ms, then 100 each
+  constexpr int kPrior[] = {0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228};   // ms slept before
+  constexpr int kSteps = static_cast<int>(std::size(kDelays));
+  if (busy_observer) busy_observer();
+  const int delay = count < kSteps ? kDelays[count] : kDelays[kSteps - 1];
+  const int prior = count < kSteps ? kPrior[count] : kPrior[kSteps - 1] + delay * (count - (kSteps - 1));
+  const int sleep = std::min(delay, kBudgetMs - prior);
+  if (sleep <= 0) return 0;
+  sqlite3_sleep(sleep);
+  return 1;
+}
+
+}  // namespace
+
+void testing::set_busy_observer(std::function<void()> observer) { busy_observer = std::move(observer); }
 
 SqliteDb::SqliteDb(const std::string& path) : path_(path) {
   const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -14,8 +46,9 @@ SqliteDb::SqliteDb(const std::string& path) : path_(path) {
     throw InputError(file_message(path, "cannot open the gallery database: " + message));
   }
   sqlite3_extended_result_codes(db_, 1);
-  // Another process (a second CLI next to a running server) may hold the write lock briefly.
-  sqlite3_busy_timeout(db_, 10'000);
+  // Another process (a second CLI next to a running server) may hold the write lock briefly: wait
+  // up to 10 s for it.
+  sqlite3_busy_handler(db_, wait_while_busy, nullptr);
 }
 
 SqliteDb::~SqliteDb() { sqlite3_close(db_); }

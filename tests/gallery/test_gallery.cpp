@@ -12,9 +12,11 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -23,6 +25,7 @@
 #include "arcforge/common/error.hpp"
 #include "arcforge/gallery/face_sample.hpp"
 #include "arcforge/gallery/gallery.hpp"
+#include "busy_observer.hpp"
 #include "pipeline/shared_data.hpp"
 #include "schema.hpp"
 #include "sqlite_db.hpp"
@@ -439,10 +442,12 @@ TEST(Gallery, VerifiesRacingEnrolmentsSeeWholeTemplates) {
 }
 
 // A write blocked inside SQLite (another connection holds the write lock) keeps db_mutex. A verify
-// against fp32 templates must answer meanwhile; persons(), which needs db_mutex, shows that the
-// write holds it.
+// against fp32 templates must answer meanwhile. No clock: the busy observer says when the enrol is
+// blocked (it fires inside SQLite's busy handler, on the enrol's thread, under db_mutex; the only
+// statement running then is the enrol's). The other connection keeps its lock until verify has
+// answered, so the enrol can end before that only by giving up (SQLite's 10 s budget): were verify
+// to wait for db_mutex, it would answer only once the enrol failed, and the test fails in ~10 s.
 TEST(Gallery, VerifyDoesNotWaitForABlockedWrite) {
-  using namespace std::chrono_literals;
   ScratchDir dir;
   const std::string path = dir.file("g.db");
   Gallery g = Gallery::open(path);
@@ -454,26 +459,75 @@ TEST(Gallery, VerifyDoesNotWaitForABlockedWrite) {
   sqlite3* other = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  auto write = std::async(std::launch::async, [&] { return g.enroll("c", "bob", {sample(bob)}); });
-  std::vector<std::future<size_t>> probes;
-  bool held = false;  // SQLite's busy timeout is 10 s: all waits below stay well inside it
-  for (int i = 0; i < 10 && !held; ++i) {
-    probes.push_back(std::async(std::launch::async, [&] { return g.persons("c").size(); }));
-    held = probes.back().wait_for(200ms) == std::future_status::timeout;
+
+  // m guards the four below; cv signals each change.
+  std::mutex m;
+  std::condition_variable cv;
+  int busy_calls = 0;                // busy handler calls so far, all the enrol's
+  bool write_over = false;           // the enrol returned or threw
+  bool verify_over = false;          // verify returned or threw
+  bool write_over_at_verify = true;  // write_over when verify returned
+  arcforge::gallery::testing::set_busy_observer([&] {
+    std::lock_guard lock(m);
+    ++busy_calls;
+    cv.notify_all();
+  });
+  EnrollResult written;
+  std::string write_error;
+  std::thread writer([&] {
+    try {
+      written = g.enroll("c", "bob", {sample(bob)});
+    } catch (const std::exception& e) {
+      write_error = e.what();
+    }
+    std::lock_guard lock(m);
+    write_over = true;
+    cv.notify_all();
+  });
+
+  // The enrol either blocks on the lock (the observer fires) or, were the lock not in its way,
+  // ends: no wait here is unbounded.
+  bool blocked = false;
+  {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return busy_calls > 0 || write_over; });
+    blocked = busy_calls > 0 && !write_over;
   }
-  std::future<float> verify;
-  bool answered = false;
-  if (held) {
-    verify = std::async(std::launch::async, [&] { return g.verify("c", "ann", ann); });
-    answered = verify.wait_for(3s) == std::future_status::ready;
+  float verified = 0.0f;
+  std::string verify_error;
+  std::thread verifier;
+  if (blocked) {
+    verifier = std::thread([&] {
+      try {
+        verified = g.verify("c", "ann", ann);
+      } catch (const std::exception& e) {
+        verify_error = e.what();
+      }
+      std::lock_guard lock(m);
+      verify_over = true;
+      write_over_at_verify = write_over;
+      cv.notify_all();
+    });
+    // Ends when verify answers, or at the latest when the enrol gives up on the lock (~10 s).
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return verify_over || write_over; });
   }
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  // Release the lock: the enrol goes on (or has already given up).
+  EXPECT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(other);
-  EXPECT_TRUE(write.get().created);
-  for (auto& p : probes) p.get();
-  ASSERT_TRUE(held) << "the blocked write never held the database lock";
-  EXPECT_TRUE(answered) << "verify waited for the write's database lock";
-  EXPECT_NEAR(verify.get(), 1.0f, 1e-5);
+  writer.join();
+  if (verifier.joinable()) verifier.join();
+  arcforge::gallery::testing::set_busy_observer(nullptr);
+
+  ASSERT_TRUE(blocked) << "the enrol never blocked on the other connection's write lock";
+  EXPECT_TRUE(verify_error.empty()) << verify_error;
+  EXPECT_FALSE(write_over_at_verify) << "verify answered only once the enrol had given up on the lock ("
+                                     << busy_calls << " busy calls): it waited for the write";
+  EXPECT_NEAR(verified, 1.0f, 1e-5);
+  ASSERT_TRUE(write_error.empty()) << "the enrol failed: " << write_error;
+  EXPECT_TRUE(written.created);
+  EXPECT_EQ(g.persons("c").size(), 2u);
+  EXPECT_NEAR(g.verify("c", "bob", bob), 1.0f, 1e-5);
 }
 
 // An ivfpq collection trains when an enrolment brings it to train_min. The k-means runs outside the
@@ -518,7 +572,9 @@ TEST(Gallery, SearchesGoOnWhileIvfPqTrains) {
   enrol_batch(kBatches - 1);
   arcforge::gallery::testing::set_training_observer(nullptr);
   if (searcher.joinable()) searcher.join();
-  if (found.valid()) EXPECT_EQ(found.get(), 10u);
+  if (found.valid()) {
+    EXPECT_EQ(found.get(), 10u);
+  }
   EXPECT_EQ(trainings, 1) << "the samples' index alone reached train_min";
   EXPECT_TRUE(answered) << "a search waited for the training";
   const size_t trained_bytes = g.collection("c").index_bytes;
