@@ -26,7 +26,7 @@ struct ExportArgs {
   std::string checkpoint;
   std::string onnx;
   bool fold_bn = false;
-  int opset = onnx_io::kDefaultOpset;
+  int opset = 0;  // the lowest the backbone needs
   std::string batch = "dynamic";
   std::string arch;
   bool random_init = false;
@@ -93,7 +93,7 @@ void run(const ExportArgs& a) {
   sidecar.source = options.source;
   sidecar.batch = options.batch > 0 ? std::to_string(options.batch) : "dynamic";
   sidecar.batch_norm = a.fold_bn ? "folded" : "kept";
-  sidecar.opset = a.opset;
+  sidecar.opset = summary.opset;
   sidecar.onnx = std::filesystem::path(a.onnx).filename().string();
   const std::string sidecar_path = onnx_io::sidecar_path_for(a.onnx);
   onnx_io::write_sidecar(sidecar_path, sidecar);
@@ -113,7 +113,7 @@ void run(const ExportArgs& a) {
                                   {"sidecar", sidecar_path},
                                   {"arch", backbone->arch()},
                                   {"embedding_size", backbone->embedding_size()},
-                                  {"opset", a.opset},
+                                  {"opset", summary.opset},
                                   {"batch", sidecar.batch},
                                   {"batch_norm", sidecar.batch_norm},
                                   {"folded_batch_norms", summary.folded_batch_norms},
@@ -129,7 +129,7 @@ void run(const ExportArgs& a) {
   std::string ops;
   for (const auto& [op, count] : summary.op_counts) ops += (ops.empty() ? "" : ", ") + op + " " + std::to_string(count);
   std::printf("wrote %s (%s, %lld-d, opset %d, batch %s, %.1f MB; %s)\n", a.onnx.c_str(), backbone->arch().c_str(),
-              static_cast<long long>(backbone->embedding_size()), a.opset, sidecar.batch.c_str(),
+              static_cast<long long>(backbone->embedding_size()), summary.opset, sidecar.batch.c_str(),
               static_cast<double>(summary.bytes) / 1e6, ops.c_str());
   if (a.fold_bn) std::printf("folded %d batch norms into their neighbours\n", summary.folded_batch_norms);
   std::printf("wrote %s\n", sidecar_path.c_str());
@@ -147,7 +147,7 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("checkpoint", args->checkpoint, "Checkpoint to export (or use --arch NAME --random-init)");
   cmd->add_option("--onnx", args->onnx, "Output .onnx path (the sidecar goes next to it as .json)")->required();
   cmd->add_flag("--fold-bn", args->fold_bn, "Fold batch norms into the neighbouring Conv/Gemm");
-  cmd->add_option("--opset", args->opset, "ONNX opset (default 13)");
+  cmd->add_option("--opset", args->opset, "ONNX opset (default: 13, or 17 for ViT, whose LayerNormalization needs it)");
   cmd->add_option("--batch", args->batch, "'dynamic' (default) or a fixed batch size");
   cmd->add_option("--arch", args->arch, "Backbone for --random-init");
   cmd->add_flag("--random-init", args->random_init,

@@ -11,10 +11,10 @@
 #   bench/runtime/compare_all.sh [BUILD_DIR] [THREADS] [ROUNDS]
 #
 # Models: ../shared/models/paddle_mobilefacenet128.onnx and scrfd_500m_bnkps.onnx
-# (ARCFORGE_SHARED_DIR overrides the shared folder), and r50/mbf exported here with random weights
+# (ARCFORGE_SHARED_DIR overrides the shared folder), and r50/mbf/vit_t exported here with random weights
 # (`arcforge export --random-init`). BENCH_MODELS_DIR keeps the exported and quantized files between
 # runs (default: a temporary folder). ARCFORGE_BENCH_CASES="model|HxW|batch;..." replaces the case
-# list (model: paddle, r50, mbf or scrfd). Progress goes to stderr.
+# list (model: paddle, r50, mbf, vit_t or scrfd). Progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -55,20 +55,21 @@ model_file() {
   case $1 in
     paddle) echo "$shared/models/paddle_mobilefacenet128.onnx" ;;
     scrfd) echo "$shared/models/scrfd_500m_bnkps.onnx" ;;
-    r50 | mbf) echo "$models/$1.onnx" ;;
-    *) echo "unknown model '$1' (paddle, r50, mbf, scrfd)" >&2; exit 1 ;;
+    r50 | mbf | vit_t) echo "$models/$1.onnx" ;;
+    *) echo "unknown model '$1' (paddle, r50, mbf, vit_t, scrfd)" >&2; exit 1 ;;
   esac
 }
 # SCRFD has no int8 file: calibration feeds aligned 112x112 faces, not the 640x640 scenes a
-# detector sees, so its activation ranges would be wrong.
-int8_file() { case $1 in scrfd) echo "" ;; *) echo "$models/$1.int8.onnx" ;; esac; }
-torch_arch() { case $1 in r50 | mbf) echo "$1" ;; *) echo "" ;; esac; }
+# detector sees, so its activation ranges would be wrong. vit_t has none either: `arcforge quantize`
+# quantizes convolutions, and a ViT is Gemms and MatMuls.
+int8_file() { case $1 in scrfd | vit_t) echo "" ;; *) echo "$models/$1.int8.onnx" ;; esac; }
+torch_arch() { case $1 in r50 | mbf | vit_t) echo "$1" ;; *) echo "" ;; esac; }
 
 prepare() {  # name: export (random weights, seed 0) and quantize when the files are missing
   local name=$1 fp32 int8
   fp32=$(model_file "$name")
   int8=$(int8_file "$name")
-  [ -f "$fp32" ] || { [ "$name" = r50 ] || [ "$name" = mbf ]; } || { echo "no $fp32" >&2; exit 1; }
+  [ -f "$fp32" ] || [ -n "$(torch_arch "$name")" ] || { echo "no $fp32" >&2; exit 1; }
   if [ ! -f "$fp32" ]; then
     echo "compare_all: exporting $name" >&2
     "$cli" export --arch "$name" --random-init --onnx "$fp32" --threads "$threads" > /dev/null
@@ -86,6 +87,7 @@ cases=(
   "paddle|112x112|1" "paddle|112x112|32"
   "r50|112x112|1" "r50|112x112|32"
   "mbf|112x112|1" "mbf|112x112|32"
+  "vit_t|112x112|1" "vit_t|112x112|32"
   "scrfd|640x640|1" "scrfd|640x640|8"
 )
 if [ -n "${ARCFORGE_BENCH_CASES:-}" ]; then IFS=';' read -r -a cases <<< "$ARCFORGE_BENCH_CASES"; fi
@@ -171,11 +173,11 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${rows[@]}"
 echo
 echo "ms per image, best median of $rounds rounds (3 warm-ups, then ${BENCH_REPEATS:-20} timed runs at batch 1, ${BENCH_REPEATS:-5} above);" \
-  "(Nx) = ORT fp32 / engine, above 1 is faster than ONNX Runtime fp32. r50 and mbf: random weights" \
+  "(Nx) = ORT fp32 / engine, above 1 is faster than ONNX Runtime fp32. r50, mbf and vit_t: random weights" \
   "(arcforge export --random-init, seed 0; libtorch runs the same network). int8: QDQ file from" \
   "arcforge quantize (small_lfw.bin, depthwise and last conv kept fp32), ORT and arcforge on the same file." \
   "n/a: libtorch only runs arcforge's own backbones; SCRFD has no int8 (face calibration does not fit a" \
-  "detector) and runs batch 8, not 32."
+  "detector) and runs batch 8, not 32; vit_t has no int8 (the quantizer covers convolutions only)."
 if [ -s "$log" ]; then
   echo
   echo "errors (last lines):"

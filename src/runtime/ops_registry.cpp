@@ -35,6 +35,7 @@ OpPlanner find_planner(const std::string& op) {
       {"Max", plan_binary},
       {"Min", plan_binary},
       {"Softmax", plan_softmax},
+      {"LayerNormalization", plan_layernorm},
       {"Concat", plan_concat},
       {"Transpose", plan_transpose},
       {"Slice", plan_slice},

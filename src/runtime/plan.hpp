@@ -173,6 +173,7 @@ void plan_unary(PlanBuilder&, const Node&);
 void plan_prelu(PlanBuilder&, const Node&);
 void plan_binary(PlanBuilder&, const Node&);
 void plan_softmax(PlanBuilder&, const Node&);
+void plan_layernorm(PlanBuilder&, const Node&);
 void plan_concat(PlanBuilder&, const Node&);
 void plan_transpose(PlanBuilder&, const Node&);
 void plan_view(PlanBuilder&, const Node&);

@@ -1,6 +1,6 @@
 // Operator variants the shared models do not exercise (auto_pad, dilation, Gemm alpha/beta without
 // transB, MatMul of two run-time tensors, legacy Softmax flattening, Upsample, negative-step Slice,
-// Concat of a convolution with a constant), each a small model checked against ONNX Runtime.
+// Concat of a convolution with a constant, LayerNormalization), each a small model checked against ONNX Runtime.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -134,6 +134,21 @@ INSTANTIATE_TEST_SUITE_P(
                   auto& c = m.node("Clip", {"n"}, {"y"});
                   B::attr(c, "min", -0.5f);
                   B::attr(c, "max", 0.75f);
+                }},
+        // A transformer's residual stream: rows far from zero mean, normalised over the last axis.
+        ZooCase{"layernorm_opset17_offset_rows", 17, {{2, 5, 16}},
+                [](B& m) {
+                  m.initializer("off", {1}, {40.0f});
+                  m.node("Add", {"x0", "off"}, {"s"});
+                  m.initializer("g", {16}, random_values(16, 13, 0.5f, 1.5f)).initializer("b", {16}, random_values(16, 14));
+                  B::attr(m.node("LayerNormalization", {"s", "g", "b"}, {"y"}), "epsilon", 1e-6f);
+                }},
+        ZooCase{"layernorm_over_three_axes_without_bias", 17, {{2, 3, 4, 5}},
+                [](B& m) {
+                  m.initializer("g", {3, 4, 5}, random_values(60, 15, 0.5f, 1.5f));
+                  auto& n = m.node("LayerNormalization", {"x0", "g"}, {"y"});
+                  B::attr(n, "axis", int64_t{1});
+                  B::attr(n, "epsilon", 1e-3f);
                 }}),
     [](const auto& info) { return info.param.name; });
 

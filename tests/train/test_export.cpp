@@ -45,165 +45,13 @@ TEST(OnnxExport, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ON
 #include "train/export/onnx_writer.hpp"
 #include "arcforge/common/model_sidecar.hpp"
 #include "child_process.hpp"
+#include "export_test_util.hpp"
 #include "train/nn/backbone.hpp"
 #include "train/train/checkpoint.hpp"
 
 namespace {
 
-namespace io = arcforge::onnx_io;
-namespace an = arcforge::nn;
-namespace fs = std::filesystem;
-
-constexpr double kTolerance = 1e-4;  // max abs diff / output scale (the issue's parity bar)
-
-class TempDir {
- public:
-  TempDir() {
-    static std::mt19937_64 gen(std::random_device{}());
-    path_ = fs::temp_directory_path() / ("arcforge_export_" + std::to_string(gen()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-// Converts parameters and floating-point buffers in place (counters stay int64).
-void set_dtype(an::Backbone& b, torch::Dtype dtype) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : b.parameters()) p.set_data(p.detach().to(dtype));
-  for (auto& t : b.buffers()) {
-    if (t.is_floating_point()) t.set_data(t.to(dtype));
-  }
-}
-
-// Random BN affine parameters and PReLU slopes, then running statistics taken from one batch
-// (momentum 1 in train mode), so every batch norm normalises like a trained one.
-void randomise(an::Backbone& b, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto uniform = [&](torch::Tensor t, double lo, double hi) {
-    torch::NoGradGuard no_grad;
-    t.copy_(torch::rand(t.sizes(), gen) * (hi - lo) + lo);
-  };
-  for (const auto& m : b.modules(false)) {
-    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-      uniform(bn->weight, 0.5, 1.5);
-      uniform(bn->bias, -0.3, 0.3);
-      bn->options.momentum(1.0);
-    } else if (auto* bn1 = m->as<torch::nn::BatchNorm1d>()) {
-      uniform(bn1->weight, 0.5, 1.5);
-      uniform(bn1->bias, -0.3, 0.3);
-      bn1->options.momentum(1.0);
-    } else if (auto* prelu = m->as<torch::nn::PReLU>()) {
-      uniform(prelu->weight, 0.0, 0.4);
-    } else if (auto* linear = m->as<torch::nn::Linear>()) {
-      if (linear->options.bias()) uniform(linear->bias, -0.1, 0.1);
-    }
-  }
-  b.train();
-  {
-    torch::NoGradGuard no_grad;
-    b.forward(torch::rand({4, 3, 112, 112}, gen) * 2 - 1);
-  }
-  for (const auto& m : b.modules(false)) {
-    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) bn->options.momentum(0.1);
-    if (auto* bn1 = m->as<torch::nn::BatchNorm1d>()) bn1->options.momentum(0.1);
-  }
-  b.eval();
-}
-
-std::shared_ptr<an::Backbone> build(const std::string& arch, int64_t embedding, uint64_t seed) {
-  torch::manual_seed(seed);
-  an::BackboneOptions o;
-  o.arch = arch;
-  o.embedding_size = embedding;
-  auto b = an::make_backbone(o);
-  randomise(*b, seed + 1000);
-  return b;
-}
-
-torch::Tensor images(int64_t batch, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return torch::rand({batch, 3, 112, 112}, gen) * 2 - 1;
-}
-
-// The reference: libtorch's eval-mode forward of the same module, in double precision.
-torch::Tensor reference(an::Backbone& b, const torch::Tensor& x) {
-  torch::NoGradGuard no_grad;
-  b.eval();
-  set_dtype(b, torch::kDouble);
-  torch::Tensor y = b.forward(x.to(torch::kDouble));
-  set_dtype(b, torch::kFloat);
-  return y;
-}
-
-torch::Tensor run_runtime(const arcforge::runtime::Model& model, const torch::Tensor& x) {
-  arcforge::runtime::Tensor in;
-  in.shape = std::vector<int64_t>(x.sizes().begin(), x.sizes().end());
-  const torch::Tensor c = x.to(torch::kFloat).contiguous();
-  in.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-  const auto out = model.run({in});
-  at::set_num_threads(2);  // the runtime sets the OpenMP team size of this thread
-  return torch::tensor(out.at(0).data).view(out.at(0).shape);
-}
-
-torch::Tensor run_runtime(const std::string& onnx, const torch::Tensor& x) {
-  return run_runtime(arcforge::runtime::Model::load(onnx, {.threads = 2}), x);
-}
-
-struct Gap {
-  double max_abs = 0, scale = 0;
-  double relative() const { return max_abs / scale; }
-};
-
-Gap gap(const torch::Tensor& got, const torch::Tensor& want) {
-  EXPECT_EQ(got.sizes(), want.sizes());
-  const torch::Tensor g = got.to(torch::kDouble), w = want.to(torch::kDouble);
-  return {(g - w).abs().max().item<double>(), w.abs().max().item<double>()};
-}
-
-int count_batch_norms(an::Backbone& b) {
-  int n = 0;
-  for (const auto& m : b.modules(false)) {
-    if (m->as<torch::nn::BatchNorm2d>() || m->as<torch::nn::BatchNorm1d>()) ++n;
-  }
-  return n;
-}
-
-// A randomised backbone, a batch of 3 images and the reference outputs on it.
-struct Subject {
-  std::shared_ptr<an::Backbone> model;
-  torch::Tensor x;         // [3,3,112,112]
-  torch::Tensor expected;  // double reference [3,E]
-};
-
-Subject make_subject(const std::string& arch) {
-  Subject s;
-  s.model = build(arch, 64, 11);
-  s.x = images(3, 5);
-  s.expected = reference(*s.model, s.x);
-  return s;
-}
-
-std::shared_ptr<an::Backbone> plain(const std::string& arch, int64_t embedding, uint64_t seed) {
-  torch::manual_seed(seed);
-  return an::make_backbone({arch, embedding});
-}
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const arcforge::InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InputError";
-  return "";
-}
+using namespace arcforge_export_test;
 
 void expect_same_state(an::Backbone& a, an::Backbone& b) {
   const auto pa = a.named_parameters(), pb = b.named_parameters();
@@ -312,18 +160,9 @@ TEST(OnnxExport, MbfParityRoundTripFixedBatchOnnxRuntimeAndMismatch) {
   EXPECT_NE(m.find("'layers.0.layers.0'"), std::string::npos) << m;
 
   // ONNX Runtime, the reference runtime InsightFace deploys with, on the fixed-batch file.
-  const std::string node_dir = std::string(ARCFORGE_SOURCE_DIR) + "/tests/runtime/node";
-  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not on PATH";
-  if (!fs::exists(node_dir + "/node_modules/onnxruntime-node")) {
-    GTEST_SKIP() << "onnxruntime-node is not installed in " << node_dir << " (scripts/setup-deploy-deps.sh)";
-  }
-  const torch::Tensor x = s.x.contiguous();
-  arcforge::write_npy(dir.file("in.npy"), {3, 3, 112, 112}, x.data_ptr<float>());
-  const std::string cmd = "node '" + node_dir + "/run_model.js' '" + fixed + "' '" + dir.file("out") + "' '" +
-                          dir.file("in.npy") + "' --threads 2";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const arcforge::NpyArray out = arcforge::read_npy(dir.file("out/output_0.npy"));
-  const Gap g = gap(torch::tensor(out.data).view(out.shape), s.expected);
+  const std::string why = onnxruntime_unavailable();
+  if (!why.empty()) GTEST_SKIP() << why;
+  const Gap g = gap(run_onnxruntime(fixed, s.x, dir), s.expected);
   std::printf("[figures] mbf folded: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n",
               g.max_abs, g.scale);
   EXPECT_LT(g.relative(), kTolerance);
@@ -447,11 +286,6 @@ TEST(OnnxImport, ReaderRejectsUncomputedOutputsAndShapeArithmeticOnTheDataPath) 
 // ---- the CLI ----------------------------------------------------------------------------------
 
 using arcforge::test::run_cli;
-
-nlohmann::json last_json_line(const std::string& text) {
-  const size_t start = text.rfind("\n{");
-  return nlohmann::json::parse(text.substr(start == std::string::npos ? 0 : start + 1));
-}
 
 TEST(OnnxExportCli, RandomInitExportWritesSidecarAndIsSeeded) {
   if (!fs::exists(ARCFORGE_CLI)) GTEST_SKIP() << "CLI not built: " << ARCFORGE_CLI;

@@ -243,9 +243,9 @@ LayerGraph describe_backbone(nn::Backbone& backbone) {
   } else if (dynamic_cast<nn::MobileFaceNet*>(&backbone)) {
     describe_mobilefacenet(d);
   } else {
-    throw ConfigError("ONNX export/import: backbone '" + backbone.arch() +
-                      "' is not an IResNet or a MobileFaceNet (Vision Transformers train and evaluate "
-                      "here but do not export to ONNX yet)");
+    throw ConfigError("ONNX import: backbone '" + backbone.arch() +
+                      "' is not an IResNet or a MobileFaceNet (Vision Transformers export to ONNX but do "
+                      "not import from it)");
   }
   check_coverage(backbone, d.graph);
   return std::move(d.graph);

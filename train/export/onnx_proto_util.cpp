@@ -43,6 +43,15 @@ onnx::TensorProto float_tensor(const std::string& name, const torch::Tensor& val
   return proto;
 }
 
+onnx::TensorProto int64_tensor(const std::string& name, const std::vector<int64_t>& values) {
+  onnx::TensorProto proto;
+  proto.set_name(name);
+  proto.set_data_type(onnx::TensorProto::INT64);
+  proto.add_dims(static_cast<int64_t>(values.size()));
+  for (int64_t v : values) proto.add_int64_data(v);
+  return proto;
+}
+
 void set_attribute(onnx::NodeProto& node, const std::string& name, int64_t value) {
   auto* a = node.add_attribute();
   a->set_name(name);

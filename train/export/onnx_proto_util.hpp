@@ -21,6 +21,9 @@ int64_t ir_version_for_opset(int opset);
 onnx::TensorProto float_tensor(const std::string& name, const torch::Tensor& values,
                                const std::vector<int64_t>& dims = {});
 
+// A 1-D int64 initializer (Reshape's shape, ...).
+onnx::TensorProto int64_tensor(const std::string& name, const std::vector<int64_t>& values);
+
 void set_attribute(onnx::NodeProto& node, const std::string& name, int64_t value);
 void set_attribute(onnx::NodeProto& node, const std::string& name, float value);
 void set_attribute(onnx::NodeProto& node, const std::string& name, const std::vector<int64_t>& values);

@@ -10,7 +10,10 @@
 #include "train/export/backbone_layers.hpp"
 #include "train/export/batch_norm_folding.hpp"
 #include "train/export/onnx_check_model.hpp"
+#include "train/export/onnx_graph_writer.hpp"
 #include "train/export/onnx_proto_util.hpp"
+#include "train/export/vit_onnx_graph.hpp"
+#include "train/nn/vit.hpp"
 
 namespace arcforge::onnx_io {
 namespace {
@@ -66,33 +69,6 @@ int folded_reader(const LayerGraph& g, const FoldPlan& plan, int i) {
   return -1;
 }
 
-class GraphWriter {
- public:
-  GraphWriter(onnx::GraphProto* graph, ExportSummary& summary) : graph_(graph), summary_(summary) {}
-
-  std::string initializer(const std::string& name, const torch::Tensor& values,
-                          const std::vector<int64_t>& dims = {}) {
-    *graph_->add_initializer() = float_tensor(name, values, dims);
-    summary_.parameters += values.numel();
-    return name;
-  }
-
-  onnx::NodeProto& node(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
-                        const std::string& output) {
-    auto* n = graph_->add_node();
-    n->set_op_type(op);
-    n->set_name(name);
-    for (const auto& in : inputs) n->add_input(in);
-    n->add_output(output);
-    ++summary_.op_counts[op];
-    return *n;
-  }
-
- private:
-  onnx::GraphProto* graph_;
-  ExportSummary& summary_;
-};
-
 void write_conv(GraphWriter& w, const Layer& l, const std::string& input, const Layer* folded_bn) {
   const ConvGeometry geometry = conv_geometry(l);
   torch::Tensor weight = l.conv->weight;
@@ -147,8 +123,7 @@ void write_linear(GraphWriter& w, const Layer& l, const std::string& input, cons
   set_attribute(w.node("Gemm", l.name, inputs, l.name), "transB", int64_t{1});
 }
 
-void build_graph(const LayerGraph& g, const FoldPlan& plan, onnx::GraphProto* graph, ExportSummary& summary) {
-  GraphWriter w(graph, summary);
+void build_graph(const LayerGraph& g, const FoldPlan& plan, GraphWriter& w) {
   std::vector<std::string> value(g.layers.size());  // the ONNX value holding each layer's output
   auto in = [&](int i) { return i == kGraphInput ? std::string(kInputName) : value[i]; };
   for (size_t i = 0; i < g.layers.size(); ++i) {
@@ -184,15 +159,7 @@ void build_graph(const LayerGraph& g, const FoldPlan& plan, onnx::GraphProto* gr
     }
   }
   // The node that produces the last layer's value publishes it as "embedding".
-  const std::string last = value.back();
-  for (auto& n : *graph->mutable_node()) {
-    for (auto& out : *n.mutable_output()) {
-      if (out == last) out = kOutputName;
-    }
-    for (auto& input : *n.mutable_input()) {
-      if (input == last) input = kOutputName;
-    }
-  }
+  w.rename_value(value.back(), kOutputName);
 }
 
 void add_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {
@@ -203,42 +170,59 @@ void add_metadata(onnx::ModelProto& model, const std::string& key, const std::st
 
 }  // namespace
 
+int minimum_opset(const nn::Backbone& backbone) {
+  return dynamic_cast<const nn::VisionTransformer*>(&backbone) ? kVitMinimumOpset : kDefaultOpset;
+}
+
 std::string export_onnx_bytes(nn::Backbone& backbone, const ExportOptions& options, ExportSummary* summary_out) {
   const int newest = newest_known_opset();
-  if (options.opset < 13 || options.opset > newest) {
-    throw ConfigError("--opset " + std::to_string(options.opset) + ": supported are 13.." + std::to_string(newest));
+  const int needed = minimum_opset(backbone);
+  const int opset = options.opset == 0 ? needed : options.opset;
+  if (opset < 13 || opset > newest) {
+    throw ConfigError("--opset " + std::to_string(opset) + ": supported are 13.." + std::to_string(newest));
+  }
+  if (opset < needed) {
+    throw ConfigError("--opset " + std::to_string(opset) + ": " + backbone.arch() + " needs opset " +
+                      std::to_string(needed) + " or later (LayerNormalization)");
   }
   if (options.batch < 0) throw ConfigError("--batch must be 'dynamic' or a positive number");
   backbone.eval();
   torch::NoGradGuard no_grad;
-  const LayerGraph g = describe_backbone(backbone);
-  const FoldPlan plan = plan_folds(g, options.fold_batch_norm);
+  auto* vit = dynamic_cast<nn::VisionTransformer*>(&backbone);
 
   ExportSummary summary;
-  summary.folded_batch_norms = plan.count;
+  summary.opset = opset;
   onnx::ModelProto model;
-  model.set_ir_version(ir_version_for_opset(options.opset));
+  model.set_ir_version(ir_version_for_opset(opset));
   model.set_producer_name("arcforge");
   model.set_producer_version("0.1.0");
-  model.set_doc_string("arcforge " + g.arch + " face recognizer: RGB input normalised as (x-127.5)/127.5, NCHW");
-  auto* opset = model.add_opset_import();
-  opset->set_domain("");
-  opset->set_version(options.opset);
-  add_metadata(model, "arch", g.arch);
-  add_metadata(model, "embedding_size", std::to_string(g.embedding_size));
+  model.set_doc_string("arcforge " + backbone.arch() + " face recognizer: RGB input normalised as (x-127.5)/127.5, NCHW");
+  auto* opset_import = model.add_opset_import();
+  opset_import->set_domain("");
+  opset_import->set_version(opset);
+  add_metadata(model, "arch", backbone.arch());
+  add_metadata(model, "embedding_size", std::to_string(backbone.embedding_size()));
   add_metadata(model, "source", options.source);
   add_metadata(model, "batch_norm", options.fold_batch_norm ? "folded" : "kept");
 
   onnx::GraphProto* graph = model.mutable_graph();
-  graph->set_name(g.arch);
+  graph->set_name(backbone.arch());
   const int64_t batch = options.batch > 0 ? options.batch : -1;
   declare_tensor(graph->add_input(), kInputName, {batch, 3, kInputSize, kInputSize}, kBatchAxis);
-  declare_tensor(graph->add_output(), kOutputName, {batch, g.embedding_size}, kBatchAxis);
-  build_graph(g, plan, graph, summary);
+  declare_tensor(graph->add_output(), kOutputName, {batch, backbone.embedding_size()}, kBatchAxis);
+  GraphWriter writer(graph, summary);
+  if (vit) {
+    summary.folded_batch_norms = write_vit_graph(*vit, options.fold_batch_norm, kInputName, kOutputName, writer);
+  } else {
+    const LayerGraph g = describe_backbone(backbone);
+    const FoldPlan plan = plan_folds(g, options.fold_batch_norm);
+    summary.folded_batch_norms = plan.count;
+    build_graph(g, plan, writer);
+  }
 
-  check_onnx_model(model, g.arch + " export");
+  check_onnx_model(model, backbone.arch() + " export");
   if (model.ByteSizeLong() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    throw ConfigError(g.arch + ": the model is larger than 2 GiB, which a single ONNX protobuf cannot hold");
+    throw ConfigError(backbone.arch() + ": the model is larger than 2 GiB, which a single ONNX protobuf cannot hold");
   }
   std::string bytes;
   model.SerializeToString(&bytes);

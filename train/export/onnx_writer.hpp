@@ -8,7 +8,8 @@
 // accepts), Add, Flatten, Gemm. With fold_batch_norm, every batch norm that follows a conv or the
 // embedding Gemm, or that precedes the Gemm through Flatten, is folded into that layer (in double);
 // the pre-activation batch norms of IResNet blocks stay, because a zero-padded conv after them
-// cannot absorb their shift exactly. The model passes the ONNX checker before it is written.
+// cannot absorb their shift exactly. Vision Transformers are written by vit_onnx_graph.hpp (opset 17:
+// LayerNormalization, MatMul, Softmax, ...). The model passes the ONNX checker before it is written.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -18,21 +19,26 @@
 namespace arcforge::onnx_io {
 
 constexpr int64_t kInputSize = 112;  // the backbones' heads need a 7x7 final map
-constexpr int kDefaultOpset = 13;
+constexpr int kDefaultOpset = 13;     // IResNet and MobileFaceNet
+constexpr int kVitMinimumOpset = 17;  // LayerNormalization
 
 struct ExportOptions {
   bool fold_batch_norm = false;
-  int opset = kDefaultOpset;     // 13 .. newest_known_opset()
+  int opset = 0;                 // 13 .. newest_known_opset(); 0 = the lowest the backbone needs
   int64_t batch = 0;             // 0 = dynamic axis named "batch"; else a fixed batch size
   std::string source;            // stored in the model's metadata (checkpoint path or "random-init")
 };
 
 struct ExportSummary {
+  int opset = 0;  // the opset written
   std::map<std::string, int> op_counts;  // e.g. {"Conv": 53, "PRelu": 25, ...}
   int folded_batch_norms = 0;
   int64_t parameters = 0;  // float values in the initializers
   int64_t bytes = 0;       // size of the written file
 };
+
+// The lowest opset `backbone` exports at: kVitMinimumOpset for Vision Transformers, else kDefaultOpset.
+int minimum_opset(const nn::Backbone& backbone);
 
 // Serialises (checker included) without writing; throws ConfigError for a bad option.
 std::string export_onnx_bytes(nn::Backbone& backbone, const ExportOptions& options,

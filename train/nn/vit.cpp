@@ -23,6 +23,12 @@ void init_linear(torch::nn::Linear& linear) {
   if (linear->bias.defined()) linear->bias.zero_();
 }
 
+// fp16/bf16 raised to fp32 (arcface_torch's attention and final norm run in fp32 under AMP);
+// fp32 and double stay as they are, so a double-precision reference computes in double throughout.
+torch::Tensor at_least_fp32(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kHalf || t.scalar_type() == torch::kBFloat16 ? t.to(torch::kFloat) : t;
+}
+
 torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
   torch::nn::Linear l(torch::nn::LinearOptions(in, out).bias(bias));
   init_linear(l);
@@ -45,7 +51,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   {
     // The scores and their softmax in fp32 whatever the autocast, as arcface_torch does.
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    const torch::Tensor q = qkv[0].to(torch::kFloat), k = qkv[1].to(torch::kFloat), v = qkv[2].to(torch::kFloat);
+    const torch::Tensor q = at_least_fp32(qkv[0]), k = at_least_fp32(qkv[1]), v = at_least_fp32(qkv[2]);
     const torch::Tensor attention = (torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)))).softmax(-1);
     out = torch::matmul(attention, v).transpose(1, 2).reshape({n, t, d});
   }
@@ -145,7 +151,7 @@ torch::Tensor VisionTransformer::forward_tokens(const torch::Tensor& images) {
     x = x.gather(1, shuffle.narrow(1, 0, keep).unsqueeze(-1).expand({n, keep, d}));
   }
   for (const auto& block : *blocks_) x = block->as<vit::Block>()->forward(x);
-  x = detail::metered(norm_, x.to(torch::kFloat));
+  x = detail::metered(norm_, vit::at_least_fp32(x));
   if (masking) {
     x = torch::cat({x, mask_token_.to(x.scalar_type()).expand({n, kTokens - x.size(1), d})}, 1);
     x = x.gather(1, restore.unsqueeze(-1).expand({n, kTokens, d}));

@@ -89,6 +89,7 @@ class VisionTransformer : public Backbone {
   // training) holding the mask token (arcface_torch's forward_features, before its reshape).
   torch::Tensor forward_tokens(const torch::Tensor& images);
   const torch::Tensor& mask_token() const { return mask_token_; }
+  const VitOptions& options() const { return options_; }
   std::string arch() const override { return arch_; }
   int64_t embedding_size() const override { return embedding_size_; }
 
