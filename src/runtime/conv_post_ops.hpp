@@ -1,6 +1,7 @@
 #pragma once
-// The post-ops the optimiser attached to a Conv (activations, PReLU, the residual sum), as a oneDNN
-// post-op chain or as separate in-place primitives. Shared by the fp32/bf16 and int8 convolutions.
+// The post-ops the optimiser attached to a Conv, Gemm or MatMul (activations, PReLU, scalar
+// multiplications, the residual sum), as a oneDNN post-op chain or as separate in-place primitives.
+// Shared by the fp32/bf16 and int8 convolutions, the inner products and the matmuls.
 #include "plan.hpp"
 
 namespace arcforge::runtime::detail {

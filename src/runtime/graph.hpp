@@ -41,11 +41,12 @@ struct Attribute {
   HostTensor t;
 };
 
-// An activation or residual add executed as a post-op of the preceding Conv/Gemm.
+// An activation, scalar multiplication or residual add executed as a post-op of the preceding
+// Conv, Gemm or MatMul.
 struct PostOp {
-  enum class Kind { relu, leaky_relu, clip, sigmoid, tanh, hardswish, prelu, sum };
+  enum class Kind { relu, leaky_relu, clip, sigmoid, tanh, hardswish, prelu, scale, sum };
   Kind kind = Kind::relu;
-  float alpha = 0, beta = 0;  // leaky slope; clip min/max
+  float alpha = 0, beta = 0;  // leaky slope; clip min/max; scale factor
   std::string operand;        // prelu: slope constant; sum: the addend value
   std::string fused_node;     // name of the node this came from, for messages
 };

@@ -30,6 +30,7 @@ dnnl::algorithm eltwise_alg(const PostOp& p, float& alpha, float& beta) {
     case PostOp::Kind::sigmoid: return dnnl::algorithm::eltwise_logistic;
     case PostOp::Kind::tanh: return dnnl::algorithm::eltwise_tanh;
     case PostOp::Kind::hardswish: return dnnl::algorithm::eltwise_hardswish;
+    case PostOp::Kind::scale: alpha = p.alpha; return dnnl::algorithm::eltwise_linear;
     default: return dnnl::algorithm::undef;
   }
 }

@@ -1,6 +1,7 @@
 // Gemm and MatMul. A constant right-hand side becomes a oneDNN inner product with weights packed
-// once (alpha and beta folded in); MatMul of two run-time tensors uses oneDNN matmul.
-#include "plan.hpp"
+// once (alpha and beta folded in); MatMul of two run-time tensors uses oneDNN matmul. Both take the
+// optimiser's post-ops (conv_post_ops.hpp).
+#include "conv_post_ops.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -22,15 +23,35 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   const md_t dst_md = plain_md({m, cols});
   auto d = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, b_md, dst_md)
                 : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
-  dnnl::inner_product_forward::primitive_desc pd(d, b.engine());
+  // The optimiser's post-ops (activation, scale, residual sum) on the [M,N] result.
+  PostOpPlan post;
+  bool fused = !n.post_ops.empty();
+  dnnl::inner_product_forward::primitive_desc pd;
+  if (fused) {
+    post = build_post_ops(b, n, {m, cols});
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post.ops);
+    pd = dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
+    dnnl::inner_product_forward::primitive_desc plain_pd(d, b.engine());
+    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
+      fused = false;
+      pd = plain_pd;
+      post = PostOpPlan{};
+    }
+  } else {
+    pd = dnnl::inner_product_forward::primitive_desc(d, b.engine());
+  }
   std::unordered_map<int, MemRef> args;
   args[DNNL_ARG_SRC] = x;
   args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w_nk, w_plain, pd.weights_desc());
   if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/bias", *bias, b_md, pd.bias_desc());
-  MemRef dst = b.output(out, plain_md(out_dims));
+  for (auto& [arg, ref] : post.args) args[arg] = ref;
+  MemRef dst = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, plain_md(out_dims))
+                                 : b.output(out, plain_md(out_dims));
   dst.md = dst_md;
   args[DNNL_ARG_DST] = dst;
   b.add(dnnl::inner_product_forward(pd), std::move(args));
+  if (!fused) add_unfused_post_ops(b, n, dst, {m, cols});
 }
 
 HostTensor transposed(const HostTensor& t) {
@@ -101,8 +122,14 @@ void plan_matmul(PlanBuilder& b, const Node& n) {
   MemRef wei = b.input_plain(n.input(1));
   wei.md = plain_md(c);
   MemRef dst = b.output(n.outputs.at(0), plain_md(out));
-  dnnl::matmul::primitive_desc pd({src.md, wei.md, dst.md}, b.engine());
-  b.add(dnnl::matmul(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+  // Post-ops here are scalar multiplications (the optimiser fuses nothing else into a MatMul).
+  const PostOpPlan post = build_post_ops(b, n, out);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(post.ops);
+  dnnl::matmul::primitive_desc pd({src.md, wei.md, dst.md}, attr, b.engine());
+  std::unordered_map<int, MemRef> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+  for (auto& [arg, ref] : post.args) args[arg] = ref;
+  b.add(dnnl::matmul(pd), std::move(args));
 }
 
 }  // namespace arcforge::runtime::detail

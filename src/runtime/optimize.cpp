@@ -1,8 +1,10 @@
 // Load-time graph rewrites. Each pass keeps the graph's meaning exactly (up to float rounding):
 //   1. constant folding: nodes whose inputs are all constants become constants;
 //   2. BatchNormalization folded into the Conv or Gemm that feeds it;
-//   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu) and residual Adds become
-//      post-ops of the Conv that feeds them.
+//   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu), multiplications by a
+//      scalar constant and residual Adds become post-ops of the Conv that feeds them; the same (PRelu
+//      excepted) for a Gemm with constant weights, and scalar multiplications for a MatMul of two
+//      run-time tensors (a transformer's attention scale).
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
 // (the residual addend) is computed before it runs.
 #include <cmath>
@@ -181,6 +183,15 @@ bool as_post_op(const Graph& g, const Node& act, int64_t channels, int64_t spati
     }
     return true;
   }
+  if (op == "Mul" && act.inputs.size() == 2) {
+    // x * c with a scalar constant c on either side (the producer's output is the other operand).
+    const HostTensor* c = constant_f32(g, act.input(1));
+    if (!c) c = constant_f32(g, act.input(0));
+    if (!c || c->numel() != 1) return false;
+    p.kind = PostOp::Kind::scale;
+    p.alpha = c->f[0];
+    return true;
+  }
   if (op == "PRelu") {
     const HostTensor* slope = constant_f32(g, act.input(1));
     if (!slope) return false;
@@ -200,6 +211,30 @@ bool as_post_op(const Graph& g, const Node& act, int64_t channels, int64_t spati
   return false;
 }
 
+// A node that can take post-ops: a Conv or a Gemm with constant weights, or a MatMul of two run-time
+// tensors (oneDNN matmul; scalar multiplications only).
+struct Producer {
+  enum class Kind { none, conv, gemm, matmul } kind = Kind::none;
+  int64_t channels = 0;      // output channels (Conv) or columns (Gemm)
+  int64_t spatial_rank = 0;  // Conv: 2 for [N,C,H,W]
+};
+
+Producer post_op_producer(const Graph& g, const Node& n) {
+  Producer p;
+  if (n.op == "Conv") {
+    const HostTensor* w = constant_f32(g, n.input(1));
+    if (!w || w->dims.size() < 3) return p;
+    p = {Producer::Kind::conv, w->dims[0], static_cast<int64_t>(w->dims.size()) - 2};
+  } else if (n.op == "Gemm") {
+    const HostTensor* w = constant_f32(g, n.input(1));
+    if (!w || w->dims.size() != 2) return p;
+    p = {Producer::Kind::gemm, n.attr_i("transB", 0) ? w->dims[0] : w->dims[1], 0};
+  } else if (n.op == "MatMul" && !g.is_constant(n.input(0)) && !g.is_constant(n.input(1))) {
+    p.kind = Producer::Kind::matmul;
+  }
+  return p;
+}
+
 int fuse_post_ops(Graph& g) {
   int fused_count = 0;
   bool changed = true;
@@ -208,22 +243,27 @@ int fuse_post_ops(Graph& g) {
     Uses u = find_uses(g);
     for (std::size_t k = 0; k < g.nodes.size() && !changed; ++k) {
       Node& conv = g.nodes[k];
-      if (conv.op != "Conv" || conv.outputs.size() != 1) continue;
-      const HostTensor* w = constant_f32(g, conv.input(1));
-      if (!w || w->dims.size() < 3) continue;
+      const Producer producer = post_op_producer(g, conv);
+      if (producer.kind == Producer::Kind::none || conv.outputs.size() != 1) continue;
       const int c = single_consumer(u, conv.outputs[0]);
       if (c < 0) continue;
       const Node& next = g.nodes[c];
       PostOp p;
       if (next.op == "Add" && next.inputs.size() == 2 && next.outputs.size() == 1) {
         const std::string& other = next.inputs[0] == conv.outputs[0] ? next.inputs[1] : next.inputs[0];
+        if (producer.kind == Producer::Kind::matmul) continue;
         if (other == conv.outputs[0] || g.is_constant(other)) continue;
         p.kind = PostOp::Kind::sum;
         p.operand = other;
         p.fused_node = next.name;
-      } else if (next.input(0) != conv.outputs[0] ||
-                 !as_post_op(g, next, w->dims[0], static_cast<int64_t>(w->dims.size()) - 2, p)) {
-        continue;
+      } else {
+        const bool scaled_first = next.op == "Mul" && next.input(1) == conv.outputs[0];
+        if ((next.input(0) != conv.outputs[0] && !scaled_first) ||
+            !as_post_op(g, next, producer.channels, producer.spatial_rank, p)) {
+          continue;
+        }
+        if (producer.kind == Producer::Kind::gemm && p.kind == PostOp::Kind::prelu) continue;
+        if (producer.kind == Producer::Kind::matmul && p.kind != PostOp::Kind::scale) continue;
       }
       Node fused = std::move(conv);
       fused.post_ops.push_back(p);
