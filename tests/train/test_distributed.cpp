@@ -336,7 +336,10 @@ TEST(DistributedTraining, TwoRanksMatchOneProcessWithTheDoubledBatch) {
   const torch::Tensor start = flat(init), ref_update = flat(ref) - start;
   ASSERT_TRUE(flat(r0).equal(flat(r1))) << "the ranks' backbones disagree";
   EXPECT_GT(ref_update.abs().max().item<double>(), 1e-3);  // training moved the weights
-  EXPECT_LT(max_relative_difference(flat(r0) - start, ref_update), 1e-3) << "backbone differs from one process";
+  // Float reordering (all-reduce, the sharded softmax) differs by ~2e-5 of the update after one
+  // step; the second step's train-mode BatchNorm over 6 images amplifies it to ~1e-3 (9.5e-4 with
+  // ATen's PReLU, 1.0e-3 with arcforge's, 2026-11-29). A wrong reduction differs by O(1).
+  EXPECT_LT(max_relative_difference(flat(r0) - start, ref_update), 5e-3) << "backbone differs from one process";
   torch::Tensor head = torch::cat({r0.head->weight, r1.head->weight}, 0);
   EXPECT_LT(max_relative_difference(head - init.head->weight, ref.head->weight - init.head->weight), 1e-3);
 

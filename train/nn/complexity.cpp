@@ -4,6 +4,7 @@
 
 #include "arcforge/common/error.hpp"
 #include "train/nn/complexity_recorder.hpp"
+#include "train/nn/prelu.hpp"
 
 namespace arcforge::nn {
 namespace detail {
@@ -61,7 +62,7 @@ torch::Tensor metered(torch::nn::BatchNorm1d& bn, const torch::Tensor& x) {
 
 torch::Tensor metered(torch::nn::PReLU& prelu, const torch::Tensor& x) {
   if (MacRecorder::active()) MacRecorder::add(per_image(x));
-  return prelu->forward(x);
+  return nn::prelu(x, prelu->weight);  // the module's parameter, through arcforge's CPU kernel
 }
 
 }  // namespace detail
