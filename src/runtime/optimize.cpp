@@ -1,12 +1,14 @@
 // Load-time graph rewrites. Each pass keeps the graph's meaning exactly (up to float rounding):
 //   1. constant folding: nodes whose inputs are all constants become constants;
-//   2. BatchNormalization folded into the Conv or Gemm that feeds it;
+//   2. BatchNormalization folded into the Conv or Gemm that feeds it (into an int8 convolution's
+//      per-channel weight scales and bias);
 //   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu), multiplications by a
 //      scalar constant and residual Adds become post-ops of the Conv that feeds them; the same (PRelu
 //      excepted) for a Gemm with constant weights, and scalar multiplications for a MatMul of two
 //      run-time tensors (a transformer's attention scale).
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
 // (the residual addend) is computed before it runs.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -114,7 +116,9 @@ int fold_batchnorm(Graph& g) {
     const bool conv = producer.op == "Conv";
     const bool gemm = producer.op == "Gemm" && producer.attr_i("transB", 0) == 1 &&
                       producer.attr_i("transA", 0) == 0;
-    if ((!conv && !gemm) || !producer.post_ops.empty() || producer.outputs.size() != 1 || producer.quant.active) continue;
+    const bool quantized = producer.quant.active;
+    if ((!conv && !gemm) || !producer.post_ops.empty() || producer.outputs.size() != 1) continue;
+    if (quantized && (producer.quant.dst_quantized || producer.quant.weight_scales.empty())) continue;
     const int c = single_consumer(u, producer.outputs[0]);
     if (c < 0 || g.nodes[c].op != "BatchNormalization" || g.nodes[c].input(0) != producer.outputs[0]) continue;
     if (gemm && producer.attr_f("alpha", 1.0f) != 1.0f) continue;
@@ -129,8 +133,23 @@ int fold_batchnorm(Graph& g) {
 
     HostTensor new_w = *w;
     const int64_t per_channel = w->numel() / channels;
-    for (int64_t oc = 0; oc < channels; ++oc) {
-      for (int64_t j = 0; j < per_channel; ++j) new_w.f[oc * per_channel + j] *= scale[oc];
+    std::vector<float> weight_scales;
+    if (quantized) {
+      // int8 weights stay integers: the BN scale moves into the per-channel weight scale, its sign
+      // into the weights (negating -127..127 is exact). A zero scale would zero the weight scale.
+      if (static_cast<int64_t>(producer.quant.weight_scales.size()) != channels) continue;
+      if (std::any_of(scale.begin(), scale.end(), [](float v) { return !(std::abs(v) > 0.0f) || !std::isfinite(v); })) continue;
+      weight_scales = producer.quant.weight_scales;
+      for (int64_t oc = 0; oc < channels; ++oc) {
+        weight_scales[oc] *= std::abs(scale[oc]);
+        if (scale[oc] < 0) {
+          for (int64_t j = 0; j < per_channel; ++j) new_w.f[oc * per_channel + j] = -new_w.f[oc * per_channel + j];
+        }
+      }
+    } else {
+      for (int64_t oc = 0; oc < channels; ++oc) {
+        for (int64_t j = 0; j < per_channel; ++j) new_w.f[oc * per_channel + j] *= scale[oc];
+      }
     }
     HostTensor new_b = HostTensor::from_f32({channels}, std::vector<float>(channels, 0.0f));
     for (int64_t oc = 0; oc < channels; ++oc) new_b.f[oc] = (b ? b->f[oc] * scale[oc] : 0.0f) + shift[oc];
@@ -142,6 +161,7 @@ int fold_batchnorm(Graph& g) {
     fused.inputs[2] = producer.name + "/bn_folded_bias";
     fused.outputs = g.nodes[c].outputs;
     if (gemm) fused.attrs.erase("beta");
+    if (quantized) fused.quant.weight_scales = std::move(weight_scales);
     g.constants[fused.inputs[1]] = std::move(new_w);
     g.constants[fused.inputs[2]] = std::move(new_b);
     g.nodes[c] = std::move(fused);  // takes the BN's position

@@ -86,11 +86,23 @@ std::string small_net(const TempDir& dir, int opset = 13) {
   m.initializer("w2", {C, C, 1, 1}, random_values(C * C, 54, -0.5f, 0.5f)).initializer("b2", {C}, random_values(C, 55));
   m.initializer("w3", {C, 1, 3, 3}, random_values(C * 9, 56, -0.5f, 0.5f));
   m.initializer("w4", {4, C, 1, 1}, random_values(4 * C, 57, -0.5f, 0.5f)).initializer("b4", {4}, random_values(4, 58));
+  // Batch norms after conv1 and conv2 (an export without --fold-bn), some with negative scales: the
+  // runtime folds them into the int8 convolutions' weight scales, signs and biases.
+  auto batch_norm = [&](const std::string& in, const std::string& out, const std::string& name, uint32_t seed) {
+    std::vector<float> gamma = random_values(C, seed, 0.5f, 1.5f);
+    gamma[1] = -gamma[1];
+    gamma[C - 2] = -gamma[C - 2];
+    m.initializer(name + "_g", {C}, gamma).initializer(name + "_b", {C}, random_values(C, seed + 1));
+    m.initializer(name + "_m", {C}, random_values(C, seed + 2)).initializer(name + "_v", {C}, random_values(C, seed + 3, 0.5f, 2.0f));
+    m.node("BatchNormalization", {in, name + "_g", name + "_b", name + "_m", name + "_v"}, {out}, name);
+  };
   auto& c1 = m.node("Conv", {"x", "w1", "b1"}, {"c1"}, "conv1");
   OnnxBuilder::attr(c1, "pads", std::vector<int64_t>{1, 1, 1, 1});
-  m.node("PRelu", {"c1", "slope"}, {"p1"}, "prelu1");
+  batch_norm("c1", "n1", "bn1", 59);
+  m.node("PRelu", {"n1", "slope"}, {"p1"}, "prelu1");
   m.node("Conv", {"p1", "w2", "b2"}, {"c2"}, "conv2");
-  m.node("Add", {"c2", "p1"}, {"s2"}, "add2");
+  batch_norm("c2", "n2", "bn2", 63);
+  m.node("Add", {"n2", "p1"}, {"s2"}, "add2");
   auto& c3 = m.node("Conv", {"s2", "w3"}, {"c3"}, "conv3_dw");
   OnnxBuilder::attr(c3, "pads", std::vector<int64_t>{1, 1, 1, 1});
   OnnxBuilder::attr(c3, "group", int64_t{C});
@@ -135,7 +147,9 @@ TEST(Quantize, WritesAQdqModelThatBothRuntimesRun) {
     const Tensor x{{3, 3, 16, 16}, random_values(3 * 3 * 16 * 16, 700, -1.0f, 1.0f)};  // not a calibration input
     const auto fp32 = Model::load(fp32_path, {.threads = 2}).run({x});
     const auto int8_model = Model::load(out, {.precision = Precision::int8, .threads = 2});
-    const auto int8 = int8_model.run({x});
+    std::vector<runtime::StepTiming> steps;
+    const auto int8 = int8_model.new_session().run({x}, steps);
+    for (const auto& step : steps) EXPECT_EQ(step.node.rfind("bn", 0), std::string::npos) << step.node << " was not folded";
     const auto qdq_fp32 = Model::load(out, {.precision = Precision::fp32, .threads = 2}).run({x});
     const double cos_int8 = min_cosine(int8[0], fp32[0]);
     std::printf("[quantize] %s: min cosine int8 vs fp32 %.5f, int8 vs QDQ-in-fp32 %.6f\n",
