@@ -1,5 +1,6 @@
 // Element-wise activations (oneDNN eltwise), PRelu (oneDNN prelu) and stand-alone
-// BatchNormalization (a per-channel multiply with a fused add), all in the input's layout.
+// BatchNormalization (a per-channel multiply with a fused add, and in int8 models the quantization
+// of its output), all in the input's layout.
 #include <cmath>
 
 #include "plan.hpp"
@@ -82,11 +83,17 @@ void plan_batchnorm(PlanBuilder& b, const Node& n) {
   const md_t src = b.desc(n.input(0));
   dnnl::post_ops ops;
   ops.append_binary(dnnl::algorithm::binary_add, cmd);
+  // A QuantizeLinear the optimiser absorbed (int8 models): scaled, rounded and saturated on the way out.
+  md_t dst = src;
+  if (n.quant.dst_quantized) {
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / n.quant.dst_scale, 0.0f);
+    dst = with_type(src, n.quant.dst_signed ? dnnl::memory::data_type::s8 : dnnl::memory::data_type::u8);
+  }
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
-  dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_mul, src, cmd, src}, attr, b.engine());
+  dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_mul, src, cmd, dst}, attr, b.engine());
   MemRef in = b.input(n.input(0), src);
-  MemRef out = b.output(n.outputs.at(0), src);
+  MemRef out = b.output(n.outputs.at(0), dst);
   b.add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, in},
                            {DNNL_ARG_SRC_1, b.fixed(scale, cmd)},
                            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, b.fixed(shift, cmd)},

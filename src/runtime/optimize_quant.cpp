@@ -151,7 +151,10 @@ int absorb_output_quantize(Graph& g) {
   std::vector<bool> dead(g.nodes.size(), false);
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
     Node& conv = g.nodes[k];
-    if (!conv.quant.active || conv.quant.dst_quantized || conv.outputs.size() != 1) continue;
+    // An int8 convolution, or a stand-alone BatchNormalization (IResNet's pre-activation BN before
+    // an int8 convolution), writes the quantized output itself.
+    const bool batch_norm = conv.op == "BatchNormalization" && conv.post_ops.empty();
+    if ((!conv.quant.active && !batch_norm) || conv.quant.dst_quantized || conv.outputs.size() != 1) continue;
     bool has_sum = false;
     for (const auto& p : conv.post_ops) has_sum = has_sum || p.kind == PostOp::Kind::sum;
     if (has_sum) continue;  // the in-place sum would have to read an int8 addend

@@ -170,6 +170,70 @@ TEST(Quantize, WritesAQdqModelThatBothRuntimesRun) {
   }
 }
 
+// An IResNet block as an int8 model runs it: pre-activation BN -> Q -> conv1 -> PReLU -> Q -> conv2,
+// plus the identity. The runtime writes the quantized BN output and the PReLU + quantization after
+// conv1 in one pass each (slopes in [0, 1]; a negative slope takes the two-pass path): both must
+// agree with ONNX Runtime on the same QDQ file.
+std::string iresnet_block_net(const TempDir& dir, bool negative_slope) {
+  constexpr int64_t C = 16;
+  OnnxBuilder m(13);
+  m.input("x", {-1, C, 12, 12}).output("y");
+  std::vector<float> slope = random_values(C, 71, 0.0f, 0.4f);
+  slope[3] = 1.0f;  // the [0, 1] bounds included
+  slope[5] = 0.0f;
+  if (negative_slope) slope[7] = -0.2f;
+  m.initializer("g", {C}, random_values(C, 72, 0.5f, 1.5f)).initializer("b", {C}, random_values(C, 73));
+  m.initializer("mu", {C}, random_values(C, 74)).initializer("var", {C}, random_values(C, 75, 0.5f, 2.0f));
+  m.initializer("w1", {C, C, 3, 3}, random_values(C * C * 9, 76, -0.2f, 0.2f));
+  m.initializer("w2", {C, C, 3, 3}, random_values(C * C * 9, 77, -0.2f, 0.2f)).initializer("slope", {C, 1, 1}, slope);
+  m.node("BatchNormalization", {"x", "g", "b", "mu", "var"}, {"n"}, "bn_pre");
+  auto& c1 = m.node("Conv", {"n", "w1"}, {"c1"}, "conv1");
+  OnnxBuilder::attr(c1, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  m.node("PRelu", {"c1", "slope"}, {"p"}, "prelu");
+  auto& c2 = m.node("Conv", {"p", "w2"}, {"c2"}, "conv2");
+  OnnxBuilder::attr(c2, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  m.node("Add", {"c2", "x"}, {"y"}, "residual");
+  return m.save(dir.path() / (negative_slope ? "block_neg.onnx" : "block.onnx"));
+}
+
+TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
+  int conv1_steps[2] = {0, 0};  // steps planned for conv1 (input reorder, conv, post-ops), per variant
+  for (bool negative_slope : {false, true}) {
+    TempDir dir;
+    const std::string fp32_path = iresnet_block_net(dir, negative_slope);
+    const std::string out = dir.file("block.int8.onnx");
+    std::vector<Tensor> calib;
+    for (uint32_t k = 0; k < 4; ++k) calib.push_back({{2, 16, 12, 12}, random_values(2 * 16 * 144, 780 + k, -2.0f, 2.0f)});
+    runtime::QuantizeOptions o;
+    o.threads = 2;
+    const auto report = runtime::quantize_model(fp32_path, calib, out, o);
+    EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"conv1", "conv2"}));
+    const Tensor x{{3, 16, 12, 12}, random_values(3 * 16 * 144, 790, -2.0f, 2.0f)};
+    const auto model = Model::load(out, {.precision = Precision::int8, .threads = 2});
+    std::vector<runtime::StepTiming> steps;
+    const auto int8 = model.new_session().run({x}, steps);
+    // The quantizations of n (after the BN) and of p (after the PReLU) have no step of their own
+    // where the one-pass forms apply: the BN always, the PReLU when no slope is negative.
+    int quantize_steps = 0;
+    for (const auto& step : steps) quantize_steps += step.node.find("QuantizeLinear") != std::string::npos;
+    EXPECT_EQ(quantize_steps, 0) << (negative_slope ? "negative slope" : "slopes in [0, 1]");
+    for (const auto& step : steps) conv1_steps[negative_slope] += step.node == "conv1";
+    const auto qdq_fp32 = Model::load(out, {.precision = Precision::fp32, .threads = 2}).run({x});
+    EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
+    const std::string why = ort_unavailable_reason();
+    if (!why.empty()) {
+      std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
+      continue;
+    }
+    const auto ort = run_onnxruntime(out, {x});
+    const Difference d = compare(int8[0], ort[0]);
+    std::printf("[quantize] IResNet block%s: ONNX Runtime vs arcforge int8 max abs diff %.3g of scale %.3g\n",
+                negative_slope ? " (a negative slope)" : "", d.max_abs, d.scale);
+    EXPECT_LE(d.max_abs, 1e-3 * d.scale);
+  }
+  EXPECT_EQ(conv1_steps[1], conv1_steps[0] + 1) << "PReLU and quantization: one pass, or two with a negative slope";
+}
+
 TEST(Quantize, KeepsFirstAndLastInFp32AndRaisesOldOpsets) {
   TempDir dir;
   const std::string fp32_path = small_net(dir, 9);
