@@ -72,6 +72,9 @@ struct Node {
   std::map<std::string, Attribute> attrs;
   std::vector<PostOp> post_ops;
   QuantConv quant;
+  // Precision::bf16: a Gemm whose output only feeds other Gemms writes it in bf16, the type they
+  // read it in (the same rounding a conversion before them would do, one pass less).
+  bool bf16_output = false;
 
   bool has(const std::string& key) const { return attrs.count(key) != 0; }
   int64_t attr_i(const std::string& key, int64_t fallback) const;

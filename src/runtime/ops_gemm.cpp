@@ -20,7 +20,7 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   const md_t w_any({cols, k}, act, tag::any);
   const md_t w_plain({cols, k}, dt::f32, tag::oi);
   const md_t b_md({cols}, dt::f32, tag::x);
-  const md_t dst_md = plain_md({m, cols});
+  const md_t dst_md = with_type(plain_md({m, cols}), n.bf16_output ? dt::bf16 : dt::f32);
   auto d = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, b_md, dst_md)
                 : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
   // The optimiser's post-ops (activation, scale, residual sum) on the [M,N] result.
@@ -46,8 +46,8 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w_nk, w_plain, pd.weights_desc());
   if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/bias", *bias, b_md, pd.bias_desc());
   for (auto& [arg, ref] : post.args) args[arg] = ref;
-  MemRef dst = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, plain_md(out_dims))
-                                 : b.output(out, plain_md(out_dims));
+  const md_t out_md = with_type(plain_md(out_dims), dst_md.data_type());
+  MemRef dst = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, out_md) : b.output(out, out_md);
   dst.md = dst_md;
   args[DNNL_ARG_DST] = dst;
   b.add(dnnl::inner_product_forward(pd), std::move(args));

@@ -297,6 +297,34 @@ int fuse_post_ops(Graph& g) {
   return fused_count;
 }
 
+// Precision::bf16: marks the Gemms (constant weights, no residual sum) whose output is read only
+// as the first input of other such Gemms, e.g. a transformer MLP's fc1 -> fc2.
+int mark_bf16_gemm_outputs(Graph& g) {
+  const Uses u = find_uses(g);
+  auto is_dense = [&](const Node& n) {
+    const HostTensor* w = n.op == "Gemm" ? constant_f32(g, n.input(1)) : nullptr;
+    return w && w->dims.size() == 2 && n.outputs.size() == 1;
+  };
+  int marked = 0;
+  for (Node& n : g.nodes) {
+    if (!is_dense(n) || u.graph_outputs.count(n.outputs[0])) continue;
+    bool sum = false;
+    for (const PostOp& p : n.post_ops) sum = sum || p.kind == PostOp::Kind::sum;
+    const auto it = u.consumers.find(n.outputs[0]);
+    if (sum || it == u.consumers.end() || it->second.empty()) continue;
+    bool all_dense = true;
+    for (std::size_t c : it->second) {
+      const Node& reader = g.nodes[c];
+      all_dense = all_dense && is_dense(reader) && reader.input(0) == n.outputs[0] && reader.input(1) != n.outputs[0] &&
+                  reader.input(2) != n.outputs[0];
+    }
+    if (!all_dense) continue;
+    n.bf16_output = true;
+    ++marked;
+  }
+  return marked;
+}
+
 }  // namespace
 
 int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) {
@@ -314,6 +342,7 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
     removed += fuse_post_ops(g);
   }
   if (precision == Precision::int8) removed += absorb_output_quantize(g);
+  if (precision == Precision::bf16) mark_bf16_gemm_outputs(g);
   removed += remove_dead_nodes(g);
   return removed;
 }

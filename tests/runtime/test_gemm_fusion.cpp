@@ -6,6 +6,7 @@
 
 #include "arcforge/runtime/model.hpp"
 #include "onnx_builder.hpp"
+#include "quant_util.hpp"
 #include "reference_ops.hpp"
 
 namespace arcforge::test {
@@ -101,6 +102,39 @@ TEST(GemmFusion, MatMulScaleMatchesDoubleReference) {
     }
   }
   EXPECT_LE(ref::max_abs_diff(model.run({q, k}).at(0).data, want), 1e-5 * ref::max_abs(want));
+}
+
+// bf16: fc1's output, read only by fc2, is written in bf16 (what fc2 reads) instead of fp32 plus a
+// conversion step. The result is the bf16 arithmetic written out: inputs, weights and the hidden
+// layer rounded to bf16, products summed in higher precision.
+TEST(GemmFusion, Bf16HiddenLayerIsWrittenInBf16) {
+  TempDir dir;
+  const auto w1 = random_values(Hidden * K, 11, -0.5f, 0.5f), b1 = random_values(Hidden, 12);
+  const auto w2 = random_values(K * Hidden, 13, -0.5f, 0.5f), b2 = random_values(K, 14);
+  OnnxBuilder m(13);
+  m.input("x", {-1, K}).output("y");
+  m.initializer("w1", {Hidden, K}, w1).initializer("b1", {Hidden}, b1);
+  m.initializer("w2", {K, Hidden}, w2).initializer("b2", {K}, b2);
+  OnnxBuilder::attr(m.node("Gemm", {"x", "w1", "b1"}, {"h"}, "fc1"), "transB", int64_t{1});
+  m.node("Relu", {"h"}, {"a"});
+  OnnxBuilder::attr(m.node("Gemm", {"a", "w2", "b2"}, {"y"}, "fc2"), "transB", int64_t{1});
+  const Model model = Model::load(m.save(dir.file("mlp.onnx")), {.precision = runtime::Precision::bf16, .threads = 2});
+  const Tensor x{{M, K}, random_values(M * K, 15, -3.0f, 3.0f)};
+  std::vector<runtime::StepTiming> steps;
+  const auto y = model.new_session().run({x}, steps);
+  int fc2_steps = 0;
+  for (const auto& step : steps) fc2_steps += step.node == "fc2";
+  EXPECT_EQ(fc2_steps, 1) << "fc2 read a converted copy of fc1's output";
+
+  auto rounded = [](const std::vector<float>& v) {
+    std::vector<float> r(v.size());
+    for (std::size_t k = 0; k < v.size(); ++k) r[k] = static_cast<float>(bf16_round(v[k]));
+    return r;
+  };
+  ref::Vec h = linear(ref::to_double(rounded(x.data)), rounded(w1), b1, M, K, Hidden);
+  for (double& v : h) v = bf16_round(std::max(v, 0.0));
+  const ref::Vec want = linear(h, rounded(w2), b2, M, Hidden, K);
+  EXPECT_LE(ref::max_abs_diff(y.at(0).data, want), 2e-3 * ref::max_abs(want));
 }
 
 }  // namespace
