@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """InsightFace's arcface_torch training recipe in PyTorch Python, for side-by-side throughput.
 
-Same backbones (IResNet / MobileFaceNet as arcface_torch defines them), same normalised-linear
+Same backbones (IResNet / MobileFaceNet / vit_t as arcface_torch defines them), same normalised-linear
 ArcFace head (s=64, m=0.5), SGD (momentum 0.9, wd 5e-4), gradient clipping 5 on the backbone,
 autocast for bf16/fp16 with a GradScaler for fp16, one random batch reused (no data loading).
 Prints one JSON line: images_per_s, peak memory, final loss.
@@ -116,12 +116,95 @@ class MobileFaceNet(nn.Module):
         return self.gdc(self.conv_sep(self.layers(x)))
 
 
+class ReLU6(nn.Module):
+    """nn.ReLU6 as a clamp: the same function, and torch 1.13 has no bf16 CPU backward for ReLU6."""
+
+    def forward(self, x):
+        return x.clamp(0, 6)
+
+
+class VitAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        qkv = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        with torch.autocast(x.device.type, enabled=False):  # arcface_torch: attention in fp32
+            q, k, v = qkv[0].float(), qkv[1].float(), qkv[2].float()
+            attn = ((q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5).softmax(dim=-1)
+            x = (attn @ v).transpose(1, 2).reshape(n, t, d)
+        return self.proj(x)
+
+
+class VitBlock(nn.Module):
+    def __init__(self, dim, heads, drop_path):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = VitAttention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), ReLU6(), nn.Linear(4 * dim, dim))
+        self.drop_path = drop_path
+
+    def dropped(self, branch):  # timm's DropPath
+        if not self.training or self.drop_path == 0:
+            return branch
+        keep = torch.empty(branch.shape[0], 1, 1, device=branch.device, dtype=branch.dtype).bernoulli_(1 - self.drop_path)
+        return branch * keep / (1 - self.drop_path)
+
+    def forward(self, x):
+        x = x + self.dropped(self.attn(self.norm1(x)))
+        return x + self.dropped(self.mlp(self.norm2(x)))
+
+
+class VisionTransformer(nn.Module):
+    """arcface_torch's vit_t (backbones/vit.py): 9x9 patches, 144 tokens, masking 0.1 in training."""
+
+    def __init__(self, num_features=512, dim=256, depth=12, heads=8, drop_path=0.1, mask_ratio=0.1):
+        super().__init__()
+        self.tokens, self.dim, self.mask_ratio = 144, dim, mask_ratio
+        self.patch_embed = nn.Conv2d(3, dim, 9, 9)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 144, dim).normal_(0, 0.02))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList([VitBlock(dim, heads, drop_path * i / (depth - 1)) for i in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.feature = nn.Sequential(nn.Linear(144 * dim, dim, bias=False), nn.BatchNorm1d(dim, eps=2e-5),
+                                     nn.Linear(dim, num_features, bias=False), nn.BatchNorm1d(num_features, eps=2e-5))
+        for m in self.modules():  # arcface_torch's _init_weights: trunc_normal_(std=.02), zero bias
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        n = x.shape[0]
+        masking = self.training and self.mask_ratio > 0
+        if masking:  # arcface_torch's random_masking
+            keep = int(self.tokens * (1 - self.mask_ratio))
+            shuffle = torch.rand(n, self.tokens, device=x.device).argsort(dim=1)
+            restore = shuffle.argsort(dim=1)
+            x = x.gather(1, shuffle[:, :keep, None].expand(-1, -1, self.dim))
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x.float())
+        if masking:
+            x = torch.cat([x, self.mask_token.to(x.dtype).expand(n, self.tokens - x.shape[1], -1)], dim=1)
+            x = x.gather(1, restore[:, :, None].expand(-1, -1, self.dim))
+        return self.feature(x.reshape(n, self.tokens * self.dim))
+
+
 def make(arch, emb):
     depths = {"r18": [2, 2, 2, 2], "r34": [3, 4, 6, 3], "r50": [3, 4, 14, 3], "r100": [3, 13, 30, 3]}
     if arch in depths:
         return IResNet(depths[arch], emb)
     if arch == "mbf":
         return MobileFaceNet(emb)
+    if arch == "vit_t":
+        return VisionTransformer(emb)
     raise SystemExit("unknown arch " + arch)
 
 
