@@ -31,15 +31,26 @@ ref::Vec linear(const ref::Vec& x, const std::vector<float>& w, const std::vecto
   return y;
 }
 
+// Two Gemms' seeded weights (fc1: K -> Hidden, fc2: Hidden -> K), as initializers w1, b1, w2, b2.
+struct TwoLayers {
+  std::vector<float> w1, b1, w2, b2;
+  explicit TwoLayers(uint32_t seed)
+      : w1(random_values(Hidden * K, seed, -0.5f, 0.5f)), b1(random_values(Hidden, seed + 1)),
+        w2(random_values(K * Hidden, seed + 2, -0.5f, 0.5f)), b2(random_values(K, seed + 3)) {}
+  void add_to(OnnxBuilder& m) const {
+    m.initializer("w1", {Hidden, K}, w1).initializer("b1", {Hidden}, b1);
+    m.initializer("w2", {K, Hidden}, w2).initializer("b2", {K}, b2);
+  }
+};
+
 // x -> Gemm -> Clip(0, 6) -> Gemm -> Add(x): the MLP of a ViT block with its residual.
 TEST(GemmFusion, MlpWithRelu6AndResidualMatchesDoubleReference) {
   TempDir dir;
-  const auto w1 = random_values(Hidden * K, 1, -0.5f, 0.5f), b1 = random_values(Hidden, 2);
-  const auto w2 = random_values(K * Hidden, 3, -0.5f, 0.5f), b2 = random_values(K, 4);
+  const TwoLayers p(1);
+  const auto& [w1, b1, w2, b2] = p;
   OnnxBuilder m(13);
   m.input("x", {-1, K}).output("y");
-  m.initializer("w1", {Hidden, K}, w1).initializer("b1", {Hidden}, b1);
-  m.initializer("w2", {K, Hidden}, w2).initializer("b2", {K}, b2);
+  p.add_to(m);
   m.initializer("lo", {}, {0.0f}).initializer("hi", {}, {6.0f});
   OnnxBuilder::attr(m.node("Gemm", {"x", "w1", "b1"}, {"h"}, "fc1"), "transB", int64_t{1});
   m.node("Clip", {"h", "lo", "hi"}, {"a"});
@@ -109,12 +120,11 @@ TEST(GemmFusion, MatMulScaleMatchesDoubleReference) {
 // layer rounded to bf16, products summed in higher precision.
 TEST(GemmFusion, Bf16HiddenLayerIsWrittenInBf16) {
   TempDir dir;
-  const auto w1 = random_values(Hidden * K, 11, -0.5f, 0.5f), b1 = random_values(Hidden, 12);
-  const auto w2 = random_values(K * Hidden, 13, -0.5f, 0.5f), b2 = random_values(K, 14);
+  const TwoLayers p(11);
+  const auto& [w1, b1, w2, b2] = p;
   OnnxBuilder m(13);
   m.input("x", {-1, K}).output("y");
-  m.initializer("w1", {Hidden, K}, w1).initializer("b1", {Hidden}, b1);
-  m.initializer("w2", {K, Hidden}, w2).initializer("b2", {K}, b2);
+  p.add_to(m);
   OnnxBuilder::attr(m.node("Gemm", {"x", "w1", "b1"}, {"h"}, "fc1"), "transB", int64_t{1});
   m.node("Relu", {"h"}, {"a"});
   OnnxBuilder::attr(m.node("Gemm", {"a", "w2", "b2"}, {"y"}, "fc2"), "transB", int64_t{1});

@@ -209,4 +209,16 @@ inline torch::Tensor run_onnxruntime(const std::string& onnx, const torch::Tenso
   return torch::tensor(out.data).view(out.shape);
 }
 
+// ONNX Runtime on `onnx` against the double reference: prints the gap as a figure and checks the
+// parity bar. Skips the calling test (after its other checks) where ONNX Runtime is unavailable.
+#define EXPECT_ONNXRUNTIME_MATCHES(onnx, x, expected, dir, label)                                              \
+  do {                                                                                                         \
+    const std::string why_ = onnxruntime_unavailable();                                                        \
+    if (!why_.empty()) GTEST_SKIP() << why_;                                                                   \
+    const Gap g_ = gap(run_onnxruntime(onnx, x, dir), expected);                                               \
+    std::printf("[figures] %s: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n", label, \
+                g_.max_abs, g_.scale);                                                                         \
+    EXPECT_LT(g_.relative(), kTolerance);                                                                      \
+  } while (0)
+
 }  // namespace arcforge_export_test

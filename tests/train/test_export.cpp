@@ -160,12 +160,7 @@ TEST(OnnxExport, MbfParityRoundTripFixedBatchOnnxRuntimeAndMismatch) {
   EXPECT_NE(m.find("'layers.0.layers.0'"), std::string::npos) << m;
 
   // ONNX Runtime, the reference runtime InsightFace deploys with, on the fixed-batch file.
-  const std::string why = onnxruntime_unavailable();
-  if (!why.empty()) GTEST_SKIP() << why;
-  const Gap g = gap(run_onnxruntime(fixed, s.x, dir), s.expected);
-  std::printf("[figures] mbf folded: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n",
-              g.max_abs, g.scale);
-  EXPECT_LT(g.relative(), kTolerance);
+  EXPECT_ONNXRUNTIME_MATCHES(fixed, s.x, s.expected, dir, "mbf folded");
 }
 
 TEST(OnnxExport, BadOptionsAndFilesAreClearErrors) {

@@ -78,12 +78,7 @@ TEST(VitExport, ParityWithLibtorchKeptAndFoldedAndWithOnnxRuntime) {
   std::printf("[figures] vit_t runtime bf16 vs fp32: min cosine %.6f over 3 images\n", min_cosine);
   EXPECT_GT(min_cosine, 0.999);
 
-  const std::string why = onnxruntime_unavailable();
-  if (!why.empty()) GTEST_SKIP() << why;
-  const Gap g = gap(run_onnxruntime(kept, s.x, dir), s.expected);
-  std::printf("[figures] vit_t kept: ONNX Runtime vs libtorch(double) max abs diff %.3g, output scale %.3g\n",
-              g.max_abs, g.scale);
-  EXPECT_LT(g.relative(), kTolerance);
+  EXPECT_ONNXRUNTIME_MATCHES(kept, s.x, s.expected, dir, "vit_t kept");
 }
 
 TEST(VitExport, OpsetUnknownParameterAndImportAreClearErrors) {
