@@ -175,7 +175,7 @@ void add_bench_model_command(CLI::App& app) {
   cmd->add_option("--batch", args->batch, "Batch size (default 1)");
   cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)");
   cmd->add_option("--input-size", args->input_size, "Input HxW for models with dynamic height/width");
-  cmd->add_option("--precision", args->precision, "fp32 (default), bf16, or int8 (a QDQ model from `arcforge quantize`)");
+  cmd->add_option("--precision", args->precision, "fp32 (default), bf16, int8 (a QDQ model from `arcforge quantize`), or int8+bf16 (int8, and what the model keeps in float in bf16)");
   cmd->add_option("--warmup", args->warmup, "Warm-up runs after the first (default 3)");
   cmd->add_option("--repeats", args->repeats, "Timed runs (default: about 2 s worth, at least 5)");
   cmd->add_option("--profile", args->profile,

@@ -31,6 +31,7 @@ struct QuantizeArgs {
   int64_t batch = 16;
   std::string mean, std;
   bool bgr = false;
+  bool no_bias_correction = false;
   int threads = 0;
   bool json = false;
 };
@@ -102,6 +103,7 @@ void run(const QuantizeArgs& a) {
   options.method = runtime::parse_calibration_method(a.method);
   options.percentile = a.percentile;
   options.keep_fp32 = split_commas(a.keep_fp32);
+  options.bias_correction = !a.no_bias_correction;
   options.threads = a.threads;
   const runtime::Preprocess pre = preprocessing(a);
 
@@ -142,6 +144,7 @@ void run(const QuantizeArgs& a) {
                         {"skipped_images", faces.skipped},
                         {"quantized_convs", report.quantized_convs.size()},
                         {"kept_fp32", report.kept_fp32},
+                        {"bias_corrected", report.bias_corrected.size()},
                         {"opset", {report.opset_from, report.opset_to}},
                         {"activations", acts}};
   if (options.method == runtime::CalibrationMethod::percentile) out["percentile"] = options.percentile;
@@ -171,6 +174,8 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--mean", args->mean, "Input mean, one or three values (default: the model's sidecar, else 127.5)");
   cmd->add_option("--std", args->std, "Input std, one or three values (default: the model's sidecar, else 127.5)");
   cmd->add_flag("--bgr", args->bgr, "The model takes BGR input");
+  cmd->add_flag("--no-bias-correction", args->no_bias_correction,
+                "Keep the biases as they are (default: each absorbs the mean shift quantization causes)");
   cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)");
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->callback([args] { run(*args); });

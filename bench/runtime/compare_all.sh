@@ -2,7 +2,7 @@
 # Every CPU engine on the same models, side by side in one run, same thread count: ONNX Runtime
 # fp32 and int8 (npm onnxruntime-node, on the QDQ file `arcforge quantize` writes), OpenCV DNN fp32,
 # libtorch fp32 (the trainable backbone itself, `arcforge bench-torch`), and arcforge's runtime fp32,
-# bf16 and int8 (`arcforge bench-model`). For each case the engines run ROUNDS times, one after the
+# bf16, int8 and int8+bf16 (`arcforge bench-model`). For each case the engines run ROUNDS times, one after the
 # other, the starting engine rotating each round so that all see the same machine load; each keeps
 # its best median. Every engine: 3 warm-up runs, then the median of REPEATS timed runs (20 at
 # batch 1, 5 above; BENCH_REPEATS overrides) on a seeded uniform [-1, 1) input.
@@ -111,17 +111,17 @@ measure() {  # engine name batch hw repeats
     torch)
       "$cli" bench-torch --arch "$(torch_arch "$name")" --batch "$batch" --threads "$threads" --repeats "$repeats" \
         --json 2>> "$log" | json_field ms_per_image ;;
-    ours_fp32 | ours_bf16 | ours_int8)
-      [ "$engine" = ours_int8 ] && file=$(int8_file "$name")
+    ours_fp32 | ours_bf16 | ours_int8 | ours_int8+bf16)
+      [[ "$engine" = ours_int8* ]] && file=$(int8_file "$name")
       "$cli" bench-model "$file" --precision "${engine#ours_}" --batch "$batch" --threads "$threads" \
         --input-size "$hw" --repeats "$repeats" --json 2>> "$log" | json_field ms_per_image ;;
   esac
 }
 
-columns=(ort_fp32 ort_int8 opencv torch ours_fp32 ours_bf16 ours_int8)
+columns=(ort_fp32 ort_int8 opencv torch ours_fp32 ours_bf16 ours_int8 ours_int8+bf16)
 applies() {  # engine name
   case $1 in
-    ort_int8 | ours_int8) [ -n "$(int8_file "$2")" ] ;;
+    ort_int8 | ours_int8 | ours_int8+bf16) [ -n "$(int8_file "$2")" ] ;;
     torch) [ -n "$(torch_arch "$2")" ] ;;
     *) true ;;
   esac
@@ -168,14 +168,15 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=
   "load average before: $load_before, after: $load_after, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}," \
   "rounds=$rounds"
 echo
-echo "| model | input | batch | ORT fp32 | ORT int8 | OpenCV DNN fp32 | libtorch fp32 | arcforge fp32 | arcforge bf16 | arcforge int8 |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| model | input | batch | ORT fp32 | ORT int8 | OpenCV DNN fp32 | libtorch fp32 | arcforge fp32 | arcforge bf16 | arcforge int8 | arcforge int8+bf16 |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${rows[@]}"
 echo
 echo "ms per image, best median of $rounds rounds (3 warm-ups, then ${BENCH_REPEATS:-20} timed runs at batch 1, ${BENCH_REPEATS:-5} above);" \
   "(Nx) = ORT fp32 / engine, above 1 is faster than ONNX Runtime fp32. r50, mbf and vit_t: random weights" \
   "(arcforge export --random-init, seed 0; libtorch runs the same network). int8: QDQ file from" \
-  "arcforge quantize (small_lfw.bin, depthwise and last conv kept fp32), ORT and arcforge on the same file." \
+  "arcforge quantize (small_lfw.bin, depthwise and last conv kept fp32), ORT and arcforge on the same file;" \
+  "int8+bf16: the same file, its kept convolutions (depthwise excepted) and Gemm head in bf16." \
   "n/a: libtorch only runs arcforge's own backbones; SCRFD has no int8 (face calibration does not fit a" \
   "detector) and runs batch 8, not 32; vit_t has no int8 (the quantizer covers convolutions only)."
 if [ -s "$log" ]; then

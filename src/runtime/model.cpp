@@ -20,6 +20,7 @@ std::string to_string(Precision p) {
     case Precision::fp32: return "fp32";
     case Precision::bf16: return "bf16";
     case Precision::int8: return "int8";
+    case Precision::int8_bf16: return "int8+bf16";
   }
   return "?";
 }
@@ -28,7 +29,8 @@ Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::fp32;
   if (text == "bf16") return Precision::bf16;
   if (text == "int8") return Precision::int8;
-  throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16 or int8)");
+  if (text == "int8+bf16") return Precision::int8_bf16;
+  throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16, int8 or int8+bf16)");
 }
 
 int64_t Tensor::numel() const {

@@ -113,12 +113,17 @@ void plan_conv(PlanBuilder& b, const Node& n) {
 
   const Dims& x = geo.in_dims;
   const Dims out_dims = {x[0], geo.out_channels, geo.out_h, geo.out_w};
-  // bf16: activations and weights in bf16, accumulation and bias in fp32 — except for convolutions
+  // bf16 (and the float convolutions of int8+bf16): activations and weights in bf16, accumulation
+  // and bias in fp32 — except for convolutions
   // with a 1x1 output (the embedding head: MobileFaceNet's global depthwise conv and the linear
   // conv after it), where bf16 rounding of a 7x7 sum is what costs the most cosine and fp32 costs
   // nothing measurable; and where oneDNN has only a reference bf16 kernel (no avx512_core).
   dt act = b.compute_type();
   if (act == dt::bf16 && geo.out_h * geo.out_w == 1) act = dt::f32;
+  // int8+bf16: depthwise convolutions stay fp32. They are memory-bound and sit between int8
+  // convolutions that write fp32, so bf16 would add two conversions and save less than they cost
+  // (paddle MobileFaceNet batch 32: 1.10 ms per image with them in fp32, 1.31 in bf16).
+  if (act == dt::bf16 && runs_int8(b.precision()) && geo.group > 1 && w.dims[1] == 1) act = dt::f32;
   if (act == dt::bf16) {
     const md_t probe_src(x, dt::bf16, tag::any), probe_dst(out_dims, dt::bf16, tag::any);
     const Dims wd = geo.group == 1 ? Dims{geo.out_channels, w.dims[1], w.dims[2], w.dims[3]}

@@ -297,7 +297,7 @@ int fuse_post_ops(Graph& g) {
   return fused_count;
 }
 
-// Precision::bf16: marks the Gemms (constant weights, no residual sum) whose output is read only
+// Precision::bf16 (and int8_bf16): marks the Gemms (constant weights, no residual sum) whose output is read only
 // as the first input of other such Gemms, e.g. a transformer MLP's fc1 -> fc2.
 int mark_bf16_gemm_outputs(Graph& g) {
   const Uses u = find_uses(g);
@@ -329,8 +329,8 @@ int mark_bf16_gemm_outputs(Graph& g) {
 
 int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) {
   int removed = fold_constants(g, max_tensor_bytes);
-  if (precision == Precision::int8 && fuse_quantized_convs(g) == 0) {
-    throw InputError(file_message(g.path, "precision int8 needs a quantized (QDQ) model, and this one has no "
+  if (runs_int8(precision) && fuse_quantized_convs(g) == 0) {
+    throw InputError(file_message(g.path, "precision " + to_string(precision) + " needs a quantized (QDQ) model, and this one has no "
                                           "QuantizeLinear/DequantizeLinear around its convolutions: run "
                                           "`arcforge quantize MODEL.onnx --calib IMAGES --out MODEL.int8.onnx` first"));
   }
@@ -341,8 +341,8 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
     removed += fold_batchnorm(g);
     removed += fuse_post_ops(g);
   }
-  if (precision == Precision::int8) removed += absorb_output_quantize(g);
-  if (precision == Precision::bf16) mark_bf16_gemm_outputs(g);
+  if (runs_int8(precision)) removed += absorb_output_quantize(g);
+  if (floats_in_bf16(precision)) mark_bf16_gemm_outputs(g);
   removed += remove_dead_nodes(g);
   return removed;
 }

@@ -89,9 +89,10 @@ class PlanBuilder {
   const Graph& graph() const { return model_.graph; }
   const dnnl::engine& engine() const { return model_.engine; }
   Precision precision() const { return model_.options.precision; }
-  // The element type convolutions and inner products compute in: bf16 under Precision::bf16.
+  // The element type floating-point convolutions and inner products compute in: bf16 under
+  // Precision::bf16 and int8_bf16 (int8 convolutions have their own planner).
   dnnl::memory::data_type compute_type() const {
-    return precision() == Precision::bf16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+    return floats_in_bf16(precision()) ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
   }
   HostLookup host_lookup() const;
   const HostTensor* host(const std::string& value) const;  // nullptr when not known at plan time

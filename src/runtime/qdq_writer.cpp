@@ -75,6 +75,38 @@ onnx::NodeProto make_node(const std::string& op, const std::string& name, const 
   return n;
 }
 
+// Bias correction: the quantized conv computes sum(w_q * Q(x)) where the float one computes
+// sum(w * x); per output channel, the mean of the difference over the calibration data is
+// sum over (input channel, tap) of w_q * E[Q(x)] - w * E[x] (zero padding ignored), and the bias
+// absorbs it. `in_per_group`: the weights' dim 1. False (bias unchanged) when the measured
+// channel count does not match the weights.
+bool correct_bias(std::vector<float>& bias, const std::vector<float>& w, const std::vector<int8_t>& wq,
+                  const std::vector<float>& w_scale, int64_t in_per_group, const ActivationRange& r,
+                  const onnx::NodeProto& node) {
+  int64_t group = 1;
+  for (const auto& a : node.attribute()) {
+    if (a.name() == "group") group = a.i();
+  }
+  const int64_t oc = static_cast<int64_t>(bias.size());
+  if (group < 1 || oc % group != 0 || static_cast<int64_t>(r.channel_mean.size()) != in_per_group * group) return false;
+  const int64_t per = static_cast<int64_t>(w.size()) / std::max<int64_t>(oc, 1);
+  const int64_t taps = per / std::max<int64_t>(in_per_group, 1);
+  const int64_t out_per_group = oc / group;
+  for (int64_t c = 0; c < oc; ++c) {
+    const int64_t first_in = (c / out_per_group) * in_per_group;
+    double shift = 0;
+    for (int64_t i = 0; i < in_per_group; ++i) {
+      const double m = r.channel_mean[first_in + i], mq = r.channel_quantized_mean[first_in + i];
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t j = c * per + i * taps + t;
+        shift += static_cast<double>(wq[j]) * w_scale[c] * mq - static_cast<double>(w[j]) * m;
+      }
+    }
+    bias[c] = static_cast<float>(bias[c] - shift);
+  }
+  return true;
+}
+
 }  // namespace
 
 struct QdqWriter::State {
@@ -258,11 +290,17 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
                              {wn + "_quantized", wn + "_scale", wn + "_zero_point"}, wn + "_dequantized", 0);
     node.set_input(0, xdq);
     node.set_input(1, wn + "_dequantized");
-    // Bias: int32 with scale s_x * s_w[c].
-    if (node.input_size() > 2 && !node.input(2).empty()) {
-      const onnx::TensorProto& bt = initializer(node.input(2));
-      const std::vector<float> bias = float_values(bt, path_ + ": initializer '" + bt.name() + "'");
-      if (static_cast<int64_t>(bias.size()) != oc) throw InputError(file_message(path_, "node '" + name + "': bias size does not match the weights"));
+    // Bias: int32 with scale s_x * s_w[c], corrected for the mean shift quantization causes.
+    const bool has_bias = node.input_size() > 2 && !node.input(2).empty();
+    const bool correct = !r.channel_mean.empty();
+    if (has_bias || correct) {
+      std::vector<float> bias(static_cast<std::size_t>(oc), 0.0f);
+      if (has_bias) {
+        const onnx::TensorProto& bt = initializer(node.input(2));
+        bias = float_values(bt, path_ + ": initializer '" + bt.name() + "'");
+        if (static_cast<int64_t>(bias.size()) != oc) throw InputError(file_message(path_, "node '" + name + "': bias size does not match the weights"));
+      }
+      if (correct && correct_bias(bias, w, wq, w_scale, wt.dims(1), r, node)) report.bias_corrected.push_back(name);
       std::vector<float> b_scale(oc);
       std::vector<int32_t> bq(oc);
       for (int64_t c = 0; c < oc; ++c) {
@@ -276,6 +314,7 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
       add_initializer<int32_t>(g, bn + "_zero_point", onnx::TensorProto::INT32, {oc}, std::vector<int32_t>(oc, 0));
       *nodes.Add() = make_node("DequantizeLinear", bn + "_DequantizeLinear",
                                {bn + "_quantized", bn + "_scale", bn + "_zero_point"}, bn + "_dequantized", 0);
+      while (node.input_size() < 3) node.add_input("");
       node.set_input(2, bn + "_dequantized");
     }
     *nodes.Add() = node;

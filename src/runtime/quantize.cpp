@@ -21,6 +21,45 @@ struct Stats {
   MagnitudeHistogram hist;
 };
 
+// Pass 3: per channel (axis 1) of every calibrated value, E[x] and E[Q(x)] with Q the
+// quantize-dequantize round trip of its range (round half to even, saturate), in double.
+void measure_channel_means(Session& session, const std::vector<Tensor>& calibration, std::size_t first_extra,
+                           const std::vector<std::string>& values, std::map<std::string, ActivationRange>& ranges) {
+  std::vector<int64_t> counts(values.size(), 0);
+  for (const auto& batch : calibration) {
+    const auto out = session.run({batch});
+    for (std::size_t v = 0; v < values.size(); ++v) {
+      const Tensor& t = out[first_extra + v];
+      if (t.shape.size() < 2) continue;
+      ActivationRange& r = ranges.at(values[v]);
+      const int64_t n = t.shape[0], c = t.shape[1], inner = t.numel() / std::max<int64_t>(n * c, 1);
+      r.channel_mean.resize(static_cast<std::size_t>(c), 0.0);
+      r.channel_quantized_mean.resize(static_cast<std::size_t>(c), 0.0);
+      const double lo = r.is_signed ? -128.0 : 0.0, hi = r.is_signed ? 127.0 : 255.0;
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < c; ++k) {
+          const float* x = t.data.data() + (i * c + k) * inner;
+          double sum = 0, qsum = 0;
+          for (int64_t j = 0; j < inner; ++j) {
+            sum += x[j];
+            qsum += std::clamp(static_cast<double>(std::nearbyint(x[j] / r.scale)), lo, hi) * r.scale;
+          }
+          r.channel_mean[k] += sum;
+          r.channel_quantized_mean[k] += qsum;
+        }
+      }
+      counts[v] += n * inner;
+    }
+  }
+  for (std::size_t v = 0; v < values.size(); ++v) {
+    ActivationRange& r = ranges.at(values[v]);
+    for (std::size_t k = 0; k < r.channel_mean.size(); ++k) {
+      r.channel_mean[k] /= static_cast<double>(std::max<int64_t>(counts[v], 1));
+      r.channel_quantized_mean[k] /= static_cast<double>(std::max<int64_t>(counts[v], 1));
+    }
+  }
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(const std::string& model_path, const std::vector<Tensor>& calibration,
@@ -84,6 +123,7 @@ QuantizeReport quantize_model(const std::string& model_path, const std::vector<T
     ranges[r.value] = r;
     report.activations.push_back(r);
   }
+  if (options.bias_correction) measure_channel_means(session, calibration, first_extra, values, ranges);
   writer.write(ranges, out_path, report);
   log::info(log::cat("quantize: ", model_path, " -> ", out_path, ": ", report.quantized_convs.size(),
                      " convolutions in int8, ", report.kept_fp32.size(), " kept in fp32, ", report.samples,

@@ -244,10 +244,111 @@ TEST(Quantize, KeepsFirstAndLastInFp32AndRaisesOldOpsets) {
   EXPECT_EQ(report.kept_fp32, (std::vector<std::string>{"conv1", "conv4"}));
   EXPECT_EQ(report.opset_from, 9);
   EXPECT_EQ(report.opset_to, 13);
+  EXPECT_EQ(report.bias_corrected, (std::vector<std::string>{"conv2", "conv3_dw"}));
   const auto m = Model::load(dir.file("q.onnx"), {.precision = Precision::int8});
-  // Two activations, two weights and conv2's bias.
-  EXPECT_EQ(m.op_histogram().at("DequantizeLinear"), 5);
+  // Two activations, two weights, conv2's bias and the one bias correction gave conv3_dw.
+  EXPECT_EQ(m.op_histogram().at("DequantizeLinear"), 6);
   EXPECT_EQ(m.op_histogram().at("QuantizeLinear"), 2);
+}
+
+// Bias correction: on the calibration data, the mean of (QDQ output - fp32 output) per output
+// channel is what quantization shifts; the corrected bias cancels it. A 1x1 convolution (every
+// input position feeds every output position, so the correction is exact up to the int32 bias
+// rounding), two groups, inputs with channel means far from 0 and a u8 range that clips.
+TEST(Quantize, BiasCorrectionCancelsTheMeanShiftOnTheCalibrationData) {
+  constexpr int64_t C = 8, OC = 6;
+  TempDir dir;
+  OnnxBuilder m(13);
+  m.input("x", {-1, C, 6, 6}).output("y");
+  m.initializer("w", {OC, C / 2, 1, 1}, random_values(OC * C / 2, 91, -0.8f, 0.8f));
+  m.initializer("b", {OC}, random_values(OC, 92));
+  auto& conv = m.node("Conv", {"x", "w", "b"}, {"y"}, "conv");
+  OnnxBuilder::attr(conv, "group", int64_t{2});
+  const std::string fp32_path = m.save(dir.path() / "conv.onnx");
+  std::vector<Tensor> calib;
+  for (uint32_t k = 0; k < 4; ++k) {
+    Tensor t{{3, C, 6, 6}, random_values(3 * C * 36, 930 + k, 0.0f, 1.0f)};
+    for (std::size_t j = 0; j < t.data.size(); ++j) {
+      const std::size_t c = (j / 36) % C;
+      t.data[j] = t.data[j] * t.data[j] * (1.0f + static_cast<float>(c));  // skewed: mse clips the tail
+    }
+    calib.push_back(t);
+  }
+  const Model fp32 = Model::load(fp32_path, {.threads = 2});
+  auto mean_shift = [&](const std::string& qdq_path) {  // per output channel, in double
+    const Model q = Model::load(qdq_path, {.threads = 2});
+    std::vector<double> shift(OC, 0.0);
+    double count = 0;
+    for (const Tensor& t : calib) {
+      const auto a = q.run({t}), b = fp32.run({t});
+      for (std::size_t j = 0; j < a[0].data.size(); ++j) {
+        shift[(j / 36) % OC] += static_cast<double>(a[0].data[j]) - b[0].data[j];
+      }
+      count += static_cast<double>(a[0].data.size()) / OC;
+    }
+    double worst = 0;
+    for (double s : shift) worst = std::max(worst, std::abs(s / count));
+    return worst;
+  };
+  runtime::QuantizeOptions o;
+  o.threads = 2;
+  o.bias_correction = false;
+  runtime::quantize_model(fp32_path, calib, dir.file("plain.onnx"), o);
+  o.bias_correction = true;
+  const auto report = runtime::quantize_model(fp32_path, calib, dir.file("corrected.onnx"), o);
+  EXPECT_EQ(report.bias_corrected, (std::vector<std::string>{"conv"}));
+  const double before = mean_shift(dir.file("plain.onnx")), after = mean_shift(dir.file("corrected.onnx"));
+  std::printf("[quantize] largest per-channel mean shift: %.3g without bias correction, %.3g with\n", before, after);
+  EXPECT_GT(before, 1e-2);
+  EXPECT_LT(after, 1e-4);
+  // The int8 convolution reads the corrected bias too.
+  const Tensor x = calib[0];
+  const auto int8 = Model::load(dir.file("corrected.onnx"), {.precision = Precision::int8, .threads = 2}).run({x});
+  const auto qdq = Model::load(dir.file("corrected.onnx"), {.threads = 2}).run({x});
+  EXPECT_LE(compare(int8[0], qdq[0]).max_abs, 1e-4 * compare(int8[0], qdq[0]).scale);
+}
+
+// int8+bf16: the convolutions kept in float run in bf16 where oneDNN has a native bf16 kernel,
+// except the depthwise one (memory-bound between int8 convolutions); the int8 ones are unchanged.
+TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
+  TempDir dir;
+  const std::string fp32_path = small_net(dir);
+  runtime::QuantizeOptions o;
+  o.keep_fp32 = {"conv2", "conv3_dw", "last"};
+  o.threads = 2;
+  const std::string q = dir.file("q.onnx");
+  const auto report = runtime::quantize_model(fp32_path, calibration_batches(4, 960), q, o);
+  EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"conv1"}));
+  const Tensor x{{3, 3, 16, 16}, random_values(3 * 3 * 16 * 16, 961, -1.0f, 1.0f)};
+  auto kernels = [&](const std::string& path, Precision p, std::vector<Tensor>& out) {
+    std::map<std::string, std::string> by_node;  // node -> the convolution's oneDNN kernel
+    std::vector<runtime::StepTiming> steps;
+    out = Model::load(path, {.precision = p, .threads = 2}).new_session().run({x}, steps);
+    for (const auto& s : steps) {
+      const bool conv_kernel = s.kernel.find("conv") != std::string::npos || s.kernel.find("dw") != std::string::npos ||
+                               s.kernel.find("int8") != std::string::npos;
+      if (conv_kernel) by_node[s.node] = s.kernel;
+    }
+    return by_node;
+  };
+  std::vector<Tensor> int8, mixed, bf16_plain, qdq;
+  const auto k_int8 = kernels(q, Precision::int8, int8);
+  const auto k_mixed = kernels(q, Precision::int8_bf16, mixed);
+  const auto k_bf16 = kernels(fp32_path, Precision::bf16, bf16_plain);
+  kernels(q, Precision::fp32, qdq);
+  for (const auto& [node, kernel] : k_mixed) std::printf("[int8+bf16] %s: %s\n", node.c_str(), kernel.c_str());
+  ASSERT_TRUE(k_mixed.count("conv1") && k_mixed.count("conv2") && k_mixed.count("conv3_dw") && k_mixed.count("conv4"));
+  EXPECT_EQ(k_mixed.at("conv1"), k_int8.at("conv1"));
+  EXPECT_EQ(k_mixed.at("conv3_dw").find("bf16"), std::string::npos) << k_mixed.at("conv3_dw");
+  EXPECT_EQ(k_int8.at("conv2").find("bf16"), std::string::npos) << k_int8.at("conv2");
+  for (const char* node : {"conv2", "conv4"}) {
+    // Where plain bf16 finds a native kernel for this convolution, int8+bf16 uses it.
+    if (k_bf16.count(node) && k_bf16.at(node).find("bf16") != std::string::npos) {
+      EXPECT_NE(k_mixed.at(node).find("bf16"), std::string::npos) << node << ": " << k_mixed.at(node);
+    }
+  }
+  EXPECT_GE(min_cosine(mixed[0], qdq[0]), 0.999);
+  EXPECT_GE(min_cosine(mixed[0], int8[0]), 0.999);
 }
 
 TEST(Quantize, ErrorsNameTheFile) {
@@ -311,8 +412,9 @@ TEST(Quantize, CliOnAFolderOfImagesThenBenchModelInEveryPrecision) {
   EXPECT_EQ(j.at("method"), "entropy");
   EXPECT_EQ(j.at("quantized_convs"), 3);
   EXPECT_EQ(j.at("kept_fp32"), (std::vector<std::string>{"conv4"}));
+  EXPECT_EQ(j.at("bias_corrected"), 3);
   EXPECT_EQ(j.at("activations").size(), 3u);
-  for (const char* p : {"fp32", "bf16", "int8"}) {
+  for (const char* p : {"fp32", "bf16", "int8", "int8+bf16"}) {
     const std::string bench = capture(std::string(ARCFORGE_CLI) + " bench-model " + q + " --precision " + p +
                                           " --batch 2 --threads 1 --repeats 3 --json",
                                       &rc);

@@ -28,7 +28,14 @@ namespace arcforge::runtime {
 //   int8: a QDQ model (written by `arcforge quantize`) runs its quantized convolutions as oneDNN
 //         int8 convolutions (u8/s8 activations, s8 per-channel weights); the rest runs in fp32.
 //         A model without QDQ nodes is rejected.
-enum class Precision { fp32, bf16, int8 };
+//   int8_bf16 ("int8+bf16"): int8 as above, and what the model keeps in floating point (the
+//         convolutions `arcforge quantize --keep-fp32` left unquantized, the Gemm head) runs as
+//         under bf16: mixed precision, like OpenVINO's bf16 inference precision on an int8 model.
+enum class Precision { fp32, bf16, int8, int8_bf16 };
+// Whether a precision runs QDQ convolutions as int8 convolutions (int8, int8_bf16).
+inline bool runs_int8(Precision p) { return p == Precision::int8 || p == Precision::int8_bf16; }
+// Whether a precision computes floating-point convolutions and inner products in bf16.
+inline bool floats_in_bf16(Precision p) { return p == Precision::bf16 || p == Precision::int8_bf16; }
 std::string to_string(Precision p);
 Precision parse_precision(const std::string& text);  // throws ConfigError
 

@@ -33,6 +33,10 @@ struct QuantizeOptions {
   // reaches a graph output without another Conv), "depthwise" (one input channel per group), or
   // node names. For MobileFaceNet, {"depthwise", "last"} is what keeps the cosine to fp32 >= 0.99.
   std::vector<std::string> keep_fp32;
+  // Bias correction: each quantized Conv's bias absorbs the mean change of its output that
+  // quantization causes, per output channel, sum over (w_q * E[Q(x)] - w * E[x]) with the
+  // per-channel means of its input measured on the calibration data (a third pass).
+  bool bias_correction = true;
   int threads = 0;
 };
 
@@ -43,11 +47,15 @@ struct ActivationRange {
   float threshold = 0;     // |x| clipped here
   float scale = 1;
   bool is_signed = false;  // s8 (else u8)
+  // Per channel (axis 1) of the calibration data: E[x] and E[Q(x)], Q the quantize-dequantize
+  // round trip at `scale`; filled when QuantizeOptions::bias_correction is on.
+  std::vector<double> channel_mean, channel_quantized_mean;
 };
 
 struct QuantizeReport {
   std::vector<std::string> quantized_convs;
   std::vector<std::string> kept_fp32;  // convolutions left in fp32 (asked for, or not quantizable)
+  std::vector<std::string> bias_corrected;  // quantized convolutions whose bias was corrected
   std::vector<ActivationRange> activations;
   int64_t samples = 0;
   int64_t opset_from = 0, opset_to = 0;  // per-channel DequantizeLinear needs opset 13
