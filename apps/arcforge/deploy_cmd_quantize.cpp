@@ -27,6 +27,7 @@ struct QuantizeArgs {
   std::string method = "mse";
   double percentile = 99.99;
   std::vector<std::string> keep_fp32;
+  std::vector<std::string> ops{"Conv"};
   int64_t samples = 256;
   int64_t batch = 16;
   std::string mean, std;
@@ -103,6 +104,7 @@ void run(const QuantizeArgs& a) {
   options.method = runtime::parse_calibration_method(a.method);
   options.percentile = a.percentile;
   options.keep_fp32 = split_commas(a.keep_fp32);
+  options.op_types = split_commas(a.ops);
   options.bias_correction = !a.no_bias_correction;
   options.threads = a.threads;
   const runtime::Preprocess pre = preprocessing(a);
@@ -169,6 +171,7 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--method", args->method, "Activation ranges: mse (default), percentile, entropy or minmax");
   cmd->add_option("--percentile", args->percentile, "Percentile of |x| for --method percentile (default 99.99)");
   cmd->add_option("--keep-fp32", args->keep_fp32, "Convolutions left in fp32: first, last, depthwise and/or node names (commas)");
+  cmd->add_option("--ops", args->ops, "Operator types to quantize: Conv (default) and/or Gemm (commas)");
   cmd->add_option("--samples", args->samples, "Calibration faces to use (default 256)");
   cmd->add_option("--batch", args->batch, "Calibration batch size (default 16)");
   cmd->add_option("--mean", args->mean, "Input mean, one or three values (default: the model's sidecar, else 127.5)");

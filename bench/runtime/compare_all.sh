@@ -60,9 +60,8 @@ model_file() {
   esac
 }
 # SCRFD has no int8 file: calibration feeds aligned 112x112 faces, not the 640x640 scenes a
-# detector sees, so its activation ranges would be wrong. vit_t has none either: `arcforge quantize`
-# quantizes convolutions, and a ViT is Gemms and MatMuls.
-int8_file() { case $1 in scrfd | vit_t) echo "" ;; *) echo "$models/$1.int8.onnx" ;; esac; }
+# detector sees, so its activation ranges would be wrong.
+int8_file() { case $1 in scrfd) echo "" ;; *) echo "$models/$1.int8.onnx" ;; esac; }
 torch_arch() { case $1 in r50 | mbf | vit_t) echo "$1" ;; *) echo "" ;; esac; }
 
 prepare() {  # name: export (random weights, seed 0) and quantize when the files are missing
@@ -78,7 +77,11 @@ prepare() {  # name: export (random weights, seed 0) and quantize when the files
     echo "compare_all: quantizing $name" >&2
     local pre=()  # paddle's pre-processing (BGR, (x - 127.5) / 128); the exports carry a sidecar
     [ "$name" = paddle ] && pre=(--mean 127.5 --std 128 --bgr)
-    "$cli" quantize "$fp32" --calib "$calib" --out "$int8" --keep-fp32 depthwise,last "${pre[@]}" \
+    # CNNs: convolutions, depthwise and last kept in fp32. vit_t: its Gemms too (the patch
+    # embedding is its only convolution), the last Gemm (the embedding) kept.
+    local what=(--keep-fp32 depthwise,last)
+    [ "$name" = vit_t ] && what=(--ops Conv,Gemm --keep-fp32 last)
+    "$cli" quantize "$fp32" --calib "$calib" --out "$int8" "${what[@]}" "${pre[@]}" \
       --threads "$threads" > /dev/null
   fi
 }
@@ -176,9 +179,10 @@ echo "ms per image, best median of $rounds rounds (3 warm-ups, then ${BENCH_REPE
   "(Nx) = ORT fp32 / engine, above 1 is faster than ONNX Runtime fp32. r50, mbf and vit_t: random weights" \
   "(arcforge export --random-init, seed 0; libtorch runs the same network). int8: QDQ file from" \
   "arcforge quantize (small_lfw.bin, depthwise and last conv kept fp32), ORT and arcforge on the same file;" \
-  "int8+bf16: the same file, its kept convolutions (depthwise excepted) and Gemm head in bf16." \
+  "int8+bf16: the same file, its kept convolutions (depthwise excepted) and Gemm head in bf16;" \
+  "vit_t int8: its Gemms and patch convolution (--ops Conv,Gemm --keep-fp32 last)." \
   "n/a: libtorch only runs arcforge's own backbones; SCRFD has no int8 (face calibration does not fit a" \
-  "detector) and runs batch 8, not 32; vit_t has no int8 (the quantizer covers convolutions only)."
+  "detector) and runs batch 8, not 32."
 if [ -s "$log" ]; then
   echo
   echo "errors (last lines):"

@@ -66,6 +66,7 @@ HostTensor transposed(const HostTensor& t) {
 }  // namespace
 
 void plan_gemm(PlanBuilder& b, const Node& n) {
+  if (n.quant.active) return plan_gemm_int8(b, n);
   const Dims& a = b.dims(n.input(0));
   if (a.size() != 2) node_error(n, "A must be 2-D, got " + dims_str(a));
   if (n.attr_i("transA", 0) != 0) node_error(n, "transA=1 is not supported");

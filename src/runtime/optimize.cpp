@@ -301,8 +301,8 @@ int fuse_post_ops(Graph& g) {
 // as the first input of other such Gemms, e.g. a transformer MLP's fc1 -> fc2.
 int mark_bf16_gemm_outputs(Graph& g) {
   const Uses u = find_uses(g);
-  auto is_dense = [&](const Node& n) {
-    const HostTensor* w = n.op == "Gemm" ? constant_f32(g, n.input(1)) : nullptr;
+  auto is_dense = [&](const Node& n) {  // a float Gemm (an int8 one reads and writes int8 or fp32)
+    const HostTensor* w = n.op == "Gemm" && !n.quant.active ? constant_f32(g, n.input(1)) : nullptr;
     return w && w->dims.size() == 2 && n.outputs.size() == 1;
   };
   int marked = 0;
@@ -331,7 +331,7 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
   int removed = fold_constants(g, max_tensor_bytes);
   if (runs_int8(precision) && fuse_quantized_convs(g) == 0) {
     throw InputError(file_message(g.path, "precision " + to_string(precision) + " needs a quantized (QDQ) model, and this one has no "
-                                          "QuantizeLinear/DequantizeLinear around its convolutions: run "
+                                          "QuantizeLinear/DequantizeLinear around its convolutions or Gemms: run "
                                           "`arcforge quantize MODEL.onnx --calib IMAGES --out MODEL.int8.onnx` first"));
   }
   removed += fold_dequantize(g);

@@ -1,6 +1,6 @@
 // QDQ rewrites. A QDQ model says "round this activation to u8/s8 with scale s" around every
 // quantized operator; oneDNN computes the same thing directly when the rounding steps are fused
-// into an int8 convolution: u8/s8 source, s8 weights, int32 accumulation, per-channel output
+// into an int8 convolution (or inner product, for a Gemm): u8/s8 source, s8 weights, int32 accumulation, per-channel output
 // scales s_x * s_w[c], and (when a QuantizeLinear follows) an int8 destination.
 #include "optimize_quant.hpp"
 
@@ -89,19 +89,30 @@ int fuse_quantized_convs(Graph& g) {
   const auto prod = producers(g);
   int fused = 0;
   for (auto& conv : g.nodes) {
-    if (conv.op != "Conv" || conv.quant.active || !conv.post_ops.empty()) continue;
+    // Conv, or Gemm (transA 0, alpha 1, beta 1 when there is a C), whose weights come quantized.
+    const bool gemm = conv.op == "Gemm";
+    if ((conv.op != "Conv" && !gemm) || conv.quant.active || !conv.post_ops.empty()) continue;
+    if (gemm && (conv.attr_i("transA", 0) != 0 || conv.attr_f("alpha", 1.0f) != 1.0f ||
+                 (!conv.input(2).empty() && conv.attr_f("beta", 1.0f) != 1.0f))) {
+      continue;
+    }
     const Node* dq_x = produced_by(g, prod, conv.input(0), "DequantizeLinear");
     const Node* dq_w = produced_by(g, prod, conv.input(1), "DequantizeLinear");
     if (!dq_x || !dq_w || g.is_constant(dq_x->input(0))) continue;
     const QuantParams qx = quant_params(g, *dq_x);
     const QuantParams qw = quant_params(g, *dq_w);
     const HostTensor* w = constant(g, dq_w->input(0));
-    if (!qx.per_tensor() || !qx.symmetric() || !w || w->dims.size() != 4 || w->int_kind != IntKind::s8 ||
+    const std::size_t w_rank = gemm ? 2 : 4;
+    if (!qx.per_tensor() || !qx.symmetric() || !w || w->dims.size() != w_rank || w->int_kind != IntKind::s8 ||
         !qw.symmetric()) {
       continue;  // runs with float semantics instead
     }
-    const int64_t oc = w->dims[0];
-    if (!qw.per_tensor() && (qw.axis != 0 || static_cast<int64_t>(qw.scale.size()) != oc)) continue;
+    // The output-channel axis of the weights: 0 for Conv [OC,...] and Gemm transB=1 [N,K]; 1 for
+    // Gemm transB=0 [K,N], whose weights are transposed to [N,K] below.
+    const bool transposed_b = gemm && conv.attr_i("transB", 0) == 0;
+    const int64_t channel_axis = transposed_b ? 1 : 0;
+    const int64_t oc = w->dims[static_cast<std::size_t>(channel_axis)];
+    if (!qw.per_tensor() && (qw.axis != channel_axis || static_cast<int64_t>(qw.scale.size()) != oc)) continue;
     // Bias: a float constant, or DequantizeLinear of an int32 constant.
     HostTensor bias;
     bool has_bias = false;
@@ -125,6 +136,14 @@ int fuse_quantized_convs(Graph& g) {
       }
     }
     HostTensor wf = HostTensor::from_f32(w->dims, std::vector<float>(w->i.begin(), w->i.end()));
+    if (transposed_b) {
+      const int64_t k = w->dims[0];
+      wf = HostTensor::from_f32({oc, k}, std::vector<float>(wf.f.size()));
+      for (int64_t r = 0; r < k; ++r) {
+        for (int64_t c = 0; c < oc; ++c) wf.f[c * k + r] = static_cast<float>(w->i[r * oc + c]);
+      }
+      conv.attrs["transB"].i = 1;  // Kind::i by default
+    }
     conv.quant.active = true;
     conv.quant.src_signed = qx.kind == IntKind::s8;
     conv.quant.src_scale = qx.scale[0];

@@ -181,6 +181,7 @@ void plan_view(PlanBuilder&, const Node&);
 void plan_slice(PlanBuilder&, const Node&);
 void plan_resize(PlanBuilder&, const Node&);
 void plan_conv_int8(PlanBuilder&, const Node&);
+void plan_gemm_int8(PlanBuilder&, const Node&);
 void plan_quantize(PlanBuilder&, const Node&);
 void plan_dequantize(PlanBuilder&, const Node&);
 

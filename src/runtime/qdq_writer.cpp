@@ -75,36 +75,56 @@ onnx::NodeProto make_node(const std::string& op, const std::string& name, const 
   return n;
 }
 
-// Bias correction: the quantized conv computes sum(w_q * Q(x)) where the float one computes
+// Bias correction: the quantized node computes sum(w_q * Q(x)) where the float one computes
 // sum(w * x); per output channel, the mean of the difference over the calibration data is
-// sum over (input channel, tap) of w_q * E[Q(x)] - w * E[x] (zero padding ignored), and the bias
-// absorbs it. `in_per_group`: the weights' dim 1. False (bias unchanged) when the measured
-// channel count does not match the weights.
-bool correct_bias(std::vector<float>& bias, const std::vector<float>& w, const std::vector<int8_t>& wq,
-                  const std::vector<float>& w_scale, int64_t in_per_group, const ActivationRange& r,
-                  const onnx::NodeProto& node) {
-  int64_t group = 1;
-  for (const auto& a : node.attribute()) {
-    if (a.name() == "group") group = a.i();
+// sum over (input channel, tap) of w_q * E[Q(x)] - w * E[x] (a conv's zero padding ignored), and
+// the bias absorbs it. `layout.at(c, i, t)`: the weight index of output channel c, input channel i
+// (within its group), tap t. False (bias unchanged) when the measured channels do not match.
+struct WeightLayout {
+  int64_t out_channels = 0, in_per_group = 0, taps = 1, group = 1;
+  bool gemm_kn = false;  // Gemm with transB = 0: weights [K, N]
+  int64_t at(int64_t c, int64_t i, int64_t t) const {
+    if (gemm_kn) return i * out_channels + c;
+    return (c * in_per_group + i) * taps + t;
   }
-  const int64_t oc = static_cast<int64_t>(bias.size());
-  if (group < 1 || oc % group != 0 || static_cast<int64_t>(r.channel_mean.size()) != in_per_group * group) return false;
-  const int64_t per = static_cast<int64_t>(w.size()) / std::max<int64_t>(oc, 1);
-  const int64_t taps = per / std::max<int64_t>(in_per_group, 1);
-  const int64_t out_per_group = oc / group;
+  int64_t channel_of(int64_t j) const { return gemm_kn ? j % out_channels : j / (in_per_group * taps); }
+};
+
+bool correct_bias(std::vector<float>& bias, const std::vector<float>& w, const std::vector<int8_t>& wq,
+                  const std::vector<float>& w_scale, const WeightLayout& layout, const ActivationRange& r) {
+  const int64_t oc = layout.out_channels;
+  if (layout.group < 1 || oc % layout.group != 0 ||
+      static_cast<int64_t>(r.channel_mean.size()) != layout.in_per_group * layout.group) {
+    return false;
+  }
+  const int64_t out_per_group = oc / layout.group;
   for (int64_t c = 0; c < oc; ++c) {
-    const int64_t first_in = (c / out_per_group) * in_per_group;
+    const int64_t first_in = (c / out_per_group) * layout.in_per_group;
     double shift = 0;
-    for (int64_t i = 0; i < in_per_group; ++i) {
+    for (int64_t i = 0; i < layout.in_per_group; ++i) {
       const double m = r.channel_mean[first_in + i], mq = r.channel_quantized_mean[first_in + i];
-      for (int64_t t = 0; t < taps; ++t) {
-        const int64_t j = c * per + i * taps + t;
+      for (int64_t t = 0; t < layout.taps; ++t) {
+        const int64_t j = layout.at(c, i, t);
         shift += static_cast<double>(wq[j]) * w_scale[c] * mq - static_cast<double>(w[j]) * m;
       }
     }
     bias[c] = static_cast<float>(bias[c] - shift);
   }
   return true;
+}
+
+int64_t int_attribute(const onnx::NodeProto& n, const std::string& name, int64_t fallback) {
+  for (const auto& a : n.attribute()) {
+    if (a.name() == name) return a.i();
+  }
+  return fallback;
+}
+
+float float_attribute(const onnx::NodeProto& n, const std::string& name, float fallback) {
+  for (const auto& a : n.attribute()) {
+    if (a.name() == name) return a.f();
+  }
+  return fallback;
 }
 
 }  // namespace
@@ -114,8 +134,15 @@ struct QdqWriter::State {
   std::unordered_map<std::string, int> initializer_index;
 };
 
-QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& keep_fp32, std::size_t max_bytes)
+QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& keep_fp32,
+                     const std::vector<std::string>& op_types, std::size_t max_bytes)
     : state_(std::make_unique<State>()), path_(path) {
+  for (const auto& op : op_types) {
+    if (op != "Conv" && op != "Gemm") throw ConfigError("quantize: cannot quantize '" + op + "' (Conv, Gemm)");
+  }
+  auto is_target_op = [&](const std::string& op) {
+    return std::find(op_types.begin(), op_types.end(), op) != op_types.end();
+  };
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) throw InputError(file_message(path, "cannot read model file: " + ec.message()));
@@ -135,7 +162,8 @@ QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& ke
   }
   auto node_name = [&](int k) { return g.node(k).name().empty() ? g.node(k).op_type() + "_" + std::to_string(k) : g.node(k).name(); };
 
-  // "last": convs whose output reaches a graph output through non-Conv nodes only.
+  // "last": the nodes of the quantized types whose output reaches a graph output through nodes of
+  // other types only.
   std::unordered_map<std::string, int> producer;
   for (int k = 0; k < g.node_size(); ++k) {
     for (const auto& o : g.node(k).output()) producer[o] = k;
@@ -150,7 +178,7 @@ QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& ke
     if (!seen.insert(v).second) continue;
     auto p = producer.find(v);
     if (p == producer.end()) continue;
-    if (g.node(p->second).op_type() == "Conv") {
+    if (is_target_op(g.node(p->second).op_type())) {
       last.insert(p->second);
       continue;
     }
@@ -170,14 +198,19 @@ QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& ke
     const auto& n = g.node(k);
     const std::string name = node_name(k);
     if (names_asked.count(name)) names_found.insert(name);
-    if (n.op_type() != "Conv") continue;
+    if (!is_target_op(n.op_type())) continue;
+    const bool gemm = n.op_type() == "Gemm";
     const bool first = n.input_size() > 0 && graph_inputs.count(n.input(0));
     auto w = n.input_size() > 1 ? state_->initializer_index.find(n.input(1)) : state_->initializer_index.end();
-    const bool quantizable = w != state_->initializer_index.end() &&
+    const bool has_c = n.input_size() > 2 && !n.input(2).empty();
+    // A Gemm: constant 2-D B, transA 0, alpha 1, and beta 1 when there is a C (the forms the
+    // runtime runs as an int8 inner product).
+    const bool gemm_form = !gemm || (int_attribute(n, "transA", 0) == 0 && float_attribute(n, "alpha", 1.0f) == 1.0f &&
+                                     (!has_c || float_attribute(n, "beta", 1.0f) == 1.0f));
+    const bool quantizable = gemm_form && w != state_->initializer_index.end() &&
                              g.initializer(w->second).data_type() == onnx::TensorProto::FLOAT &&
-                             g.initializer(w->second).dims_size() == 4 &&
-                             (n.input_size() < 3 || n.input(2).empty() ||
-                              state_->initializer_index.count(n.input(2)));
+                             g.initializer(w->second).dims_size() == (gemm ? 2 : 4) &&
+                             (!has_c || state_->initializer_index.count(n.input(2)));
     // Depthwise: one input channel per group (weights [OC, 1, kh, kw]) and more than one group.
     bool depthwise = false;
     if (quantizable) {
@@ -197,7 +230,7 @@ QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& ke
   for (const auto& name : names_asked) {
     if (!names_found.count(name)) throw InputError(file_message(path, "--keep-fp32: no node named '" + name + "'"));
   }
-  if (targets_.empty()) throw InputError(file_message(path, "no convolution left to quantize"));
+  if (targets_.empty()) throw InputError(file_message(path, "no convolution or Gemm left to quantize"));
 }
 
 QdqWriter::~QdqWriter() = default;
@@ -250,7 +283,7 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
   for (int k = 0; k < g.node_size(); ++k) {
     onnx::NodeProto node = g.node(k);
     const std::string name = node.name().empty() ? node.op_type() + "_" + std::to_string(k) : node.name();
-    auto target = node.op_type() == "Conv" ? conv_activation.find(name) : conv_activation.end();
+    auto target = conv_activation.find(name);
     if (target == conv_activation.end()) {
       *nodes.Add() = node;
       continue;
@@ -266,20 +299,32 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
       *nodes.Add() = make_node("QuantizeLinear", x + "_QuantizeLinear", {x, x + "_scale", x + "_zero_point"}, xq);
       *nodes.Add() = make_node("DequantizeLinear", x + "_DequantizeLinear", {xq, x + "_scale", x + "_zero_point"}, xdq);
     }
-    // Weights: symmetric s8 per output channel.
+    // Weights: symmetric s8 per output channel (Conv [OC, IC/g, kh, kw]: axis 0; Gemm: B's N axis,
+    // 0 with transB = 1 ([N, K]), 1 with transB = 0 ([K, N])).
     const onnx::TensorProto& wt = initializer(node.input(1));
     const std::vector<float> w = float_values(wt, path_ + ": initializer '" + wt.name() + "'");
-    const int64_t oc = wt.dims(0);
-    const int64_t per = static_cast<int64_t>(w.size()) / std::max<int64_t>(oc, 1);
-    std::vector<float> w_scale(oc);
+    WeightLayout layout;
+    if (node.op_type() == "Gemm") {
+      layout.gemm_kn = int_attribute(node, "transB", 0) == 0;
+      layout.out_channels = wt.dims(layout.gemm_kn ? 1 : 0);
+      layout.in_per_group = wt.dims(layout.gemm_kn ? 0 : 1);
+    } else {
+      layout.out_channels = wt.dims(0);
+      layout.in_per_group = wt.dims(1);
+      layout.taps = static_cast<int64_t>(w.size()) / std::max<int64_t>(layout.out_channels * layout.in_per_group, 1);
+      layout.group = int_attribute(node, "group", 1);
+    }
+    const int64_t oc = layout.out_channels;
+    std::vector<float> w_max(oc, 0.0f), w_scale(oc);
+    for (std::size_t j = 0; j < w.size(); ++j) {
+      float& m = w_max[layout.channel_of(static_cast<int64_t>(j))];
+      m = std::max(m, std::abs(w[j]));
+    }
+    for (int64_t c = 0; c < oc; ++c) w_scale[c] = w_max[c] > 0 ? w_max[c] / 127.0f : 1.0f;
     std::vector<int8_t> wq(w.size());
-    for (int64_t c = 0; c < oc; ++c) {
-      float m = 0;
-      for (int64_t j = 0; j < per; ++j) m = std::max(m, std::abs(w[c * per + j]));
-      w_scale[c] = m > 0 ? m / 127.0f : 1.0f;
-      for (int64_t j = 0; j < per; ++j) {
-        wq[c * per + j] = static_cast<int8_t>(std::clamp(std::nearbyint(w[c * per + j] / w_scale[c]), -127.0f, 127.0f));
-      }
+    for (std::size_t j = 0; j < w.size(); ++j) {
+      const float s_c = w_scale[layout.channel_of(static_cast<int64_t>(j))];
+      wq[j] = static_cast<int8_t>(std::clamp(std::nearbyint(w[j] / s_c), -127.0f, 127.0f));
     }
     const std::string wn = name + ".weight";
     std::vector<int64_t> wdims(wt.dims().begin(), wt.dims().end());
@@ -287,7 +332,8 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
     add_initializer<float>(g, wn + "_scale", onnx::TensorProto::FLOAT, {oc}, w_scale);
     add_initializer<int8_t>(g, wn + "_zero_point", onnx::TensorProto::INT8, {oc}, std::vector<int8_t>(oc, 0));
     *nodes.Add() = make_node("DequantizeLinear", wn + "_DequantizeLinear",
-                             {wn + "_quantized", wn + "_scale", wn + "_zero_point"}, wn + "_dequantized", 0);
+                             {wn + "_quantized", wn + "_scale", wn + "_zero_point"}, wn + "_dequantized",
+                             layout.gemm_kn ? 1 : 0);
     node.set_input(0, xdq);
     node.set_input(1, wn + "_dequantized");
     // Bias: int32 with scale s_x * s_w[c], corrected for the mean shift quantization causes.
@@ -297,10 +343,13 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
       std::vector<float> bias(static_cast<std::size_t>(oc), 0.0f);
       if (has_bias) {
         const onnx::TensorProto& bt = initializer(node.input(2));
-        bias = float_values(bt, path_ + ": initializer '" + bt.name() + "'");
-        if (static_cast<int64_t>(bias.size()) != oc) throw InputError(file_message(path_, "node '" + name + "': bias size does not match the weights"));
+        const std::vector<float> given = float_values(bt, path_ + ": initializer '" + bt.name() + "'");
+        // A Gemm's C may be one value broadcast to every column.
+        if (static_cast<int64_t>(given.size()) == oc) bias = given;
+        else if (given.size() == 1 && node.op_type() == "Gemm") bias.assign(static_cast<std::size_t>(oc), given[0]);
+        else throw InputError(file_message(path_, "node '" + name + "': bias size does not match the weights"));
       }
-      if (correct && correct_bias(bias, w, wq, w_scale, wt.dims(1), r, node)) report.bias_corrected.push_back(name);
+      if (correct && correct_bias(bias, w, wq, w_scale, layout, r)) report.bias_corrected.push_back(name);
       std::vector<float> b_scale(oc);
       std::vector<int32_t> bq(oc);
       for (int64_t c = 0; c < oc; ++c) {

@@ -11,9 +11,11 @@ namespace arcforge::runtime::detail {
 
 class QdqWriter {
  public:
-  // Parses the model and picks the convolutions to quantize: those with a float initializer as
-  // 4-D weights, minus `keep_fp32` ("first", "last", node names; unknown names are an error).
-  QdqWriter(const std::string& path, const std::vector<std::string>& keep_fp32, std::size_t max_bytes);
+  // Parses the model and picks the nodes to quantize: those of `op_types` ("Conv": a float
+  // initializer as 4-D weights; "Gemm": a float 2-D B, transA 0, alpha 1, beta 1 with a C), minus
+  // `keep_fp32` ("first", "last", "depthwise", node names; unknown names are an error).
+  QdqWriter(const std::string& path, const std::vector<std::string>& keep_fp32,
+            const std::vector<std::string>& op_types, std::size_t max_bytes);
   ~QdqWriter();
 
   struct Target {

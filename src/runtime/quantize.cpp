@@ -1,4 +1,4 @@
-// quantize_model: calibrate every quantized Conv's input on the fp32 model (two passes over the
+// quantize_model: calibrate every quantized Conv's (and Gemm's) input on the fp32 model (two passes over the
 // calibration batches: the range, then a |x| histogram over it), then write the QDQ model.
 #include <omp.h>
 
@@ -70,7 +70,7 @@ QuantizeReport quantize_model(const std::string& model_path, const std::vector<T
   }
   Options load;
   load.threads = options.threads;
-  detail::QdqWriter writer(model_path, options.keep_fp32, load.max_model_bytes);
+  detail::QdqWriter writer(model_path, options.keep_fp32, options.op_types, load.max_model_bytes);
   const std::vector<std::string> values = writer.activations();
   load.extra_outputs = values;
   const Model model = Model::load(model_path, load);

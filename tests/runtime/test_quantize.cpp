@@ -351,6 +351,62 @@ TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
   EXPECT_GE(min_cosine(mixed[0], int8[0]), 0.999);
 }
 
+// A ViT-style MLP with int8 Gemms: x -> Gemm (transB 1, C) -> Clip(0, 6) -> Gemm (transB 0, no C)
+// -> Add(x) -> Gemm (C of one value). Quantized with op_types {"Gemm"}, the runtime runs the three
+// as int8 inner products (the activations' DequantizeLinear and the Clip's QuantizeLinear fused),
+// and agrees with ONNX Runtime on the same QDQ file; bias correction covers both weight layouts.
+TEST(Quantize, GemmsRunAsInt8InnerProducts) {
+  constexpr int64_t K = 24, H = 40;
+  TempDir dir;
+  OnnxBuilder m(13);
+  m.input("x", {-1, K}).output("y");
+  m.initializer("w1", {H, K}, random_values(H * K, 1001, -0.3f, 0.3f)).initializer("b1", {H}, random_values(H, 1002));
+  m.initializer("w2", {H, K}, random_values(H * K, 1003, -0.3f, 0.3f));  // [K_in = H, N = K]: transB 0
+  m.initializer("w3", {8, K}, random_values(8 * K, 1004, -0.3f, 0.3f)).initializer("b3", {1}, {0.25f});
+  m.initializer("lo", {}, {0.0f}).initializer("hi", {}, {6.0f});
+  OnnxBuilder::attr(m.node("Gemm", {"x", "w1", "b1"}, {"h"}, "fc1"), "transB", int64_t{1});
+  m.node("Clip", {"h", "lo", "hi"}, {"a"}, "relu6");
+  m.node("Gemm", {"a", "w2"}, {"g"}, "fc2");
+  m.node("Add", {"x", "g"}, {"r"}, "residual");
+  OnnxBuilder::attr(m.node("Gemm", {"r", "w3", "b3"}, {"y"}, "head"), "transB", int64_t{1});
+  const std::string fp32_path = m.save(dir.path() / "mlp.onnx");
+  std::vector<Tensor> calib;
+  for (uint32_t k = 0; k < 4; ++k) calib.push_back({{16, K}, random_values(16 * K, 1010 + k, -2.0f, 2.0f)});
+  runtime::QuantizeOptions o;
+  o.op_types = {"Gemm"};
+  o.threads = 2;
+  const std::string q = dir.file("mlp.int8.onnx");
+  const auto report = runtime::quantize_model(fp32_path, calib, q, o);
+  EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"fc1", "fc2", "head"}));
+  EXPECT_EQ(report.bias_corrected, (std::vector<std::string>{"fc1", "fc2", "head"}));
+  ASSERT_EQ(report.activations.size(), 3u);
+  EXPECT_FALSE(report.activations[1].is_signed) << "after ReLU6: u8";
+
+  const Tensor x{{5, K}, random_values(5 * K, 1020, -2.0f, 2.0f)};
+  const auto model = Model::load(q, {.precision = Precision::int8, .threads = 2});
+  std::vector<runtime::StepTiming> steps;
+  const auto int8 = model.new_session().run({x}, steps);
+  int quantize_steps = 0, dequantize_steps = 0;
+  for (const auto& step : steps) {
+    dequantize_steps += step.node.find("DequantizeLinear") != std::string::npos;
+    quantize_steps += step.node.find("QuantizeLinear") != std::string::npos && step.node.find("Dequantize") == std::string::npos;
+  }
+  EXPECT_EQ(dequantize_steps, 0) << "every Gemm reads its int8 input directly";
+  EXPECT_EQ(quantize_steps, 2) << "x and r are quantized by steps of their own; the ReLU6 output by fc1";
+  const auto qdq_fp32 = Model::load(q, {.threads = 2}).run({x});
+  const auto fp32 = Model::load(fp32_path, {.threads = 2}).run({x});
+  std::printf("[quantize] int8 Gemms: min cosine to fp32 %.5f, to the QDQ file in fp32 %.7f\n",
+              min_cosine(int8[0], fp32[0]), min_cosine(int8[0], qdq_fp32[0]));
+  EXPECT_GE(min_cosine(int8[0], fp32[0]), 0.99);
+  EXPECT_LE(compare(int8[0], qdq_fp32[0]).max_abs, 1e-4 * compare(int8[0], qdq_fp32[0]).scale);
+  const std::string why = ort_unavailable_reason();
+  if (!why.empty()) GTEST_SKIP() << "SKIPPED the ONNX Runtime run: " << why;
+  const auto ort = run_onnxruntime(q, {x});
+  const Difference d = compare(int8[0], ort[0]);
+  std::printf("[quantize] int8 Gemms: ONNX Runtime vs arcforge max abs diff %.3g of scale %.3g\n", d.max_abs, d.scale);
+  EXPECT_LE(d.max_abs, 1e-4 * d.scale);
+}
+
 TEST(Quantize, ErrorsNameTheFile) {
   TempDir dir;
   const std::string fp32_path = small_net(dir);
@@ -363,6 +419,10 @@ TEST(Quantize, ErrorsNameTheFile) {
     EXPECT_NE(std::string(e.what()).find(fp32_path), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("no_such_conv"), std::string::npos) << e.what();
   }
+  // Only Conv and Gemm can be quantized.
+  runtime::QuantizeOptions softmax;
+  softmax.op_types = {"Conv", "Softmax"};
+  EXPECT_THROW(runtime::quantize_model(fp32_path, calibration_batches(1, 901), dir.file("q.onnx"), softmax), ConfigError);
   // Opset 9 with an operator whose meaning changed before 13 (Softmax) cannot be raised.
   OnnxBuilder m(9);
   m.input("x", {1, 2, 4, 4}).output("y").initializer("w", {2, 2, 1, 1}, {1, 0, 0, 1});

@@ -1,7 +1,8 @@
 #pragma once
 // Post-training int8 quantization of an ONNX model: calibration on real inputs, then a QDQ file
-// (QuantizeLinear/DequantizeLinear around every quantized Conv) that ONNX Runtime runs too and that
-// arcforge's runtime runs as oneDNN int8 convolutions with Precision::int8.
+// (QuantizeLinear/DequantizeLinear around every quantized Conv or Gemm) that ONNX Runtime runs too
+// and that arcforge's runtime runs as oneDNN int8 convolutions and inner products with
+// Precision::int8.
 //
 //   auto report = quantize_model("mbf.onnx", calibration_batches, "mbf.int8.onnx", {});
 //
@@ -33,6 +34,10 @@ struct QuantizeOptions {
   // reaches a graph output without another Conv), "depthwise" (one input channel per group), or
   // node names. For MobileFaceNet, {"depthwise", "last"} is what keeps the cosine to fp32 >= 0.99.
   std::vector<std::string> keep_fp32;
+  // Operator types to quantize: "Conv" (default) and/or "Gemm" (a constant 2-D B, transA 0,
+  // alpha 1, beta 1: the linear layers of a ViT, IResNet's FC head). "first" and "last" above
+  // refer to the nodes of these types.
+  std::vector<std::string> op_types = {"Conv"};
   // Bias correction: each quantized Conv's bias absorbs the mean change of its output that
   // quantization causes, per output channel, sum over (w_q * E[Q(x)] - w * E[x]) with the
   // per-channel means of its input measured on the calibration data (a third pass).

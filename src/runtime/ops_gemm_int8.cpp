@@ -1,0 +1,96 @@
+// The int8 Gemm of a QDQ model (see optimize_quant.cpp): a oneDNN int8 inner product, the dense
+// counterpart of ops_conv_int8.cpp. u8/s8 source [M,K] with scale s_x, s8 weights [N,K] with
+// per-column scales s_w[n], int32 accumulation, the bias divided by s_x * s_w[n] (oneDNN 2.x adds
+// it to the accumulator before the output scales), the fused post-ops (activation, residual sum)
+// in fp32, and with a quantized output a last 1 / s_y before oneDNN rounds and saturates.
+#include "conv_post_ops.hpp"
+#include "shape_util.hpp"
+
+namespace arcforge::runtime::detail {
+
+void plan_gemm_int8(PlanBuilder& b, const Node& n) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const QuantConv& q = n.quant;
+  const Dims& a = b.dims(n.input(0));
+  if (a.size() != 2) node_error(n, "A must be 2-D, got " + dims_str(a));
+  const HostTensor& w = b.need_constant(n, 1);  // [N, K], integer-valued floats -127..127
+  const int64_t m = a[0], k = a[1], cols = w.dims[0];
+  if (w.dims.size() != 2 || w.dims[1] != k) node_error(n, "A " + dims_str(a) + " and B " + dims_str(w.dims) + " do not multiply");
+  if (static_cast<int64_t>(q.weight_scales.size()) != cols) node_error(n, "weight scales do not match the columns");
+  const HostTensor* bias = n.input(2).empty() ? nullptr : &b.need_constant(n, 2);
+  if (bias && bias->numel() != cols) node_error(n, "C must have N values");
+
+  std::vector<float> scales(static_cast<std::size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) scales[c] = q.src_scale * q.weight_scales[c];
+  HostTensor acc_bias;
+  if (bias) {
+    acc_bias = HostTensor::from_f32({cols}, std::vector<float>(static_cast<std::size_t>(cols)));
+    for (int64_t c = 0; c < cols; ++c) acc_bias.f[c] = bias->f[c] / scales[c];
+  }
+  const dt src_t = q.src_signed ? dt::s8 : dt::u8;
+  const dt quant_t = q.dst_signed ? dt::s8 : dt::u8;
+  MemRef x = b.input(n.input(0), with_type(plain_md(a), src_t));
+  const md_t w_any({cols, k}, dt::s8, tag::any);
+  const md_t w_plain({cols, k}, dt::f32, tag::oi);
+  const md_t b_md({cols}, dt::f32, tag::x);
+
+  auto make_pd = [&](dt dst_t, const dnnl::primitive_attr& attr) {
+    const md_t dst_md = with_type(plain_md({m, cols}), dst_t);
+    auto d = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, b_md, dst_md)
+                  : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
+    return dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
+  };
+  auto scaled_attr = [&](float extra) {
+    dnnl::primitive_attr attr;
+    std::vector<float> s = scales;
+    for (float& v : s) v *= extra;
+    attr.set_output_scales(1 << 1, s);
+    return attr;
+  };
+
+  PostOpPlan post;
+  dnnl::inner_product_forward::primitive_desc pd;
+  bool fused = true;
+  if (n.post_ops.empty()) {
+    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, scaled_attr(q.dst_quantized ? 1.0f / q.dst_scale : 1.0f));
+  } else {
+    post = build_post_ops(b, n, {m, cols});
+    if (q.dst_quantized) post.ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.dst_scale, 0.0f);
+    dnnl::primitive_attr attr = scaled_attr(1.0f);
+    attr.set_post_ops(post.ops);
+    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, attr);
+    dnnl::inner_product_forward::primitive_desc plain_pd = make_pd(dt::f32, scaled_attr(1.0f));
+    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
+      fused = false;
+      pd = plain_pd;
+      post = PostOpPlan{};
+    }
+  }
+
+  std::unordered_map<int, MemRef> args;
+  args[DNNL_ARG_SRC] = x;
+  args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w, w_plain, pd.weights_desc());
+  if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/acc_bias", acc_bias, b_md, pd.bias_desc());
+  for (auto& [arg, ref] : post.args) args[arg] = ref;
+  const std::string& out = n.outputs.at(0);
+  if (fused) {
+    args[DNNL_ARG_DST] = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, pd.dst_desc())
+                                           : b.output(out, pd.dst_desc());
+    b.add(dnnl::inner_product_forward(pd), std::move(args));
+    return;
+  }
+  // Unfused: fp32 result, the post-ops in place, then (quantized output) one scaling reorder.
+  MemRef tmp = q.dst_quantized ? b.temporary(pd.dst_desc()) : b.output(out, pd.dst_desc());
+  args[DNNL_ARG_DST] = tmp;
+  b.add(dnnl::inner_product_forward(pd), std::move(args));
+  add_unfused_post_ops(b, n, tmp, {m, cols});
+  if (!q.dst_quantized) return;
+  MemRef dst = b.output(out, with_type(pd.dst_desc(), quant_t));
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(0, {1.0f / q.dst_scale});
+  dnnl::reorder::primitive_desc rpd(b.engine(), tmp.md, b.engine(), dst.md, attr);
+  b.add(dnnl::reorder(rpd), {{DNNL_ARG_FROM, tmp}, {DNNL_ARG_TO, dst}});
+}
+
+}  // namespace arcforge::runtime::detail
