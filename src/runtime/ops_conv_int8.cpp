@@ -5,7 +5,7 @@
 // and with a quantized output the last post-op divides by its scale before oneDNN rounds and
 // saturates into u8/s8 (a positive scale could also move ahead of ReLU/PReLU, not of Clip).
 #include "conv_geometry.hpp"
-#include "conv_post_ops.hpp"
+#include "int8_primitive.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -56,13 +56,8 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
   const int64_t oc = geo.out_channels;
   if (static_cast<int64_t>(q.weight_scales.size()) != oc) node_error(n, "weight scales do not match the channels");
 
-  std::vector<float> scales(oc);
-  for (int64_t c = 0; c < oc; ++c) scales[c] = q.src_scale * q.weight_scales[c];
-  HostTensor acc_bias;
-  if (bias) {
-    acc_bias = HostTensor::from_f32({oc}, std::vector<float>(oc));
-    for (int64_t c = 0; c < oc; ++c) acc_bias.f[c] = bias->f[c] / scales[c];
-  }
+  const std::vector<float> scales = int8_output_scales(q, oc);
+  const HostTensor acc_bias = bias ? accumulator_bias(*bias, scales) : HostTensor{};
 
   const Dims& x = geo.in_dims;
   const Dims out_dims = {x[0], oc, geo.out_h, geo.out_w};
@@ -85,34 +80,8 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
                                                     strides, dilates, pad_l, pad_r);
     return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
   };
-  auto scaled_attr = [&](float extra) {
-    dnnl::primitive_attr attr;
-    std::vector<float> s = scales;
-    for (float& v : s) v *= extra;
-    attr.set_output_scales(1 << 1, s);
-    return attr;
-  };
-
-  // Preferred: everything in one primitive.
-  PostOpPlan post;
-  dnnl::convolution_forward::primitive_desc pd;
-  bool fused = true;
-  if (n.post_ops.empty()) {
-    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, scaled_attr(q.dst_quantized ? 1.0f / q.dst_scale : 1.0f));
-  } else {
-    post = build_post_ops(b, n, out_dims);
-    if (q.dst_quantized) post.ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.dst_scale, 0.0f);
-    dnnl::primitive_attr attr = scaled_attr(1.0f);
-    attr.set_post_ops(post.ops);
-    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, attr);
-    // oneDNN 2.6 has only reference int8 kernels for some chains (PReLU): run them unfused.
-    dnnl::convolution_forward::primitive_desc plain_pd = make_pd(dt::f32, scaled_attr(1.0f));
-    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
-      fused = false;
-      pd = plain_pd;
-      post = PostOpPlan{};
-    }
-  }
+  auto [pd, post, fused] =
+      choose_int8_primitive<dnnl::convolution_forward::primitive_desc>(b, n, out_dims, scales, make_pd);
 
   std::unordered_map<int, MemRef> args;
   args[DNNL_ARG_SRC] = b.input(n.input(0), pd.src_desc());
@@ -139,11 +108,7 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
   b.add(dnnl::convolution_forward(pd), std::move(args));
   if (add_prelu_and_quantize(b, n, tmp, out, quant_t, out_dims)) return;
   add_unfused_post_ops(b, n, tmp, out_dims);
-  MemRef dst = b.output(out, with_type(pd.dst_desc(), quant_t));
-  dnnl::primitive_attr attr;
-  attr.set_output_scales(0, {1.0f / q.dst_scale});
-  dnnl::reorder::primitive_desc rpd(b.engine(), tmp.md, b.engine(), dst.md, attr);
-  b.add(dnnl::reorder(rpd), {{DNNL_ARG_FROM, tmp}, {DNNL_ARG_TO, dst}});
+  add_quantizing_reorder(b, tmp, out, quant_t, q.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

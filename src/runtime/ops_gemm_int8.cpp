@@ -3,8 +3,7 @@
 // per-column scales s_w[n], int32 accumulation, the bias divided by s_x * s_w[n] (oneDNN 2.x adds
 // it to the accumulator before the output scales), the fused post-ops (activation, residual sum)
 // in fp32, and with a quantized output a last 1 / s_y before oneDNN rounds and saturates.
-#include "conv_post_ops.hpp"
-#include "shape_util.hpp"
+#include "int8_primitive.hpp"
 
 namespace arcforge::runtime::detail {
 
@@ -21,13 +20,8 @@ void plan_gemm_int8(PlanBuilder& b, const Node& n) {
   const HostTensor* bias = n.input(2).empty() ? nullptr : &b.need_constant(n, 2);
   if (bias && bias->numel() != cols) node_error(n, "C must have N values");
 
-  std::vector<float> scales(static_cast<std::size_t>(cols));
-  for (int64_t c = 0; c < cols; ++c) scales[c] = q.src_scale * q.weight_scales[c];
-  HostTensor acc_bias;
-  if (bias) {
-    acc_bias = HostTensor::from_f32({cols}, std::vector<float>(static_cast<std::size_t>(cols)));
-    for (int64_t c = 0; c < cols; ++c) acc_bias.f[c] = bias->f[c] / scales[c];
-  }
+  const std::vector<float> scales = int8_output_scales(q, cols);
+  const HostTensor acc_bias = bias ? accumulator_bias(*bias, scales) : HostTensor{};
   const dt src_t = q.src_signed ? dt::s8 : dt::u8;
   const dt quant_t = q.dst_signed ? dt::s8 : dt::u8;
   MemRef x = b.input(n.input(0), with_type(plain_md(a), src_t));
@@ -41,32 +35,8 @@ void plan_gemm_int8(PlanBuilder& b, const Node& n) {
                   : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
     return dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
   };
-  auto scaled_attr = [&](float extra) {
-    dnnl::primitive_attr attr;
-    std::vector<float> s = scales;
-    for (float& v : s) v *= extra;
-    attr.set_output_scales(1 << 1, s);
-    return attr;
-  };
-
-  PostOpPlan post;
-  dnnl::inner_product_forward::primitive_desc pd;
-  bool fused = true;
-  if (n.post_ops.empty()) {
-    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, scaled_attr(q.dst_quantized ? 1.0f / q.dst_scale : 1.0f));
-  } else {
-    post = build_post_ops(b, n, {m, cols});
-    if (q.dst_quantized) post.ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.dst_scale, 0.0f);
-    dnnl::primitive_attr attr = scaled_attr(1.0f);
-    attr.set_post_ops(post.ops);
-    pd = make_pd(q.dst_quantized ? quant_t : dt::f32, attr);
-    dnnl::inner_product_forward::primitive_desc plain_pd = make_pd(dt::f32, scaled_attr(1.0f));
-    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
-      fused = false;
-      pd = plain_pd;
-      post = PostOpPlan{};
-    }
-  }
+  auto [pd, post, fused] =
+      choose_int8_primitive<dnnl::inner_product_forward::primitive_desc>(b, n, {m, cols}, scales, make_pd);
 
   std::unordered_map<int, MemRef> args;
   args[DNNL_ARG_SRC] = x;
@@ -85,12 +55,7 @@ void plan_gemm_int8(PlanBuilder& b, const Node& n) {
   args[DNNL_ARG_DST] = tmp;
   b.add(dnnl::inner_product_forward(pd), std::move(args));
   add_unfused_post_ops(b, n, tmp, {m, cols});
-  if (!q.dst_quantized) return;
-  MemRef dst = b.output(out, with_type(pd.dst_desc(), quant_t));
-  dnnl::primitive_attr attr;
-  attr.set_output_scales(0, {1.0f / q.dst_scale});
-  dnnl::reorder::primitive_desc rpd(b.engine(), tmp.md, b.engine(), dst.md, attr);
-  b.add(dnnl::reorder(rpd), {{DNNL_ARG_FROM, tmp}, {DNNL_ARG_TO, dst}});
+  if (q.dst_quantized) add_quantizing_reorder(b, tmp, out, quant_t, q.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

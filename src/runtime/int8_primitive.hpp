@@ -1,0 +1,57 @@
+#pragma once
+// What the int8 convolution (ops_conv_int8.cpp) and the int8 inner product (ops_gemm_int8.cpp)
+// share: oneDNN 2.x int8 primitives accumulate in int32, add the bias to the accumulator, then
+// apply per-output-channel scales s_x * s_w[c] and the post-ops; with a quantized output a last
+// 1 / s_y before the rounding into u8/s8.
+#include "conv_post_ops.hpp"
+
+namespace arcforge::runtime::detail {
+
+// s_x * s_w[c] for each output channel (q.weight_scales has `channels` values: callers check).
+std::vector<float> int8_output_scales(const QuantConv& q, int64_t channels);
+// The float bias divided by the output scales (what oneDNN adds to the int32 accumulator).
+HostTensor accumulator_bias(const HostTensor& bias, const std::vector<float>& scales);
+// Per-output-channel output scales (mask 1 << 1), each times `extra`.
+dnnl::primitive_attr scaled_attr(const std::vector<float>& scales, float extra);
+// Rounds an fp32 result into the node's quantized output (one scaling reorder by 1 / s_y).
+void add_quantizing_reorder(PlanBuilder& b, const MemRef& fp32, const std::string& out, dnnl::memory::data_type quant_t,
+                            float dst_scale);
+
+// The primitive for an int8 node: everything fused (post-ops, and a quantized destination) when
+// oneDNN has an optimised kernel for it; otherwise the plain primitive writing fp32 (`fused`
+// false: the caller runs the post-ops and the quantization after it). `make_pd(dst_type, attr)`
+// builds the primitive descriptor.
+template <class PrimitiveDesc>
+struct Int8Choice {
+  PrimitiveDesc pd;
+  PostOpPlan post;
+  bool fused = true;
+};
+
+template <class PrimitiveDesc, class MakePd>
+Int8Choice<PrimitiveDesc> choose_int8_primitive(PlanBuilder& b, const Node& n, const Dims& out_dims,
+                                                const std::vector<float>& scales, MakePd make_pd) {
+  using dt = dnnl::memory::data_type;
+  const QuantConv& q = n.quant;
+  const dt quant_t = q.dst_signed ? dt::s8 : dt::u8;
+  Int8Choice<PrimitiveDesc> c;
+  if (n.post_ops.empty()) {
+    c.pd = make_pd(q.dst_quantized ? quant_t : dt::f32, scaled_attr(scales, q.dst_quantized ? 1.0f / q.dst_scale : 1.0f));
+    return c;
+  }
+  c.post = build_post_ops(b, n, out_dims);
+  if (q.dst_quantized) c.post.ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.dst_scale, 0.0f);
+  dnnl::primitive_attr attr = scaled_attr(scales, 1.0f);
+  attr.set_post_ops(c.post.ops);
+  c.pd = make_pd(q.dst_quantized ? quant_t : dt::f32, attr);
+  // oneDNN 2.6 has only reference int8 kernels for some chains (PReLU): run them unfused.
+  PrimitiveDesc plain_pd = make_pd(dt::f32, scaled_attr(scales, 1.0f));
+  if (is_reference_impl(c.pd) && !is_reference_impl(plain_pd)) {
+    c.fused = false;
+    c.pd = plain_pd;
+    c.post = PostOpPlan{};
+  }
+  return c;
+}
+
+}  // namespace arcforge::runtime::detail
