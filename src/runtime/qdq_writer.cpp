@@ -77,12 +77,16 @@ onnx::NodeProto make_node(const std::string& op, const std::string& name, const 
 
 // Bias correction: the quantized node computes sum(w_q * Q(x)) where the float one computes
 // sum(w * x); per output channel, the mean of the difference over the calibration data is
-// sum over (input channel, tap) of w_q * E[Q(x)] - w * E[x] (a conv's zero padding ignored), and
+// sum over (input channel, tap) of w_q * E[Q(x)] - w * E[x], each tap weighted by the fraction of
+// output positions where it reads inside the input (a conv's zero padding reads 0 in both), and
 // the bias absorbs it. `layout.at(c, i, t)`: the weight index of output channel c, input channel i
 // (within its group), tap t. False (bias unchanged) when the measured channels do not match.
 struct WeightLayout {
   int64_t out_channels = 0, in_per_group = 0, taps = 1, group = 1;
   bool gemm_kn = false;  // Gemm with transB = 0: weights [K, N]
+  // A conv's taps: the fraction of output positions at which each reads inside the input (zero
+  // padding elsewhere, where the float and the quantized conv both read 0). Empty: all 1.
+  std::vector<double> tap_inside;
   int64_t at(int64_t c, int64_t i, int64_t t) const {
     if (gemm_kn) return i * out_channels + c;
     return (c * in_per_group + i) * taps + t;
@@ -105,7 +109,8 @@ bool correct_bias(std::vector<float>& bias, const std::vector<float>& w, const s
       const double m = r.channel_mean[first_in + i], mq = r.channel_quantized_mean[first_in + i];
       for (int64_t t = 0; t < layout.taps; ++t) {
         const int64_t j = layout.at(c, i, t);
-        shift += static_cast<double>(wq[j]) * w_scale[c] * mq - static_cast<double>(w[j]) * m;
+        const double inside = layout.tap_inside.empty() ? 1.0 : layout.tap_inside[t];
+        shift += inside * (static_cast<double>(wq[j]) * w_scale[c] * mq - static_cast<double>(w[j]) * m);
       }
     }
     bias[c] = static_cast<float>(bias[c] - shift);
@@ -118,6 +123,67 @@ int64_t int_attribute(const onnx::NodeProto& n, const std::string& name, int64_t
     if (a.name() == name) return a.i();
   }
   return fallback;
+}
+
+std::vector<int64_t> ints_attribute(const onnx::NodeProto& n, const std::string& name, std::vector<int64_t> fallback) {
+  for (const auto& a : n.attribute()) {
+    if (a.name() == name) return {a.ints().begin(), a.ints().end()};
+  }
+  return fallback;
+}
+
+std::string string_attribute(const onnx::NodeProto& n, const std::string& name) {
+  for (const auto& a : n.attribute()) {
+    if (a.name() == name) return a.s();
+  }
+  return "NOTSET";
+}
+
+// For a 2-D conv over an input of `in` (H or W) with kernel k, stride, dilation and the padding
+// before it: per kernel offset, the fraction of the output positions that read inside the input.
+std::vector<double> inside_fraction(int64_t in, int64_t k, int64_t stride, int64_t dilation, int64_t pad_begin,
+                                    int64_t pad_end) {
+  const int64_t out = (in + pad_begin + pad_end - dilation * (k - 1) - 1) / stride + 1;
+  std::vector<double> f(static_cast<std::size_t>(k), 1.0);
+  if (out < 1) return f;
+  for (int64_t t = 0; t < k; ++t) {
+    int64_t inside = 0;
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t i = o * stride - pad_begin + t * dilation;
+      inside += i >= 0 && i < in;
+    }
+    f[t] = static_cast<double>(inside) / static_cast<double>(out);
+  }
+  return f;
+}
+
+// tap_inside for a 2-D Conv reading an [N, C, H, W] input (pads from `pads` or auto_pad's SAME
+// rule); empty when the shape is unknown.
+std::vector<double> conv_tap_inside(const onnx::NodeProto& node, const std::vector<int64_t>& in_shape, int64_t kh,
+                                    int64_t kw) {
+  if (in_shape.size() != 4) return {};
+  const auto strides = ints_attribute(node, "strides", {1, 1}), dilations = ints_attribute(node, "dilations", {1, 1});
+  auto pads = ints_attribute(node, "pads", {0, 0, 0, 0});
+  if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4) return {};
+  const std::string auto_pad = string_attribute(node, "auto_pad");
+  const int64_t kernel[2] = {kh, kw};
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    for (int d = 0; d < 2; ++d) {
+      const int64_t in = in_shape[2 + d], out = (in + strides[d] - 1) / strides[d];
+      const int64_t total = std::max<int64_t>(0, (out - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - in);
+      pads[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pads[d + 2] = total - pads[d];
+    }
+  } else if (auto_pad == "VALID") {
+    pads = {0, 0, 0, 0};
+  }
+  const auto rows = inside_fraction(in_shape[2], kh, strides[0], dilations[0], pads[0], pads[2]);
+  const auto cols = inside_fraction(in_shape[3], kw, strides[1], dilations[1], pads[1], pads[3]);
+  std::vector<double> out;
+  for (double r : rows) {
+    for (double c : cols) out.push_back(r * c);
+  }
+  return out;
 }
 
 float float_attribute(const onnx::NodeProto& n, const std::string& name, float fallback) {
@@ -313,6 +379,7 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
       layout.in_per_group = wt.dims(1);
       layout.taps = static_cast<int64_t>(w.size()) / std::max<int64_t>(layout.out_channels * layout.in_per_group, 1);
       layout.group = int_attribute(node, "group", 1);
+      layout.tap_inside = conv_tap_inside(node, r.shape, wt.dims(2), wt.dims(3));
     }
     const int64_t oc = layout.out_channels;
     std::vector<float> w_max(oc, 0.0f), w_scale(oc);

@@ -32,6 +32,7 @@ void measure_channel_means(Session& session, const std::vector<Tensor>& calibrat
       const Tensor& t = out[first_extra + v];
       if (t.shape.size() < 2) continue;
       ActivationRange& r = ranges.at(values[v]);
+      r.shape = t.shape;
       const int64_t n = t.shape[0], c = t.shape[1], inner = t.numel() / std::max<int64_t>(n * c, 1);
       r.channel_mean.resize(static_cast<std::size_t>(c), 0.0);
       r.channel_quantized_mean.resize(static_cast<std::size_t>(c), 0.0);

@@ -55,6 +55,7 @@ struct ActivationRange {
   // Per channel (axis 1) of the calibration data: E[x] and E[Q(x)], Q the quantize-dequantize
   // round trip at `scale`; filled when QuantizeOptions::bias_correction is on.
   std::vector<double> channel_mean, channel_quantized_mean;
+  std::vector<int64_t> shape;  // of the calibration batches (a convolution's input H, W)
 };
 
 struct QuantizeReport {
