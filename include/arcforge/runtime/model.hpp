@@ -25,12 +25,13 @@ namespace arcforge::runtime {
 //         float semantics: weights dequantized at load, activations rounded through their scale.
 //   bf16: convolutions, inner products and the element-wise ops after them take bf16 activations
 //         and weights (packed once), accumulating in fp32; graph inputs and outputs stay fp32.
-//   int8: a QDQ model (written by `arcforge quantize`) runs its quantized convolutions as oneDNN
-//         int8 convolutions (u8/s8 activations, s8 per-channel weights); the rest runs in fp32.
-//         A model without QDQ nodes is rejected.
+//   int8: a QDQ model (written by `arcforge quantize`) runs its quantized convolutions and Gemms
+//         as oneDNN int8 convolutions and inner products (u8/s8 activations, s8 per-channel
+//         weights); the rest runs in fp32. A model without QDQ nodes is rejected.
 //   int8_bf16 ("int8+bf16"): int8 as above, and what the model keeps in floating point (the
-//         convolutions `arcforge quantize --keep-fp32` left unquantized, the Gemm head) runs as
-//         under bf16: mixed precision, like OpenVINO's bf16 inference precision on an int8 model.
+//         convolutions `arcforge quantize --keep-fp32` left unquantized, a float Gemm head) runs
+//         as under bf16, depthwise convolutions excepted: mixed precision, like OpenVINO's bf16
+//         inference precision on an int8 model.
 enum class Precision { fp32, bf16, int8, int8_bf16 };
 // Whether a precision runs QDQ convolutions as int8 convolutions (int8, int8_bf16).
 inline bool runs_int8(Precision p) { return p == Precision::int8 || p == Precision::int8_bf16; }
