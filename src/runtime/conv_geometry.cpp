@@ -1,5 +1,7 @@
 #include "conv_geometry.hpp"
 
+#include <tuple>
+
 namespace arcforge::runtime::detail {
 namespace {
 
@@ -24,14 +26,8 @@ void spatial(const Node& n, ConvGeometry& g, bool ceil_mode) {
   const int64_t eff_h = (g.kernel_h - 1) * g.dilation_h + 1, eff_w = (g.kernel_w - 1) * g.dilation_w + 1;
   const std::string auto_pad = n.attr_s("auto_pad", "NOTSET");
   if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    auto same = [&](int64_t in, int64_t stride, int64_t eff, int64_t& begin, int64_t& end) {
-      const int64_t out = (in + stride - 1) / stride;
-      const int64_t total = std::max<int64_t>(0, (out - 1) * stride + eff - in);
-      begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      end = total - begin;
-    };
-    same(h, g.stride_h, eff_h, pads[0], pads[2]);
-    same(w, g.stride_w, eff_w, pads[1], pads[3]);
+    std::tie(pads[0], pads[2]) = same_padding(auto_pad, h, g.stride_h, eff_h);
+    std::tie(pads[1], pads[3]) = same_padding(auto_pad, w, g.stride_w, eff_w);
   } else if (auto_pad == "VALID") {
     pads = {0, 0, 0, 0};
   } else if (auto_pad != "NOTSET") {
@@ -61,6 +57,14 @@ const Dims& image_input(PlanBuilder& b, const Node& n) {
 }
 
 }  // namespace
+
+std::pair<int64_t, int64_t> same_padding(const std::string& auto_pad, int64_t in, int64_t stride,
+                                         int64_t effective_kernel) {
+  const int64_t out = (in + stride - 1) / stride;
+  const int64_t total = std::max<int64_t>(0, (out - 1) * stride + effective_kernel - in);
+  const int64_t begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+  return {begin, total - begin};
+}
 
 ConvGeometry conv_geometry(PlanBuilder& b, const Node& n) {
   ConvGeometry g;

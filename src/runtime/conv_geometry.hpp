@@ -14,6 +14,11 @@ struct ConvGeometry {
   int64_t ceil_extra_h = 0, ceil_extra_w = 0;  // padding added by ceil_mode beyond `pads`
 };
 
+// auto_pad SAME_UPPER / SAME_LOWER: the padding before and after one spatial axis of `in` values
+// so that the output has ceil(in / stride) values (`effective_kernel`: (k - 1) * dilation + 1).
+std::pair<int64_t, int64_t> same_padding(const std::string& auto_pad, int64_t in, int64_t stride,
+                                         int64_t effective_kernel);
+
 // Conv: kernel from the weights (input 1), group from the attribute.
 ConvGeometry conv_geometry(PlanBuilder& b, const Node& n);
 // Pooling: kernel from kernel_shape (or the whole plane for the Global* ops).

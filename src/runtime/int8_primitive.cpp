@@ -24,6 +24,10 @@ dnnl::primitive_attr scaled_attr(const std::vector<float>& scales, float extra) 
   return attr;
 }
 
+MemRef fused_int8_destination(PlanBuilder& b, const PostOpPlan& post, const std::string& out, const md_t& dst) {
+  return post.sum_in_place ? b.output_accumulating(out, post.sum_addend, dst) : b.output(out, dst);
+}
+
 void add_quantizing_reorder(PlanBuilder& b, const MemRef& fp32, const std::string& out, dnnl::memory::data_type quant_t,
                             float dst_scale) {
   MemRef dst = b.output(out, with_type(fp32.md, quant_t));

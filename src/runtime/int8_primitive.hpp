@@ -17,6 +17,27 @@ dnnl::primitive_attr scaled_attr(const std::vector<float>& scales, float extra);
 void add_quantizing_reorder(PlanBuilder& b, const MemRef& fp32, const std::string& out, dnnl::memory::data_type quant_t,
                             float dst_scale);
 
+// Source, packed s8 weights, the accumulator bias (when there is one) and the post-ops' operands of
+// an int8 primitive whose descriptor is `pd`.
+template <class PrimitiveDesc>
+std::unordered_map<int, MemRef> int8_arguments(PlanBuilder& b, const Node& n, const MemRef& src, const HostTensor& w,
+                                               const md_t& w_plain, const HostTensor* acc_bias,
+                                               const PrimitiveDesc& pd, const PostOpPlan& post) {
+  std::unordered_map<int, MemRef> args;
+  args[DNNL_ARG_SRC] = src;
+  args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w, w_plain, pd.weights_desc());
+  if (acc_bias) {
+    const md_t b_md(acc_bias->dims, dnnl::memory::data_type::f32, dnnl::memory::format_tag::x);
+    args[DNNL_ARG_BIAS] = b.weights(n.name + "/acc_bias", *acc_bias, b_md, pd.bias_desc());
+  }
+  for (const auto& [arg, ref] : post.args) args[arg] = ref;
+  return args;
+}
+
+// The destination of a fully fused int8 primitive: the residual addend's buffer when the sum
+// post-op accumulates in place, else a new output.
+MemRef fused_int8_destination(PlanBuilder& b, const PostOpPlan& post, const std::string& out, const md_t& dst);
+
 // The primitive for an int8 node: everything fused (post-ops, and a quantized destination) when
 // oneDNN has an optimised kernel for it; otherwise the plain primitive writing fp32 (`fused`
 // false: the caller runs the post-ops and the quantization after it). `make_pd(dst_type, attr)`

@@ -38,15 +38,10 @@ void plan_gemm_int8(PlanBuilder& b, const Node& n) {
   auto [pd, post, fused] =
       choose_int8_primitive<dnnl::inner_product_forward::primitive_desc>(b, n, {m, cols}, scales, make_pd);
 
-  std::unordered_map<int, MemRef> args;
-  args[DNNL_ARG_SRC] = x;
-  args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w, w_plain, pd.weights_desc());
-  if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/acc_bias", acc_bias, b_md, pd.bias_desc());
-  for (auto& [arg, ref] : post.args) args[arg] = ref;
+  auto args = int8_arguments(b, n, x, w, w_plain, bias ? &acc_bias : nullptr, pd, post);
   const std::string& out = n.outputs.at(0);
   if (fused) {
-    args[DNNL_ARG_DST] = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, pd.dst_desc())
-                                           : b.output(out, pd.dst_desc());
+    args[DNNL_ARG_DST] = fused_int8_destination(b, post, out, pd.dst_desc());
     b.add(dnnl::inner_product_forward(pd), std::move(args));
     return;
   }

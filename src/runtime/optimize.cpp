@@ -329,7 +329,7 @@ int mark_bf16_gemm_outputs(Graph& g) {
 
 int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) {
   int removed = fold_constants(g, max_tensor_bytes);
-  if (runs_int8(precision) && fuse_quantized_convs(g) == 0) {
+  if (runs_int8(precision) && fuse_quantized_nodes(g) == 0) {
     throw InputError(file_message(g.path, "precision " + to_string(precision) + " needs a quantized (QDQ) model, and this one has no "
                                           "QuantizeLinear/DequantizeLinear around its convolutions or Gemms: run "
                                           "`arcforge quantize MODEL.onnx --calib IMAGES --out MODEL.int8.onnx` first"));

@@ -85,7 +85,7 @@ QuantParams quant_params(const Graph& g, const Node& n) {
   return q;
 }
 
-int fuse_quantized_convs(Graph& g) {
+int fuse_quantized_nodes(Graph& g) {
   const auto prod = producers(g);
   int fused = 0;
   for (auto& conv : g.nodes) {

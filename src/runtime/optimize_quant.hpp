@@ -7,7 +7,7 @@ namespace arcforge::runtime::detail {
 // DequantizeLinear(x_q) -> Conv <- DequantizeLinear(w_s8 per channel) [<- DequantizeLinear(b_s32)]
 // becomes one Conv with `quant` set (zero points must be 0); the same for a Gemm (transA 0,
 // alpha 1, beta 1), whose weights become [N, K] (transB 1). Returns the number of fused nodes.
-int fuse_quantized_convs(Graph& g);
+int fuse_quantized_nodes(Graph& g);
 // A QuantizeLinear that is the single consumer of a fused int8 Conv (after post-op fusion, without
 // a residual sum) becomes the Conv's int8 output.
 int absorb_output_quantize(Graph& g);

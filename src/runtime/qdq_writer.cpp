@@ -14,10 +14,12 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
+#include "conv_geometry.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -118,25 +120,26 @@ bool correct_bias(std::vector<float>& bias, const std::vector<float>& w, const s
   return true;
 }
 
-int64_t int_attribute(const onnx::NodeProto& n, const std::string& name, int64_t fallback) {
+const onnx::AttributeProto* find_attribute(const onnx::NodeProto& n, const std::string& name) {
   for (const auto& a : n.attribute()) {
-    if (a.name() == name) return a.i();
+    if (a.name() == name) return &a;
   }
-  return fallback;
+  return nullptr;
+}
+
+int64_t int_attribute(const onnx::NodeProto& n, const std::string& name, int64_t fallback) {
+  const auto* a = find_attribute(n, name);
+  return a ? a->i() : fallback;
+}
+
+float float_attribute(const onnx::NodeProto& n, const std::string& name, float fallback) {
+  const auto* a = find_attribute(n, name);
+  return a ? a->f() : fallback;
 }
 
 std::vector<int64_t> ints_attribute(const onnx::NodeProto& n, const std::string& name, std::vector<int64_t> fallback) {
-  for (const auto& a : n.attribute()) {
-    if (a.name() == name) return {a.ints().begin(), a.ints().end()};
-  }
-  return fallback;
-}
-
-std::string string_attribute(const onnx::NodeProto& n, const std::string& name) {
-  for (const auto& a : n.attribute()) {
-    if (a.name() == name) return a.s();
-  }
-  return "NOTSET";
+  const auto* a = find_attribute(n, name);
+  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : fallback;
 }
 
 // For a 2-D conv over an input of `in` (H or W) with kernel k, stride, dilation and the padding
@@ -165,14 +168,13 @@ std::vector<double> conv_tap_inside(const onnx::NodeProto& node, const std::vect
   const auto strides = ints_attribute(node, "strides", {1, 1}), dilations = ints_attribute(node, "dilations", {1, 1});
   auto pads = ints_attribute(node, "pads", {0, 0, 0, 0});
   if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4) return {};
-  const std::string auto_pad = string_attribute(node, "auto_pad");
+  const auto* auto_pad_attribute = find_attribute(node, "auto_pad");
+  const std::string auto_pad = auto_pad_attribute ? auto_pad_attribute->s() : "NOTSET";
   const int64_t kernel[2] = {kh, kw};
   if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
     for (int d = 0; d < 2; ++d) {
-      const int64_t in = in_shape[2 + d], out = (in + strides[d] - 1) / strides[d];
-      const int64_t total = std::max<int64_t>(0, (out - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - in);
-      pads[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pads[d + 2] = total - pads[d];
+      std::tie(pads[d], pads[d + 2]) =
+          same_padding(auto_pad, in_shape[2 + d], strides[d], (kernel[d] - 1) * dilations[d] + 1);
     }
   } else if (auto_pad == "VALID") {
     pads = {0, 0, 0, 0};
@@ -186,12 +188,6 @@ std::vector<double> conv_tap_inside(const onnx::NodeProto& node, const std::vect
   return out;
 }
 
-float float_attribute(const onnx::NodeProto& n, const std::string& name, float fallback) {
-  for (const auto& a : n.attribute()) {
-    if (a.name() == name) return a.f();
-  }
-  return fallback;
-}
 
 }  // namespace
 
@@ -279,13 +275,7 @@ QdqWriter::QdqWriter(const std::string& path, const std::vector<std::string>& ke
                              (!has_c || state_->initializer_index.count(n.input(2)));
     // Depthwise: one input channel per group (weights [OC, 1, kh, kw]) and more than one group.
     bool depthwise = false;
-    if (quantizable) {
-      int64_t group = 1;
-      for (const auto& a : n.attribute()) {
-        if (a.name() == "group") group = a.i();
-      }
-      depthwise = group > 1 && g.initializer(w->second).dims(1) == 1;
-    }
+    if (quantizable) depthwise = int_attribute(n, "group", 1) > 1 && g.initializer(w->second).dims(1) == 1;
     if (!quantizable || names_asked.count(name) || (keep_first && first) || (keep_last && last.count(k)) ||
         (keep_depthwise && depthwise)) {
       kept_.push_back(name);

@@ -38,7 +38,7 @@ struct QuantizeOptions {
   // alpha 1, beta 1: the linear layers of a ViT, IResNet's FC head). "first" and "last" above
   // refer to the nodes of these types.
   std::vector<std::string> op_types = {"Conv"};
-  // Bias correction: each quantized Conv's bias absorbs the mean change of its output that
+  // Bias correction: each quantized node's bias absorbs the mean change of its output that
   // quantization causes, per output channel, sum over (w_q * E[Q(x)] - w * E[x]) with the
   // per-channel means of its input measured on the calibration data (a third pass).
   bool bias_correction = true;
@@ -59,9 +59,9 @@ struct ActivationRange {
 };
 
 struct QuantizeReport {
-  std::vector<std::string> quantized_convs;
+  std::vector<std::string> quantized_convs;  // the quantized Conv (and Gemm) nodes
   std::vector<std::string> kept_fp32;  // convolutions left in fp32 (asked for, or not quantizable)
-  std::vector<std::string> bias_corrected;  // quantized convolutions whose bias was corrected
+  std::vector<std::string> bias_corrected;  // quantized nodes whose bias was corrected
   std::vector<ActivationRange> activations;
   int64_t samples = 0;
   int64_t opset_from = 0, opset_to = 0;  // per-channel DequantizeLinear needs opset 13
