@@ -20,10 +20,11 @@ CLASSES=${CLASSES:-10000}
 # PFC_CLASSES classes at sample rates 0.1 and 1.0), dist (`train --nproc 2` on CPU tensors: c10d
 # Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), sync
 # (log.sync_check on synth, fp16, Partial FC and augmented folder training: no host sync inside a
-# step), cpu (not
+# step), graphs (train.cuda_graph against eager on r50 bf16, mbf bf16 and mbf fp16: images/s
+# and the logged losses side by side, then r50 bf16 replayed under log.sync_check), cpu (not
 # default: CPU training fp32 vs bf16 on the host CPU next to PyTorch, bench/run_train_bench.sh:
 # issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
-SECTIONS=${SECTIONS:-check augment sync throughput phases pytorch pfc dist}
+SECTIONS=${SECTIONS:-graphs check augment sync throughput phases pytorch pfc dist}
 ARCHS=${ARCHS:-mbf r50}
 PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
 PFC_CLASSES=${PFC_CLASSES:-1000000}
@@ -113,6 +114,30 @@ if want sync 90; then
   $CLI synth-export runs/sync_folder --identities 40 --samples 8 > /dev/null \
     && sync_train mbf_bf16_folder_article --arch mbf --precision bf16 --set data.dataset=folder \
          --set data.path=runs/sync_folder --set augment.preset=article --set augment.erase_p=0.5
+fi
+if want graphs 90; then
+  # The same runs eager and as replayed CUDA graphs: same data, same seeds, so the logged losses
+  # must agree to rounding; fp16 also exercises skipped steps and loss-scale changes under a graph.
+  log "CUDA graphs (train.cuda_graph) against eager"
+  : > "$OUT/graphs.jsonl"
+  graph_train() {  # arch precision
+    for mode in eager graph; do
+      local flag=false; [[ $mode == graph ]] && flag=true
+      printf '%s %s ' "$1_$2" "$mode" >> "$OUT/graphs.jsonl"
+      timeout 120 $CLI train --device cuda --arch "$1" --precision "$2" --steps "$STEPS" --batch "$BATCH" \
+        --out "runs/graph_$1_$2_$mode" --set data.dataset=synthetic --set data.num_identities="$CLASSES" \
+        --set eval.pairs=0 --set log.every=5 --set checkpoint.every=0 --set train.cuda_graph=$flag --json \
+        2> "$OUT/graph_$1_$2_$mode.log" >> "$OUT/graphs.jsonl" || { echo >> "$OUT/graphs.jsonl"; tail -5 "$OUT/graph_$1_$2_$mode.log"; }
+    done
+  }
+  graph_train r50 bf16
+  graph_train mbf bf16
+  graph_train mbf fp16
+  $PYTHON bench/compare_graph_runs.py "$OUT/graphs.jsonl" runs | tee "$OUT/graphs.md"
+  TORCH_SHOW_CPP_STACKTRACES=1 timeout 90 $CLI train --device cuda --arch r50 --precision bf16 --steps 8 --batch "$BATCH" \
+    --out runs/graph_sync --set data.dataset=synth --set eval.pairs=0 --set checkpoint.every=0 \
+    --set train.cuda_graph=true --set log.sync_check=true --json 2> "$OUT/graph_sync.log" | tee -a "$OUT/graphs.md" \
+    || { echo "graph sync check FAILED"; grep -m1 -B2 -A30 -i "synchroniz\|error" "$OUT/graph_sync.log"; }
 fi
 if want sweep; then
   log "make-demo settings sweep on synth"

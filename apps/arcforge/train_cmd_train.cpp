@@ -116,7 +116,8 @@ void run(const TrainArgs& a) {
                        {"arch", config.model.arch},
                        {"margin", config.margin_preset},
                        {"dataset", config.data.dataset},
-                       {"precision", config.train.precision}};
+                       {"precision", config.train.precision},
+                       {"cuda_graph", config.train.cuda_graph}};
     if (r.eval_before) out["eval_before"] = eval::to_json(*r.eval_before);
     if (r.eval_after) out["eval_after"] = eval::to_json(*r.eval_after);
     for (const auto& [name, report] : r.eval_sets_after) out["eval_sets"][name] = eval::to_json(report);

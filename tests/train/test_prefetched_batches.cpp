@@ -129,3 +129,17 @@ TEST(PrefetchedBatches, DestroyedWhileMakingOneAhead) {
   ahead.batch(0, torch::kCPU);
   // Batch 1 is being made now; the destructor waits for it and returns.
 }
+
+// wait_idle (before a CUDA graph capture) returns only once the batch ahead is made, and that batch
+// is the one handed out next: nothing is made twice or lost.
+TEST(PrefetchedBatches, WaitIdleReturnsOnceTheBatchAheadIsMade) {
+  auto log = std::make_shared<CallLog>();
+  PrefetchedBatches ahead(std::make_unique<RecordingBatches>(log, -1, std::chrono::milliseconds(60)), torch::kCPU, 10);
+  EXPECT_EQ(ahead.batch(0, torch::kCPU).images.flatten()[0].item<double>(), 0.0);
+  ahead.wait_idle();
+  EXPECT_EQ(indices(log->read()), (std::vector<int64_t>{0, 1}));
+  ahead.wait_idle();  // idle already: returns at once
+  EXPECT_EQ(ahead.batch(1, torch::kCPU).images.flatten()[0].item<double>(), 1.0);
+  ahead.wait_idle();
+  EXPECT_EQ(indices(log->read()), (std::vector<int64_t>{0, 1, 2}));
+}

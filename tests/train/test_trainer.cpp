@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "train/train/checkpoint.hpp"
+#include "train/train/grad_scaler.hpp"
+#include "train/train/graphed_step.hpp"
 #include "train/train/trainer.hpp"
 
 using namespace arcforge;
@@ -190,4 +192,121 @@ TEST(Trainer, PhaseTimingReportsEveryPhaseAndChangesNothing) {
   expect_same_weights(*a.head, *b.head);
   fs::remove_all(timed_dir);
   fs::remove_all(plain_dir);
+}
+
+// train.cuda_graph needs CUDA: on a CPU run it is refused by name before anything trains.
+TEST(Trainer, CudaGraphOnTheCpuIsAConfigError) {
+  std::string dir = temp_dir("graph_cpu");
+  TrainConfig c = small_config(dir, 2);
+  c.train.cuda_graph = true;
+  try {
+    run_training(c);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.cuda_graph needs a CUDA device"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "checkpoint.pt"));
+  fs::remove_all(dir);
+}
+
+TEST(GraphedStep, WithoutCudaInLibtorchItIsAConfigError) {
+#ifdef ARCFORGE_WITH_CUDA
+  GTEST_SKIP() << "this libtorch has CUDA";
+#else
+  try {
+    GraphedStep graphed(true);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.cuda_graph: CUDA graphs need libtorch built with CUDA"),
+              std::string::npos)
+        << e.what();
+  }
+#endif
+}
+
+// Disabled, a step is the eager step: gradients cleared (set to none), then the work, on the
+// batches as given.
+TEST(GraphedStep, DisabledRunsTheWorkEagerlyOnTheGivenBatches) {
+  GraphedStep eager(false);
+  EXPECT_FALSE(eager.enabled());
+  EXPECT_FALSE(eager.captures_at(100));
+  EXPECT_FALSE(eager.replaying());
+  auto p = torch::ones({3}, torch::requires_grad());
+  (p * 2).sum().backward();
+  ASSERT_TRUE(p.grad().defined());
+  Batch b{torch::rand({2, 3, 4, 4}), torch::tensor({0, 1}, torch::kInt64)};
+  const auto& staged = eager.stage({b});
+  ASSERT_EQ(staged.size(), 1u);
+  EXPECT_EQ(staged[0].images.data_ptr(), b.images.data_ptr());
+  int runs = 0;
+  eager.run(0, [&] {
+    EXPECT_FALSE(p.grad().defined());
+    ++runs;
+  }, {p});
+  EXPECT_EQ(runs, 1);
+}
+
+// A graph's inputs: buffers allocated once (memory format kept) and refilled in place; another
+// shape is refused by name.
+TEST(StaticBatches, RefillTheSameBuffersAndRefuseAnotherShape) {
+  StaticBatches inputs;
+  auto make = [](double value, int64_t n) {
+    return Batch{torch::full({n, 3, 4, 4}, value).contiguous(at::MemoryFormat::ChannelsLast),
+                 torch::full({n}, static_cast<int64_t>(value), torch::kInt64)};
+  };
+  const Batch first = make(1, 2), second = make(2, 2);
+  const std::vector<Batch>& a = inputs.stage({first});
+  const void* images = a[0].images.data_ptr();
+  const void* labels = a[0].labels.data_ptr();
+  EXPECT_TRUE(a[0].images.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(torch::equal(a[0].images, first.images));
+  EXPECT_NE(images, first.images.data_ptr());
+  const std::vector<Batch>& b = inputs.stage({second});
+  EXPECT_EQ(b[0].images.data_ptr(), images);
+  EXPECT_EQ(b[0].labels.data_ptr(), labels);
+  EXPECT_TRUE(torch::equal(b[0].images, second.images));
+  EXPECT_TRUE(torch::equal(b[0].labels, second.labels));
+  try {
+    inputs.stage({make(3, 5)});
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("images [2,3,4,4], this batch [5,3,4,4]"), std::string::npos) << e.what();
+  }
+}
+
+// The fp16 loss scale held in a device tensor (what a replayed CUDA graph reads) scales losses and
+// unscales gradients exactly as the host value does, through growth, backoff and a restore.
+TEST(GradScaler, ScaleKeptOnTheDeviceGivesTheHostScalesResults) {
+  GradScaler host(true, 1024.0, 2.0, 0.5, 2);
+  GradScaler tensor(true, 1024.0, 2.0, 0.5, 2);
+  tensor.keep_on_device(torch::kCPU);
+  torch::manual_seed(3);
+  auto run_step = [&](GradScaler& scaler, const torch::Tensor& w0, const torch::Tensor& x) {
+    auto w = w0.clone().requires_grad_(true);
+    auto loss = (w * x).sum();
+    auto scaled = scaler.scale(loss);
+    scaled.backward();
+    scaler.unscale({w});
+    return std::make_pair(scaled.detach(), w.grad().clone());
+  };
+  const std::vector<bool> nonfinite = {false, false, true, false, false, false, true};
+  for (size_t i = 0; i <= nonfinite.size(); ++i) {
+    auto w0 = torch::randn({5});
+    auto x = torch::randn({5});
+    auto [host_loss, host_grad] = run_step(host, w0, x);
+    auto [tensor_loss, tensor_grad] = run_step(tensor, w0, x);
+    EXPECT_TRUE(torch::equal(host_loss, tensor_loss)) << "step " << i << ", scale " << host.current_scale();
+    EXPECT_TRUE(torch::equal(host_grad, tensor_grad)) << "step " << i;
+    // Independent reference: the unscaled gradient of sum(w * x) is x.
+    EXPECT_LT((tensor_grad.to(torch::kDouble) - x.to(torch::kDouble)).abs().max().item<double>(), 1e-6);
+    EXPECT_DOUBLE_EQ(host_loss.item<double>() / host.current_scale(), (w0 * x).sum().item<double>());
+    if (i == nonfinite.size()) break;
+    host.update(nonfinite[i]);
+    tensor.update(nonfinite[i]);
+    EXPECT_EQ(host.current_scale(), tensor.current_scale());
+  }
+  EXPECT_EQ(host.current_scale(), 1024.0);  // x2 (2 finite), x0.5, x2, x0.5: back where it started
+  tensor.restore(8.0, 0);
+  auto loss = torch::tensor(3.0f);
+  EXPECT_EQ(tensor.scale(loss).item<float>(), 24.0f);
 }

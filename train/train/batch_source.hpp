@@ -19,6 +19,9 @@ class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual Batch batch(int64_t index, torch::Device device) = 0;
+  // Returns once no batch is being made in the background (a CUDA graph capture must not see
+  // another thread's kernels). Sources that make nothing ahead return at once.
+  virtual void wait_idle() {}
 };
 
 // Which share of the data this process trains on (multi-process training).

@@ -284,6 +284,7 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("train", "max_nonfinite_steps", c.train.max_nonfinite_steps);
   r.get("train", "label_smoothing", c.train.label_smoothing);
   r.get("train", "channels_last", c.train.channels_last);
+  r.get("train", "cuda_graph", c.train.cuda_graph);
 
   r.get("dist", "sample_rate", c.dist.sample_rate);
   r.get("dist", "backend", c.dist.backend);
@@ -376,7 +377,8 @@ std::string to_toml(const TrainConfig& c) {
                             {"seed", static_cast<int64_t>(c.train.seed)},
                             {"max_nonfinite_steps", c.train.max_nonfinite_steps},
                             {"label_smoothing", c.train.label_smoothing},
-                            {"channels_last", c.train.channels_last}}},
+                            {"channels_last", c.train.channels_last},
+                            {"cuda_graph", c.train.cuda_graph}}},
       {"dist", toml::table{{"sample_rate", c.dist.sample_rate},
                            {"backend", c.dist.backend},
                            {"timeout_s", c.dist.timeout_s},

@@ -69,6 +69,9 @@ struct TrainLoopConfig {
   int64_t max_nonfinite_steps = 5; // consecutive skipped steps before the run stops
   double label_smoothing = 0.0;
   bool channels_last = true;       // NHWC activations: ~2x faster conv backward on CPU (oneDNN)
+  // CUDA, one process: replay each step's forward, backward and clipping as one CUDA graph after
+  // two eager warm-up steps (train/train/graphed_step.hpp).
+  bool cuda_graph = false;
 };
 
 // Multi-process training (train/dist/): the world comes from the launcher's environment

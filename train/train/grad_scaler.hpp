@@ -14,6 +14,12 @@ class GradScaler {
              double backoff_factor = 0.5, int64_t growth_interval = 2000);
 
   torch::Tensor scale(const torch::Tensor& loss) const;
+  // Divides the gradients of `params` by the scale (nothing when disabled).
+  void unscale(const std::vector<torch::Tensor>& params) const;
+  // From now on scale() and unscale() read the scale from a tensor on `device`, refreshed by
+  // update() and restore(), instead of baking the host value into the kernels: a captured CUDA
+  // graph (train.cuda_graph) then sees every later scale. Same values either way (powers of two).
+  void keep_on_device(torch::Device device);
   // Adjusts the scale after a step: found_nonfinite says whether the step was skipped.
   void update(bool found_nonfinite);
 
@@ -29,6 +35,10 @@ class GradScaler {
   double backoff_factor_;
   int64_t growth_interval_;
   int64_t growth_tracker_ = 0;
+  torch::Tensor scale_tensor_;    // float scalars on the device, after keep_on_device()
+  torch::Tensor inverse_tensor_;
+
+  void refresh_tensors();
 };
 
 }  // namespace arcforge::train

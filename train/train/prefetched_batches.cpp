@@ -53,6 +53,11 @@ Batch PrefetchedBatches::batch(int64_t index, torch::Device device) {
   return batch;
 }
 
+void PrefetchedBatches::wait_idle() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !requested_; });
+}
+
 void PrefetchedBatches::work(int threads) {
   at::set_num_threads(threads);
   if (device_.is_cuda() && device_.has_index()) compat::set_cuda_device(device_.index());

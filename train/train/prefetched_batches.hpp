@@ -30,6 +30,8 @@ class PrefetchedBatches : public BatchSource {
   // Batch `index` on `device` (the constructor's): the one made ahead when it is that index, else
   // made now on the worker. An error making it is thrown here, for the index that caused it.
   Batch batch(int64_t index, torch::Device device) override;
+  // Waits for the batch in hand to be made (it stays made for the next batch() call).
+  void wait_idle() override;
 
  private:
   void work(int threads);

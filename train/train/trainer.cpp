@@ -16,6 +16,7 @@
 #include "train/train/embed.hpp"
 #include "train/train/eval_sets.hpp"
 #include "train/train/grad_scaler.hpp"
+#include "train/train/graphed_step.hpp"
 #include "train/train/lr_schedule.hpp"
 #include "train/train/metrics_log.hpp"
 #include "train/train/optimizer.hpp"
@@ -40,9 +41,10 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
 }
 
 // Everything that defines the trajectory must match between a checkpoint and a resumed run;
-// only the thread count and the logging/checkpoint/eval cadence may change.
+// only the thread count, CUDA graphs and the logging/checkpoint/eval cadence may change.
 std::string trajectory_fingerprint(TrainConfig c) {
   c.train.threads = 0;
+  c.train.cuda_graph = false;  // the same kernels, replayed
   c.dist.timeout_s = 0;
   c.dist.backend.clear();
   c.dist.bucket_mb = 0;
@@ -216,7 +218,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     if (trajectory_fingerprint(saved) != trajectory_fingerprint(config))
       throw ConfigError(resume_from +
                         ": the checkpoint was trained with a different configuration; resume "
-                        "with the same config (only threads and the log/checkpoint/eval cadence may change)");
+                        "with the same config (only threads, train.cuda_graph and the log/checkpoint/eval cadence may change)");
     const HeadShard saved_shard = read_checkpoint_shard(resume_file);
     if (saved_shard.world_size != world_size)
       throw ConfigError(resume_file + ": the checkpoint was written by " +
@@ -312,6 +314,25 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   PhaseTimer phases(config.log.phase_timing, device);
   HostSyncCheck sync_check(config.log.sync_check && device.is_cuda());
 
+  // train.cuda_graph: one process, CUDA; the step's device work is then captured once and replayed.
+  if (config.train.cuda_graph && !device.is_cuda())
+    throw ConfigError("train.cuda_graph needs a CUDA device; this run is on " + device.str());
+  if (config.train.cuda_graph && world_size > 1)
+    throw ConfigError("train.cuda_graph runs in one process only; this run has " + std::to_string(world_size));
+  if (config.train.cuda_graph && hooks.on_loss)
+    throw std::logic_error("TrainHooks::on_loss is not called per step under train.cuda_graph");
+  GraphedStep graph(config.train.cuda_graph);
+  if (graph.enabled()) scaler.keep_on_device(device);  // a replayed step must see each new loss scale
+  // Phase marks synchronise the device, which a capture forbids: under a graph the device work is one phase.
+  auto mark_in_work = [&](const char* phase) {
+    if (!graph.enabled()) phases.mark(phase);
+  };
+
+  // The device work's outputs, set by each eager step, or once by the capture and then refilled
+  // in place by every replay.
+  torch::Tensor step_loss;
+  torch::Tensor verdict;  // [loss, 1 if every gradient and the loss are finite else 0], double
+
   m.backbone->train();
   m.head->train();
   m.margin->train();
@@ -321,64 +342,79 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     const auto t0 = Clock::now();
     const int64_t step = counters.step;
     // The first step pays for one-time uploads and kernel selection; every later one is checked.
-    const bool check_syncs = step > first_step;
+    // Under train.cuda_graph only the replays are: warm-up and capture synchronise on purpose.
+    const bool capturing = graph.captures_at(step - first_step);
+    const bool check_syncs = step > first_step && (!graph.enabled() || graph.replaying());
     if (check_syncs) sync_check.arm();
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
-    clear_grads(all_params);
     // DDP's broadcast_buffers: every rank runs with rank 0's BatchNorm running statistics.
     dist::broadcast_all(*world, backbone_buffers, 0);
-    bn_statistics.take();
     phases.mark("step_setup");
 
-    torch::Tensor step_loss = torch::zeros({}, torch::TensorOptions().device(device));
+    std::vector<Batch> batches;
     for (int64_t micro = 0; micro < config.train.grad_accumulation; ++micro) {
       Batch batch = data->batch(step * config.train.grad_accumulation + micro, device);
       if (config.train.channels_last)
         batch.images = batch.images.contiguous(at::MemoryFormat::ChannelsLast);
-      phases.mark("data");
-      torch::Tensor embeddings;  // [B, E]
-      {
-        compat::AutocastGuard guard(device.type(), autocast, low_dtype);
-        embeddings = m.backbone->forward(batch.images);
-      }
-      embeddings = embeddings.to(torch::kFloat);
-      torch::Tensor loss;
-      if (pfc) {
-        loss = pfc->forward(m.head->weight, embeddings, batch.labels, *m.margin,
-                            config.train.label_smoothing)
-                   .loss;
-      } else {
-        torch::Tensor cosines = m.head->forward(embeddings);  // [B, C] fp32 in [-1, 1]
-        torch::Tensor logits =
-            m.margin->forward(cosines, batch.labels, embeddings.detach().norm(2, 1));  // [B, C]
-        loss = nn::margin_cross_entropy(logits, batch.labels, config.train.label_smoothing);
-      }
-      loss = loss / static_cast<double>(config.train.grad_accumulation);
-      if (hooks.on_loss) hooks.on_loss(step, loss);
-      if (micro + 1 == config.train.grad_accumulation) reducer.arm();
-      phases.mark("forward");
-      scaler.scale(loss).backward();
-      step_loss += loss.detach();
-      phases.mark("backward");
+      batches.push_back(std::move(batch));
     }
-    reducer.finish();
-    phases.mark("gradient_reduce");
+    const std::vector<Batch>& inputs = graph.stage(std::move(batches));
+    if (capturing) data->wait_idle();  // no other thread may queue kernels during the capture
+    phases.mark("data");
+
+    // The step's device work, from the BatchNorm snapshot to the verdict: eager, or a CUDA graph
+    // (whose outputs, step_loss and verdict, keep the tensors of the capture).
+    auto device_work = [&] {
+      bn_statistics.take();
+      step_loss = torch::zeros({}, torch::TensorOptions().device(device));
+      for (int64_t micro = 0; micro < config.train.grad_accumulation; ++micro) {
+        const Batch& batch = inputs[static_cast<size_t>(micro)];
+        torch::Tensor embeddings;  // [B, E]
+        {
+          compat::AutocastGuard guard(device.type(), autocast, low_dtype);
+          embeddings = m.backbone->forward(batch.images);
+        }
+        embeddings = embeddings.to(torch::kFloat);
+        torch::Tensor loss;
+        if (pfc) {
+          loss = pfc->forward(m.head->weight, embeddings, batch.labels, *m.margin,
+                              config.train.label_smoothing)
+                     .loss;
+        } else {
+          torch::Tensor cosines = m.head->forward(embeddings);  // [B, C] fp32 in [-1, 1]
+          torch::Tensor logits =
+              m.margin->forward(cosines, batch.labels, embeddings.detach().norm(2, 1));  // [B, C]
+          loss = nn::margin_cross_entropy(logits, batch.labels, config.train.label_smoothing);
+        }
+        loss = loss / static_cast<double>(config.train.grad_accumulation);
+        if (hooks.on_loss) hooks.on_loss(step, loss);
+        if (micro + 1 == config.train.grad_accumulation) reducer.arm();
+        mark_in_work("forward");
+        scaler.scale(loss).backward();
+        step_loss += loss.detach();
+        mark_in_work("backward");
+      }
+      reducer.finish();
+      mark_in_work("gradient_reduce");
+      scaler.unscale(all_params);
+      // Clipping and the finiteness check stay on the device; the step's one host read follows.
+      GradientCheck check = clip_and_check(backbone_params, head_params, config.train.clip_grad_norm);
+      verdict = torch::stack({step_loss.to(torch::kDouble),
+                              (check.all_finite & torch::isfinite(step_loss)).to(torch::kDouble)});
+    };
+    graph.run(step - first_step, device_work, all_params);
+    if (graph.enabled()) phases.mark("graph_step");
     if (step == first_step && world_size > 1 && leader)
       metrics.write({{"step", step}, {"world_size", world_size}, {"allreduce_buckets", reducer.num_buckets()},
                      {"buckets_started_during_backward", reducer.started_during_backward()}});
 
-    if (scaler.enabled()) scale_grads(all_params, 1.0 / scaler.current_scale());
-    // Clipping and the finiteness check stay on the device; the step's one host read follows.
-    GradientCheck check = clip_and_check(backbone_params, head_params, config.train.clip_grad_norm);
-    torch::Tensor verdict = torch::stack({step_loss.to(torch::kDouble),
-                                          (check.all_finite & torch::isfinite(step_loss)).to(torch::kDouble)});
     // Each rank checks its own head shard: the step is skipped everywhere if anywhere.
     world->allreduce(verdict, dist::Reduce::min);
     sync_check.disarm();  // the one read back allowed per step
-    verdict = verdict.to(torch::kCPU);
-    const double loss_value = verdict[0].item<double>();
-    const bool finite = verdict[1].item<double>() != 0;
+    const torch::Tensor host_verdict = verdict.to(torch::kCPU);
+    const double loss_value = host_verdict[0].item<double>();
+    const bool finite = host_verdict[1].item<double>() != 0;
     phases.mark("clip_check_verdict");
     scaler.update(!finite);
     if (check_syncs) sync_check.arm();
