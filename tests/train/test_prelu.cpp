@@ -5,7 +5,9 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "train/nn/prelu.hpp"
@@ -27,8 +29,7 @@ std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name;
 
 class PReLUKernel : public ::testing::TestWithParam<Case> {};
 
-TEST_P(PReLUKernel, MatchesDoubleReferenceForwardAndBackward) {
-  const Case& c = GetParam();
+void expect_matches_double_reference(const Case& c) {
   torch::manual_seed(5);
   torch::Tensor base = torch::randn(c.shape);
   base.view(-1).slice(0, 0, 7).zero_();  // exact zeros take the negative branch (x <= 0), as in ATen
@@ -77,6 +78,28 @@ TEST_P(PReLUKernel, MatchesDoubleReferenceForwardAndBackward) {
   EXPECT_LT(relative(x.grad(), gx_ref), rounding) << "input gradient";
   // The slope's gradient is summed in double from exact products of the inputs.
   EXPECT_LT(relative(w.grad(), gw_ref), 2e-7) << "slope gradient";  // one rounding to float
+  if (c.dtype == torch::kBFloat16) {
+    // Computed in float and rounded once to nearest even, as libtorch's own conversion: bit for bit.
+    const torch::Tensor xf = x.detach().to(torch::kFloat), gf = gy.to(torch::kFloat);
+    const torch::Tensor wf = w.detach().view(wshape);
+    EXPECT_TRUE(torch::equal(y.detach(), torch::where(xf > 0, xf, wf * xf).to(torch::kBFloat16))) << "forward rounding";
+    EXPECT_TRUE(torch::equal(x.grad(), torch::where(xf > 0, gf, wf * gf).to(torch::kBFloat16))) << "gradient rounding";
+  }
+}
+
+// Every instruction set this CPU runs: the 16- and 8-lane loops with their tails, and the baseline.
+TEST_P(PReLUKernel, MatchesDoubleReferenceForwardAndBackward) {
+  const an::PreluIsa best = an::prelu_best_isa();
+  for (const an::PreluIsa isa : {an::PreluIsa::baseline, an::PreluIsa::avx2, an::PreluIsa::avx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(best)) {
+      EXPECT_THROW(an::prelu_force_isa(isa), std::invalid_argument);
+      continue;
+    }
+    SCOPED_TRACE("instruction set " + std::to_string(static_cast<int>(isa)));
+    an::prelu_force_isa(isa);
+    expect_matches_double_reference(GetParam());
+  }
+  an::prelu_clear_forced_isa();
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -87,8 +110,34 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"nchw_bf16", {4, 6, 5, 7}, false, false, false, torch::kBFloat16},
                       Case{"channels_last_bf16", {4, 6, 5, 7}, true, false, false, torch::kBFloat16},
                       Case{"wide_channels_last_bf16", {2, 130, 9, 11}, true, false, false, torch::kBFloat16},
-                      Case{"rows_bf16", {9, 6}, false, false, false, torch::kBFloat16}),
+                      Case{"rows_bf16", {9, 6}, false, false, false, torch::kBFloat16},
+                      // Wide rows and planes: whole vectors of 16 and of 8, then a tail.
+                      Case{"wide_channels_last_float", {2, 130, 9, 11}, true},
+                      Case{"wide_nchw_float", {2, 3, 17, 19}},
+                      Case{"wide_nchw_bf16", {2, 3, 17, 19}, false, false, false, torch::kBFloat16},
+                      Case{"wide_rows_float", {5, 70}}),
     [](const auto& info) { return info.param.name; });
+
+// NaN stays NaN and infinities keep their sign (bf16's rounding must not carry a NaN into inf), on
+// every instruction set, in whole vectors and in the tail.
+TEST(PReLUKernel, NonFiniteInputsStayNonFinite) {
+  const an::PreluIsa best = an::prelu_best_isa();
+  for (const torch::Dtype dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (int level = 0; level <= static_cast<int>(best); ++level) {
+      an::prelu_force_isa(static_cast<an::PreluIsa>(level));
+      torch::Tensor x = torch::randn({1, 37});
+      x[0][3] = std::numeric_limits<float>::quiet_NaN();
+      x[0][20] = std::numeric_limits<float>::infinity();
+      x[0][36] = -std::numeric_limits<float>::infinity();
+      const torch::Tensor y = an::prelu(x.to(dtype), torch::full({37}, 0.25)).to(torch::kFloat);
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + " level " + std::to_string(level));
+      EXPECT_TRUE(std::isnan(y[0][3].item<float>()));
+      EXPECT_EQ(y[0][20].item<float>(), std::numeric_limits<float>::infinity());
+      EXPECT_EQ(y[0][36].item<float>(), -std::numeric_limits<float>::infinity());
+    }
+  }
+  an::prelu_clear_forced_isa();
+}
 
 // Dtypes the kernel does not take go to ATen, with the same result.
 TEST(PReLUKernel, DoubleFallsBackToATen) {

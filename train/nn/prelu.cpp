@@ -2,9 +2,12 @@
 
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
+
 
 namespace arcforge::nn {
 namespace {
@@ -43,54 +46,171 @@ constexpr int64_t kGrainElements = 32768;
 
 // Elements are float or bf16 held as its bits (uint16_t), converted with plain integer arithmetic
 // so that GCC vectorises the loops below (c10::BFloat16's conversions keep them scalar).
-inline float load(float v) { return v; }
-inline float load(uint16_t bits) {
+#define ARCFORGE_INLINE __attribute__((always_inline)) inline
+
+ARCFORGE_INLINE float load(float v) { return v; }
+ARCFORGE_INLINE float load(uint16_t bits) {
   const uint32_t u = static_cast<uint32_t>(bits) << 16;
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
-inline void store(float& dst, float v) { dst = v; }
-inline void store(uint16_t& dst, float v) {  // round to nearest even, as c10::BFloat16; NaN stays NaN
+ARCFORGE_INLINE void store(float& dst, float v) { dst = v; }
+ARCFORGE_INLINE void store(uint16_t& dst, float v) {  // round to nearest even, as c10::BFloat16; NaN stays NaN
   uint32_t u;
   std::memcpy(&u, &v, sizeof u);
   u += 0x7FFFu + ((u >> 16) & 1u);
   dst = v != v ? uint16_t{0x7FC0} : static_cast<uint16_t>(u >> 16);
 }
 
-// The innermost loops, with restrict pointers so that they vectorise: one row of channels
-// (channels-last, [N,C]) or one channel plane (NCHW).
-template <typename S>
-void forward_row(const S* __restrict x, S* __restrict y, const float* __restrict w, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ARCFORGE_PRELU_X86 1
+#endif
+
+// The helpers below take and return vectors, but are always inlined: no call passes one, so the
+// ABI notes GCC gives for vector arguments do not apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+// N float lanes in GCC's vector extensions: 16 fill an AVX-512 register, 8 an AVX2 one. GCC's
+// auto-vectoriser left the bf16 loops and the double accumulation scalar, with a mispredicted
+// branch per element; these loops have no branch.
+template <int N>
+struct Lanes {
+  typedef float f32 __attribute__((vector_size(4 * N)));
+  typedef float f32_half __attribute__((vector_size(2 * N)));
+  typedef double f64_half __attribute__((vector_size(4 * N)));  // N/2 doubles
+  typedef uint32_t u32 __attribute__((vector_size(4 * N)));
+  typedef int32_t i32 __attribute__((vector_size(4 * N)));
+  typedef uint16_t u16 __attribute__((vector_size(2 * N)));
+};
+
+template <int N>
+ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const float* p) {
+  typename Lanes<N>::f32 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <int N>
+ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const uint16_t* p) {
+  using L = Lanes<N>;
+  typename L::u16 half;
+  std::memcpy(&half, p, sizeof half);
+  const typename L::u32 bits = __builtin_convertvector(half, typename L::u32) << 16;
+  typename L::f32 v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+template <int N>
+ARCFORGE_INLINE void store_lanes(float* p, typename Lanes<N>::f32 v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <int N>
+ARCFORGE_INLINE void store_lanes(uint16_t* p, typename Lanes<N>::f32 v) {  // store() above, N at a time
+  using L = Lanes<N>;
+  typename L::u32 u;
+  std::memcpy(&u, &v, sizeof u);
+  const typename L::u32 rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  const typename L::i32 nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+  const typename L::u16 half = __builtin_convertvector(nan ? typename L::u32{} + 0x7FC0u : rounded, typename L::u16);
+  std::memcpy(p, &half, sizeof half);
+}
+// The N products a*b, exact in double, as two halves.
+template <int N>
+ARCFORGE_INLINE void double_products(typename Lanes<N>::f32 a, typename Lanes<N>::f32 b,
+                                     typename Lanes<N>::f64_half& low, typename Lanes<N>::f64_half& high) {
+  using L = Lanes<N>;
+  typename L::f32_half a_low, a_high, b_low, b_high;
+  std::memcpy(&a_low, &a, sizeof a_low);
+  std::memcpy(&a_high, reinterpret_cast<const char*>(&a) + sizeof a_low, sizeof a_high);
+  std::memcpy(&b_low, &b, sizeof b_low);
+  std::memcpy(&b_high, reinterpret_cast<const char*>(&b) + sizeof b_low, sizeof b_high);
+  low = __builtin_convertvector(a_low, typename L::f64_half) * __builtin_convertvector(b_low, typename L::f64_half);
+  high = __builtin_convertvector(a_high, typename L::f64_half) * __builtin_convertvector(b_high, typename L::f64_half);
+}
+
+// The innermost loops: one row of channels (channels-last, [N,C]) or one channel plane (NCHW), N
+// elements at a time (none when N is 0), the rest one by one.
+template <int N, typename S>
+ARCFORGE_INLINE void forward_row(const S* __restrict x, S* __restrict y, const float* __restrict w, int64_t n) {
+  int64_t c = 0;
+  if constexpr (N > 0) {
+    for (; c + N <= n; c += N) {
+      const auto v = load_lanes<N>(x + c);
+      store_lanes<N>(y + c, v > 0.0f ? v : load_lanes<N>(w + c) * v);
+    }
+  }
+  for (; c < n; ++c) {
     const float v = load(x[c]), scaled = w[c] * v;  // both sides computed: a select, not a branch
     store(y[c], v > 0 ? v : scaled);
   }
 }
 
-template <typename S>
-void forward_plane(const S* __restrict x, S* __restrict y, float slope, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+template <int N, typename S>
+ARCFORGE_INLINE void forward_plane(const S* __restrict x, S* __restrict y, float slope, int64_t n) {
+  int64_t i = 0;
+  if constexpr (N > 0) {
+    for (; i + N <= n; i += N) {
+      const auto v = load_lanes<N>(x + i);
+      store_lanes<N>(y + i, v > 0.0f ? v : slope * v);
+    }
+  }
+  for (; i < n; ++i) {
     const float v = load(x[i]), scaled = slope * v;
     store(y[i], v > 0 ? v : scaled);
   }
 }
 
-template <typename S>
-void backward_row(const S* __restrict x, const S* __restrict gy, S* __restrict gx, const float* __restrict w,
-                  double* __restrict acc, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
+// gx = x > 0 ? gy : w * gy; acc[c] += x * gy where x <= 0, each product exact in double.
+template <int N, typename S>
+ARCFORGE_INLINE void backward_row(const S* __restrict x, const S* __restrict gy, S* __restrict gx,
+                                  const float* __restrict w, double* __restrict acc, int64_t n) {
+  int64_t c = 0;
+  if constexpr (N > 0) {
+    using L = Lanes<N>;
+    for (; c + N <= n; c += N) {
+      const auto v = load_lanes<N>(x + c), d = load_lanes<N>(gy + c);
+      const auto positive = v > 0.0f;
+      store_lanes<N>(gx + c, positive ? d : load_lanes<N>(w + c) * d);
+      typename L::f64_half low, high, acc_low, acc_high;
+      double_products<N>(positive ? typename L::f32{} : v, d, low, high);
+      std::memcpy(&acc_low, acc + c, sizeof acc_low);
+      std::memcpy(&acc_high, acc + c + N / 2, sizeof acc_high);
+      acc_low += low;
+      acc_high += high;
+      std::memcpy(acc + c, &acc_low, sizeof acc_low);
+      std::memcpy(acc + c + N / 2, &acc_high, sizeof acc_high);
+    }
+  }
+  for (; c < n; ++c) {
     const float v = load(x[c]), d = load(gy[c]), slope = w[c];  // loaded unconditionally: no branch
     const float factor = v > 0 ? 1.0f : slope, negative = v > 0 ? 0.0f : v;
     store(gx[c], factor * d);
-    acc[c] += static_cast<double>(negative) * d;  // exact product, summed in double
+    acc[c] += static_cast<double>(negative) * d;
   }
 }
 
-template <typename S>
-double backward_plane(const S* __restrict x, const S* __restrict gy, S* __restrict gx, float slope, int64_t n) {
+template <int N, typename S>
+ARCFORGE_INLINE double backward_plane(const S* __restrict x, const S* __restrict gy, S* __restrict gx, float slope,
+                                      int64_t n) {
+  int64_t i = 0;
   double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
+  if constexpr (N > 0) {
+    using L = Lanes<N>;
+    typename L::f64_half sum_low{}, sum_high{};
+    for (; i + N <= n; i += N) {
+      const auto v = load_lanes<N>(x + i), d = load_lanes<N>(gy + i);
+      const auto positive = v > 0.0f;
+      store_lanes<N>(gx + i, positive ? d : slope * d);
+      typename L::f64_half low, high;
+      double_products<N>(positive ? typename L::f32{} : v, d, low, high);
+      sum_low += low;
+      sum_high += high;
+    }
+    const typename L::f64_half lanes = sum_low + sum_high;
+    for (int k = 0; k < N / 2; ++k) sum += lanes[k];
+  }
+  for (; i < n; ++i) {
     const float v = load(x[i]), d = load(gy[i]), scaled = slope * d;
     const bool positive = v > 0;
     store(gx[i], positive ? d : scaled);
@@ -99,19 +219,90 @@ double backward_plane(const S* __restrict x, const S* __restrict gy, S* __restri
   return sum;
 }
 
+// Ranges of rows or planes, one copy per instruction set (the row loops inlined into each), and
+// the best one this CPU runs, as the gallery's exact scan picks its kernels.
+#define ARCFORGE_PRELU_RANGES(SUFFIX, ATTRIBUTES, N)                                                           \
+  template <typename S>                                                                                       \
+  ATTRIBUTES void forward_rows_##SUFFIX(const S* x, S* y, const float* w, int64_t channels, int64_t begin,    \
+                                        int64_t end) {                                                        \
+    for (int64_t row = begin; row < end; ++row) forward_row<N>(x + row * channels, y + row * channels, w, channels); \
+  }                                                                                                           \
+  template <typename S>                                                                                       \
+  ATTRIBUTES void forward_planes_##SUFFIX(const S* x, S* y, const float* w, int64_t channels, int64_t inner,  \
+                                          int64_t begin, int64_t end) {                                       \
+    for (int64_t plane = begin; plane < end; ++plane)                                                         \
+      forward_plane<N>(x + plane * inner, y + plane * inner, w[plane % channels], inner);                    \
+  }                                                                                                           \
+  template <typename S>                                                                                       \
+  ATTRIBUTES void backward_rows_##SUFFIX(const S* x, const S* gy, S* gx, const float* w, double* acc,         \
+                                         int64_t channels, int64_t begin, int64_t end) {                      \
+    for (int64_t row = begin; row < end; ++row) {                                                             \
+      const int64_t base = row * channels;                                                                    \
+      backward_row<N>(x + base, gy + base, gx + base, w, acc, channels);                                      \
+    }                                                                                                         \
+  }                                                                                                           \
+  template <typename S>                                                                                       \
+  ATTRIBUTES void backward_planes_##SUFFIX(const S* x, const S* gy, S* gx, const float* w, double* acc,       \
+                                           int64_t channels, int64_t inner, int64_t begin, int64_t end) {     \
+    for (int64_t plane = begin; plane < end; ++plane) {                                                       \
+      const int64_t c = plane % channels, base = plane * inner;                                               \
+      acc[c] += backward_plane<N>(x + base, gy + base, gx + base, w[c], inner);                               \
+    }                                                                                                         \
+  }
+// The baseline keeps GCC's own vectorisation of the scalar loops (SSE2 splits wider vectors badly).
+ARCFORGE_PRELU_RANGES(baseline, , 0)
+#ifdef ARCFORGE_PRELU_X86
+ARCFORGE_PRELU_RANGES(avx2, [[gnu::target("avx2")]], 8)
+ARCFORGE_PRELU_RANGES(avx512, [[gnu::target("avx512f")]], 16)
+#endif
+#undef ARCFORGE_PRELU_RANGES
+#pragma GCC diagnostic pop
+
+using Isa = PreluIsa;
+
+Isa detected_isa() {
+#ifdef ARCFORGE_PRELU_X86
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+    if (__builtin_cpu_supports("avx2")) return Isa::avx2;
+    return Isa::baseline;
+  }();
+  return isa;
+#else
+  return Isa::baseline;
+#endif
+}
+
+std::atomic<int> forced_isa{-1};
+
+Isa active_isa() {
+  const int forced = forced_isa.load(std::memory_order_relaxed);
+  return forced >= 0 ? static_cast<Isa>(forced) : detected_isa();
+}
+
+#ifdef ARCFORGE_PRELU_X86
+#define ARCFORGE_PRELU_DISPATCH(NAME, ...)                      \
+  switch (active_isa()) {                                         \
+    case Isa::avx512: return NAME##_avx512(__VA_ARGS__);        \
+    case Isa::avx2: return NAME##_avx2(__VA_ARGS__);            \
+    default: return NAME##_baseline(__VA_ARGS__);               \
+  }
+#else
+#define ARCFORGE_PRELU_DISPATCH(NAME, ...) return NAME##_baseline(__VA_ARGS__);
+#endif
+
 template <typename S>
 void forward_kernel(const S* x, S* y, const float* w, const Geometry& g) {
   const int64_t channels = g.channels, inner = g.inner;
   if (inner == 1) {
     at::parallel_for(0, g.outer, std::max<int64_t>(1, kGrainElements / channels), [=](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) forward_row(x + row * channels, y + row * channels, w, channels);
+      ARCFORGE_PRELU_DISPATCH(forward_rows, x, y, w, channels, begin, end)
     });
     return;
   }
   at::parallel_for(0, g.outer * channels, std::max<int64_t>(1, kGrainElements / inner), [=](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      forward_plane(x + plane * inner, y + plane * inner, w[plane % channels], inner);
-    }
+    ARCFORGE_PRELU_DISPATCH(forward_planes, x, y, w, channels, inner, begin, end)
   });
 }
 
@@ -126,18 +317,12 @@ std::vector<double> backward_kernel(const S* x, const S* gy, S* gx, const float*
   if (inner == 1) {
     at::parallel_for(0, g.outer, std::max<int64_t>(1, kGrainElements / channels), [=](int64_t begin, int64_t end) {
       double* acc = partial_data + static_cast<int64_t>(at::get_thread_num()) * channels;
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t base = row * channels;
-        backward_row(x + base, gy + base, gx + base, w, acc, channels);
-      }
+      ARCFORGE_PRELU_DISPATCH(backward_rows, x, gy, gx, w, acc, channels, begin, end)
     });
   } else {
     at::parallel_for(0, g.outer * channels, std::max<int64_t>(1, kGrainElements / inner), [=](int64_t begin, int64_t end) {
       double* acc = partial_data + static_cast<int64_t>(at::get_thread_num()) * channels;
-      for (int64_t plane = begin; plane < end; ++plane) {
-        const int64_t c = plane % channels, base = plane * inner;
-        acc[c] += backward_plane(x + base, gy + base, gx + base, w[c], inner);
-      }
+      ARCFORGE_PRELU_DISPATCH(backward_planes, x, gy, gx, w, acc, channels, inner, begin, end)
     });
   }
   std::vector<double> total(static_cast<size_t>(channels), 0.0);
@@ -199,6 +384,16 @@ class PReLUFunction : public torch::autograd::Function<PReLUFunction> {
 };
 
 }  // namespace
+
+PreluIsa prelu_best_isa() { return detected_isa(); }
+
+void prelu_force_isa(PreluIsa isa) {
+  if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
+    throw std::invalid_argument("prelu_force_isa: this CPU cannot run the requested instruction set");
+  forced_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+void prelu_clear_forced_isa() { forced_isa.store(-1, std::memory_order_relaxed); }
 
 bool prelu_uses_cpu_kernel(const torch::Tensor& x, const torch::Tensor& weight) {
   return x.device().is_cpu() && weight.device().is_cpu() && x.dim() >= 2 &&
