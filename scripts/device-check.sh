@@ -21,10 +21,11 @@ CLASSES=${CLASSES:-10000}
 # Gloo as built against this libtorch; with two or more GPUs also one NCCL rank per GPU), sync
 # (log.sync_check on synth, fp16, Partial FC and augmented folder training: no host sync inside a
 # step), graphs (train.cuda_graph against eager on r50 bf16, mbf bf16 and mbf fp16: images/s
-# and the logged losses side by side, then r50 bf16 replayed under log.sync_check), cpu (not
+# and the logged losses side by side, then r50 bf16 replayed under log.sync_check), verdict
+# (train.deferred_verdict off against on, the same runs), cpu (not
 # default: CPU training fp32 vs bf16 on the host CPU next to PyTorch, bench/run_train_bench.sh:
 # issue 2's "bf16 on AMX >= 2x fp32" where it has AMX).
-SECTIONS=${SECTIONS:-graphs check augment sync throughput phases pytorch pfc dist}
+SECTIONS=${SECTIONS:-graphs verdict check augment sync throughput phases pytorch pfc dist}
 ARCHS=${ARCHS:-mbf r50}
 PRECISIONS=${PRECISIONS:-fp32 bf16 fp16}
 PFC_CLASSES=${PFC_CLASSES:-1000000}
@@ -115,29 +116,39 @@ if want sync 90; then
     && sync_train mbf_bf16_folder_article --arch mbf --precision bf16 --set data.dataset=folder \
          --set data.path=runs/sync_folder --set augment.preset=article --set augment.erase_p=0.5
 fi
-if want graphs 90; then
-  # The same runs eager and as replayed CUDA graphs: same data, same seeds, so the logged losses
-  # must agree to rounding; fp16 also exercises skipped steps and loss-scale changes under a graph.
-  log "CUDA graphs (train.cuda_graph) against eager"
-  : > "$OUT/graphs.jsonl"
-  graph_train() {  # arch precision
-    for mode in eager graph; do
-      local flag=false; [[ $mode == graph ]] && flag=true
-      printf '%s %s ' "$1_$2" "$mode" >> "$OUT/graphs.jsonl"
+# Two ways of issuing the same steps, side by side on the same data and seeds: the logged losses
+# must agree to rounding (bench/compare_train_runs.py). name base variant, then per mode its options.
+variant_runs() {  # section base variant base_options variant_options
+  local section=$1 base=$2 variant=$3 base_opts=$4 variant_opts=$5
+  : > "$OUT/$section.jsonl"
+  for run in "r50 bf16" "mbf bf16" "mbf fp16"; do
+    set -- $run
+    for mode in "$base" "$variant"; do
+      local opts=$base_opts; [[ $mode == "$variant" ]] && opts=$variant_opts
+      printf '%s %s ' "$1_$2" "$mode" >> "$OUT/$section.jsonl"
+      # shellcheck disable=SC2086
       timeout 120 $CLI train --device cuda --arch "$1" --precision "$2" --steps "$STEPS" --batch "$BATCH" \
-        --out "runs/graph_$1_$2_$mode" --set data.dataset=synthetic --set data.num_identities="$CLASSES" \
-        --set eval.pairs=0 --set log.every=5 --set checkpoint.every=0 --set train.cuda_graph=$flag --json \
-        2> "$OUT/graph_$1_$2_$mode.log" >> "$OUT/graphs.jsonl" || { echo >> "$OUT/graphs.jsonl"; tail -5 "$OUT/graph_$1_$2_$mode.log"; }
+        --out "runs/${section}_$1_$2_$mode" --set data.dataset=synthetic --set data.num_identities="$CLASSES" \
+        --set eval.pairs=0 --set log.every=5 --set checkpoint.every=0 $opts --json \
+        2> "$OUT/${section}_$1_$2_$mode.log" >> "$OUT/$section.jsonl" \
+        || { echo >> "$OUT/$section.jsonl"; tail -5 "$OUT/${section}_$1_$2_$mode.log"; }
     done
-  }
-  graph_train r50 bf16
-  graph_train mbf bf16
-  graph_train mbf fp16
-  $PYTHON bench/compare_graph_runs.py "$OUT/graphs.jsonl" runs | tee "$OUT/graphs.md"
+  done
+  $PYTHON bench/compare_train_runs.py "$OUT/$section.jsonl" "$base" "$variant" | tee "$OUT/$section.md"
+}
+if want graphs 90; then
+  # fp16 also exercises skipped steps and loss-scale changes under a graph.
+  log "CUDA graphs (train.cuda_graph) against eager"
+  variant_runs graphs eager graph "--set train.cuda_graph=false" "--set train.cuda_graph=true"
   TORCH_SHOW_CPP_STACKTRACES=1 timeout 90 $CLI train --device cuda --arch r50 --precision bf16 --steps 8 --batch "$BATCH" \
     --out runs/graph_sync --set data.dataset=synth --set eval.pairs=0 --set checkpoint.every=0 \
     --set train.cuda_graph=true --set log.sync_check=true --json 2> "$OUT/graph_sync.log" | tee -a "$OUT/graphs.md" \
-    || { echo "graph sync check FAILED"; grep -m1 -B2 -A30 -i "synchroniz\|error" "$OUT/graph_sync.log"; }
+    || { echo "graph sync check FAILED"; grep -m1 -B2 -A30 -i "synchroniz\\|error" "$OUT/graph_sync.log"; }
+fi
+if want verdict 60; then
+  # The skip decision read by the host every step against kept on the GPU (the CUDA default).
+  log "train.deferred_verdict off against on"
+  variant_runs verdict read_each_step deferred "--set train.deferred_verdict=off" "--set train.deferred_verdict=on"
 fi
 if want sweep; then
   log "make-demo settings sweep on synth"

@@ -12,6 +12,8 @@
 #include "train/train/checkpoint.hpp"
 #include "train/train/grad_scaler.hpp"
 #include "train/train/graphed_step.hpp"
+#include "train/train/step_ops.hpp"
+#include "train/train/step_tally.hpp"
 #include "train/train/trainer.hpp"
 
 using namespace arcforge;
@@ -42,6 +44,13 @@ void expect_same_weights(torch::nn::Module& a, torch::nn::Module& b) {
   auto ba = a.named_buffers();
   auto bb = b.named_buffers();
   for (const auto& item : ba) EXPECT_TRUE(torch::equal(item.value(), bb[item.key()])) << item.key();
+}
+
+// The backbones and heads two checkpoints hold are the same, bit for bit.
+void expect_same_checkpoints(const std::string& a, const std::string& b) {
+  TrainModules ma = load_modules_from_checkpoint(a), mb = load_modules_from_checkpoint(b);
+  expect_same_weights(*ma.backbone, *mb.backbone);
+  expect_same_weights(*ma.head, *mb.head);
 }
 
 }  // namespace
@@ -147,10 +156,7 @@ TEST(Trainer, MakingBatchesAheadChangesNothing) {
   TrainConfig in_loop = small_config(inline_dir, 3);
   in_loop.train.grad_accumulation = 2;
   in_loop.data.make_ahead = "off";
-  TrainModules a = load_modules_from_checkpoint(run_training(ahead).checkpoint);
-  TrainModules b = load_modules_from_checkpoint(run_training(in_loop).checkpoint);
-  expect_same_weights(*a.backbone, *b.backbone);
-  expect_same_weights(*a.head, *b.head);
+  expect_same_checkpoints(run_training(ahead).checkpoint, run_training(in_loop).checkpoint);
   fs::remove_all(ahead_dir);
   fs::remove_all(inline_dir);
 }
@@ -186,10 +192,7 @@ TEST(Trainer, PhaseTimingReportsEveryPhaseAndChangesNothing) {
   EXPECT_EQ(logged.size(), timed.phases.size());
   EXPECT_DOUBLE_EQ(logged.at("forward").at("done").get<double>(), timed.phases[2].done_ms);
 
-  TrainModules a = load_modules_from_checkpoint(timed.checkpoint);
-  TrainModules b = load_modules_from_checkpoint(plain.checkpoint);
-  expect_same_weights(*a.backbone, *b.backbone);
-  expect_same_weights(*a.head, *b.head);
+  expect_same_checkpoints(timed.checkpoint, plain.checkpoint);
   fs::remove_all(timed_dir);
   fs::remove_all(plain_dir);
 }
@@ -306,7 +309,141 @@ TEST(GradScaler, ScaleKeptOnTheDeviceGivesTheHostScalesResults) {
     EXPECT_EQ(host.current_scale(), tensor.current_scale());
   }
   EXPECT_EQ(host.current_scale(), 1024.0);  // x2 (2 finite), x0.5, x2, x0.5: back where it started
+  // The same sequence decided on the device: the same scales and counts, read back at the end.
+  GradScaler on_device(true, 1024.0, 2.0, 0.5, 2);
+  on_device.keep_on_device(torch::kCPU);
+  GradScaler reference(true, 1024.0, 2.0, 0.5, 2);
+  for (const bool bad : {false, false, true, false, false, false, true, false}) {
+    on_device.update_on_device(torch::tensor(!bad));
+    reference.update(bad);
+    on_device.sync_from_device();
+    EXPECT_EQ(on_device.current_scale(), reference.current_scale());
+    EXPECT_EQ(on_device.growth_tracker(), reference.growth_tracker());
+    auto g = torch::full({3}, 6.0f).requires_grad_(true);
+    g.mutable_grad() = torch::full({3}, 6.0f);
+    on_device.unscale({g});
+    EXPECT_EQ(g.grad()[0].item<float>(), static_cast<float>(6.0 / reference.current_scale()));
+  }
   tensor.restore(8.0, 0);
   auto loss = torch::tensor(3.0f);
   EXPECT_EQ(tensor.scale(loss).item<float>(), 24.0f);
+}
+
+// train.deferred_verdict = on: the same run as reading the verdict every step, bit for bit, with a
+// skipped step in it.
+TEST(Trainer, DeferredVerdictGivesTheSameRunAsReadingEveryStep) {
+  std::string on_dir = temp_dir("deferred_on"), off_dir = temp_dir("deferred_off");
+  TrainHooks nan_at_3;
+  nan_at_3.on_loss = [](int64_t step, torch::Tensor& loss) {
+    if (step == 3) loss = loss * std::numeric_limits<float>::quiet_NaN();
+  };
+  TrainConfig on = small_config(on_dir, 12), off = small_config(off_dir, 12);
+  on.train.deferred_verdict = "on";
+  off.train.deferred_verdict = "off";
+  TrainResult a = run_training(on, "", nan_at_3), b = run_training(off, "", nan_at_3);
+  EXPECT_EQ(a.skipped_steps, 1);
+  EXPECT_EQ(b.skipped_steps, 1);
+  EXPECT_EQ(a.final_loss, b.final_loss);
+  expect_same_checkpoints(a.checkpoint, b.checkpoint);
+  fs::remove_all(on_dir);
+  fs::remove_all(off_dir);
+}
+
+// Deferred, the guard still stops after max_nonfinite_steps in a row, at the same step, with the
+// last good weights in the checkpoint, though the host only reads the tally every log.every steps.
+TEST(Trainer, DeferredVerdictStopsWithTheLastGoodWeights) {
+  std::string dir = temp_dir("deferred_stop"), five_dir = temp_dir("deferred_five");
+  TrainConfig c = small_config(dir, 20);
+  c.train.deferred_verdict = "on";
+  c.train.max_nonfinite_steps = 3;
+  c.log.every = 10;  // the tally is read at step 10: three steps after the stop
+  TrainHooks inf_from_5;
+  inf_from_5.on_loss = [](int64_t step, torch::Tensor& loss) {
+    if (step >= 5) loss = loss + std::numeric_limits<float>::infinity();
+  };
+  try {
+    run_training(c, "", inf_from_5);
+    FAIL() << "expected TrainingStopped";
+  } catch (const TrainingStopped& e) {
+    EXPECT_NE(std::string(e.what()).find("training stopped at step 8: 3 consecutive"), std::string::npos) << e.what();
+  }
+  TrainConfig five = small_config(five_dir, 20);
+  TrainHooks stop_at_5;
+  stop_at_5.after_step = [](int64_t step) { return step < 5; };
+  expect_same_checkpoints(latest_checkpoint_path(dir), run_training(five, "", stop_at_5).checkpoint);
+  fs::remove_all(dir);
+  fs::remove_all(five_dir);
+}
+
+// masked_sgd_step: with apply true, foreach_sgd_step bit for bit (momentum, weight decay, Nesterov);
+// with apply false, nothing moves, NaN gradients included.
+TEST(StepOps, MaskedSgdStepIsTheStepOrNothing) {
+  for (const bool nesterov : {false, true}) {
+    torch::manual_seed(11);
+    auto make = [&] {
+      std::vector<torch::Tensor> params{torch::randn({4, 3}).requires_grad_(true), torch::randn({5}).requires_grad_(true)};
+      auto options = torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(5e-4).nesterov(nesterov);
+      return std::make_pair(params, std::make_unique<torch::optim::SGD>(params, options));
+    };
+    auto [pa, a] = make();
+    std::vector<torch::Tensor> pb;
+    for (const auto& p : pa) pb.push_back(p.detach().clone().requires_grad_(true));
+    torch::optim::SGD b(pb, torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(5e-4).nesterov(nesterov));
+    auto set_grads = [](std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads) {
+      for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i].clone();
+    };
+    for (int step = 0; step < 4; ++step) {
+      std::vector<torch::Tensor> grads{torch::randn({4, 3}), torch::randn({5})};
+      set_grads(pa, grads);
+      set_grads(pb, grads);
+      if (step == 0) {
+        EXPECT_FALSE(sgd_state_ready(*a));  // gradients, but no momentum buffers yet
+        foreach_sgd_step(*a);  // creates the buffers
+        foreach_sgd_step(b);
+        EXPECT_TRUE(sgd_state_ready(*a));
+        continue;
+      }
+      masked_sgd_step(*a, torch::tensor(true));
+      foreach_sgd_step(b);
+      for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "step " << step;
+    }
+    std::vector<torch::Tensor> before;
+    for (const auto& p : pa) before.push_back(p.detach().clone());
+    set_grads(pa, {torch::full({4, 3}, std::numeric_limits<float>::quiet_NaN()), torch::randn({5})});
+    masked_sgd_step(*a, torch::tensor(false));
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], before[i]));
+    // ...and the momentum buffers did not move either: the next applied step is still b's.
+    set_grads(pa, {torch::ones({4, 3}), torch::ones({5})});
+    set_grads(pb, {torch::ones({4, 3}), torch::ones({5})});
+    masked_sgd_step(*a, torch::tensor(true));
+    foreach_sgd_step(b);
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "after the skipped step";
+  }
+}
+
+// The tally: skipped and applied steps, the loss summed over applied ones, the run of skips
+// carried across reports, and no update applied once max_consecutive skips in a row stopped it.
+TEST(StepTally, CountsSkipsAndStopsAfterTooManyInARow) {
+  StepTally tally(torch::kCPU, 3, /*consecutive=*/1);
+  auto record = [&](bool finite, double loss, int64_t step) {
+    return tally.record(torch::tensor(finite), torch::tensor(loss, torch::kDouble), step).item<bool>();
+  };
+  EXPECT_FALSE(record(false, std::numeric_limits<double>::quiet_NaN(), 4));  // 2 in a row, with the one before
+  EXPECT_TRUE(record(true, 1.5, 5));
+  EXPECT_TRUE(record(true, 2.0, 6));
+  EXPECT_FALSE(record(false, 9.0, 7));
+  StepTally::Report r = tally.report();
+  EXPECT_EQ(r.skipped, 2);
+  EXPECT_EQ(r.applied, 2);
+  EXPECT_DOUBLE_EQ(r.loss_sum, 3.5);
+  EXPECT_EQ(r.consecutive, 1);
+  EXPECT_EQ(r.stop_step, -1);
+  EXPECT_FALSE(record(false, 0.0, 8));
+  EXPECT_FALSE(record(false, 0.0, 9));  // the third in a row: the run stops here
+  EXPECT_FALSE(record(true, 1.0, 10));  // finite, but after the stop: not applied, not counted
+  r = tally.report();
+  EXPECT_EQ(r.skipped, 2);
+  EXPECT_EQ(r.applied, 0);
+  EXPECT_EQ(r.consecutive, 3);
+  EXPECT_EQ(r.stop_step, 9);
 }

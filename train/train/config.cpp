@@ -175,6 +175,10 @@ void validate(const TrainConfig& c, const std::string& source) {
   require(c.log.every > 0, "log.every must be positive");
   require(c.data.make_ahead == "auto" || c.data.make_ahead == "on" || c.data.make_ahead == "off",
           "data.make_ahead must be auto, on or off, not '" + c.data.make_ahead + "'");
+  require(c.train.deferred_verdict == "auto" || c.train.deferred_verdict == "on" || c.train.deferred_verdict == "off",
+          "train.deferred_verdict must be auto, on or off, not '" + c.train.deferred_verdict + "'");
+  require(!(c.train.deferred_verdict == "on" && c.optimizer.name != "sgd"),
+          "train.deferred_verdict = on needs optimizer.name = sgd (AdamW's step count lives on the host)");
   require(!(c.log.sync_check && c.log.phase_timing),
           "log.sync_check and log.phase_timing exclude each other (phase timing synchronises after every phase)");
   require(c.checkpoint.every >= 0, "checkpoint.every must not be negative");
@@ -285,6 +289,7 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("train", "label_smoothing", c.train.label_smoothing);
   r.get("train", "channels_last", c.train.channels_last);
   r.get("train", "cuda_graph", c.train.cuda_graph);
+  r.get("train", "deferred_verdict", c.train.deferred_verdict);
 
   r.get("dist", "sample_rate", c.dist.sample_rate);
   r.get("dist", "backend", c.dist.backend);
@@ -378,7 +383,8 @@ std::string to_toml(const TrainConfig& c) {
                             {"max_nonfinite_steps", c.train.max_nonfinite_steps},
                             {"label_smoothing", c.train.label_smoothing},
                             {"channels_last", c.train.channels_last},
-                            {"cuda_graph", c.train.cuda_graph}}},
+                            {"cuda_graph", c.train.cuda_graph},
+                            {"deferred_verdict", c.train.deferred_verdict}}},
       {"dist", toml::table{{"sample_rate", c.dist.sample_rate},
                            {"backend", c.dist.backend},
                            {"timeout_s", c.dist.timeout_s},

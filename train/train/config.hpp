@@ -72,6 +72,10 @@ struct TrainLoopConfig {
   // CUDA, one process: replay each step's forward, backward and clipping as one CUDA graph after
   // two eager warm-up steps (train/train/graphed_step.hpp).
   bool cuda_graph = false;
+  // auto | on | off. On: the non-finite guard decides on the device whether each step's update
+  // applies, and the host reads its tally only when it reports (no host-device sync per step);
+  // SGD only. Auto: on for CUDA with SGD (train/train/step_tally.hpp).
+  std::string deferred_verdict = "auto";
 };
 
 // Multi-process training (train/dist/): the world comes from the launcher's environment

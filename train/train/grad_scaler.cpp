@@ -2,6 +2,8 @@
 
 #include "train/train/step_ops.hpp"
 
+#include <stdexcept>
+
 namespace arcforge::train {
 
 GradScaler::GradScaler(bool enabled, double init_scale, double growth_factor,
@@ -33,7 +35,29 @@ void GradScaler::keep_on_device(torch::Device device) {
   if (!enabled_) return;
   scale_tensor_ = torch::empty({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
   inverse_tensor_ = torch::empty_like(scale_tensor_);
+  tracker_tensor_ = torch::empty_like(scale_tensor_);
   refresh_tensors();
+}
+
+void GradScaler::update_on_device(const torch::Tensor& finite) {
+  if (!enabled_) return;
+  if (!scale_tensor_.defined()) throw std::logic_error("GradScaler::update_on_device before keep_on_device");
+  torch::NoGradGuard no_grad;
+  // update()'s rule: a non-finite step backs off and restarts the count; growth_interval finite
+  // steps in a row grow the scale and restart it.
+  const torch::Tensor counted = torch::where(finite, tracker_tensor_ + 1, torch::zeros_like(tracker_tensor_));
+  const torch::Tensor grows = counted >= static_cast<double>(growth_interval_);
+  const torch::Tensor scale =
+      torch::where(finite, torch::where(grows, scale_tensor_ * growth_factor_, scale_tensor_), scale_tensor_ * backoff_factor_);
+  tracker_tensor_.copy_(torch::where(grows, torch::zeros_like(counted), counted));
+  scale_tensor_.copy_(scale);
+  inverse_tensor_.copy_(scale.reciprocal());
+}
+
+void GradScaler::sync_from_device() {
+  if (!enabled_ || !scale_tensor_.defined()) return;
+  scale_ = scale_tensor_.item<double>();
+  growth_tracker_ = static_cast<int64_t>(tracker_tensor_.item<double>());
 }
 
 void GradScaler::refresh_tensors() {
@@ -41,6 +65,7 @@ void GradScaler::refresh_tensors() {
   // fill_ passes the value as a kernel argument: no copy from host memory, no sync.
   scale_tensor_.fill_(scale_);
   inverse_tensor_.fill_(1.0 / scale_);
+  tracker_tensor_.fill_(static_cast<double>(growth_tracker_));
 }
 
 void GradScaler::update(bool found_nonfinite) {

@@ -20,6 +20,10 @@ class GradScaler {
   // update() and restore(), instead of baking the host value into the kernels: a captured CUDA
   // graph (train.cuda_graph) then sees every later scale. Same values either way (powers of two).
   void keep_on_device(torch::Device device);
+  // update() decided on the device from `finite` (a bool scalar there), after keep_on_device():
+  // nothing is read back. sync_from_device() brings current_scale() and growth_tracker() up to date.
+  void update_on_device(const torch::Tensor& finite);
+  void sync_from_device();
   // Adjusts the scale after a step: found_nonfinite says whether the step was skipped.
   void update(bool found_nonfinite);
 
@@ -37,6 +41,7 @@ class GradScaler {
   int64_t growth_tracker_ = 0;
   torch::Tensor scale_tensor_;    // float scalars on the device, after keep_on_device()
   torch::Tensor inverse_tensor_;
+  torch::Tensor tracker_tensor_;  // float, the growth tracker (exact below 2^24)
 
   void refresh_tensors();
 };

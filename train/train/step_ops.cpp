@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <stdexcept>
 #include <type_traits>
 
 namespace arcforge::train {
@@ -53,6 +54,27 @@ GradientCheck clip_and_check(const std::vector<torch::Tensor>& clipped,
   return check;
 }
 
+namespace {
+
+// The group's parameters that have a gradient, and those gradients, in order.
+void params_with_grads(torch::optim::OptimizerParamGroup& group, std::vector<torch::Tensor>& params,
+                       std::vector<torch::Tensor>& grads) {
+  for (auto& p : group.params())
+    if (p.grad().defined()) {
+      params.push_back(p);
+      grads.push_back(p.grad());
+    }
+}
+
+// d_p = grad + weight_decay * p (a new list: the gradients themselves stay as they are).
+std::vector<torch::Tensor> decayed_gradients(const torch::optim::SGDOptions& options,
+                                             const std::vector<torch::Tensor>& grads,
+                                             const std::vector<torch::Tensor>& params) {
+  return options.weight_decay() != 0 ? at::_foreach_add(grads, params, options.weight_decay()) : grads;
+}
+
+}  // namespace
+
 void foreach_sgd_step(torch::optim::SGD& optimizer) {
   torch::NoGradGuard no_grad;
   auto& state = optimizer.state();
@@ -60,15 +82,9 @@ void foreach_sgd_step(torch::optim::SGD& optimizer) {
   for (auto& group : optimizer.param_groups()) {
     const auto& options = static_cast<const torch::optim::SGDOptions&>(group.options());
     std::vector<torch::Tensor> params, grads;
-    for (auto& p : group.params())
-      if (p.grad().defined()) {
-        params.push_back(p);
-        grads.push_back(p.grad());
-      }
+    params_with_grads(group, params, grads);
     if (params.empty()) continue;
-    // d_p = grad + weight_decay * p   (a new list: the gradients themselves stay as they are)
-    std::vector<torch::Tensor> steps =
-        options.weight_decay() != 0 ? at::_foreach_add(grads, params, options.weight_decay()) : grads;
+    std::vector<torch::Tensor> steps = decayed_gradients(options, grads, params);
     if (options.momentum() != 0) {
       std::vector<torch::Tensor> buffers;
       bool all_present = true;
@@ -108,6 +124,44 @@ void foreach_sgd_step(torch::optim::SGD& optimizer) {
   }
 }
 
+bool sgd_state_ready(torch::optim::SGD& optimizer) {
+  auto& state = optimizer.state();
+  using StateMap = std::remove_reference_t<decltype(state)>;
+  for (auto& group : optimizer.param_groups()) {
+    if (static_cast<const torch::optim::SGDOptions&>(group.options()).momentum() == 0) continue;
+    for (auto& p : group.params())
+      if (p.grad().defined() && state.find(compat::optimizer_state_key<StateMap>(p)) == state.end()) return false;
+  }
+  return true;
+}
+
+void masked_sgd_step(torch::optim::SGD& optimizer, const torch::Tensor& apply) {
+  torch::NoGradGuard no_grad;
+  auto& state = optimizer.state();
+  using StateMap = std::remove_reference_t<decltype(state)>;
+  for (auto& group : optimizer.param_groups()) {
+    const auto& options = static_cast<const torch::optim::SGDOptions&>(group.options());
+    std::vector<torch::Tensor> params, grads, buffers;
+    params_with_grads(group, params, grads);
+    if (params.empty()) continue;
+    // foreach_sgd_step's arithmetic, out of place: the old values stay for the choice below.
+    std::vector<torch::Tensor> steps = decayed_gradients(options, grads, params);
+    if (options.momentum() != 0) {
+      for (auto& p : params) {
+        auto found = state.find(compat::optimizer_state_key<StateMap>(p));
+        if (found == state.end()) throw std::logic_error("masked_sgd_step before the momentum buffers exist");
+        buffers.push_back(static_cast<torch::optim::SGDParamState&>(*found->second).momentum_buffer());
+      }
+      std::vector<torch::Tensor> updated = at::_foreach_mul(buffers, options.momentum());
+      at::_foreach_add_(updated, steps, 1 - options.dampening());
+      for (size_t i = 0; i < buffers.size(); ++i) at::where_out(buffers[i], apply, updated[i], buffers[i]);
+      steps = options.nesterov() ? at::_foreach_add(steps, updated, options.momentum()) : updated;
+    }
+    const std::vector<torch::Tensor> moved = at::_foreach_add(params, steps, -1 * options.lr());
+    for (size_t i = 0; i < params.size(); ++i) at::where_out(params[i], apply, moved[i], params[i]);
+  }
+}
+
 }  // namespace arcforge::train
 
 namespace arcforge::train {
@@ -128,6 +182,17 @@ void TensorSnapshot::take() {
     flat.reserve(g.tensors.size());
     for (auto& t : g.tensors) flat.push_back(t.detach().reshape({-1}));
     g.copy = torch::cat(flat);
+  }
+}
+
+void TensorSnapshot::restore_unless(const torch::Tensor& keep) {
+  torch::NoGradGuard no_grad;
+  for (auto& g : groups_) {
+    int64_t offset = 0;
+    for (auto& t : g.tensors) {
+      at::where_out(t, keep, t, g.copy.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
   }
 }
 

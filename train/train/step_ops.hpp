@@ -35,6 +35,15 @@ GradientCheck clip_and_check(const std::vector<torch::Tensor>& clipped,
 // with one multi-tensor kernel per operation instead of one per parameter.
 void foreach_sgd_step(torch::optim::SGD& optimizer);
 
+// Whether every parameter with a gradient has its momentum buffer (true without momentum): what
+// masked_sgd_step needs. False before the first step that was applied.
+bool sgd_state_ready(torch::optim::SGD& optimizer);
+
+// foreach_sgd_step where `apply` (a bool scalar on the parameters' device) is true, bit for bit,
+// and an exact no-op where it is false (parameters and buffers keep their values even when the
+// gradients hold NaN), decided on the device: nothing is read back. Needs sgd_state_ready.
+void masked_sgd_step(torch::optim::SGD& optimizer, const torch::Tensor& apply);
+
 }  // namespace arcforge::train
 
 namespace arcforge::train {
@@ -46,6 +55,8 @@ class TensorSnapshot {
   explicit TensorSnapshot(std::vector<torch::Tensor> tensors);
   void take();
   void restore();
+  // Restores where `keep` (a bool scalar on the device) is false, decided on the device.
+  void restore_unless(const torch::Tensor& keep);
 
  private:
   struct Group {

@@ -23,6 +23,7 @@
 #include "train/train/batch_source.hpp"
 #include "train/train/prefetched_batches.hpp"
 #include "train/train/step_ops.hpp"
+#include "train/train/step_tally.hpp"
 
 namespace arcforge::train {
 namespace {
@@ -45,6 +46,7 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
 std::string trajectory_fingerprint(TrainConfig c) {
   c.train.threads = 0;
   c.train.cuda_graph = false;  // the same kernels, replayed
+  c.train.deferred_verdict = "auto";  // the same steps applied or skipped
   c.dist.timeout_s = 0;
   c.dist.backend.clear();
   c.dist.bucket_mb = 0;
@@ -322,7 +324,12 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   if (config.train.cuda_graph && hooks.on_loss)
     throw std::logic_error("TrainHooks::on_loss is not called per step under train.cuda_graph");
   GraphedStep graph(config.train.cuda_graph);
-  if (graph.enabled()) scaler.keep_on_device(device);  // a replayed step must see each new loss scale
+  // train.deferred_verdict: the skip decision stays on the device (SGD only; see config.hpp).
+  const bool deferred_verdict = sgd != nullptr && (config.train.deferred_verdict == "on" ||
+                                                   (config.train.deferred_verdict == "auto" && device.is_cuda()));
+  std::optional<StepTally> tally;  // made at the first deferred step
+  // A replayed step, or one whose scale is updated on the device, must see each new loss scale.
+  if (graph.enabled() || deferred_verdict) scaler.keep_on_device(device);
   // Phase marks synchronise the device, which a capture forbids: under a graph the device work is one phase.
   auto mark_in_work = [&](const char* phase) {
     if (!graph.enabled()) phases.mark(phase);
@@ -411,27 +418,40 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
 
     // Each rank checks its own head shard: the step is skipped everywhere if anywhere.
     world->allreduce(verdict, dist::Reduce::min);
-    sync_check.disarm();  // the one read back allowed per step
-    const torch::Tensor host_verdict = verdict.to(torch::kCPU);
-    const double loss_value = host_verdict[0].item<double>();
-    const bool finite = host_verdict[1].item<double>() != 0;
-    phases.mark("clip_check_verdict");
-    scaler.update(!finite);
-    if (check_syncs) sync_check.arm();
-    if (finite) {
-      if (sgd != nullptr)
-        foreach_sgd_step(*sgd);
-      else
-        optimizer->step();
-      counters.nonfinite_consecutive = 0;
-      window_loss += loss_value;
-      ++window_steps;
+    // Deferred: the device decides (from the second applied step on: the first creates the
+    // momentum buffers); the host reads the tally when it reports, below.
+    const bool deferred = deferred_verdict && sgd_state_ready(*sgd);
+    if (deferred) {
+      if (!tally) tally.emplace(device, config.train.max_nonfinite_steps, counters.nonfinite_consecutive);
+      const torch::Tensor finite = verdict[1] > 0;
+      const torch::Tensor apply = tally->record(finite, verdict[0], step);
+      phases.mark("clip_check_verdict");
+      scaler.update_on_device(finite);
+      masked_sgd_step(*sgd, apply);
+      bn_statistics.restore_unless(apply);
     } else {
-      bn_statistics.restore();
-      ++counters.nonfinite_total;
-      ++counters.nonfinite_consecutive;
-      log::warn(log::cat("step ", step, ": non-finite loss or gradient, step skipped (",
-                         counters.nonfinite_consecutive, " in a row)"));
+      sync_check.disarm();  // the one read back allowed per step
+      const torch::Tensor host_verdict = verdict.to(torch::kCPU);
+      const double loss_value = host_verdict[0].item<double>();
+      const bool finite = host_verdict[1].item<double>() != 0;
+      phases.mark("clip_check_verdict");
+      scaler.update(!finite);
+      if (check_syncs) sync_check.arm();
+      if (finite) {
+        if (sgd != nullptr)
+          foreach_sgd_step(*sgd);
+        else
+          optimizer->step();
+        counters.nonfinite_consecutive = 0;
+        window_loss += loss_value;
+        ++window_steps;
+      } else {
+        bn_statistics.restore();
+        ++counters.nonfinite_total;
+        ++counters.nonfinite_consecutive;
+        log::warn(log::cat("step ", step, ": non-finite loss or gradient, step skipped (",
+                           counters.nonfinite_consecutive, " in a row)"));
+      }
     }
     phases.mark("optimizer");
     if (check_syncs && sync_check.disarm()) ++result.sync_checked_steps;
@@ -443,7 +463,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     }
     phases.end_step(timed);
 
-    if (counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) {
+    auto stop_for_nonfinite_steps = [&] {
       // Skipped steps touched neither weights nor BN statistics: the checkpoint is the last good state.
       save();
       if (progress) progress->finish();
@@ -452,6 +472,27 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
           " consecutive steps had a non-finite loss or gradient (lower the learning rate, or use "
           "fp32/bf16); the last good weights are in ",
           checkpoint_path));
+    };
+    if (!deferred && counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) stop_for_nonfinite_steps();
+    const bool reports = counters.step == total_steps || counters.step % config.log.every == 0 ||
+                         (config.checkpoint.every > 0 && counters.step % config.checkpoint.every == 0) ||
+                         (eval_enabled && config.eval.every > 0 && counters.step % config.eval.every == 0) ||
+                         static_cast<bool>(hooks.after_step);
+    if (tally && reports) {
+      // The deferred steps since the last report, in one read (as often as log.every allows).
+      const StepTally::Report r = tally->report();
+      counters.nonfinite_total += r.skipped;
+      counters.nonfinite_consecutive = r.consecutive;
+      window_loss += r.loss_sum;
+      window_steps += r.applied;
+      scaler.sync_from_device();
+      if (r.skipped > 0)
+        log::warn(log::cat(r.skipped, " step(s) before step ", counters.step,
+                           " had a non-finite loss or gradient and were skipped (", r.consecutive, " in a row now)"));
+      if (r.stop_step >= 0) {
+        counters.step = r.stop_step + 1;  // no update applied after it
+        stop_for_nonfinite_steps();
+      }
     }
 
     const bool last = counters.step == total_steps;
