@@ -265,7 +265,7 @@ def main():
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5)
             opt.step()
-        return loss.item()  # one sync per step, as arcforge does
+        return loss.item()  # one sync per step, as arcface_torch (its loss AverageMeter reads loss.item())
 
     for _ in range(a.warmup):
         step()
