@@ -273,7 +273,7 @@ TEST(StaticBatches, RefillTheSameBuffersAndRefuseAnotherShape) {
     inputs.stage({make(3, 5)});
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("images [2,3,4,4], this batch [5,3,4,4]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("images [2, 3, 4, 4], this batch [5, 3, 4, 4]"), std::string::npos) << e.what();
   }
 }
 

@@ -1,7 +1,6 @@
 // IResNet, following arcface_torch backbones/iresnet.py (see iresnet.hpp for the layout).
 #include "train/nn/iresnet.hpp"
 
-#include <sstream>
 
 #include "arcforge/common/error.hpp"
 #include "train/nn/complexity_recorder.hpp"
@@ -30,12 +29,6 @@ torch::nn::BatchNorm2d batch_norm(int64_t channels) {
 
 torch::nn::PReLU prelu(int64_t channels) {
   return torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(channels));
-}
-
-std::string shape_of(const torch::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
 }
 
 }  // namespace
@@ -119,7 +112,7 @@ void IResNet::initialize_weights() {
 
 torch::Tensor IResNet::forward(torch::Tensor images) {
   if (images.dim() != 4 || images.size(1) != 3) {
-    throw InputError(arch_ + ": expected images [N,3,H,W], got " + shape_of(images));
+    throw InputError(arch_ + ": expected images [N,3,H,W], got " + c10::str(images.sizes()));
   }
   torch::Tensor x = metered(conv1_, images);
   x = metered(bn1_, x);
@@ -127,7 +120,7 @@ torch::Tensor IResNet::forward(torch::Tensor images) {
   for (auto& layer : layers_) x = layer->forward(x);
   x = metered(bn2_, x);
   if (x.size(2) != kFinalMapSize || x.size(3) != kFinalMapSize) {
-    throw InputError(arch_ + ": input " + shape_of(images) + " gives a " +
+    throw InputError(arch_ + ": input " + c10::str(images.sizes()) + " gives a " +
                      std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) +
                      " final feature map; the fc layer needs 7x7 (a 112x112 input)");
   }

@@ -1,7 +1,6 @@
 // MobileFaceNet, following arcface_torch backbones/mobilefacenet.py (see mobilefacenet.hpp).
 #include "train/nn/mobilefacenet.hpp"
 
-#include <sstream>
 
 #include "arcforge/common/error.hpp"
 #include "train/nn/complexity_recorder.hpp"
@@ -20,12 +19,6 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, const mbf::ConvSpec& spec) {
                                .padding(spec.padding)
                                .groups(spec.groups)
                                .bias(false));
-}
-
-std::string shape_of(const torch::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
 }
 
 }  // namespace
@@ -136,12 +129,12 @@ void MobileFaceNet::initialize_weights() {
 
 torch::Tensor MobileFaceNet::forward(torch::Tensor images) {
   if (images.dim() != 4 || images.size(1) != 3) {
-    throw InputError(arch_ + ": expected images [N,3,H,W], got " + shape_of(images));
+    throw InputError(arch_ + ": expected images [N,3,H,W], got " + c10::str(images.sizes()));
   }
   torch::Tensor x = layers_->forward(images);
   x = conv_sep_->forward(x);
   if (x.size(2) != kFinalMapSize || x.size(3) != kFinalMapSize) {
-    throw InputError(arch_ + ": input " + shape_of(images) + " gives a " +
+    throw InputError(arch_ + ": input " + c10::str(images.sizes()) + " gives a " +
                      std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) +
                      " final feature map; the GDC head needs 7x7 (a 112x112 input)");
   }

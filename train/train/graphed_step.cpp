@@ -9,17 +9,11 @@
 namespace arcforge::train {
 namespace {
 
-std::string shape_text(const torch::Tensor& t) {
-  std::string text = "[";
-  for (int64_t d = 0; d < t.dim(); ++d) text += (d ? "," : "") + std::to_string(t.size(d));
-  return text + "]";
-}
-
 // Copies `from` into `into` (same shape, dtype and device), keeping `into`'s storage.
 void copy_into(torch::Tensor& into, const torch::Tensor& from, const char* what) {
   if (into.sizes() != from.sizes())
     throw InputError("train.cuda_graph: every batch must have the shape of the first (" + std::string(what) +
-                     " " + shape_text(into) + ", this batch " + shape_text(from) + ")");
+                     " " + c10::str(into.sizes()) + ", this batch " + c10::str(from.sizes()) + ")");
   into.copy_(from, /*non_blocking=*/true);
 }
 
