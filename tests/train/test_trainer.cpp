@@ -53,6 +53,33 @@ void expect_same_checkpoints(const std::string& a, const std::string& b) {
   expect_same_weights(*ma.head, *mb.head);
 }
 
+// Hooks that make every loss from step `first` on infinite.
+TrainHooks infinite_loss_from(int64_t first) {
+  TrainHooks hooks;
+  hooks.on_loss = [first](int64_t step, torch::Tensor& loss) {
+    if (step >= first) loss = loss + std::numeric_limits<float>::infinity();
+  };
+  return hooks;
+}
+
+// Runs `c` and expects the non-finite guard to stop it with a message holding `text`.
+void expect_stopped(const TrainConfig& c, const TrainHooks& hooks, const std::string& text) {
+  try {
+    run_training(c, "", hooks);
+    FAIL() << "expected TrainingStopped";
+  } catch (const TrainingStopped& e) {
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
+}
+
+// The checkpoint of `c` trained for its first `steps` steps only (c's own directory is replaced by `dir`).
+std::string checkpoint_after_steps(TrainConfig c, const std::string& dir, int64_t steps) {
+  c.checkpoint.dir = dir;
+  TrainHooks stop;
+  stop.after_step = [steps](int64_t step) { return step < steps; };
+  return run_training(c, "", stop).checkpoint;
+}
+
 }  // namespace
 
 TEST(Trainer, LossFallsAndHeldOutAccuracyRises) {
@@ -122,28 +149,16 @@ TEST(Trainer, NonFiniteStepsAreSkippedCountedAndStopTheRun) {
   // From step 5 on every loss is infinite: after 3 in a row the run stops with a clear message
   // and the checkpoint holds the weights after step 4, all finite.
   fs::remove_all(dir);
-  TrainHooks always;
-  always.on_loss = [](int64_t step, torch::Tensor& loss) {
-    if (step >= 5) loss = loss + std::numeric_limits<float>::infinity();
-  };
-  try {
-    run_training(c, "", always);
-    FAIL() << "expected TrainingStopped";
-  } catch (const TrainingStopped& e) {
-    EXPECT_NE(std::string(e.what()).find("3 consecutive"), std::string::npos) << e.what();
-  }
+  expect_stopped(c, infinite_loss_from(5), "3 consecutive");
   TrainConfig saved;
   TrainModules m = load_modules_from_checkpoint(latest_checkpoint_path(dir), &saved);
   for (const auto& p : m.backbone->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
   // The uninterrupted first 5 steps give the same weights as the stopped run's checkpoint.
-  TrainConfig five = small_config(temp_dir("five"), 12);
-  TrainHooks stop_at_5;
-  stop_at_5.after_step = [](int64_t step) { return step < 5; };
-  TrainResult r5 = run_training(five, "", stop_at_5);
-  TrainModules m5 = load_modules_from_checkpoint(r5.checkpoint);
+  const std::string five_dir = temp_dir("five");
+  TrainModules m5 = load_modules_from_checkpoint(checkpoint_after_steps(small_config(dir, 12), five_dir, 5));
   expect_same_weights(*m.backbone, *m5.backbone);
   fs::remove_all(dir);
-  fs::remove_all(five.checkpoint.dir);
+  fs::remove_all(five_dir);
 }
 
 // data.make_ahead makes each batch on a worker thread during the previous step: the batches, and so
@@ -357,20 +372,8 @@ TEST(Trainer, DeferredVerdictStopsWithTheLastGoodWeights) {
   c.train.deferred_verdict = "on";
   c.train.max_nonfinite_steps = 3;
   c.log.every = 10;  // the tally is read at step 10: three steps after the stop
-  TrainHooks inf_from_5;
-  inf_from_5.on_loss = [](int64_t step, torch::Tensor& loss) {
-    if (step >= 5) loss = loss + std::numeric_limits<float>::infinity();
-  };
-  try {
-    run_training(c, "", inf_from_5);
-    FAIL() << "expected TrainingStopped";
-  } catch (const TrainingStopped& e) {
-    EXPECT_NE(std::string(e.what()).find("training stopped at step 8: 3 consecutive"), std::string::npos) << e.what();
-  }
-  TrainConfig five = small_config(five_dir, 20);
-  TrainHooks stop_at_5;
-  stop_at_5.after_step = [](int64_t step) { return step < 5; };
-  expect_same_checkpoints(latest_checkpoint_path(dir), run_training(five, "", stop_at_5).checkpoint);
+  expect_stopped(c, infinite_loss_from(5), "training stopped at step 8: 3 consecutive");
+  expect_same_checkpoints(latest_checkpoint_path(dir), checkpoint_after_steps(small_config(dir, 20), five_dir, 5));
   fs::remove_all(dir);
   fs::remove_all(five_dir);
 }

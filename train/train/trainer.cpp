@@ -42,7 +42,8 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
 }
 
 // Everything that defines the trajectory must match between a checkpoint and a resumed run;
-// only the thread count, CUDA graphs and the logging/checkpoint/eval cadence may change.
+// only the thread count, how steps are issued (CUDA graphs, deferred verdicts) and the
+// logging/checkpoint/eval cadence may change.
 std::string trajectory_fingerprint(TrainConfig c) {
   c.train.threads = 0;
   c.train.cuda_graph = false;  // the same kernels, replayed
@@ -220,7 +221,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     if (trajectory_fingerprint(saved) != trajectory_fingerprint(config))
       throw ConfigError(resume_from +
                         ": the checkpoint was trained with a different configuration; resume "
-                        "with the same config (only threads, train.cuda_graph and the log/checkpoint/eval cadence may change)");
+                        "with the same config (only threads, train.cuda_graph, train.deferred_verdict and the log/checkpoint/eval cadence may change)");
     const HeadShard saved_shard = read_checkpoint_shard(resume_file);
     if (saved_shard.world_size != world_size)
       throw ConfigError(resume_file + ": the checkpoint was written by " +
@@ -328,6 +329,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   const bool deferred_verdict = sgd != nullptr && (config.train.deferred_verdict == "on" ||
                                                    (config.train.deferred_verdict == "auto" && device.is_cuda()));
   std::optional<StepTally> tally;  // made at the first deferred step
+  bool sgd_ready = false;          // momentum buffers exist (then for good): masked steps can run
   // A replayed step, or one whose scale is updated on the device, must see each new loss scale.
   if (graph.enabled() || deferred_verdict) scaler.keep_on_device(device);
   // Phase marks synchronise the device, which a capture forbids: under a graph the device work is one phase.
@@ -339,6 +341,17 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   // in place by every replay.
   torch::Tensor step_loss;
   torch::Tensor verdict;  // [loss, 1 if every gradient and the loss are finite else 0], double
+
+  auto stop_for_nonfinite_steps = [&] {
+    // Skipped steps touched neither weights nor BN statistics: the checkpoint is the last good state.
+    save();
+    if (progress) progress->finish();
+    throw TrainingStopped(log::cat(
+        "training stopped at step ", counters.step, ": ", counters.nonfinite_consecutive,
+        " consecutive steps had a non-finite loss or gradient (lower the learning rate, or use "
+        "fp32/bf16); the last good weights are in ",
+        checkpoint_path));
+  };
 
   m.backbone->train();
   m.head->train();
@@ -420,7 +433,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     world->allreduce(verdict, dist::Reduce::min);
     // Deferred: the device decides (from the second applied step on: the first creates the
     // momentum buffers); the host reads the tally when it reports, below.
-    const bool deferred = deferred_verdict && sgd_state_ready(*sgd);
+    sgd_ready = sgd_ready || (deferred_verdict && sgd_state_ready(*sgd));
+    const bool deferred = deferred_verdict && sgd_ready;
     if (deferred) {
       if (!tally) tally.emplace(device, config.train.max_nonfinite_steps, counters.nonfinite_consecutive);
       const torch::Tensor finite = verdict[1] > 0;
@@ -463,16 +477,6 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     }
     phases.end_step(timed);
 
-    auto stop_for_nonfinite_steps = [&] {
-      // Skipped steps touched neither weights nor BN statistics: the checkpoint is the last good state.
-      save();
-      if (progress) progress->finish();
-      throw TrainingStopped(log::cat(
-          "training stopped at step ", counters.step, ": ", counters.nonfinite_consecutive,
-          " consecutive steps had a non-finite loss or gradient (lower the learning rate, or use "
-          "fp32/bf16); the last good weights are in ",
-          checkpoint_path));
-    };
     if (!deferred && counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) stop_for_nonfinite_steps();
     const bool reports = counters.step == total_steps || counters.step % config.log.every == 0 ||
                          (config.checkpoint.every > 0 && counters.step % config.checkpoint.every == 0) ||
