@@ -369,11 +369,16 @@ PairList parse_lfw_pairs(std::string_view text, const std::string& image_root, c
   PairList list = builder.take();
   if (list.pairs.empty()) throw InputError(file_message(name, "no pairs"));
   if (header_folds >= 0) {
-    const int64_t expected = header_folds * 2 * header_per_class;
-    if (static_cast<int64_t>(list.pairs.size()) != expected || list.same_count() != header_folds * header_per_class) {
+    // Counts of up to 12 digits each: their product can overflow, and then no file matches it.
+    int64_t same_expected = 0, expected = 0;
+    const bool representable = !__builtin_mul_overflow(header_folds, header_per_class, &same_expected) &&
+                               !__builtin_mul_overflow(same_expected, int64_t{2}, &expected);
+    if (!representable || static_cast<int64_t>(list.pairs.size()) != expected ||
+        list.same_count() != same_expected) {
       fail_line(name, header_line, "the header promises " + std::to_string(header_folds) + " x " +
                                        std::to_string(header_per_class) + " same and as many different pairs (" +
-                                       std::to_string(expected) + "), the file has " + std::to_string(list.pairs.size()) +
+                                       (representable ? std::to_string(expected) : std::string("more than any file")) +
+                                       "), the file has " + std::to_string(list.pairs.size()) +
                                        " pairs of which " + std::to_string(list.same_count()) + " same");
     }
   }
