@@ -11,6 +11,7 @@
 #include <string>
 
 #include "train/nn/prelu.hpp"
+#include "train/nn/cpu_kernel_isa.hpp"
 
 namespace {
 
@@ -89,17 +90,17 @@ void expect_matches_double_reference(const Case& c) {
 
 // Every instruction set this CPU runs: the 16- and 8-lane loops with their tails, and the baseline.
 TEST_P(PReLUKernel, MatchesDoubleReferenceForwardAndBackward) {
-  const an::PreluIsa best = an::prelu_best_isa();
-  for (const an::PreluIsa isa : {an::PreluIsa::baseline, an::PreluIsa::avx2, an::PreluIsa::avx512}) {
+  const an::CpuKernelIsa best = an::cpu_kernel_best_isa();
+  for (const an::CpuKernelIsa isa : {an::CpuKernelIsa::baseline, an::CpuKernelIsa::avx2, an::CpuKernelIsa::avx512}) {
     if (static_cast<int>(isa) > static_cast<int>(best)) {
-      EXPECT_THROW(an::prelu_force_isa(isa), std::invalid_argument);
+      EXPECT_THROW(an::force_cpu_kernel_isa(isa), std::invalid_argument);
       continue;
     }
     SCOPED_TRACE("instruction set " + std::to_string(static_cast<int>(isa)));
-    an::prelu_force_isa(isa);
+    an::force_cpu_kernel_isa(isa);
     expect_matches_double_reference(GetParam());
   }
-  an::prelu_clear_forced_isa();
+  an::clear_forced_cpu_kernel_isa();
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -121,10 +122,10 @@ INSTANTIATE_TEST_SUITE_P(
 // NaN stays NaN and infinities keep their sign (bf16's rounding must not carry a NaN into inf), on
 // every instruction set, in whole vectors and in the tail.
 TEST(PReLUKernel, NonFiniteInputsStayNonFinite) {
-  const an::PreluIsa best = an::prelu_best_isa();
+  const an::CpuKernelIsa best = an::cpu_kernel_best_isa();
   for (const torch::Dtype dtype : {torch::kFloat, torch::kBFloat16}) {
     for (int level = 0; level <= static_cast<int>(best); ++level) {
-      an::prelu_force_isa(static_cast<an::PreluIsa>(level));
+      an::force_cpu_kernel_isa(static_cast<an::CpuKernelIsa>(level));
       torch::Tensor x = torch::randn({1, 37});
       x[0][3] = std::numeric_limits<float>::quiet_NaN();
       x[0][20] = std::numeric_limits<float>::infinity();
@@ -136,7 +137,7 @@ TEST(PReLUKernel, NonFiniteInputsStayNonFinite) {
       EXPECT_EQ(y[0][36].item<float>(), -std::numeric_limits<float>::infinity());
     }
   }
-  an::prelu_clear_forced_isa();
+  an::clear_forced_cpu_kernel_isa();
 }
 
 // Dtypes the kernel does not take go to ATen, with the same result.

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <variant>
 
 #ifdef ARCFORGE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -33,6 +34,37 @@ inline void set_autocast(torch::DeviceType device, bool enabled, at::ScalarType 
   }
 #endif
   if (!enabled) at::autocast::clear_cache();
+}
+
+// Whether autocast is on for `device` on this thread, and the dtype it casts to.
+inline bool autocast_enabled(torch::DeviceType device) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+  return at::autocast::is_autocast_enabled(device);
+#else
+  return device == torch::kCPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+#endif
+}
+inline at::ScalarType autocast_dtype(torch::DeviceType device) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == torch::kCPU ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
+// A convolution's padding when it is given as numbers (alternative 0, not kValid or kSame), else
+// nullptr. The variant is c10::variant in 1.13 and std::variant in later 2.x: the unqualified
+// get_if finds either (by argument-dependent lookup).
+template <typename Padding>
+auto explicit_padding(const Padding& padding) {
+  using std::get_if;
+  return get_if<0>(&padding);
+}
+// Whether a c10:: or std::variant holds a T (found the same way).
+template <typename T, typename Variant>
+bool holds(const Variant& v) {
+  using std::holds_alternative;
+  return holds_alternative<T>(v);
 }
 
 // Autocast for the lifetime of the guard; restores "off" on exit (we never nest autocast regions).

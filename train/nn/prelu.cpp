@@ -1,11 +1,10 @@
 #include "train/nn/prelu.hpp"
 
+#include "train/nn/cpu_lanes.hpp"
+
 #include <ATen/Parallel.h>
 
-#include <atomic>
 #include <cstdint>
-#include <cstring>
-#include <stdexcept>
 #include <vector>
 
 
@@ -44,77 +43,17 @@ std::vector<float> slopes(const torch::Tensor& weight, int64_t channels) {
 // Elements per parallel task: enough work to amortise the scheduling.
 constexpr int64_t kGrainElements = 32768;
 
-// Elements are float or bf16 held as its bits (uint16_t), converted with plain integer arithmetic
-// so that GCC vectorises the loops below (c10::BFloat16's conversions keep them scalar).
-#define ARCFORGE_INLINE __attribute__((always_inline)) inline
-
-ARCFORGE_INLINE float load(float v) { return v; }
-ARCFORGE_INLINE float load(uint16_t bits) {
-  const uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-ARCFORGE_INLINE void store(float& dst, float v) { dst = v; }
-ARCFORGE_INLINE void store(uint16_t& dst, float v) {  // round to nearest even, as c10::BFloat16; NaN stays NaN
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  dst = v != v ? uint16_t{0x7FC0} : static_cast<uint16_t>(u >> 16);
-}
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define ARCFORGE_PRELU_X86 1
-#endif
+using lanes::Lanes;
+using lanes::load;
+using lanes::load_lanes;
+using lanes::store;
+using lanes::store_lanes;
 
 // The helpers below take and return vectors, but are always inlined: no call passes one, so the
 // ABI notes GCC gives for vector arguments do not apply.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-// N float lanes in GCC's vector extensions: 16 fill an AVX-512 register, 8 an AVX2 one. GCC's
-// auto-vectoriser left the bf16 loops and the double accumulation scalar, with a mispredicted
-// branch per element; these loops have no branch.
-template <int N>
-struct Lanes {
-  typedef float f32 __attribute__((vector_size(4 * N)));
-  typedef float f32_half __attribute__((vector_size(2 * N)));
-  typedef double f64_half __attribute__((vector_size(4 * N)));  // N/2 doubles
-  typedef uint32_t u32 __attribute__((vector_size(4 * N)));
-  typedef int32_t i32 __attribute__((vector_size(4 * N)));
-  typedef uint16_t u16 __attribute__((vector_size(2 * N)));
-};
-
-template <int N>
-ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const float* p) {
-  typename Lanes<N>::f32 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <int N>
-ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const uint16_t* p) {
-  using L = Lanes<N>;
-  typename L::u16 half;
-  std::memcpy(&half, p, sizeof half);
-  const typename L::u32 bits = __builtin_convertvector(half, typename L::u32) << 16;
-  typename L::f32 v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-template <int N>
-ARCFORGE_INLINE void store_lanes(float* p, typename Lanes<N>::f32 v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <int N>
-ARCFORGE_INLINE void store_lanes(uint16_t* p, typename Lanes<N>::f32 v) {  // store() above, N at a time
-  using L = Lanes<N>;
-  typename L::u32 u;
-  std::memcpy(&u, &v, sizeof u);
-  const typename L::u32 rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-  const typename L::i32 nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
-  const typename L::u16 half = __builtin_convertvector(nan ? typename L::u32{} + 0x7FC0u : rounded, typename L::u16);
-  std::memcpy(p, &half, sizeof half);
-}
 // The N products a*b, exact in double, as two halves.
 template <int N>
 ARCFORGE_INLINE void double_products(typename Lanes<N>::f32 a, typename Lanes<N>::f32 b,
@@ -251,58 +190,24 @@ ARCFORGE_INLINE double backward_plane(const S* __restrict x, const S* __restrict
   }
 // The baseline keeps GCC's own vectorisation of the scalar loops (SSE2 splits wider vectors badly).
 ARCFORGE_PRELU_RANGES(baseline, , 0)
-#ifdef ARCFORGE_PRELU_X86
+#ifdef ARCFORGE_CPU_KERNELS_X86
 ARCFORGE_PRELU_RANGES(avx2, [[gnu::target("avx2")]], 8)
 ARCFORGE_PRELU_RANGES(avx512, [[gnu::target("avx512f")]], 16)
 #endif
 #undef ARCFORGE_PRELU_RANGES
 #pragma GCC diagnostic pop
 
-using Isa = PreluIsa;
-
-Isa detected_isa() {
-#ifdef ARCFORGE_PRELU_X86
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
-    if (__builtin_cpu_supports("avx2")) return Isa::avx2;
-    return Isa::baseline;
-  }();
-  return isa;
-#else
-  return Isa::baseline;
-#endif
-}
-
-std::atomic<int> forced_isa{-1};
-
-Isa active_isa() {
-  const int forced = forced_isa.load(std::memory_order_relaxed);
-  return forced >= 0 ? static_cast<Isa>(forced) : detected_isa();
-}
-
-#ifdef ARCFORGE_PRELU_X86
-#define ARCFORGE_PRELU_DISPATCH(NAME, ...)                      \
-  switch (active_isa()) {                                         \
-    case Isa::avx512: return NAME##_avx512(__VA_ARGS__);        \
-    case Isa::avx2: return NAME##_avx2(__VA_ARGS__);            \
-    default: return NAME##_baseline(__VA_ARGS__);               \
-  }
-#else
-#define ARCFORGE_PRELU_DISPATCH(NAME, ...) return NAME##_baseline(__VA_ARGS__);
-#endif
-
 template <typename S>
 void forward_kernel(const S* x, S* y, const float* w, const Geometry& g) {
   const int64_t channels = g.channels, inner = g.inner;
   if (inner == 1) {
     at::parallel_for(0, g.outer, std::max<int64_t>(1, kGrainElements / channels), [=](int64_t begin, int64_t end) {
-      ARCFORGE_PRELU_DISPATCH(forward_rows, x, y, w, channels, begin, end)
+      ARCFORGE_ISA_DISPATCH(forward_rows, x, y, w, channels, begin, end)
     });
     return;
   }
   at::parallel_for(0, g.outer * channels, std::max<int64_t>(1, kGrainElements / inner), [=](int64_t begin, int64_t end) {
-    ARCFORGE_PRELU_DISPATCH(forward_planes, x, y, w, channels, inner, begin, end)
+    ARCFORGE_ISA_DISPATCH(forward_planes, x, y, w, channels, inner, begin, end)
   });
 }
 
@@ -317,12 +222,12 @@ std::vector<double> backward_kernel(const S* x, const S* gy, S* gx, const float*
   if (inner == 1) {
     at::parallel_for(0, g.outer, std::max<int64_t>(1, kGrainElements / channels), [=](int64_t begin, int64_t end) {
       double* acc = partial_data + static_cast<int64_t>(at::get_thread_num()) * channels;
-      ARCFORGE_PRELU_DISPATCH(backward_rows, x, gy, gx, w, acc, channels, begin, end)
+      ARCFORGE_ISA_DISPATCH(backward_rows, x, gy, gx, w, acc, channels, begin, end)
     });
   } else {
     at::parallel_for(0, g.outer * channels, std::max<int64_t>(1, kGrainElements / inner), [=](int64_t begin, int64_t end) {
       double* acc = partial_data + static_cast<int64_t>(at::get_thread_num()) * channels;
-      ARCFORGE_PRELU_DISPATCH(backward_planes, x, gy, gx, w, acc, channels, inner, begin, end)
+      ARCFORGE_ISA_DISPATCH(backward_planes, x, gy, gx, w, acc, channels, inner, begin, end)
     });
   }
   std::vector<double> total(static_cast<size_t>(channels), 0.0);
@@ -384,16 +289,6 @@ class PReLUFunction : public torch::autograd::Function<PReLUFunction> {
 };
 
 }  // namespace
-
-PreluIsa prelu_best_isa() { return detected_isa(); }
-
-void prelu_force_isa(PreluIsa isa) {
-  if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
-    throw std::invalid_argument("prelu_force_isa: this CPU cannot run the requested instruction set");
-  forced_isa.store(static_cast<int>(isa), std::memory_order_relaxed);
-}
-
-void prelu_clear_forced_isa() { forced_isa.store(-1, std::memory_order_relaxed); }
 
 bool prelu_uses_cpu_kernel(const torch::Tensor& x, const torch::Tensor& weight) {
   return x.device().is_cpu() && weight.device().is_cpu() && x.dim() >= 2 &&

@@ -19,12 +19,6 @@ torch::Tensor prelu(const torch::Tensor& x, const torch::Tensor& weight);
 // Whether prelu() takes the CPU kernel for this input (else it calls at::prelu).
 bool prelu_uses_cpu_kernel(const torch::Tensor& x, const torch::Tensor& weight);
 
-// The kernel's instruction sets: loops of 16 lanes (AVX-512), 8 (AVX2), or the compiler's own code.
-// It runs the best one the CPU has; tests force each one this CPU can run.
-enum class PreluIsa { baseline, avx2, avx512 };
-PreluIsa prelu_best_isa();
-// Forces `isa` for every later call (std::invalid_argument if the CPU lacks it); not while training.
-void prelu_force_isa(PreluIsa isa);
-void prelu_clear_forced_isa();
+// Its loops run in the instruction set cpu_kernel_isa.hpp picks.
 
 }  // namespace arcforge::nn

@@ -1,0 +1,106 @@
+#pragma once
+// Building blocks of arcforge's CPU training kernels (PReLU, grouped convolution): float and bf16
+// elements loaded and stored one at a time or N at a time in GCC's vector extensions, and the
+// dispatch to the copy compiled for the active instruction set (cpu_kernel_isa.hpp).
+//
+// bf16 is held as its bits (uint16_t) and converted with integer arithmetic, so that GCC vectorises
+// the loops (c10::BFloat16's conversions keep them scalar). Stores round to nearest even, as
+// c10::BFloat16 does, and keep NaN a NaN. Include only from a kernel's .cpp: the helpers take vector
+// arguments, which is fine because they are always inlined.
+#include <cstdint>
+#include <cstring>
+
+#include "train/nn/cpu_kernel_isa.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ARCFORGE_CPU_KERNELS_X86 1
+#endif
+
+#define ARCFORGE_INLINE __attribute__((always_inline)) inline
+
+// Calls NAME_avx512, NAME_avx2 or NAME_baseline, as the active instruction set says.
+#ifdef ARCFORGE_CPU_KERNELS_X86
+#define ARCFORGE_ISA_DISPATCH(NAME, ...)                                    \
+  switch (::arcforge::nn::cpu_kernel_active_isa()) {                        \
+    case ::arcforge::nn::CpuKernelIsa::avx512: return NAME##_avx512(__VA_ARGS__); \
+    case ::arcforge::nn::CpuKernelIsa::avx2: return NAME##_avx2(__VA_ARGS__);     \
+    default: return NAME##_baseline(__VA_ARGS__);                           \
+  }
+// The same for function templates: NAME_avx512<TEMPLATE_ARGUMENT>(...), and so on.
+#define ARCFORGE_ISA_DISPATCH_TEMPLATE(NAME, TEMPLATE_ARGUMENT, ...)                                   \
+  switch (::arcforge::nn::cpu_kernel_active_isa()) {                                                  \
+    case ::arcforge::nn::CpuKernelIsa::avx512: return NAME##_avx512<TEMPLATE_ARGUMENT>(__VA_ARGS__); \
+    case ::arcforge::nn::CpuKernelIsa::avx2: return NAME##_avx2<TEMPLATE_ARGUMENT>(__VA_ARGS__);     \
+    default: return NAME##_baseline<TEMPLATE_ARGUMENT>(__VA_ARGS__);                                 \
+  }
+#else
+#define ARCFORGE_ISA_DISPATCH(NAME, ...) return NAME##_baseline(__VA_ARGS__);
+#define ARCFORGE_ISA_DISPATCH_TEMPLATE(NAME, TEMPLATE_ARGUMENT, ...) \
+  return NAME##_baseline<TEMPLATE_ARGUMENT>(__VA_ARGS__);
+#endif
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace arcforge::nn::lanes {
+
+ARCFORGE_INLINE float load(float v) { return v; }
+ARCFORGE_INLINE float load(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+ARCFORGE_INLINE void store(float& dst, float v) { dst = v; }
+ARCFORGE_INLINE void store(uint16_t& dst, float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  dst = v != v ? uint16_t{0x7FC0} : static_cast<uint16_t>(u >> 16);
+}
+
+// N float lanes: 16 fill an AVX-512 register, 8 an AVX2 one.
+template <int N>
+struct Lanes {
+  typedef float f32 __attribute__((vector_size(4 * N)));
+  typedef float f32_half __attribute__((vector_size(2 * N)));
+  typedef double f64_half __attribute__((vector_size(4 * N)));  // N/2 doubles
+  typedef uint32_t u32 __attribute__((vector_size(4 * N)));
+  typedef int32_t i32 __attribute__((vector_size(4 * N)));
+  typedef uint16_t u16 __attribute__((vector_size(2 * N)));
+};
+
+template <int N>
+ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const float* p) {
+  typename Lanes<N>::f32 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <int N>
+ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const uint16_t* p) {
+  using L = Lanes<N>;
+  typename L::u16 half;
+  std::memcpy(&half, p, sizeof half);
+  const typename L::u32 bits = __builtin_convertvector(half, typename L::u32) << 16;
+  typename L::f32 v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+template <int N>
+ARCFORGE_INLINE void store_lanes(float* p, typename Lanes<N>::f32 v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <int N>
+ARCFORGE_INLINE void store_lanes(uint16_t* p, typename Lanes<N>::f32 v) {  // store() above, N at a time
+  using L = Lanes<N>;
+  typename L::u32 u;
+  std::memcpy(&u, &v, sizeof u);
+  const typename L::u32 rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  const typename L::i32 nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+  const typename L::u16 half = __builtin_convertvector(nan ? typename L::u32{} + 0x7FC0u : rounded, typename L::u16);
+  std::memcpy(p, &half, sizeof half);
+}
+
+}  // namespace arcforge::nn::lanes
+
+#pragma GCC diagnostic pop
