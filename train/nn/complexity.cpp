@@ -4,6 +4,7 @@
 
 #include "arcforge/common/error.hpp"
 #include "train/nn/complexity_recorder.hpp"
+#include "train/nn/batch_norm_prelu.hpp"
 #include "train/nn/grouped_conv.hpp"
 #include "train/nn/prelu.hpp"
 
@@ -64,6 +65,11 @@ torch::Tensor metered(torch::nn::BatchNorm1d& bn, const torch::Tensor& x) {
 torch::Tensor metered(torch::nn::PReLU& prelu, const torch::Tensor& x) {
   if (MacRecorder::active()) MacRecorder::add(per_image(x));
   return nn::prelu(x, prelu->weight);  // the module's parameter, through arcforge's CPU kernel
+}
+
+torch::Tensor metered(torch::nn::BatchNorm2d& bn, torch::nn::PReLU& prelu, const torch::Tensor& x) {
+  if (MacRecorder::active()) MacRecorder::add(per_image(x) * ((bn->options.affine() ? 2 : 1) + 1));
+  return nn::batch_norm_prelu(x, bn, prelu->weight);
 }
 
 }  // namespace detail

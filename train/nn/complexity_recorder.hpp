@@ -41,5 +41,7 @@ torch::Tensor metered(torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
 torch::Tensor metered(torch::nn::BatchNorm1d& bn, const torch::Tensor& x);
 torch::Tensor metered(torch::nn::PReLU& prelu, const torch::Tensor& x);
 torch::Tensor metered(torch::nn::LayerNorm& norm, const torch::Tensor& x);  // elements, x2 when affine
+// prelu(bn(x)), through the fused kernel where it applies; counted as the two layers.
+torch::Tensor metered(torch::nn::BatchNorm2d& bn, torch::nn::PReLU& prelu, const torch::Tensor& x);
 
 }  // namespace arcforge::nn::detail

@@ -50,8 +50,7 @@ IBasicBlockImpl::IBasicBlockImpl(int64_t inplanes, int64_t planes, int64_t strid
 torch::Tensor IBasicBlockImpl::forward(torch::Tensor x) {
   torch::Tensor out = metered(bn1_, x);
   out = metered(conv1_, out);
-  out = metered(bn2_, out);
-  out = metered(prelu_, out);
+  out = metered(bn2_, prelu_, out);
   out = metered(conv2_, out);
   out = metered(bn3_, out);
   torch::Tensor identity =
@@ -115,8 +114,7 @@ torch::Tensor IResNet::forward(torch::Tensor images) {
     throw InputError(arch_ + ": expected images [N,3,H,W], got " + c10::str(images.sizes()));
   }
   torch::Tensor x = metered(conv1_, images);
-  x = metered(bn1_, x);
-  x = metered(prelu_, x);
+  x = metered(bn1_, prelu_, x);
   for (auto& layer : layers_) x = layer->forward(x);
   x = metered(bn2_, x);
   if (x.size(2) != kFinalMapSize || x.size(3) != kFinalMapSize) {

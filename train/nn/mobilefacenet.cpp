@@ -33,7 +33,7 @@ ConvBlockImpl::ConvBlockImpl(int64_t in, int64_t out, ConvSpec spec)
 }
 
 torch::Tensor ConvBlockImpl::forward(torch::Tensor x) {
-  return metered(prelu_, metered(bn_, metered(conv_, x)));
+  return metered(bn_, prelu_, metered(conv_, x));
 }
 
 LinearBlockImpl::LinearBlockImpl(int64_t in, int64_t out, ConvSpec spec)
