@@ -5,7 +5,7 @@
 #include "arcforge/common/error.hpp"
 #include "train/nn/complexity_recorder.hpp"
 #include "train/nn/batch_norm_prelu.hpp"
-#include "train/nn/grouped_conv.hpp"
+#include "train/nn/cpu_conv.hpp"
 #include "train/nn/prelu.hpp"
 
 namespace arcforge::nn {
@@ -28,7 +28,7 @@ void MacRecorder::add(int64_t macs) {
 bool MacRecorder::active() { return active_recorder != nullptr; }
 
 torch::Tensor metered(torch::nn::Conv2d& conv, const torch::Tensor& x) {
-  torch::Tensor y = nn::conv2d_forward(conv, x);  // grouped convolutions through arcforge's CPU kernel
+  torch::Tensor y = nn::conv2d_forward(conv, x);  // through arcforge's CPU kernels where they apply
   if (MacRecorder::active()) {
     // weight is [out, in/groups, kh, kw]: one output element costs in/groups * kh * kw MACs.
     const int64_t macs_per_output = conv->weight.numel() / conv->weight.size(0);

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "train/compat/torch_compat.hpp"
+#include "train/nn/cpu_conv.hpp"
 #include "train/nn/cpu_lanes.hpp"
 
 namespace arcforge::nn {
@@ -330,7 +330,7 @@ void rows_3x3(const S* image, const S* zeros, int64_t centre, int64_t height, in
       const int64_t n = row / g->out_height, oh = row % g->out_height;                                      \
       const S* image = x + n * g->height * g->width * c;                                                    \
       if constexpr (N > 0) {                                                                                \
-        if (is_3x3_pad_1(*g) && c % N == 0) {                                                               \
+        if (is_3x3_pad_1(*g) && c % std::max(N, 1) == 0) {                                                               \
           const S* rows[3];                                                                                 \
           rows_3x3(image, zeros, oh * g->stride_h, g->height, g->width * c, rows);                          \
           S* out = y + row * g->out_width * c;                                                              \
@@ -358,7 +358,7 @@ void rows_3x3(const S* image, const S* zeros, int64_t centre, int64_t height, in
       const int64_t n = row / g->height, ih = row % g->height;                                              \
       const S* image = gy + n * g->out_height * g->out_width * c;                                           \
       if constexpr (N > 0) {                                                                                \
-        if (is_3x3_pad_1(*g) && g->stride_h == 1 && c % N == 0) {                                           \
+        if (is_3x3_pad_1(*g) && g->stride_h == 1 && c % std::max(N, 1) == 0) {                                           \
           const S* rows[3];                                                                                 \
           rows_3x3(image, zeros, ih, g->out_height, g->out_width * c, rows);                                \
           gather_row_3x3<N, PerGroup, 1, true>(rows, gx + row * g->width * c, w->own.data(), w->partner.data(), \
@@ -380,7 +380,7 @@ void rows_3x3(const S* image, const S* zeros, int64_t centre, int64_t height, in
     const int64_t n = row / g->out_height, oh = row % g->out_height;                                        \
     const S* image = x + n * g->height * g->width * c;                                                      \
     if constexpr (N > 0) {                                                                                  \
-      if (is_3x3_pad_1(*g) && c % N == 0) {                                                                 \
+      if (is_3x3_pad_1(*g) && c % std::max(N, 1) == 0) {                                                                 \
         const S* rows[3];                                                                                   \
         rows_3x3(image, zeros, oh * g->stride_h, g->height, g->width * c, rows);                            \
         const S* d = gy + row * g->out_width * c;                                                           \
@@ -547,30 +547,12 @@ bool grouped_conv_uses_cpu_kernel(const torch::Tensor& x, const torch::Tensor& w
 }
 
 torch::Tensor grouped_conv2d(const torch::Tensor& x, const torch::Tensor& weight, const GroupedConvSpec& spec) {
-  torch::Tensor input = x, w = weight;
-  if (x.device().is_cpu() && compat::autocast_enabled(torch::kCPU) && x.is_floating_point()) {
-    const at::ScalarType dtype = compat::autocast_dtype(torch::kCPU);
-    input = x.to(dtype);
-    w = weight.to(dtype);
-  }
+  const auto [input, w] = autocast_conv_inputs(x, weight);
   if (!grouped_conv_uses_cpu_kernel(input, w, spec)) {
     return at::conv2d(x, weight, {}, {spec.stride[0], spec.stride[1]}, {spec.padding[0], spec.padding[1]}, {1, 1},
                       spec.groups);
   }
   return GroupedConvFunction::apply(input, w, spec);
-}
-
-torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x) {
-  const auto& options = conv->options;
-  const auto* padding = compat::explicit_padding(options.padding());
-  const bool plain = padding != nullptr && compat::holds<torch::enumtype::kZeros>(options.padding_mode()) &&
-                     !conv->bias.defined() && (*options.dilation())[0] == 1 && (*options.dilation())[1] == 1;
-  if (!plain || options.groups() == 1) return conv->forward(x);
-  GroupedConvSpec spec;
-  spec.stride = {(*options.stride())[0], (*options.stride())[1]};
-  spec.padding = {(**padding)[0], (**padding)[1]};
-  spec.groups = options.groups();
-  return grouped_conv2d(x, conv->weight, spec);
 }
 
 }  // namespace arcforge::nn

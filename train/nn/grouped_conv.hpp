@@ -31,8 +31,4 @@ bool grouped_conv_uses_cpu_kernel(const torch::Tensor& x, const torch::Tensor& w
 // at::conv2d(x, weight, {}, stride, padding, 1, groups), through the CPU kernel where it applies.
 torch::Tensor grouped_conv2d(const torch::Tensor& x, const torch::Tensor& weight, const GroupedConvSpec& spec);
 
-// A Conv2d module's forward: through grouped_conv2d() when the module has zero padding mode, no
-// dilation and no bias, else the module's own forward.
-torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x);
-
 }  // namespace arcforge::nn

@@ -2,7 +2,8 @@
 // and its autograd run in double precision on the same (already rounded) inputs: depthwise and
 // two-channel groups, strides 1 and 2, MobileFaceNet's 3x3 and GDC 7x7 kernels, a rectangular
 // kernel with uneven padding, channel counts that end in a partial vector, float and bf16, on every
-// instruction set this CPU runs; then the autocast path and MobileFaceNet wired through it.
+// instruction set this CPU runs; then the module routing, the autocast path and MobileFaceNet wired
+// through it.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -15,6 +16,7 @@
 
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/cpu_kernel_isa.hpp"
+#include "train/nn/cpu_conv.hpp"
 #include "train/nn/grouped_conv.hpp"
 #include "train/nn/mobilefacenet.hpp"
 
@@ -118,6 +120,25 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"gdc_7x7_bf16", {4, 34, 7, 7}, 1, {7, 7}, spec({1, 1}, {0, 0}), torch::kBFloat16},
         Case{"mbf_conv2_dw_bf16", {2, 128, 14, 14}, 2, {3, 3}, spec({1, 1}, {1, 1}), torch::kBFloat16}),
     [](const auto& info) { return info.param.name; });
+
+// A Conv2d module goes to the grouped kernel when it fits, else to its own forward.
+TEST(CpuConv, ModulesGoToTheKernelThatFits) {
+  torch::manual_seed(9);
+  auto check = [](torch::nn::Conv2dOptions options, int64_t in_channels, bool input_grad, bool kernel) {
+    torch::nn::Conv2d conv(options.bias(false));
+    const torch::Tensor x = torch::randn({2, in_channels, 9, 9}).contiguous(at::MemoryFormat::ChannelsLast)
+                                .requires_grad_(input_grad);
+    const torch::Tensor ours = an::conv2d_forward(conv, x), theirs = conv->forward(x);
+    EXPECT_LT(relative(ours.detach(), theirs.detach().to(torch::kDouble)), 1e-5);
+    // The kernel's output is made by arcforge's autograd node, libtorch's by its convolution's.
+    EXPECT_EQ(ours.grad_fn()->name().find("GroupedConv") != std::string::npos, kernel) << ours.grad_fn()->name();
+  };
+  check(torch::nn::Conv2dOptions(16, 16, 3).padding(1).groups(8), 16, true, true);    // 2 per group
+  check(torch::nn::Conv2dOptions(16, 16, 3).padding(1).groups(16), 16, true, true);   // depthwise
+  check(torch::nn::Conv2dOptions(8, 16, 1), 8, true, false);                          // dense: libtorch
+  check(torch::nn::Conv2dOptions(16, 16, 3).padding(1).groups(4), 16, true, false);   // 4 per group
+  check(torch::nn::Conv2dOptions(16, 16, 3).padding(1).dilation(2).groups(8), 16, true, false);  // dilated
+}
 
 // Only the gradients asked for are computed; the others stay undefined.
 TEST(GroupedConvKernel, ComputesOnlyTheGradientsAskedFor) {
