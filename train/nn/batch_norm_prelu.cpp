@@ -17,6 +17,8 @@ using lanes::load;
 using lanes::load_lanes;
 using lanes::store;
 using lanes::store_lanes;
+using lanes::elements;
+using lanes::dispatch_float_or_bf16;
 
 // The helpers below take and return vectors, but are always inlined: no call passes one, so GCC's
 // ABI notes on vector arguments do not apply. (Ignored to the end of the file: GCC gives them where
@@ -193,20 +195,6 @@ std::vector<float> floats(const torch::Tensor& t, int64_t channels) {  // a shar
   std::vector<float> out(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) out[c] = f.data_ptr<float>()[f.numel() == 1 ? 0 : c];
   return out;
-}
-
-template <typename S>
-S* elements(const torch::Tensor& t) {
-  return reinterpret_cast<S*>(t.data_ptr());
-}
-
-template <typename Fn>
-void dispatch_float_or_bf16(const torch::Tensor& x, Fn&& fn) {
-  if (x.scalar_type() == torch::kFloat) {
-    fn(float{});
-  } else {
-    fn(uint16_t{});
-  }
 }
 
 struct RunningStats {

@@ -7,6 +7,8 @@
 // the loops (c10::BFloat16's conversions keep them scalar). Stores round to nearest even, as
 // c10::BFloat16 does, and keep NaN a NaN. Include only from a kernel's .cpp: the helpers take vector
 // arguments, which is fine because they are always inlined.
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -99,6 +101,22 @@ ARCFORGE_INLINE void store_lanes(uint16_t* p, typename Lanes<N>::f32 v) {  // st
   const typename L::i32 nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
   const typename L::u16 half = __builtin_convertvector(nan ? typename L::u32{} + 0x7FC0u : rounded, typename L::u16);
   std::memcpy(p, &half, sizeof half);
+}
+
+// A float or bf16 tensor's elements as float or as bf16 bits.
+template <typename S>
+S* elements(const at::Tensor& t) {
+  return reinterpret_cast<S*>(t.data_ptr());
+}
+
+// Calls fn(float{}) for a float tensor, fn(uint16_t{}) for a bf16 one.
+template <typename Fn>
+void dispatch_float_or_bf16(const at::Tensor& x, Fn&& fn) {
+  if (x.scalar_type() == at::kFloat) {
+    fn(float{});
+  } else {
+    fn(uint16_t{});
+  }
 }
 
 }  // namespace arcforge::nn::lanes

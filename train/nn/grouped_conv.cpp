@@ -16,6 +16,7 @@ using lanes::load;
 using lanes::load_lanes;
 using lanes::store;
 using lanes::store_lanes;
+using lanes::elements;
 
 // Sizes of one convolution; x is [batch, height, width, channels] in memory (channels-last), the
 // weight [channels, per_group, kernel_h, kernel_w].
@@ -474,11 +475,6 @@ void dispatch(const torch::Tensor& x, const Geometry& g, Fn&& fn) {
   } else {
     bf16 ? fn(uint16_t{}, std::integral_constant<int, 2>{}) : fn(float{}, std::integral_constant<int, 2>{});
   }
-}
-
-template <typename S>
-S* elements(const torch::Tensor& t) {
-  return reinterpret_cast<S*>(t.data_ptr());
 }
 
 class GroupedConvFunction : public torch::autograd::Function<GroupedConvFunction> {

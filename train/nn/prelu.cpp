@@ -48,6 +48,8 @@ using lanes::load;
 using lanes::load_lanes;
 using lanes::store;
 using lanes::store_lanes;
+using lanes::elements;
+using lanes::dispatch_float_or_bf16;
 
 // The helpers below take and return vectors, but are always inlined: no call passes one, so the
 // ABI notes GCC gives for vector arguments do not apply.
@@ -235,21 +237,6 @@ std::vector<double> backward_kernel(const S* x, const S* gy, S* gx, const float*
     for (int64_t c = 0; c < channels; ++c) total[c] += partial[static_cast<size_t>(t * channels + c)];
   }
   return total;
-}
-
-// The tensor's elements as float or as bf16 bits.
-template <typename S>
-S* elements(const torch::Tensor& t) {
-  return reinterpret_cast<S*>(t.data_ptr());
-}
-
-template <typename Fn>
-void dispatch_float_or_bf16(const torch::Tensor& x, Fn&& fn) {
-  if (x.scalar_type() == torch::kFloat) {
-    fn(float{});
-  } else {
-    fn(uint16_t{});
-  }
 }
 
 class PReLUFunction : public torch::autograd::Function<PReLUFunction> {
