@@ -91,7 +91,8 @@ void expect_matches_double_reference(const Case& c) {
 // Every instruction set this CPU runs: the 16- and 8-lane loops with their tails, and the baseline.
 TEST_P(PReLUKernel, MatchesDoubleReferenceForwardAndBackward) {
   const an::CpuKernelIsa best = an::cpu_kernel_best_isa();
-  for (const an::CpuKernelIsa isa : {an::CpuKernelIsa::baseline, an::CpuKernelIsa::avx2, an::CpuKernelIsa::avx512}) {
+  for (const an::CpuKernelIsa isa : {an::CpuKernelIsa::baseline, an::CpuKernelIsa::avx2, an::CpuKernelIsa::avx512,
+                                     an::CpuKernelIsa::avx512_bf16}) {
     if (static_cast<int>(isa) > static_cast<int>(best)) {
       EXPECT_THROW(an::force_cpu_kernel_isa(isa), std::invalid_argument);
       continue;

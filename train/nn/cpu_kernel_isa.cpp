@@ -10,6 +10,7 @@ CpuKernelIsa detected_isa() {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   static const CpuKernelIsa isa = [] {
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) return CpuKernelIsa::avx512_bf16;
     if (__builtin_cpu_supports("avx512f")) return CpuKernelIsa::avx512;
     if (__builtin_cpu_supports("avx2")) return CpuKernelIsa::avx2;
     return CpuKernelIsa::baseline;

@@ -1,11 +1,13 @@
 #pragma once
-// The instruction sets arcforge's own CPU training kernels (PReLU, grouped convolution) are compiled
-// for: loops of 16 float lanes (AVX-512), 8 (AVX2), or the compiler's own code. Each kernel runs the
-// best one this CPU has, detected once; tests force each level the CPU can run.
+// The instruction sets arcforge's own CPU training kernels (PReLU, BatchNorm + PReLU, grouped
+// convolution) are compiled for: loops of 16 float lanes (AVX-512), 8 (AVX2), or the compiler's own
+// code; avx512_bf16 is the AVX-512 code storing bf16 results with AVX512-BF16's conversion
+// instruction instead of integer rounding (see cpu_lanes.hpp). Each kernel runs the best level this
+// CPU has, detected once; tests force each level the CPU can run.
 
 namespace arcforge::nn {
 
-enum class CpuKernelIsa { baseline, avx2, avx512 };
+enum class CpuKernelIsa { baseline, avx2, avx512, avx512_bf16 };
 
 CpuKernelIsa cpu_kernel_best_isa();
 // The level kernels use now: the forced one if a test set it, else the best.

@@ -20,10 +20,12 @@
 
 #define ARCFORGE_INLINE __attribute__((always_inline)) inline
 
-// Calls NAME_avx512, NAME_avx2 or NAME_baseline, as the active instruction set says.
+// Calls NAME_avx512, NAME_avx2 or NAME_baseline, as the active instruction set says (avx512_bf16
+// runs the AVX-512 code, with Bf16Native elements: see dispatch_float_or_bf16).
 #ifdef ARCFORGE_CPU_KERNELS_X86
 #define ARCFORGE_ISA_DISPATCH(NAME, ...)                                    \
   switch (::arcforge::nn::cpu_kernel_active_isa()) {                        \
+    case ::arcforge::nn::CpuKernelIsa::avx512_bf16:                         \
     case ::arcforge::nn::CpuKernelIsa::avx512: return NAME##_avx512(__VA_ARGS__); \
     case ::arcforge::nn::CpuKernelIsa::avx2: return NAME##_avx2(__VA_ARGS__);     \
     default: return NAME##_baseline(__VA_ARGS__);                           \
@@ -31,6 +33,7 @@
 // The same for function templates: NAME_avx512<TEMPLATE_ARGUMENT>(...), and so on.
 #define ARCFORGE_ISA_DISPATCH_TEMPLATE(NAME, TEMPLATE_ARGUMENT, ...)                                   \
   switch (::arcforge::nn::cpu_kernel_active_isa()) {                                                  \
+    case ::arcforge::nn::CpuKernelIsa::avx512_bf16:                                                   \
     case ::arcforge::nn::CpuKernelIsa::avx512: return NAME##_avx512<TEMPLATE_ARGUMENT>(__VA_ARGS__); \
     case ::arcforge::nn::CpuKernelIsa::avx2: return NAME##_avx2<TEMPLATE_ARGUMENT>(__VA_ARGS__);     \
     default: return NAME##_baseline<TEMPLATE_ARGUMENT>(__VA_ARGS__);                                 \
@@ -53,6 +56,14 @@ ARCFORGE_INLINE float load(uint16_t bits) {
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
+// bf16 bits stored with AVX512-BF16's vcvtneps2bf16 when 16 at a time (round to nearest even as
+// store() below, NaN kept a NaN, but denormal inputs and results flushed to zero, as oneDNN's bf16
+// kernels do). Kernels take it as their element type S on CPUs with AVX512-BF16.
+struct Bf16Native {
+  uint16_t bits;
+};
+static_assert(sizeof(Bf16Native) == 2);
+
 ARCFORGE_INLINE void store(float& dst, float v) { dst = v; }
 ARCFORGE_INLINE void store(uint16_t& dst, float v) {
   uint32_t u;
@@ -60,6 +71,8 @@ ARCFORGE_INLINE void store(uint16_t& dst, float v) {
   u += 0x7FFFu + ((u >> 16) & 1u);
   dst = v != v ? uint16_t{0x7FC0} : static_cast<uint16_t>(u >> 16);
 }
+ARCFORGE_INLINE float load(Bf16Native v) { return load(v.bits); }
+ARCFORGE_INLINE void store(Bf16Native& dst, float v) { store(dst.bits, v); }
 
 // N float lanes: 16 fill an AVX-512 register, 8 an AVX2 one.
 template <int N>
@@ -89,6 +102,10 @@ ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const uint16_t* p) {
   return v;
 }
 template <int N>
+ARCFORGE_INLINE typename Lanes<N>::f32 load_lanes(const Bf16Native* p) {
+  return load_lanes<N>(reinterpret_cast<const uint16_t*>(p));
+}
+template <int N>
 ARCFORGE_INLINE void store_lanes(float* p, typename Lanes<N>::f32 v) {
   std::memcpy(p, &v, sizeof v);
 }
@@ -109,15 +126,39 @@ S* elements(const at::Tensor& t) {
   return reinterpret_cast<S*>(t.data_ptr());
 }
 
-// Calls fn(float{}) for a float tensor, fn(uint16_t{}) for a bf16 one.
+// Calls fn(float{}) for a float tensor; for a bf16 one fn(Bf16Native{}) where the active level is
+// avx512_bf16, else fn(uint16_t{}).
 template <typename Fn>
 void dispatch_float_or_bf16(const at::Tensor& x, Fn&& fn) {
   if (x.scalar_type() == at::kFloat) {
     fn(float{});
+  } else if (cpu_kernel_active_isa() == CpuKernelIsa::avx512_bf16) {
+    fn(Bf16Native{});
   } else {
     fn(uint16_t{});
   }
 }
+
+#ifdef ARCFORGE_CPU_KERNELS_X86
+// Only the AVX-512 copies of the kernels (N = 16, compiled for avx512f) store 16 at a time, and they
+// take Bf16Native only where the CPU has AVX512-BF16. Inline assembly, because the kernels' inline
+// helpers have no target attribute for the intrinsic; the operands are zmm registers.
+template <int N>
+ARCFORGE_INLINE void store_lanes(Bf16Native* p, typename Lanes<N>::f32 v) {
+  if constexpr (N == 16) {
+    typename Lanes<N>::u16 half;
+    asm("vcvtneps2bf16 %1, %0" : "=v"(half) : "v"(v));
+    std::memcpy(p, &half, sizeof half);
+  } else {
+    store_lanes<N>(reinterpret_cast<uint16_t*>(p), v);
+  }
+}
+#else
+template <int N>
+ARCFORGE_INLINE void store_lanes(Bf16Native* p, typename Lanes<N>::f32 v) {
+  store_lanes<N>(reinterpret_cast<uint16_t*>(p), v);
+}
+#endif
 
 }  // namespace arcforge::nn::lanes
 

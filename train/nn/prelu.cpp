@@ -51,9 +51,9 @@ using lanes::store_lanes;
 using lanes::elements;
 using lanes::dispatch_float_or_bf16;
 
-// The helpers below take and return vectors, but are always inlined: no call passes one, so the
-// ABI notes GCC gives for vector arguments do not apply.
-#pragma GCC diagnostic push
+// The helpers below take and return vectors, but are always inlined: no call passes one, so GCC's
+// ABI notes on vector arguments do not apply. (Ignored to the end of the file: GCC gives them where
+// the templates are instantiated, after the last function.)
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 // The N products a*b, exact in double, as two halves.
@@ -197,7 +197,6 @@ ARCFORGE_PRELU_RANGES(avx2, [[gnu::target("avx2")]], 8)
 ARCFORGE_PRELU_RANGES(avx512, [[gnu::target("avx512f")]], 16)
 #endif
 #undef ARCFORGE_PRELU_RANGES
-#pragma GCC diagnostic pop
 
 template <typename S>
 void forward_kernel(const S* x, S* y, const float* w, const Geometry& g) {
