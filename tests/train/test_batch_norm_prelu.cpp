@@ -1,7 +1,7 @@
 // arcforge's fused BatchNorm2d + PReLU training kernel (train/nn/batch_norm_prelu.cpp) against a
 // double-precision recomputation of prelu(batch_norm(x)) and its autograd gradients, with the running
 // statistics ATen keeps; channel counts ending in a partial vector, a shared slope, channels whose
-// mean dwarfs their spread, float and bf16, on every instruction set this CPU runs.
+// mean dwarfs their spread, BatchNorm alone, float and bf16, on every instruction set this CPU runs.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -28,6 +28,7 @@ struct Case {
   // Results have float's rounding of the mean relative to the spread, as ATen's (its saved mean
   // is a float too): 6e-8 * offset / spread.
   double float_tolerance = 1e-5;
+  bool prelu = true;  // false: batch_norm2d(), the BatchNorm alone
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
@@ -55,11 +56,12 @@ void expect_matches_double_reference(const Case& c) {
                               .to(c.dtype)
                               .requires_grad_(true);
   torch::nn::BatchNorm2d bn = module_with_state(channels);
-  const torch::Tensor slope = (torch::rand({c.shared_slope ? 1 : channels}) - 0.3).requires_grad_(true);
+  const torch::Tensor slope =
+      c.prelu ? (torch::rand({c.shared_slope ? 1 : channels}) - 0.3).requires_grad_(true) : torch::Tensor();
   const torch::Tensor running_mean = bn->running_mean.clone(), running_var = bn->running_var.clone();
   ASSERT_TRUE(an::batch_norm_prelu_uses_cpu_kernel(x, bn, slope));
 
-  const torch::Tensor y = an::batch_norm_prelu(x, bn, slope);
+  const torch::Tensor y = c.prelu ? an::batch_norm_prelu(x, bn, slope) : an::batch_norm2d(x, bn);
   EXPECT_EQ(y.scalar_type(), c.dtype);
   EXPECT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast));
   const torch::Tensor gy = torch::randn(c.shape).to(c.dtype);
@@ -69,13 +71,14 @@ void expect_matches_double_reference(const Case& c) {
   const torch::Tensor xd = x.detach().to(torch::kDouble).contiguous().requires_grad_(true);
   const torch::Tensor gamma = bn->weight.detach().to(torch::kDouble).requires_grad_(true);
   const torch::Tensor beta = bn->bias.detach().to(torch::kDouble).requires_grad_(true);
-  const torch::Tensor a = slope.detach().to(torch::kDouble).requires_grad_(true);
+  const torch::Tensor a =
+      (c.prelu ? slope.detach().to(torch::kDouble) : torch::ones({channels}, torch::kDouble)).requires_grad_(true);
   const std::vector<int64_t> reduce{0, 2, 3};
   const torch::Tensor mean = xd.mean(reduce, true);
   const torch::Tensor var = (xd - mean).pow(2).mean(reduce, true);
   const torch::Tensor z = (xd - mean) / (var + bn->options.eps()).sqrt() * gamma.view({1, -1, 1, 1}) +
                           beta.view({1, -1, 1, 1});
-  const torch::Tensor y_ref = torch::where(z > 0, z, a.view({1, -1, 1, 1}) * z);
+  const torch::Tensor y_ref = c.prelu ? torch::where(z > 0, z, a.view({1, -1, 1, 1}) * z) : z;
   y_ref.backward(gy.to(torch::kDouble));
 
   const double n = static_cast<double>(x.numel() / channels), m = bn->options.momentum().value();
@@ -89,7 +92,7 @@ void expect_matches_double_reference(const Case& c) {
   EXPECT_LT(relative(x.grad(), xd.grad()), tolerance) << "input gradient";
   EXPECT_LT(relative(bn->weight.grad(), gamma.grad()), c.float_tolerance) << "BN weight gradient";
   EXPECT_LT(relative(bn->bias.grad(), beta.grad()), c.float_tolerance) << "BN bias gradient";
-  EXPECT_LT(relative(slope.grad(), a.grad()), c.float_tolerance) << "slope gradient";
+  if (c.prelu) EXPECT_LT(relative(slope.grad(), a.grad()), c.float_tolerance) << "slope gradient";
   EXPECT_LT(relative(bn->running_mean, mean_ref), 1e-6) << "running mean";
   EXPECT_LT(relative(bn->running_var, var_ref), 1e-5) << "running variance";
   EXPECT_EQ(bn->num_batches_tracked.item<int64_t>(), 1);
@@ -118,7 +121,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"large_mean_float", {4, 20, 9, 11}, torch::kFloat, false, 100.0, 0.1, 1e-4},
                       Case{"tail_bf16", {4, 20, 9, 11}, torch::kBFloat16},
                       Case{"wide_bf16", {2, 130, 9, 11}, torch::kBFloat16},
-                      Case{"large_mean_bf16", {4, 32, 9, 11}, torch::kBFloat16, false, 50.0, 1.0, 1e-4}),
+                      Case{"large_mean_bf16", {4, 32, 9, 11}, torch::kBFloat16, false, 50.0, 1.0, 1e-4},
+                      // batch_norm2d(): no PReLU.
+                      Case{"no_prelu_float", {4, 20, 9, 11}, torch::kFloat, false, 0.0, 1.0, 1e-5, false},
+                      Case{"no_prelu_bf16", {2, 130, 9, 11}, torch::kBFloat16, false, 0.0, 1.0, 1e-5, false}),
     [](const auto& info) { return info.param.name; });
 
 // What the kernel does not take goes through the modules, with their result.
@@ -134,6 +140,7 @@ TEST(BatchNormPReLUKernel, OtherInputsGoThroughTheModules) {
   bn->eval();
   EXPECT_FALSE(an::batch_norm_prelu_uses_cpu_kernel(channels_last, bn, slope)) << "eval mode";
   EXPECT_TRUE(torch::allclose(an::batch_norm_prelu(channels_last, bn, slope), an::prelu(bn->forward(channels_last), slope)));
+  EXPECT_TRUE(torch::equal(an::batch_norm2d(channels_last, bn), bn->forward(channels_last)));
 }
 
 // Training steps through the fused kernel and through the two modules keep the same running

@@ -190,7 +190,10 @@ std::vector<double> sum_over_pixels(int64_t pixels, int64_t channels, int k, Pas
   return total;
 }
 
-std::vector<float> floats(const torch::Tensor& t, int64_t channels) {  // a shared value repeated
+// A per-channel (or shared, repeated) parameter as floats; an empty one (the slope of "no PReLU")
+// as ones, which makes y = z and g = gy.
+std::vector<float> floats(const torch::Tensor& t, int64_t channels) {
+  if (t.numel() == 0) return std::vector<float>(static_cast<size_t>(channels), 1.0f);
   const torch::Tensor f = t.detach().to(torch::kFloat).contiguous();
   std::vector<float> out(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) out[c] = f.data_ptr<float>()[f.numel() == 1 ? 0 : c];
@@ -312,11 +315,14 @@ class BatchNormPReLUFunction : public torch::autograd::Function<BatchNormPReLUFu
       d_gamma[c] = sums[channels + c] * invstd[c];
       d_slope[c] = sums[2 * channels + c];
     }
-    torch::Tensor gs = torch::tensor(d_slope, torch::kDouble);
-    if (slope.numel() == 1) gs = gs.sum();
+    torch::Tensor gs;
+    if (slope.numel() > 0) {
+      gs = torch::tensor(d_slope, torch::kDouble);
+      if (slope.numel() == 1) gs = gs.sum();
+      gs = gs.to(slope.scalar_type()).reshape(slope.sizes());
+    }
     return {gx, torch::tensor(d_gamma, torch::kDouble).to(gamma.scalar_type()),
-            torch::tensor(d_beta, torch::kDouble).to(beta.scalar_type()),
-            gs.to(slope.scalar_type()).reshape(slope.sizes()), torch::Tensor()};
+            torch::tensor(d_beta, torch::kDouble).to(beta.scalar_type()), gs, torch::Tensor()};
   }
 };
 
@@ -329,20 +335,29 @@ bool batch_norm_prelu_uses_cpu_kernel(const torch::Tensor& x, torch::nn::BatchNo
   if (channels != o.num_features() || x.numel() <= channels || !x.device().is_cpu()) return false;
   if (x.scalar_type() != torch::kFloat && x.scalar_type() != torch::kBFloat16) return false;
   if (!x.is_contiguous(at::MemoryFormat::ChannelsLast)) return false;
-  for (const torch::Tensor& t : {bn->weight, bn->bias, bn->running_mean, bn->running_var, slope}) {
+  for (const torch::Tensor& t : {bn->weight, bn->bias, bn->running_mean, bn->running_var}) {
     if (!t.defined() || !t.device().is_cpu() || t.scalar_type() != torch::kFloat) return false;
   }
-  return slope.dim() == 1 && (slope.numel() == 1 || slope.numel() == channels);
+  if (!slope.defined()) return true;  // batch_norm2d(): no PReLU
+  return slope.device().is_cpu() && slope.scalar_type() == torch::kFloat && slope.dim() == 1 &&
+         (slope.numel() == 1 || slope.numel() == channels);
+}
+
+torch::Tensor batch_norm2d(const torch::Tensor& x, torch::nn::BatchNorm2d& bn) {
+  return batch_norm_prelu(x, bn, torch::Tensor());
 }
 
 torch::Tensor batch_norm_prelu(const torch::Tensor& x, torch::nn::BatchNorm2d& bn, const torch::Tensor& slope) {
-  if (!batch_norm_prelu_uses_cpu_kernel(x, bn, slope)) return nn::prelu(bn->forward(x), slope);
+  if (!batch_norm_prelu_uses_cpu_kernel(x, bn, slope)) {
+    return slope.defined() ? nn::prelu(bn->forward(x), slope) : bn->forward(x);
+  }
   {
     torch::NoGradGuard no_grad;  // the module's own forward counts the batch the same way
     bn->num_batches_tracked.add_(1);
   }
   const RunningStats running{bn->running_mean, bn->running_var, *bn->options.momentum(), bn->options.eps()};
-  return BatchNormPReLUFunction::apply(x, bn->weight, bn->bias, slope, running);
+  // No PReLU travels as an empty slope: autograd's Function takes no undefined tensor.
+  return BatchNormPReLUFunction::apply(x, bn->weight, bn->bias, slope.defined() ? slope : torch::empty({0}), running);
 }
 
 }  // namespace arcforge::nn

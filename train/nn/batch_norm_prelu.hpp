@@ -16,11 +16,17 @@
 namespace arcforge::nn {
 
 // Whether batch_norm_prelu() takes the fused kernel: a training-mode affine BatchNorm2d with running
-// statistics and a momentum, float parameters, a PReLU slope per channel or shared, and x a
-// non-empty channels-last [N,C,H,W] CPU tensor, float or bf16, with more than one value per channel.
+// statistics and a momentum, float parameters, a PReLU slope per channel or shared (undefined: no
+// PReLU), and x a non-empty channels-last [N,C,H,W] CPU tensor, float or bf16, with more than one
+// value per channel.
 bool batch_norm_prelu_uses_cpu_kernel(const torch::Tensor& x, torch::nn::BatchNorm2d& bn, const torch::Tensor& slope);
 
 // prelu(bn(x)): fused where batch_norm_prelu_uses_cpu_kernel, else the modules one after the other.
 torch::Tensor batch_norm_prelu(const torch::Tensor& x, torch::nn::BatchNorm2d& bn, const torch::Tensor& slope);
+
+// bn(x) alone through the same kernel (its PReLU the identity): libtorch 1.13's channels-last bf16
+// BatchNorm is slow, 2.9 ms forward + backward where this takes 1.8 (128 channels at 28x28, batch
+// 64); in fp32 they are level.
+torch::Tensor batch_norm2d(const torch::Tensor& x, torch::nn::BatchNorm2d& bn);
 
 }  // namespace arcforge::nn
