@@ -92,7 +92,9 @@ void expect_matches_double_reference(const Case& c) {
   EXPECT_LT(relative(x.grad(), xd.grad()), tolerance) << "input gradient";
   EXPECT_LT(relative(bn->weight.grad(), gamma.grad()), c.float_tolerance) << "BN weight gradient";
   EXPECT_LT(relative(bn->bias.grad(), beta.grad()), c.float_tolerance) << "BN bias gradient";
-  if (c.prelu) EXPECT_LT(relative(slope.grad(), a.grad()), c.float_tolerance) << "slope gradient";
+  if (c.prelu) {
+    EXPECT_LT(relative(slope.grad(), a.grad()), c.float_tolerance) << "slope gradient";
+  }
   EXPECT_LT(relative(bn->running_mean, mean_ref), 1e-6) << "running mean";
   EXPECT_LT(relative(bn->running_var, var_ref), 1e-5) << "running variance";
   EXPECT_EQ(bn->num_batches_tracked.item<int64_t>(), 1);
