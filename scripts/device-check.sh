@@ -55,10 +55,16 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DARCFORGE_DEPLOY=OF
   -DARCFORGE_GLOO_INCLUDE_DIR="$PREFIX/usr/include" -DARCFORGE_GLOO_LIBRARY=ARCFORGE_GLOO_LIBRARY-NOTFOUND \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_INCLUDE_PATH="$PREFIX/usr/include" \
   -DCMAKE_LIBRARY_PATH="$LIBDIR" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu --target arcforge_cli -j "$(nproc)" > "$OUT/build.log" 2>&1 \
-  || { grep -E "error" -A5 "$OUT/build.log" | head -80; exit 1; }
+if ! cmake --build build-gpu --target arcforge_cli -j "$(nproc)" > "$OUT/build.log" 2>&1; then
+  # The CPU kernels link the wheel's libgomp (train/CMakeLists.txt); if that is what failed, build
+  # them serial rather than lose the run.
+  grep -qi "gomp" "$OUT/build.log" && cmake -B build-gpu -DARCFORGE_TORCH_OPENMP=OFF >> "$OUT/configure.log" 2>&1 \
+    && log "build failed on libgomp: again with ARCFORGE_TORCH_OPENMP=OFF" \
+    && cmake --build build-gpu --target arcforge_cli -j "$(nproc)" >> "$OUT/build.log" 2>&1 \
+    || { grep -E "error" -A5 "$OUT/build.log" | head -80; exit 1; }
+fi
 CLI=build-gpu/bin/arcforge
-log "build done"
+log "build done; CPU kernels' OpenMP: $(grep -o 'CPU kernels [^:]*' "$OUT/configure.log" | tail -1), loaded: $(ldd $CLI | grep -o 'libgomp[^ ]*' | sort -u | tr '\n' ' ')"
 
 if want pfc 120; then
   log "Partial FC: $PFC_CLASSES classes, r50 bf16, batch $BATCH"
