@@ -311,7 +311,8 @@ ARCFORGE_INLINE void weight_gradient_row_3x3(const S* const rows[3], const S* __
   }
 }
 
-// The three input rows under output row oh (input row ih when `centre` is given), zeros outside.
+// The three rows of an image centred on row `centre`, a row of zeros for one outside it: x's rows
+// under output row oh are centred on oh * stride, gy's rows feeding input row ih (stride 1) on ih.
 template <typename S>
 void rows_3x3(const S* image, const S* zeros, int64_t centre, int64_t height, int64_t row_elements, const S* rows[3]) {
   for (int r = 0; r < 3; ++r) {
