@@ -6,13 +6,14 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "train/nn/batch_norm_prelu.hpp"
 #include "train/nn/cpu_kernel_isa.hpp"
 #include "train/nn/prelu.hpp"
+
+#include "median_time.hpp"
 
 namespace {
 
@@ -194,15 +195,7 @@ TEST(BatchNormPReLUKernel, DISABLED_TimingAgainstTheModules) {
           const torch::Tensor y = fused ? an::batch_norm_prelu(x, bn, slope) : an::prelu(bn->forward(x), slope);
           y.backward(torch::ones_like(y));
         };
-        run();
-        std::vector<double> times;  // the median of 7: single runs on a shared VM jump by 2x
-        for (int k = 0; k < 7; ++k) {
-          const auto start = std::chrono::steady_clock::now();
-          run();
-          times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-        }
-        std::nth_element(times.begin(), times.begin() + 3, times.end());
-        ms[fused] = times[3];
+        ms[fused] = median_ms(run);
         total[fused] += ms[fused] * static_cast<double>(l.count);
       }
       std::printf("[figures] bn+prelu %-7s %s forward+backward: modules %7.2f ms, fused %7.2f ms (%.2fx)\n", l.name,

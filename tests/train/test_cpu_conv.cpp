@@ -8,7 +8,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -19,6 +18,8 @@
 #include "train/nn/cpu_conv.hpp"
 #include "train/nn/grouped_conv.hpp"
 #include "train/nn/mobilefacenet.hpp"
+
+#include "median_time.hpp"
 
 namespace {
 
@@ -280,15 +281,7 @@ TEST(GroupedConvKernel, DISABLED_TimingAgainstATen) {
                                        : at::conv2d(x, w, {}, l.stride, l.padding, 1, l.channels / l.per_group);
           y.backward(torch::ones_like(y));
         };
-        run();
-        std::vector<double> times;  // the median of 7: single runs on a shared VM jump by 2x
-        for (int k = 0; k < 7; ++k) {
-          const auto start = std::chrono::steady_clock::now();
-          run();
-          times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-        }
-        std::nth_element(times.begin(), times.begin() + 3, times.end());
-        ms[ours] = times[3];
+        ms[ours] = median_ms(run);
         total[ours] += ms[ours] * static_cast<double>(l.count);
       }
       std::printf("[figures] %-22s %s forward+backward: ATen %7.2f ms, arcforge %7.2f ms (%.2fx)\n", l.name,

@@ -12,18 +12,8 @@
 namespace arcforge::nn {
 namespace {
 
-using lanes::Lanes;
-using lanes::load;
-using lanes::load_lanes;
-using lanes::store;
-using lanes::store_lanes;
-using lanes::elements;
-using lanes::dispatch_float_or_bf16;
+using namespace lanes;  // loads, stores, Lanes, elements, dispatch_float_or_bf16
 
-// The helpers below take and return vectors, but are always inlined: no call passes one, so GCC's
-// ABI notes on vector arguments do not apply. (Ignored to the end of the file: GCC gives them where
-// the templates are instantiated, after the last function.)
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 // Pixels summed in float before their sums join the thread's double sums: a float sum of 64 terms
 // loses ~1e-6 of it, then nothing accumulates in float.
@@ -165,11 +155,7 @@ ARCFORGE_INLINE void input_gradient_pixel(const S* __restrict x, const S* __rest
       input_gradient_pixel<N>(x + p * channels, gy + p * channels, gx + p * channels, mean, scale, shift,     \
                               slope, a, b, c0, channels);                                                     \
   }
-ARCFORGE_BN_PRELU_RANGES(baseline, , 0)
-#ifdef ARCFORGE_CPU_KERNELS_X86
-ARCFORGE_BN_PRELU_RANGES(avx2, [[gnu::target("avx2,fma")]], 8)
-ARCFORGE_BN_PRELU_RANGES(avx512, [[gnu::target("avx512f")]], 16)
-#endif
+ARCFORGE_FOR_EACH_ISA(ARCFORGE_BN_PRELU_RANGES)
 #undef ARCFORGE_BN_PRELU_RANGES
 
 // Pixels per parallel task: enough work to amortise the scheduling.

@@ -5,14 +5,6 @@
 
 namespace arcforge::nn {
 
-std::pair<torch::Tensor, torch::Tensor> autocast_conv_inputs(const torch::Tensor& x, const torch::Tensor& weight) {
-  if (x.device().is_cpu() && compat::autocast_enabled(torch::kCPU) && x.is_floating_point()) {
-    const at::ScalarType dtype = compat::autocast_dtype(torch::kCPU);
-    return {x.to(dtype), weight.to(dtype)};
-  }
-  return {x, weight};
-}
-
 torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x) {
   const auto& options = conv->options;
   const auto* padding = compat::explicit_padding(options.padding());

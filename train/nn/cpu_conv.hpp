@@ -4,16 +4,10 @@
 // libtorch's is faster, 18 ms against 24 for mbf's stem forward and weight gradient in fp32.)
 #include <torch/torch.h>
 
-#include <utility>
-
 namespace arcforge::nn {
 
 // A Conv2d module's forward: through grouped_conv2d() when the module is grouped, with zero padding
 // mode, no dilation and no bias, else the module's own forward.
 torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x);
-
-// x and the weight as at::conv2d sees them: cast to the autocast dtype when CPU autocast is on
-// (conv2d's autocast policy), else as they are.
-std::pair<torch::Tensor, torch::Tensor> autocast_conv_inputs(const torch::Tensor& x, const torch::Tensor& weight);
 
 }  // namespace arcforge::nn

@@ -12,7 +12,7 @@ CpuKernelIsa detected_isa() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) return CpuKernelIsa::avx512_bf16;
     if (__builtin_cpu_supports("avx512f")) return CpuKernelIsa::avx512;
-    if (__builtin_cpu_supports("avx2")) return CpuKernelIsa::avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuKernelIsa::avx2;
     return CpuKernelIsa::baseline;
   }();
   return isa;

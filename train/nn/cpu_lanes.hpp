@@ -20,6 +20,19 @@
 
 #define ARCFORGE_INLINE __attribute__((always_inline)) inline
 
+// Instantiates a kernel's range functions, written as MACRO(SUFFIX, ATTRIBUTES, N), once per
+// instruction set: the baseline with N = 0 (the scalar loops, which GCC vectorises its own way: SSE2 splits wider
+// vectors badly),
+// AVX2 + FMA with 8 lanes, AVX-512 with 16.
+#ifdef ARCFORGE_CPU_KERNELS_X86
+#define ARCFORGE_FOR_EACH_ISA(MACRO)               \
+  MACRO(baseline, , 0)                             \
+  MACRO(avx2, [[gnu::target("avx2,fma")]], 8)      \
+  MACRO(avx512, [[gnu::target("avx512f")]], 16)
+#else
+#define ARCFORGE_FOR_EACH_ISA(MACRO) MACRO(baseline, , 0)
+#endif
+
 // Calls NAME_avx512, NAME_avx2 or NAME_baseline, as the active instruction set says (avx512_bf16
 // runs the AVX-512 code, with Bf16Native elements: see dispatch_float_or_bf16).
 #ifdef ARCFORGE_CPU_KERNELS_X86
@@ -44,7 +57,10 @@
   return NAME##_baseline<TEMPLATE_ARGUMENT>(__VA_ARGS__);
 #endif
 
-#pragma GCC diagnostic push
+// The helpers here and the kernels' own take and return vectors, but are always inlined: no call
+// passes one, so GCC's ABI notes on vector arguments do not apply. Ignored for the rest of the
+// including file (no pop): GCC gives them where the templates are instantiated, after the last
+// function of the kernel's .cpp.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace arcforge::nn::lanes {
@@ -162,4 +178,3 @@ ARCFORGE_INLINE void store_lanes(Bf16Native* p, typename Lanes<N>::f32 v) {
 
 }  // namespace arcforge::nn::lanes
 
-#pragma GCC diagnostic pop

@@ -3,21 +3,16 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
-#include "train/nn/cpu_conv.hpp"
+#include "train/compat/torch_compat.hpp"
 #include "train/nn/cpu_lanes.hpp"
 
 namespace arcforge::nn {
 namespace {
 
-using lanes::Lanes;
-using lanes::load;
-using lanes::load_lanes;
-using lanes::store;
-using lanes::store_lanes;
-using lanes::dispatch_float_or_bf16;
-using lanes::elements;
+using namespace lanes;  // loads, stores, Lanes, elements, dispatch_float_or_bf16
 
 // Sizes of one convolution; x is [batch, height, width, channels] in memory (channels-last), the
 // weight [channels, per_group, kernel_h, kernel_w].
@@ -58,26 +53,12 @@ struct WeightTables {
   std::vector<float> own, partner;  // [tap][channel]; partner empty with one channel per group
 };
 
-WeightTables forward_tables(const torch::Tensor& weight, const Geometry& g) {
-  const torch::Tensor w = weight.detach().to(torch::kFloat).contiguous();
-  const float* data = w.data_ptr<float>();
-  const int64_t taps = g.taps(), per_group = g.per_group;
-  WeightTables t;
-  t.own.resize(static_cast<size_t>(taps * g.channels));
-  if (per_group == 2) t.partner.resize(t.own.size());
-  for (int64_t c = 0; c < g.channels; ++c) {
-    for (int64_t tap = 0; tap < taps; ++tap) {
-      const int64_t j = c % per_group;
-      t.own[tap * g.channels + c] = data[(c * per_group + j) * taps + tap];
-      if (per_group == 2) t.partner[tap * g.channels + c] = data[(c * per_group + (1 - j)) * taps + tap];
-    }
-  }
-  return t;
-}
+enum class Pass { forward, input_gradient };
 
-// The input gradient runs the same loop as forward over gy, with each tap's weight at its mirror
-// position (see input_gradient_taps) and the partner's weight for this channel.
-WeightTables input_gradient_tables(const torch::Tensor& weight, const Geometry& g) {
+// forward: own w[c][c%2], partner w[c][(c^1)%2]. The input gradient runs the same loop as forward
+// over gy, with each tap's weight at its mirror position (see input_gradient_taps) and the
+// partner's weight for this channel: own w[c][c%2], partner w[c^1][c%2].
+WeightTables weight_tables(const torch::Tensor& weight, const Geometry& g, Pass pass) {
   const torch::Tensor w = weight.detach().to(torch::kFloat).contiguous();
   const float* data = w.data_ptr<float>();
   const int64_t taps = g.taps(), per_group = g.per_group;
@@ -85,10 +66,11 @@ WeightTables input_gradient_tables(const torch::Tensor& weight, const Geometry& 
   t.own.resize(static_cast<size_t>(taps * g.channels));
   if (per_group == 2) t.partner.resize(t.own.size());
   for (int64_t c = 0; c < g.channels; ++c) {
+    const int64_t j = c % per_group;
+    const int64_t partner_row = pass == Pass::forward ? c * per_group + (1 - j) : (c ^ 1) * per_group + j;
     for (int64_t tap = 0; tap < taps; ++tap) {
-      const int64_t j = c % per_group;
       t.own[tap * g.channels + c] = data[(c * per_group + j) * taps + tap];
-      if (per_group == 2) t.partner[tap * g.channels + c] = data[((c ^ 1) * per_group + j) * taps + tap];
+      if (per_group == 2) t.partner[tap * g.channels + c] = data[partner_row * taps + tap];
     }
   }
   return t;
@@ -131,10 +113,6 @@ int input_gradient_taps(const Geometry& g, int64_t ih, int64_t iw, Tap* taps) {
   return count;
 }
 
-// The helpers below take and return vectors, but are always inlined: no call passes one, so GCC's
-// ABI notes on vector arguments do not apply. (Ignored to the end of the file: GCC gives them where
-// the templates are instantiated, after the last function.)
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 // Lanes 2k and 2k+1 exchanged: the partner channels of a vector that starts at an even channel.
 template <int N>
@@ -400,12 +378,7 @@ void rows_3x3(const S* image, const S* zeros, int64_t centre, int64_t height, in
                                               partner);                                                     \
     }                                                                                                       \
   }
-// The baseline keeps GCC's own vectorisation of the scalar loops.
-ARCFORGE_GROUPED_CONV_ROWS(baseline, , 0)
-#ifdef ARCFORGE_CPU_KERNELS_X86
-ARCFORGE_GROUPED_CONV_ROWS(avx2, [[gnu::target("avx2,fma")]], 8)
-ARCFORGE_GROUPED_CONV_ROWS(avx512, [[gnu::target("avx512f")]], 16)
-#endif
+ARCFORGE_FOR_EACH_ISA(ARCFORGE_GROUPED_CONV_ROWS)
 #undef ARCFORGE_GROUPED_CONV_ROWS
 
 // Output rows per parallel task: at least ~64k multiply-adds each.
@@ -489,12 +462,22 @@ void dispatch(const torch::Tensor& x, const Geometry& g, Fn&& fn) {
   });
 }
 
+// x and the weight as at::conv2d sees them: cast to the autocast dtype when CPU autocast is on
+// (conv2d's autocast policy), else as they are.
+std::pair<torch::Tensor, torch::Tensor> autocast_conv_inputs(const torch::Tensor& x, const torch::Tensor& weight) {
+  if (x.device().is_cpu() && compat::autocast_enabled(torch::kCPU) && x.is_floating_point()) {
+    const at::ScalarType dtype = compat::autocast_dtype(torch::kCPU);
+    return {x.to(dtype), weight.to(dtype)};
+  }
+  return {x, weight};
+}
+
 class GroupedConvFunction : public torch::autograd::Function<GroupedConvFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const GroupedConvSpec& spec) {
     const Geometry g = geometry_of(x, weight, spec);
-    const WeightTables w = forward_tables(weight, g);
+    const WeightTables w = weight_tables(weight, g, Pass::forward);
     torch::Tensor y = torch::empty({g.batch, g.channels, g.out_height, g.out_width}, x.options(),
                                    at::MemoryFormat::ChannelsLast);
     dispatch(x, g, [&](auto tag, auto per_group) {
@@ -526,7 +509,7 @@ class GroupedConvFunction : public torch::autograd::Function<GroupedConvFunction
       using S = decltype(tag);
       constexpr int PerGroup = decltype(per_group)::value;
       if (ctx->needs_input_grad(0)) {
-        const WeightTables w = input_gradient_tables(weight, g);
+        const WeightTables w = weight_tables(weight, g, Pass::input_gradient);
         gx = torch::empty_like(x, x.options(), at::MemoryFormat::ChannelsLast);
         input_gradient_kernel<PerGroup, S>(elements<S>(gy), elements<S>(gx), w, g);
       }

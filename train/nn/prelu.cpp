@@ -43,18 +43,8 @@ std::vector<float> slopes(const torch::Tensor& weight, int64_t channels) {
 // Elements per parallel task: enough work to amortise the scheduling.
 constexpr int64_t kGrainElements = 32768;
 
-using lanes::Lanes;
-using lanes::load;
-using lanes::load_lanes;
-using lanes::store;
-using lanes::store_lanes;
-using lanes::elements;
-using lanes::dispatch_float_or_bf16;
+using namespace lanes;  // loads, stores, Lanes, elements, dispatch_float_or_bf16
 
-// The helpers below take and return vectors, but are always inlined: no call passes one, so GCC's
-// ABI notes on vector arguments do not apply. (Ignored to the end of the file: GCC gives them where
-// the templates are instantiated, after the last function.)
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 // The N products a*b, exact in double, as two halves.
 template <int N>
@@ -190,12 +180,7 @@ ARCFORGE_INLINE double backward_plane(const S* __restrict x, const S* __restrict
       acc[c] += backward_plane<N>(x + base, gy + base, gx + base, w[c], inner);                               \
     }                                                                                                         \
   }
-// The baseline keeps GCC's own vectorisation of the scalar loops (SSE2 splits wider vectors badly).
-ARCFORGE_PRELU_RANGES(baseline, , 0)
-#ifdef ARCFORGE_CPU_KERNELS_X86
-ARCFORGE_PRELU_RANGES(avx2, [[gnu::target("avx2")]], 8)
-ARCFORGE_PRELU_RANGES(avx512, [[gnu::target("avx512f")]], 16)
-#endif
+ARCFORGE_FOR_EACH_ISA(ARCFORGE_PRELU_RANGES)
 #undef ARCFORGE_PRELU_RANGES
 
 template <typename S>
