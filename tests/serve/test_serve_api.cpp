@@ -260,7 +260,6 @@ TEST_F(ServeApi, BadRequestsGetClearErrors) {
        a.post("/v1/verify", {{"collection", "default"}, {"person", "nobody"}, {"embedding", e}}), 404,
        "person \"nobody\""},
       {"wrong method", a.del("/v1/collections"), 405, "allowed: GET, POST"},
-      {"body over --max-body-mb", a.post_raw(faces, std::string(1536 * 1024, ' ')), 413, "too large"},
       {"bad percent escape", a.get(persons("default") + "/%zz"), 400, "percent"},
   };
   for (const Case& c : cases) {
@@ -268,6 +267,15 @@ TEST_F(ServeApi, BadRequestsGetClearErrors) {
     EXPECT_NE(c.reply.error().find(c.message), std::string::npos) << c.what << ": " << c.reply.text;
     EXPECT_NE(c.reply.headers.find("Content-Type"), c.reply.headers.end()) << c.what;
   }
+  // A body over --max-body-mb is refused from its Content-Length: the server answers 413 and closes
+  // without reading the body, so a client still writing it may see the connection reset instead of
+  // the answer (a race under load, seen once in a parallel ctest run): retried on a fresh connection
+  // until the answer is read, and no other status accepted.
+  Reply too_large;
+  for (int attempt = 0; attempt < 10 && too_large.status == 0; ++attempt)
+    too_large = api().post_raw(faces, std::string(1536 * 1024, ' '));
+  EXPECT_EQ(too_large.status, 413) << too_large.text;
+  EXPECT_NE(too_large.error().find("too large"), std::string::npos) << too_large.text;
   // Nothing of the above was stored.
   EXPECT_EQ(a.get(persons("default") + "/alice").status, 404);
 
