@@ -10,9 +10,9 @@
 #include <string>
 
 #include "train/nn/batch_norm_prelu.hpp"
-#include "train/nn/cpu_kernel_isa.hpp"
 #include "train/nn/prelu.hpp"
 
+#include "every_isa.hpp"
 #include "median_time.hpp"
 
 namespace {
@@ -104,13 +104,7 @@ void expect_matches_double_reference(const Case& c) {
 class BatchNormPReLUKernel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(BatchNormPReLUKernel, MatchesDoubleReferenceOnEveryInstructionSet) {
-  const an::CpuKernelIsa best = an::cpu_kernel_best_isa();
-  for (int level = 0; level <= static_cast<int>(best); ++level) {
-    SCOPED_TRACE("instruction set " + std::to_string(level));
-    an::force_cpu_kernel_isa(static_cast<an::CpuKernelIsa>(level));
-    expect_matches_double_reference(GetParam());
-  }
-  an::clear_forced_cpu_kernel_isa();
+  on_every_instruction_set([] { expect_matches_double_reference(GetParam()); });
 }
 
 // Channels: 6 (the scalar tail only), 20 and 130 (whole vectors of 16 or 8, then a tail), 32.

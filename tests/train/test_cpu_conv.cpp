@@ -14,11 +14,11 @@
 #include <string>
 
 #include "train/compat/torch_compat.hpp"
-#include "train/nn/cpu_kernel_isa.hpp"
 #include "train/nn/cpu_conv.hpp"
 #include "train/nn/grouped_conv.hpp"
 #include "train/nn/mobilefacenet.hpp"
 
+#include "every_isa.hpp"
 #include "median_time.hpp"
 
 namespace {
@@ -81,13 +81,7 @@ void expect_matches_double_reference(const Case& c) {
 }
 
 TEST_P(GroupedConvKernel, MatchesDoubleReferenceOnEveryInstructionSet) {
-  const an::CpuKernelIsa best = an::cpu_kernel_best_isa();
-  for (int level = 0; level <= static_cast<int>(best); ++level) {
-    SCOPED_TRACE("instruction set " + std::to_string(level));
-    an::force_cpu_kernel_isa(static_cast<an::CpuKernelIsa>(level));
-    expect_matches_double_reference(GetParam());
-  }
-  an::clear_forced_cpu_kernel_isa();
+  on_every_instruction_set([] { expect_matches_double_reference(GetParam()); });
 }
 
 an::GroupedConvSpec spec(std::array<int64_t, 2> stride, std::array<int64_t, 2> padding) {
@@ -142,6 +136,62 @@ TEST(CpuConv, ModulesGoToTheKernelThatFits) {
 }
 
 // Only the gradients asked for are computed; the others stay undefined.
+// A Linear over tokens runs as a 1x1 convolution on the CPU: the same values and gradients as the
+// module's own forward in double, float and bf16 (under autocast, as training runs it); other inputs
+// take the module's forward unchanged.
+TEST(CpuConv, TokenLinearMatchesTheModuleInDouble) {
+  torch::manual_seed(13);
+  for (const bool bias : {true, false}) {
+    torch::nn::Linear linear(torch::nn::LinearOptions(48, 40).bias(bias));
+    torch::nn::Linear reference(torch::nn::LinearOptions(48, 40).bias(bias));
+    {
+      torch::NoGradGuard no_grad;
+      reference->weight.copy_(linear->weight);
+      if (bias) reference->bias.copy_(linear->bias);
+    }
+    reference->to(torch::kDouble);
+    for (const bool bf16 : {false, true}) {
+      SCOPED_TRACE(std::string(bias ? "bias" : "no bias") + (bf16 ? ", bf16 autocast" : ", fp32"));
+      linear->zero_grad();
+      reference->zero_grad();
+      const torch::Tensor x = torch::randn({3, 19, 48}).requires_grad_(true);
+      torch::Tensor y;
+      {
+        arcforge::compat::AutocastGuard autocast(torch::kCPU, bf16, at::kBFloat16);
+        y = an::linear_forward(linear, x);
+      }
+      EXPECT_EQ(y.scalar_type(), bf16 ? torch::kBFloat16 : torch::kFloat);
+      ASSERT_EQ(y.sizes(), (std::vector<int64_t>{3, 19, 40}));
+      const torch::Tensor gy = torch::randn({3, 19, 40});
+      y.backward(gy.to(y.scalar_type()));
+      // The output against the layer's inputs as it saw them (under autocast, rounded to bf16), the
+      // gradients against the double module.
+      auto seen = [&](const torch::Tensor& t) {
+        return bf16 ? t.detach().to(torch::kBFloat16).to(torch::kDouble) : t.detach().to(torch::kDouble);
+      };
+      const torch::Tensor want = torch::nn::functional::linear(seen(x), seen(linear->weight),
+                                                               bias ? seen(linear->bias) : torch::Tensor());
+      const torch::Tensor xd = x.detach().to(torch::kDouble).requires_grad_(true);
+      const double tolerance = bf16 ? 1e-2 : 1e-5;
+      EXPECT_LT(relative(y.detach().to(torch::kFloat), want.detach()), tolerance) << "output";
+      const torch::Tensor want_x = reference->forward(xd);
+      want_x.backward(gy.to(torch::kDouble));
+      EXPECT_LT(relative(x.grad(), xd.grad()), tolerance) << "input gradient";
+      EXPECT_LT(relative(linear->weight.grad(), reference->weight.grad()), bf16 ? 2e-2 : 1e-5) << "weight gradient";
+      if (bias) {
+        EXPECT_LT(relative(linear->bias.grad(), reference->bias.grad()), tolerance) << "bias gradient";
+      }
+    }
+  }
+  // [N, in] rows, a handful of tokens, double: the module's forward, bit for bit.
+  torch::nn::Linear linear(48, 40);
+  for (const torch::Tensor& x : {torch::randn({5, 48}), torch::randn({5, 7, 48}), torch::randn({2, 19, 48})}) {
+    const torch::Tensor in = x.size(1) == 19 ? x.to(torch::kDouble) : x;
+    if (in.scalar_type() == torch::kDouble) linear->to(torch::kDouble);
+    EXPECT_TRUE(torch::equal(an::linear_forward(linear, in), linear->forward(in)));
+  }
+}
+
 TEST(GroupedConvKernel, ComputesOnlyTheGradientsAskedFor) {
   const torch::Tensor x = torch::randn({2, 8, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
   const torch::Tensor w = torch::randn({8, 2, 3, 3}).requires_grad_(true);

@@ -39,7 +39,7 @@ torch::Tensor metered(torch::nn::Conv2d& conv, const torch::Tensor& x) {
 }
 
 torch::Tensor metered(torch::nn::Linear& linear, const torch::Tensor& x) {
-  torch::Tensor y = linear->forward(x);
+  torch::Tensor y = nn::linear_forward(linear, x);  // over tokens, a 1x1 convolution on the CPU
   if (MacRecorder::active()) {
     const int64_t outputs = per_image(y);
     MacRecorder::add(outputs * linear->weight.size(1) + (linear->bias.defined() ? outputs : 0));

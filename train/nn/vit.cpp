@@ -1,5 +1,8 @@
 #include "train/nn/vit.hpp"
 
+#include "train/nn/cpu_attention.hpp"
+#include "train/nn/relu6.hpp"
+
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <cmath>
@@ -44,16 +47,13 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads, double drop_rate) : hea
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t n = x.size(0), t = x.size(1), d = x.size(2), head_dim = d / heads_;
-  // [3, N, heads, T, head_dim]
-  const torch::Tensor qkv = metered(qkv_, x).reshape({n, t, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
+  const int64_t t = x.size(1), head_dim = x.size(2) / heads_;
+  const torch::Tensor qkv = metered(qkv_, x);  // [N, T, 3, heads, head_dim]
   torch::Tensor out;
   {
     // The scores and their softmax in fp32 whatever the autocast, as arcface_torch does.
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    const torch::Tensor q = at_least_fp32(qkv[0]), k = at_least_fp32(qkv[1]), v = at_least_fp32(qkv[2]);
-    const torch::Tensor attention = (torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)))).softmax(-1);
-    out = torch::matmul(attention, v).transpose(1, 2).reshape({n, t, d});
+    out = attention_from_qkv(qkv, heads_);
   }
   // q.k and attention.v: heads * T * T * head_dim each (arcface_torch's "extra_gflops").
   MacRecorder::add(2 * heads_ * t * t * head_dim);
@@ -69,7 +69,7 @@ MlpImpl::MlpImpl(int64_t dim, int64_t hidden, double drop_rate) {
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   torch::Tensor h = metered(fc1_, x);
   if (MacRecorder::active()) MacRecorder::add(h.numel() / h.size(0));  // ReLU6, as ptflops counts it
-  h = drop_->forward(torch::clamp(h, 0.0, 6.0));
+  h = drop_->forward(nn::relu6(h));
   return drop_->forward(metered(fc2_, h));
 }
 
