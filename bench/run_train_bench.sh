@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CPU training throughput, arcforge next to the PyTorch Python recipe (bench/pytorch_train_bench.py,
-# Debian python3-torch) in the same run: mbf and r50, batch 64, 10k classes, fp32 and bf16.
+# Debian python3-torch) in the same run: mbf and r50 (ARCHS="mbf r50 vit_t" adds the ViT), batch 64,
+# 10k classes, fp32 and bf16.
 # Usage: bench/run_train_bench.sh [build-dir]   (THREADS, STEPS, BATCH, CLASSES, ARCHS, PRECISIONS)
 set -euo pipefail
 BUILD=${1:-build}
