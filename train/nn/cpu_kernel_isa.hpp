@@ -1,8 +1,8 @@
 #pragma once
 // The instruction sets arcforge's own CPU training kernels (PReLU, BatchNorm + PReLU, grouped
-// convolution) are compiled for: loops of 16 float lanes (AVX-512), 8 (AVX2 with FMA), or the compiler's own
-// code; avx512_bf16 is the AVX-512 code storing bf16 results with AVX512-BF16's conversion
-// instruction instead of integer rounding (see cpu_lanes.hpp). Each kernel runs the best level this
+// convolution, ViT attention, ReLU6) are compiled for: loops of 16 float lanes (AVX-512), 8 (AVX2
+// with FMA), or the compiler's own code; avx512_bf16 is the AVX-512 code storing bf16 results with
+// AVX512-BF16's conversion instruction instead of integer rounding (see cpu_lanes.hpp). Each kernel runs the best level this
 // CPU has, detected once; tests force each level the CPU can run.
 
 namespace arcforge::nn {

@@ -1,5 +1,5 @@
 #pragma once
-// Building blocks of arcforge's CPU training kernels (PReLU, grouped convolution): float and bf16
+// Building blocks of arcforge's CPU training kernels (cpu_kernel_isa.hpp lists them): float and bf16
 // elements loaded and stored one at a time or N at a time in GCC's vector extensions, and the
 // dispatch to the copy compiled for the active instruction set (cpu_kernel_isa.hpp).
 //
