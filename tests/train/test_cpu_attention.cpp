@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "train/compat/torch_compat.hpp"
@@ -94,6 +95,23 @@ TEST(AttentionKernelRouting, TakesTheKernelOnlyWhereItApplies) {
   EXPECT_EQ(via_torch.scalar_type(), torch::kDouble);
   EXPECT_LT(relative(an::attention_from_qkv(qkv, 2), double_attention(qkv_d, 2)), 2e-6);
   EXPECT_LT((via_torch - double_attention(qkv_d, 2)).abs().max().item<double>(), 1e-12);
+}
+
+// A NaN or an infinity in q, k or v must reach the output (the trainer's non-finite guard skips the
+// step on it), on every instruction set: the kernel's max and exp must not swallow it.
+TEST(AttentionKernelRouting, NonFiniteInputsReachTheOutput) {
+  on_every_instruction_set([] {
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      for (const int64_t part : {0, 1, 2}) {  // q, k, v
+        torch::Tensor qkv = torch::randn({2, 20, 3 * 16});
+        qkv[1][7][part * 16 + 3] = bad;  // image 1, token 7, head 0
+        const torch::Tensor out = an::attention_from_qkv(qkv, 2);
+        SCOPED_TRACE("part " + std::to_string(part) + (std::isnan(bad) ? " NaN" : " inf"));
+        EXPECT_FALSE(torch::isfinite(out[1]).all().item<bool>());
+        EXPECT_TRUE(torch::isfinite(out[0]).all().item<bool>()) << "the other image stays finite";
+      }
+    }
+  });
 }
 
 // vit_t in training mode (its 10% token masking and stochastic depth on) through the kernel against a
