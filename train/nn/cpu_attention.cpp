@@ -226,17 +226,18 @@ ARCFORGE_INLINE float exp_row(float* row, int64_t valid, int64_t padded_length, 
   return sum;
 }
 
-// scores (unscaled q k^T) -> probabilities in place, each row's log-sum-exp of the scaled scores to
-// lse; the padding columns become 0.
+// scores (unscaled q k^T) -> exp(scaled score - row max) in place, the padding columns 0; each row's
+// log-sum-exp of the scaled scores to lse and 1 / its sum to inverse_sum. The rows are left
+// unnormalised: the caller scales the [T, head_dim] product with V instead of the [T, T] rows.
 template <int N>
-ARCFORGE_INLINE void softmax_rows(float* scores, int64_t tokens, int64_t tokens_padded, float scale, float* lse) {
+ARCFORGE_INLINE void exp_rows(float* scores, int64_t tokens, int64_t tokens_padded, float scale, float* lse,
+                              float* inverse_sum) {
   for (int64_t t = 0; t < tokens; ++t) {
     float* row = scores + t * tokens_padded;
     // scale > 0, so the largest scaled score is the largest score scaled.
     const float max = max_of<N>(row, tokens) * scale;
     const float sum = exp_row<N>(row, tokens, tokens_padded, scale, max);
-    const float inverse = 1.0f / sum;
-    for (int64_t j = 0; j < tokens; ++j) row[j] *= inverse;
+    inverse_sum[t] = 1.0f / sum;
     lse[t] = max + std::log(sum);
   }
 }
@@ -253,15 +254,18 @@ template <int N, typename S>
 ARCFORGE_INLINE void forward_pairs(const Shape& s, const S* qkv, float* out, float* lse, int64_t begin, int64_t end) {
   PairTiles tiles(s, N);
   const int64_t tp = tiles.tokens_padded, hdp = tiles.dim_padded, hd = s.head_dim, d = s.dim();
-  std::vector<float> o(s.tokens * hdp);
+  std::vector<float> o(s.tokens * hdp), inverse_sum(s.tokens);
   for (int64_t pair = begin; pair < end; ++pair) {
     const int64_t n = pair / s.heads, h = pair % s.heads;
     load_pair<N>(tiles, s, qkv, n, h, /*transposed_v=*/false);
     gemm_wide<N>(s.tokens, tp, hd, tiles.q.data(), hdp, 1, tiles.kt.data(), tp, tiles.scores.data(), tp);
-    softmax_rows<N>(tiles.scores.data(), s.tokens, tp, s.scale, lse + pair * s.tokens);
+    exp_rows<N>(tiles.scores.data(), s.tokens, tp, s.scale, lse + pair * s.tokens, inverse_sum.data());
     gemm_narrow<N>(s.tokens, hdp, s.tokens, tiles.scores.data(), tp, 1, tiles.v.data(), hdp, o.data(), hdp);
-    for (int64_t t = 0; t < s.tokens; ++t)
-      std::copy_n(o.data() + t * hdp, hd, out + (n * s.tokens + t) * d + h * hd);
+    for (int64_t t = 0; t < s.tokens; ++t) {
+      const float* ot = o.data() + t * hdp;
+      float* dst = out + (n * s.tokens + t) * d + h * hd;
+      for (int64_t c = 0; c < hd; ++c) dst[c] = ot[c] * inverse_sum[t];
+    }
   }
 }
 
