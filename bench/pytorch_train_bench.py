@@ -10,6 +10,7 @@ Debian: /usr/bin/python3 with python3-torch (CPU); GPU machine: python3 with PyT
 import argparse
 import json
 import math
+import resource
 import time
 
 import torch
@@ -283,7 +284,9 @@ def main():
                       "device": a.device, "batch_size": a.batch, "classes": a.classes,
                       "threads": torch.get_num_threads(), "steps": a.steps,
                       "images_per_s": a.steps * a.batch / dt, "final_loss": loss,
-                      "peak_device_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0}),
+                      "peak_device_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0,
+                      # the process's peak resident memory, as arcforge reports it (Linux: KiB)
+                      "peak_host_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
           flush=True)
 
 

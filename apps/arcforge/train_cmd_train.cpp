@@ -112,6 +112,7 @@ void run(const TrainArgs& a) {
                        {"metrics", r.metrics},
                        {"device", r.device},
                        {"peak_device_memory_mb", r.peak_device_memory_mb},
+                       {"peak_host_memory_mb", r.peak_host_memory_mb},
                        {"batch_size", config.train.batch_size},
                        {"arch", config.model.arch},
                        {"margin", config.margin_preset},

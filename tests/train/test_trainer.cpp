@@ -93,6 +93,7 @@ TEST(Trainer, LossFallsAndHeldOutAccuracyRises) {
   EXPECT_EQ(r.steps, 60);
   EXPECT_EQ(r.skipped_steps, 0);
   EXPECT_GT(r.images_per_s, 0);
+  EXPECT_GT(r.peak_host_memory_mb, 10.0);  // the process's peak RSS: at least the model and a batch
   // First logged loss vs last, from the JSONL metrics.
   std::ifstream in(r.metrics);
   std::string line;

@@ -1,5 +1,7 @@
 #include "train/train/trainer.hpp"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -528,6 +530,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   result.skipped_steps = counters.nonfinite_total;
   result.peak_device_memory_mb =
       device.is_cuda() ? static_cast<double>(compat::cuda_peak_allocated_bytes(device.index())) / (1 << 20) : 0.0;
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) result.peak_host_memory_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
   result.phases = phases.summary();
   if (!result.phases.empty()) metrics.write({{"step", counters.step}, {"phase_ms", phase_json(result.phases)}});
   return result;

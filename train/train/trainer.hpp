@@ -38,6 +38,7 @@ struct TrainResult {
   std::string metrics;          // JSONL path
   std::string device;
   double peak_device_memory_mb = 0;  // CUDA peak allocated memory (0 on CPU)
+  double peak_host_memory_mb = 0;    // the process's peak resident memory so far (getrusage)
   std::optional<eval::VerificationReport> eval_before;  // untrained (only on a fresh run)
   std::optional<eval::VerificationReport> eval_after;
   std::vector<std::pair<std::string, eval::VerificationReport>> eval_sets_after;  // eval.sets, by name
