@@ -4,7 +4,10 @@
 // dispatch to the copy compiled for the active instruction set (cpu_kernel_isa.hpp).
 //
 // bf16 is held as its bits (uint16_t) and converted with integer arithmetic, so that GCC vectorises
-// the loops (c10::BFloat16's conversions keep them scalar). Stores round to nearest even, as
+// the loops (c10::BFloat16's conversions keep them scalar). A select on a combined mask,
+// "(a > x) & (b < y) ? v : w", comes out as scalar code from GCC 12 (one compare and branch per
+// lane): apply such masks with a bitwise and on the integer bits instead (relu6.cpp), and check the
+// assembly of a new kernel's hot loop for vpextrd. Stores round to nearest even, as
 // c10::BFloat16 does, and keep NaN a NaN. Include only from a kernel's .cpp: the helpers take vector
 // arguments, which is fine because they are always inlined.
 #include <ATen/core/Tensor.h>
