@@ -61,10 +61,9 @@
 #endif
 
 // The helpers here and the kernels' own take and return vectors, but are always inlined: no call
-// passes one, so GCC's ABI notes on vector arguments do not apply. Ignored for the rest of the
-// including file (no pop): GCC gives them where the templates are instantiated, after the last
-// function of the kernel's .cpp.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// passes one, so GCC's ABI warnings and notes on vector arguments do not apply. The kernels'
+// files are compiled with -Wno-psabi (train/CMakeLists.txt): a pragma silences the warnings but not
+// the note "the ABI for passing parameters with 64-byte alignment has changed in GCC 4.6".
 
 namespace arcforge::nn::lanes {
 
