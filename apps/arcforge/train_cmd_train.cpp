@@ -117,7 +117,7 @@ void run(const TrainArgs& a) {
                        {"arch", config.model.arch},
                        {"margin", config.margin_preset},
                        {"dataset", config.data.dataset},
-                       {"precision", config.train.precision},
+                       {"precision", r.precision},
                        {"cuda_graph", config.train.cuda_graph}};
     if (r.eval_before) out["eval_before"] = eval::to_json(*r.eval_before);
     if (r.eval_after) out["eval_after"] = eval::to_json(*r.eval_after);
@@ -128,7 +128,7 @@ void run(const TrainArgs& a) {
     return;
   }
   std::cout << "arch " << config.model.arch << ", margin " << config.margin_preset << ", precision "
-            << config.train.precision << ", device " << r.device << "\n"
+            << r.precision << ", device " << r.device << "\n"
             << "steps            " << r.steps << " (" << r.steps_this_run << " this run, "
             << r.skipped_steps << " skipped)\n"
             << "images/s         " << r.images_per_s << "\n"
@@ -159,7 +159,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--out", args->out, "Run directory (checkpoint.dir)");
   cmd->add_option("--arch", args->arch, "Backbone (model.arch)");
   cmd->add_option("--margin", args->margin, "Margin preset (head.margin)");
-  cmd->add_option("--precision", args->precision, "fp32 | bf16 | fp16 (train.precision)");
+  cmd->add_option("--precision", args->precision, "fp32 | bf16 | fp16 | auto: bf16 where native (train.precision)");
   cmd->add_option("--device", args->device, "auto | cpu | cuda (train.device)");
   cmd->add_option("--steps", args->steps, "Optimizer steps (train.steps)");
   cmd->add_option("--batch", args->batch, "Batch size (train.batch_size)");

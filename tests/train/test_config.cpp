@@ -43,6 +43,7 @@ TEST(Config, ErrorsNameTheProblem) {
   EXPECT_NE(message("[model]\narhc = \"r50\"\n").find("unknown key 'model.arhc'"), std::string::npos);
   EXPECT_NE(message("[train]\nbatch_size = \"big\"\n").find("train.batch_size"), std::string::npos);
   EXPECT_NE(message("[train]\nprecision = \"fp8\"\n").find("fp8"), std::string::npos);
+  EXPECT_EQ(message("[train]\nprecision = \"auto\"\n"), "no error");
   EXPECT_NE(message("[optimizer]\nname = \"lion\"\n").find("lion"), std::string::npos);
   EXPECT_NE(message("[train\n").find("test.toml:1"), std::string::npos);
   EXPECT_NE(message("", {"nodot=3"}).find("section.key=value"), std::string::npos);

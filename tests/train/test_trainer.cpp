@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "train/nn/cpu_kernel_isa.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/grad_scaler.hpp"
 #include "train/train/graphed_step.hpp"
@@ -225,6 +226,28 @@ TEST(Trainer, CudaGraphOnTheCpuIsAConfigError) {
     EXPECT_NE(std::string(e.what()).find("train.cuda_graph needs a CUDA device"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(fs::path(dir) / "checkpoint.pt"));
+  fs::remove_all(dir);
+}
+
+// train.precision "auto": bf16 on CUDA and on a CPU that computes bf16 natively (AVX512-BF16, which
+// the kernels' instruction-set level says), fp32 elsewhere; the run reports what it used.
+TEST(Trainer, AutoPrecisionIsBf16WhereTheCpuHasItAndFp32Elsewhere) {
+  namespace an = arcforge::nn;
+  const bool native = an::cpu_kernel_best_isa() == an::CpuKernelIsa::avx512_bf16;
+  EXPECT_EQ(resolve_precision("auto", torch::kCPU), native ? "bf16" : "fp32");
+  EXPECT_EQ(resolve_precision("auto", torch::Device(torch::kCUDA, 0)), "bf16");
+  for (const std::string name : {"fp32", "bf16", "fp16"}) EXPECT_EQ(resolve_precision(name, torch::kCPU), name);
+  // A CPU without it, as the AVX2 level stands for one.
+  an::force_cpu_kernel_isa(an::CpuKernelIsa::avx2);
+  EXPECT_EQ(resolve_precision("auto", torch::kCPU), "fp32");
+  an::clear_forced_cpu_kernel_isa();
+
+  std::string dir = temp_dir("auto_precision");
+  TrainConfig c = small_config(dir, 2);
+  c.train.precision = "auto";
+  const TrainResult r = run_training(c);
+  EXPECT_EQ(r.precision, native ? "bf16" : "fp32");
+  EXPECT_EQ(r.steps, 2);
   fs::remove_all(dir);
 }
 

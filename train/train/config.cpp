@@ -165,8 +165,9 @@ void validate(const TrainConfig& c, const std::string& source) {
           "schedule.name must be poly, cosine, cosine_restarts or constant, not '" +
               c.schedule.name + "'");
   require(c.schedule.warmup_steps >= 0, "schedule.warmup_steps must not be negative");
-  require(c.train.precision == "fp32" || c.train.precision == "bf16" || c.train.precision == "fp16",
-          "train.precision must be fp32, bf16 or fp16, not '" + c.train.precision + "'");
+  require(c.train.precision == "fp32" || c.train.precision == "bf16" || c.train.precision == "fp16" ||
+              c.train.precision == "auto",
+          "train.precision must be fp32, bf16, fp16 or auto, not '" + c.train.precision + "'");
   require(c.train.device == "auto" || c.train.device == "cpu" || c.train.device == "cuda",
           "train.device must be auto, cpu or cuda, not '" + c.train.device + "'");
   require(c.train.label_smoothing >= 0 && c.train.label_smoothing < 1,

@@ -62,7 +62,7 @@ struct TrainLoopConfig {
   double epochs = 0;
   int64_t grad_accumulation = 1;
   double clip_grad_norm = 5.0;     // on the backbone; 0 = off
-  std::string precision = "fp32";  // fp32 | bf16 | fp16 (fp16 only on CUDA)
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (fp16 only on CUDA) | auto (resolve_precision)
   std::string device = "auto";     // auto | cpu | cuda
   int threads = 0;                 // 0 = all cores
   uint64_t seed = 0;               // weights, sampling

@@ -14,6 +14,7 @@
 #include "train/dist/collectives.hpp"
 #include "train/dist/grad_reducer.hpp"
 #include "train/dist/partial_fc.hpp"
+#include "train/nn/cpu_kernel_isa.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/embed.hpp"
 #include "train/train/eval_sets.hpp"
@@ -94,6 +95,12 @@ std::string fixed(double v, int digits) {
 }
 
 }  // namespace
+
+std::string resolve_precision(const std::string& name, const torch::Device& device) {
+  if (name != "auto") return name;
+  if (device.is_cuda()) return "bf16";
+  return nn::cpu_kernel_active_isa() == nn::CpuKernelIsa::avx512_bf16 ? "bf16" : "fp32";
+}
 
 torch::Device resolve_device(const std::string& name, int local_rank) {
   if (name == "cpu") return torch::kCPU;
@@ -183,6 +190,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   const int rank = world->rank();
   const int world_size = world->world_size();
   const bool leader = rank == 0;  // logs, evaluates, prints
+  config.train.precision = resolve_precision(config.train.precision, device);
   const std::string& precision = config.train.precision;
   if (precision == "fp16" && !device.is_cuda())
     throw ConfigError("train.precision fp16 needs CUDA (use bf16 on CPU)");
@@ -251,6 +259,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
 
   TrainResult result;
   result.device = device.str();
+  result.precision = precision;
   result.metrics = metrics_path;
   // Real verification sets are read once (encoded images stay in memory) and scored at every eval.
   std::vector<EvalSet> eval_sets;

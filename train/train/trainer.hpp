@@ -37,6 +37,7 @@ struct TrainResult {
   std::string checkpoint;       // path of the last checkpoint written
   std::string metrics;          // JSONL path
   std::string device;
+  std::string precision;        // as resolved (train.precision "auto" becomes bf16 or fp32)
   double peak_device_memory_mb = 0;  // CUDA peak allocated memory (0 on CPU)
   double peak_host_memory_mb = 0;    // the process's peak resident memory so far (getrusage)
   std::optional<eval::VerificationReport> eval_before;  // untrained (only on a fresh run)
@@ -56,6 +57,11 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
 // Resolves "auto" to CUDA when available; errors clearly when CUDA is asked for and absent. A
 // process of a multi-process run takes the GPU of its local rank.
 torch::Device resolve_device(const std::string& name, int local_rank = 0);
+
+// train.precision as the run uses it: "auto" is bf16 where the device computes it natively (CUDA;
+// a CPU with AVX512-BF16, which every CPU with AMX also has) and fp32 on other CPUs, where bf16
+// would be emulated and slower than fp32. The other names stay as they are.
+std::string resolve_precision(const std::string& name, const torch::Device& device);
 
 // The checkpoint path the trainer writes (and --resume latest reads).
 std::string latest_checkpoint_path(const std::string& dir);
