@@ -135,7 +135,6 @@ TEST(CpuConv, ModulesGoToTheKernelThatFits) {
   check(torch::nn::Conv2dOptions(16, 16, 3).padding(1).dilation(2).groups(8), 16, true, false);  // dilated
 }
 
-// Only the gradients asked for are computed; the others stay undefined.
 // A Linear over tokens runs as a 1x1 convolution on the CPU: the same values and gradients as the
 // module's own forward in double, float and bf16 (under autocast, as training runs it); other inputs
 // take the module's forward unchanged.
@@ -183,15 +182,16 @@ TEST(CpuConv, TokenLinearMatchesTheModuleInDouble) {
       }
     }
   }
-  // [N, in] rows, a handful of tokens, double: the module's forward, bit for bit.
+  // [N, in] rows and a handful of tokens: the module's forward, bit for bit; double too.
   torch::nn::Linear linear(48, 40);
-  for (const torch::Tensor& x : {torch::randn({5, 48}), torch::randn({5, 7, 48}), torch::randn({2, 19, 48})}) {
-    const torch::Tensor in = x.size(1) == 19 ? x.to(torch::kDouble) : x;
-    if (in.scalar_type() == torch::kDouble) linear->to(torch::kDouble);
-    EXPECT_TRUE(torch::equal(an::linear_forward(linear, in), linear->forward(in)));
-  }
+  for (const torch::Tensor& x : {torch::randn({5, 48}), torch::randn({5, 7, 48})})
+    EXPECT_TRUE(torch::equal(an::linear_forward(linear, x), linear->forward(x)));
+  linear->to(torch::kDouble);
+  const torch::Tensor tokens = torch::randn({2, 19, 48}, torch::kDouble);
+  EXPECT_TRUE(torch::equal(an::linear_forward(linear, tokens), linear->forward(tokens)));
 }
 
+// Only the gradients asked for are computed; the others stay undefined.
 TEST(GroupedConvKernel, ComputesOnlyTheGradientsAskedFor) {
   const torch::Tensor x = torch::randn({2, 8, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
   const torch::Tensor w = torch::randn({8, 2, 3, 3}).requires_grad_(true);
