@@ -92,13 +92,33 @@ const char* format_name(Format format) {
   return "unknown";
 }
 
-Image decode(std::string_view bytes, const std::string& name_for_errors, const DecodeLimits& limits) {
+namespace {
+
+void check_input_size(std::string_view bytes, const std::string& name_for_errors, const DecodeLimits& limits) {
   if (bytes.empty()) detail::fail(name_for_errors, "empty input (0 bytes), not an image");
   if (bytes.size() > limits.max_bytes) {
     detail::fail(name_for_errors, "input is too large: " + std::to_string(bytes.size()) +
                                       " bytes, over the limit of " + std::to_string(limits.max_bytes) +
                                       " (DecodeLimits::max_bytes)");
   }
+}
+
+}  // namespace
+
+Image decode_reduced(std::string_view bytes, const std::string& name_for_errors, int eighths,
+                     const DecodeLimits& limits) {
+  reduced_size(1, eighths);  // validates eighths
+  if (eighths == 8) return decode(bytes, name_for_errors, limits);
+  check_input_size(bytes, name_for_errors, limits);
+  if (sniff_format(bytes) != Format::jpeg) {
+    throw ConfigError(name_for_errors + ": only JPEGs can be decoded reduced (" + std::to_string(eighths) +
+                      "/8 asked), this is " + format_name(sniff_format(bytes)));
+  }
+  return detail::decode_jpeg(bytes, name_for_errors, limits, eighths);
+}
+
+Image decode(std::string_view bytes, const std::string& name_for_errors, const DecodeLimits& limits) {
+  check_input_size(bytes, name_for_errors, limits);
   switch (sniff_format(bytes)) {
     case Format::jpeg: return detail::decode_jpeg(bytes, name_for_errors, limits);
     case Format::png: return detail::decode_png(bytes, name_for_errors, limits);

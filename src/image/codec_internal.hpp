@@ -17,7 +17,8 @@ void check_pixel_limit(uint64_t width, uint64_t height, const char* format, cons
 // Throws when the image cannot be encoded (empty, wrong channel count, pixel buffer size).
 void check_encodable(const Image& image, const char* format);
 
-Image decode_jpeg(std::string_view bytes, const std::string& name, const DecodeLimits& limits);
+// eighths / 8 of the full size (1..8; 8 = full), through libjpeg-turbo's scaled inverse DCT.
+Image decode_jpeg(std::string_view bytes, const std::string& name, const DecodeLimits& limits, int eighths = 8);
 Image decode_png(std::string_view bytes, const std::string& name, const DecodeLimits& limits);
 Image decode_webp(std::string_view bytes, const std::string& name, const DecodeLimits& limits);
 

@@ -2,6 +2,7 @@
 // the size and colour space before anything is allocated, tjDecompress2 converts to RGB.
 #include <turbojpeg.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,29 +43,56 @@ void inverted_cmyk_to_rgb(const std::vector<uint8_t>& cmyk, Image& out) {
   }
 }
 
-}  // namespace
+struct JpegHeader {
+  int width = 0, height = 0, colorspace = 0;
+};
 
-namespace detail {
-
-Image decode_jpeg(std::string_view bytes, const std::string& name, const DecodeLimits& limits) {
-  tjhandle tj = thread_handle(false);
-  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-  const auto size = static_cast<unsigned long>(bytes.size());
-  int width = 0, height = 0, subsampling = 0, colorspace = 0;
-  if (tjDecompressHeader3(tj, data, size, &width, &height, &subsampling, &colorspace) != 0) {
-    fail(name, std::string("bad or truncated JPEG header (") + tjGetErrorStr2(tj) + ")");
+JpegHeader read_header(tjhandle tj, std::string_view bytes, const std::string& name) {
+  JpegHeader h;
+  int subsampling = 0;
+  if (tjDecompressHeader3(tj, reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<unsigned long>(bytes.size()), &h.width, &h.height, &subsampling,
+                          &h.colorspace) != 0) {
+    detail::fail(name, std::string("bad or truncated JPEG header (") + tjGetErrorStr2(tj) + ")");
   }
   // libjpeg treats running out of data as an end marker, so a file cut before its frame header
   // "succeeds" here with no size.
-  if (width <= 0 || height <= 0) fail(name, "bad or truncated JPEG header (the data ends before the image size)");
-  check_pixel_limit(static_cast<uint64_t>(width), static_cast<uint64_t>(height), "JPEG", name, limits);
+  if (h.width <= 0 || h.height <= 0) detail::fail(name, "bad or truncated JPEG header (the data ends before the image size)");
+  return h;
+}
+
+}  // namespace
+
+int reduced_size(int full, int eighths) {
+  if (eighths < 1 || eighths > 8) {
+    throw ConfigError("a reduced decode takes 1..8 eighths of the full size, got " + std::to_string(eighths));
+  }
+  return static_cast<int>((static_cast<int64_t>(full) * eighths + 7) / 8);
+}
+
+std::optional<ImageSize> jpeg_size(std::string_view bytes, const std::string& name_for_errors) {
+  if (sniff_format(bytes) != Format::jpeg) return std::nullopt;
+  const JpegHeader h = read_header(thread_handle(false), bytes, name_for_errors);
+  return ImageSize{h.width, h.height};
+}
+
+namespace detail {
+
+Image decode_jpeg(std::string_view bytes, const std::string& name, const DecodeLimits& limits, int eighths) {
+  tjhandle tj = thread_handle(false);
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto size = static_cast<unsigned long>(bytes.size());
+  const JpegHeader header = read_header(tj, bytes, name);
+  check_pixel_limit(static_cast<uint64_t>(header.width), static_cast<uint64_t>(header.height), "JPEG", name, limits);
 
   // Accurate integer IDCT (the libjpeg default that OpenCV and PIL use). Warnings such as
   // "Premature end of JPEG file" stop the decode: libjpeg would otherwise pad a truncated image
   // with gray and call it a success. LIMITSCANS caps progressive scans (a known CPU bomb).
   const int flags = TJFLAG_ACCURATEDCT | TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
+  // Asking for exactly the M/8 size makes tjDecompress2 pick the M/8 scaling factor.
+  const int width = reduced_size(header.width, eighths), height = reduced_size(header.height, eighths);
   Image out(width, height, 3);
-  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  const bool cmyk = header.colorspace == TJCS_CMYK || header.colorspace == TJCS_YCCK;
   int status = 0;
   if (cmyk) {
     std::vector<uint8_t> ink(static_cast<size_t>(width) * static_cast<size_t>(height) * 4);

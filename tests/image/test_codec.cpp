@@ -25,9 +25,11 @@
 #include "arcforge/common/error.hpp"
 #include "arcforge/image/codec.hpp"
 #include "arcforge/image/image.hpp"
+#include "ppm_reader.hpp"
 
 namespace ai = arcforge::image;
 namespace fs = std::filesystem;
+using arcforge::image::test::read_ppm;
 
 namespace {
 
@@ -302,21 +304,6 @@ Size png_ihdr_size(const std::string& b) {
     return static_cast<int>(v);
   };
   return {u32(16), u32(20)};
-}
-
-// Reads a binary PPM (P6, maxval 255) as written by djpeg.
-ai::Image read_ppm(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string magic;
-  int width = 0, height = 0, maxval = 0;
-  in >> magic >> width >> height >> maxval;
-  in.get();
-  EXPECT_EQ(magic, "P6");
-  EXPECT_EQ(maxval, 255);
-  ai::Image image(width, height, 3);
-  in.read(reinterpret_cast<char*>(image.pixels.data()), static_cast<std::streamsize>(image.pixels.size()));
-  EXPECT_TRUE(in) << path;
-  return image;
 }
 
 }  // namespace

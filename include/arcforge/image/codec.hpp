@@ -4,6 +4,7 @@
 // Every input is untrusted: sizes are checked from the header before any pixel buffer is allocated,
 // and every failure is an InputError that names the file and the problem.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,30 @@ Image decode(std::string_view bytes, const std::string& name_for_errors, const D
 
 // Reads the file (refusing one over limits.max_bytes before reading it) and decodes it.
 Image decode_file(const std::string& path, const DecodeLimits& limits = {});
+
+// Decoding below full size, for photos much larger than what is made of them (a detector's 640x640
+// input, a 112x112 face): libjpeg-turbo's scaled inverse DCT turns each 8x8 block into M x M pixels
+// (M = 1..8), skipping most of the decoding work and low-pass filtering as it goes, which is what
+// PIL's Image.draft() and OpenCV's IMREAD_REDUCED_COLOR_2/4/8 do.
+struct ImageSize {
+  int width = 0;
+  int height = 0;
+};
+
+// The size a JPEG's header declares, read without decoding; nullopt when `bytes` is not a JPEG.
+// Throws InputError "name_for_errors: ..." on a JPEG whose header is bad or truncated.
+std::optional<ImageSize> jpeg_size(std::string_view bytes, const std::string& name_for_errors);
+
+// A dimension decoded at eighths / 8: ceil(full * eighths / 8), libjpeg's rounding.
+int reduced_size(int full, int eighths);
+
+// decode() at eighths / 8 of the full size (eighths in 1..8). Output pixel x covers the full-size
+// pixels around (x + 0.5) * 8 / eighths - 0.5 (pixel centres aligned, like a box filter). Only
+// JPEGs can be reduced: any other format with eighths < 8, or eighths outside 1..8, is a
+// ConfigError. The pixel limit applies to the full size, since the entropy decoding still reads
+// every block.
+Image decode_reduced(std::string_view bytes, const std::string& name_for_errors, int eighths,
+                     const DecodeLimits& limits = {});
 
 enum class ChromaSubsampling { s420, s444 };
 
