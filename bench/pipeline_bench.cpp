@@ -6,6 +6,10 @@
 // Every .jpg/.png of the photo folder is run each round; one untimed warm-up round builds the runtime's
 // plans and checks that the stages put together here find the same faces as load_detector()->detect.
 // The best (fastest) of --rounds timed rounds is reported.
+// With --reduced, each precision also runs with FaceAnalyzer's reduced decoding (pipeline/photo.hpp):
+// decode = read + FaceAnalyzer::decode_photo (JPEGs at M/8 where the detector input allows), detector
+// decode includes the map back to full-size coordinates, align = FaceAnalyzer::align (which decodes
+// the file again, finer, for a face too small for the reduced pixels).
 //
 // "The same pipeline on ONNX Runtime": after each of our rounds, ORT's model times per call are
 // measured (node run_model.js --bench 20, same thread count, random 1x3x640x640 and 1x3x112x112
@@ -14,6 +18,7 @@
 //
 //   pipeline_bench [--photos DIR] [--detector F] [--recognizer F] [--spec S] [--threads 2] [--rounds 3]
 //                  [--precision fp32,bf16,int8] [--size 640] [--ort-script run_model.js | --ort-script none]
+//                  [--reduced]
 //
 // Prints a markdown table (ms per round and share per stage, faces/s, ratios) after a machine line.
 // The machine line carries OMP_WAIT_POLICY when set: on a loaded machine oneDNN's OpenMP threads
@@ -42,6 +47,7 @@
 #include "arcforge/pipeline/alignment.hpp"
 #include "arcforge/pipeline/detection.hpp"
 #include "arcforge/pipeline/detector.hpp"
+#include "arcforge/pipeline/face_analyzer.hpp"
 #include "arcforge/pipeline/recognizer.hpp"
 #include "arcforge/runtime/model.hpp"
 
@@ -62,6 +68,7 @@ struct Args {
   std::string spec = "bgr,mean=127.5,std=128";  // paddle MobileFaceNet's input
   int threads = 2, rounds = 3, size = 640;
   std::vector<std::string> precisions{"fp32"};
+  bool reduced = false;  // also run each precision with reduced decoding
   std::string ort_script = std::string(ARCFORGE_SOURCE_DIR) + "/tests/runtime/node/run_model.js";
 };
 
@@ -83,6 +90,10 @@ Args parse_args(int argc, char** argv) {
   a.recognizer = shared + "/models/paddle_mobilefacenet128.onnx";
   for (int i = 1; i < argc; ++i) {
     const std::string key = argv[i];
+    if (key == "--reduced") {
+      a.reduced = true;
+      continue;
+    }
     if (i + 1 >= argc) throw ConfigError("pipeline_bench: " + key + " needs a value");
     const std::string value = argv[++i];
     if (key == "--photos") a.photos = value;
@@ -149,10 +160,17 @@ struct Round {
 
 class Pipeline {
  public:
-  Pipeline(const Args& args, runtime::Precision precision) : args_(args) {
+  Pipeline(const Args& args, runtime::Precision precision, bool reduced) : args_(args) {
     runtime::Options options;
     options.threads = args.threads;
     options.precision = precision;
+    if (reduced) {
+      pipeline::AnalyzerOptions analyzer_options;
+      analyzer_options.runtime = options;
+      analyzer_options.detector = detector_options_;
+      analyzer_options.detector.input_width = analyzer_options.detector.input_height = args.size;
+      analyzer_ = std::make_unique<pipeline::FaceAnalyzer>(args.detector, "", analyzer_options);
+    }
     detector_model_ = std::make_unique<runtime::Model>(runtime::Model::load(args.detector, options));
     detector_options_.input_width = detector_options_.input_height = args.size;
     reference_detector_ = pipeline::load_detector(args.detector, detector_options_, options);
@@ -171,14 +189,14 @@ class Pipeline {
     };
     for (const auto& file : files) {
       Clock::time_point t = Clock::now();
-      image::Image photo = image::decode_file(file);
-      if (photo.channels == 1) photo = to_rgb(photo);
+      const pipeline::Photo photo = analyzer_ ? analyzer_->decode_photo(image::read_image_file(file), file)
+                                              : pipeline::Photo::from_image(pipeline::as_rgb(image::decode_file(file)));
       r.ms[kDecode] += lap(t);
 
       runtime::Tensor input;
       input.shape = {1, 3, args_.size, args_.size};
       input.data.reserve(static_cast<size_t>(input.numel()));
-      const pipeline::Letterbox lb = pipeline::letterbox(photo, args_.size, args_.size);
+      const pipeline::Letterbox lb = pipeline::letterbox(photo.pixels, args_.size, args_.size);
       pipeline::append_planar(lb.canvas, /*bgr=*/false, 127.5f, 128.0f, input.data);
       r.ms[kLetterbox] += lap(t);
 
@@ -192,11 +210,19 @@ class Pipeline {
           pipeline::decode_scrfd(strides, args_.size, args_.size, anchors, detector_options_.score_threshold);
       pipeline::unletterbox(faces, lb.scale);
       faces = pipeline::non_maximum_suppression(std::move(faces), detector_options_.nms_iou);
-      faces = pipeline::select_faces(std::move(faces), detector_options_, photo.width, photo.height);
+      faces = pipeline::select_faces(std::move(faces), detector_options_, photo.pixels.width, photo.pixels.height);
+      if (check) check_against_detector(file, photo.pixels, faces);
+      if (photo.reduced()) {
+        for (auto& face : faces) {
+          for (auto& p : face.landmarks) p = photo.to_full(p);
+        }
+      }
       r.ms[kDetectorDecode] += lap(t);
 
       std::vector<image::Image> crops;
-      for (const auto& face : faces) crops.push_back(pipeline::align_face(photo, face.landmarks));
+      for (const auto& face : faces) {
+        crops.push_back(analyzer_ ? analyzer_->align(photo, face, 112, 112) : pipeline::align_face(photo.pixels, face.landmarks));
+      }
       r.ms[kAlign] += lap(t);
 
       for (const auto& crop : crops) {
@@ -206,20 +232,11 @@ class Pipeline {
       }
       r.ms[kRecognizer] += lap(t);
       r.faces += static_cast<int>(faces.size());
-      if (check) check_against_detector(file, photo, faces);
     }
     return r;
   }
 
  private:
-  static image::Image to_rgb(const image::Image& gray) {
-    image::Image rgb(gray.width, gray.height, 3);
-    for (size_t i = 0; i < gray.pixels.size(); ++i) {
-      rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = gray.pixels[i];
-    }
-    return rgb;
-  }
-
   void check_against_detector(const std::string& file, const image::Image& photo,
                               const std::vector<pipeline::Detection>& faces) const {
     const std::vector<pipeline::Detection> expected = reference_detector_->detect(photo);
@@ -239,6 +256,7 @@ class Pipeline {
   std::unique_ptr<runtime::Model> detector_model_;
   std::unique_ptr<pipeline::Detector> reference_detector_;
   std::unique_ptr<pipeline::Recognizer> recognizer_;
+  std::unique_ptr<pipeline::FaceAnalyzer> analyzer_;  // reduced decoding only
 };
 
 // ONNX Runtime's median ms per call of `model` on a random input of `shape` (e.g. 1x3x640x640).
@@ -323,10 +341,16 @@ int main(int argc, char** argv) {
     if (has_ort) ort_timer = std::make_unique<OrtTimer>(args.ort_script, args.threads);
     double ort_detector_ms = 1e300, ort_recognizer_ms = 1e300;
     std::vector<Column> columns;
+    std::vector<std::pair<std::string, bool>> runs;  // (precision, reduced decoding)
     for (const auto& name : args.precisions) {
+      runs.push_back({name, false});
+      if (args.reduced) runs.push_back({name, true});
+    }
+    for (const auto& [name, reduced] : runs) {
+      const std::string column = "arcforge " + name + (reduced ? " reduced decode" : "");
       try {
         const runtime::Precision precision = runtime::parse_precision(name);
-        const Pipeline pipeline(args, precision);
+        const Pipeline pipeline(args, precision, reduced);
         pipeline.run(files, /*check=*/true);
         Round best;
         for (int r = 0; r < args.rounds; ++r) {
@@ -338,11 +362,11 @@ int main(int argc, char** argv) {
             ort_recognizer_ms = std::min(ort_recognizer_ms, ort_timer->median_ms(args.recognizer, "1x3x112x112"));
           }
         }
-        columns.push_back({"arcforge " + name, best});
-        std::printf("arcforge %s: %d faces per round, %d detector calls, %d recognizer calls, best round %.1f ms\n",
-                    name.c_str(), best.faces, best.detector_calls, best.recognizer_calls, best.total());
+        columns.push_back({column, best});
+        std::printf("%s: %d faces per round, %d detector calls, %d recognizer calls, best round %.1f ms\n",
+                    column.c_str(), best.faces, best.detector_calls, best.recognizer_calls, best.total());
       } catch (const Error& e) {
-        std::printf("arcforge %s: not run: %s\n", name.c_str(), e.what());
+        std::printf("%s: not run: %s\n", column.c_str(), e.what());
       }
     }
     if (columns.empty()) throw ConfigError("pipeline_bench: no precision could be run");

@@ -3,7 +3,8 @@
 # MobileFaceNet-128) on ../shared/faces/deepface, arcforge next to "the same pipeline on ONNX Runtime"
 # (ORT's model times, measured by pipeline_bench after each of its rounds with run_model.js --bench at
 # the same thread count, x the calls arcforge made, + arcforge's non-model stages). Prints a markdown
-# table; see bench/pipeline_bench.cpp for what each stage covers.
+# table, each precision with full-size and reduced decoding; see bench/pipeline_bench.cpp for what
+# each stage covers.
 #
 #   bench/run_pipeline_bench.sh [BUILD_DIR] [THREADS] [ROUNDS] [PRECISIONS]
 #   e.g. bench/run_pipeline_bench.sh build 2 3 fp32,bf16
@@ -24,4 +25,4 @@ echo "lscpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$t
 "$build/bench/pipeline_bench" --photos "$shared/faces/deepface" \
   --detector "$shared/models/scrfd_500m_bnkps.onnx" --recognizer "$shared/models/paddle_mobilefacenet128.onnx" \
   --spec "bgr,mean=127.5,std=128" --threads "$threads" --rounds "$rounds" --precision "$precisions" \
-  --ort-script tests/runtime/node/run_model.js
+  --ort-script tests/runtime/node/run_model.js --reduced

@@ -22,8 +22,9 @@ int main(int argc, char** argv) {
     options.flip = true;  // flip-add embeddings
     const FaceAnalyzer analyzer(argv[1], argv[2], options);
 
-    // Every face of photo A: box, score, landmarks, quality, a 112x112 crop and an embedding.
-    const auto photo = analyzer.load_image(argv[4]);
+    // Every face of photo A: box, score, landmarks, quality, a 112x112 crop and an embedding. A large
+    // JPEG is decoded reduced; coordinates are the file's full-size pixels all the same.
+    const Photo photo = analyzer.load_photo(argv[4]);
     for (const Face& face : analyzer.analyze(photo)) {
       const Box& b = face.detection.box;
       std::printf("face [%.0f %.0f %.0f %.0f] score %.3f yaw %.1f blur %.0f, %zu-d embedding\n", b.x1, b.y1, b.x2,
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
     }
 
     // The largest faces of A and B compared at a cosine threshold.
-    const VerifyResult r = analyzer.verify(photo, analyzer.load_image(argv[5]), 0.29f, argv[4], argv[5]);
+    const VerifyResult r = analyzer.verify(photo, analyzer.load_photo(argv[5]), 0.29f);
     std::printf("similarity %.4f -> %s\n", r.similarity, r.same ? "same person" : "different people");
     return 0;
   } catch (const std::exception& e) {

@@ -24,11 +24,11 @@ void run(const AlignArgs& a) {
   std::filesystem::create_directories(a.out);
   nlohmann::json crops = nlohmann::json::array();
   for (const auto& file : a.images) {
-    const image::Image photo = analyzer.load_image(file);
+    const pipeline::Photo photo = analyzer.load_photo(file);
     const auto faces = analyzer.detect(photo);
     if (faces.empty()) std::fprintf(stderr, "arcforge align: %s: no face found\n", file.c_str());
     for (size_t k = 0; k < faces.size(); ++k) {
-      const image::Image crop = pipeline::align_face(photo, faces[k].detection.landmarks, a.size, a.size);
+      const image::Image crop = analyzer.align(photo, faces[k].detection, a.size, a.size);
       const std::string path =
           (std::filesystem::path(a.out) / (std::filesystem::path(file).stem().string() + "_" + std::to_string(k) + ".png"))
               .string();

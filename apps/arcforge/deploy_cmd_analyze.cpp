@@ -19,11 +19,11 @@ void run(const AnalyzeArgs& a) {
   const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, true, true);
   nlohmann::json images = nlohmann::json::array();
   for (const auto& file : a.images) {
-    const image::Image photo = analyzer.load_image(file);
+    const pipeline::Photo photo = analyzer.load_photo(file);
     const std::vector<pipeline::Face> faces = analyzer.analyze(photo);
     nlohmann::json list = nlohmann::json::array();
     for (const auto& f : faces) list.push_back(face_json(f, true, a.embeddings));
-    images.push_back({{"file", file}, {"width", photo.width}, {"height", photo.height}, {"faces", list}});
+    images.push_back({{"file", file}, {"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}});
     if (a.json) continue;
     std::printf("%s: %zu face(s)\n", file.c_str(), faces.size());
     for (const auto& f : faces) {

@@ -29,17 +29,18 @@ void run(const DetectArgs& a) {
   const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, true, false);
   nlohmann::json images = nlohmann::json::array();
   for (const auto& file : a.images) {
-    const image::Image photo = analyzer.load_image(file);
+    // Drawing needs the photo whole.
+    const pipeline::Photo photo = analyzer.load_photo(file, /*allow_reduced=*/a.draw.empty());
     std::vector<pipeline::Face> faces = analyzer.detect(photo);
     if (a.quality) analyzer.complete(photo, faces);
     nlohmann::json list = nlohmann::json::array();
     for (const auto& f : faces) list.push_back(face_json(f, a.quality, false));
-    images.push_back({{"file", file}, {"width", photo.width}, {"height", photo.height}, {"faces", list}});
+    images.push_back({{"file", file}, {"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}});
     if (!a.draw.empty()) {
       std::vector<pipeline::Detection> detections;
       for (const auto& f : faces) detections.push_back(f.detection);
       const std::string out = draw_path(a, file);
-      image::write_png(out, pipeline::draw_detections(photo, detections));
+      image::write_png(out, pipeline::draw_detections(photo.pixels, detections));
       images.back()["drawn"] = out;
     }
     if (!a.json) {

@@ -32,11 +32,11 @@ void run(const EmbedArgs& a) {
     if (!a.json && a.npy.empty()) std::printf("%s: %zu-d embedding, |e| = 1\n", file.c_str(), embedding.size());
   };
   for (const auto& file : a.images) {
-    const image::Image photo = analyzer.load_image(file);
     if (a.aligned) {  // the photo is already an aligned crop
-      add(file, analyzer.embed_aligned({photo}).front(), {{"file", file}});
+      add(file, analyzer.embed_aligned({analyzer.load_image(file)}).front(), {{"file", file}});
       continue;
     }
+    const pipeline::Photo photo = analyzer.load_photo(file);
     std::vector<pipeline::Face> faces = analyzer.detect(photo);
     if (faces.empty()) throw InputError(file + ": no face found");
     if (!a.all_faces) {  // the largest face, as verify picks it

@@ -57,7 +57,7 @@ bool is_image_file(const fs::path& p) {
 // The sample a photo gives: its largest face, embedded, with the photo's hash.
 gallery::SampleInput sample_from_photo(const pipeline::FaceAnalyzer& analyzer, const std::string& file, pipeline::Face* face) {
   const std::string bytes = read_file(file);
-  *face = analyzer.analyze_largest(analyzer.load_image(file), file);
+  *face = analyzer.analyze_largest(analyzer.load_photo(file));
   gallery::SampleInput s = gallery::sample_from_face(*face, bytes);
   s.metadata = json{{"file", fs::path(file).filename().string()}}.dump();
   return s;
@@ -207,7 +207,7 @@ void run_search(const GalleryArgs& g, const PhotoArgs& p) {
   for (const std::string& file : p.images) {
     json result{{"file", file}};
     try {
-      const pipeline::Face face = analyzer.analyze_largest(analyzer.load_image(file), file);
+      const pipeline::Face face = analyzer.analyze_largest(analyzer.load_photo(file));
       const auto matches = gallery.search(g.collection, face.embedding, options);
       result["matches"] = matches_json(matches);
       result["face"] = {{"box", box_json(face)}, {"score", face.detection.score}};
@@ -236,7 +236,7 @@ void run_verify(const GalleryArgs& g, const PhotoArgs& p) {
   const Gallery gallery = Gallery::open(g.db);
   const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, true, true);
   const std::string& file = p.images.front();
-  const pipeline::Face face = analyzer.analyze_largest(analyzer.load_image(file), file);
+  const pipeline::Face face = analyzer.analyze_largest(analyzer.load_photo(file));
   const float similarity = gallery.verify(g.collection, p.person, face.embedding);
   const bool same = similarity >= p.threshold;
   if (g.json) {

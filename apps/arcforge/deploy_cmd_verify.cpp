@@ -18,8 +18,7 @@ struct VerifyArgs {
 
 void run(const VerifyArgs& a) {
   const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, true, true);
-  const image::Image photo_a = analyzer.load_image(a.first), photo_b = analyzer.load_image(a.second);
-  const pipeline::VerifyResult r = analyzer.verify(photo_a, photo_b, a.threshold, a.first, a.second);
+  const pipeline::VerifyResult r = analyzer.verify(analyzer.load_photo(a.first), analyzer.load_photo(a.second), a.threshold);
   if (a.json) {
     nlohmann::json first = face_json(r.first, true, false), second = face_json(r.second, true, false);
     first["file"] = a.first;

@@ -29,10 +29,11 @@ struct FaceModelArgs {
   bool flip = false;
   std::string min_quality;
   int64_t max_pixels = 40'000'000;
+  bool full_size_decode = false;
 };
 
 // Adds --pack, --detector, --recognizer, --recognizer-spec, --det-size, --det-thresh, --nms,
-// --max-faces, --min-face-size, --min-quality, --max-pixels, --flip when `embeds`, and
+// --max-faces, --min-face-size, --min-quality, --max-pixels, --full-size-decode, --flip when `embeds`, and
 // --precision/--threads unless the command has its own (`runtime_options` false).
 void add_face_model_options(CLI::App* cmd, FaceModelArgs& args, bool embeds, bool runtime_options = true);
 

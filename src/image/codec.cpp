@@ -128,7 +128,7 @@ Image decode(std::string_view bytes, const std::string& name_for_errors, const D
   detail::fail(name_for_errors, describe_unknown(bytes) + "; expected JPEG, PNG or WebP");
 }
 
-Image decode_file(const std::string& path, const DecodeLimits& limits) {
+std::string read_image_file(const std::string& path, const DecodeLimits& limits) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(path, ec)) detail::fail(path, "is a directory, not an image");
@@ -138,7 +138,11 @@ Image decode_file(const std::string& path, const DecodeLimits& limits) {
     detail::fail(path, "file is too large: " + std::to_string(size) + " bytes, over the limit of " +
                            std::to_string(limits.max_bytes) + " (DecodeLimits::max_bytes)");
   }
-  return decode(read_file(path), path, limits);
+  return read_file(path);
+}
+
+Image decode_file(const std::string& path, const DecodeLimits& limits) {
+  return decode(read_image_file(path, limits), path, limits);
 }
 
 void write_png(const std::string& path, const Image& image) { write_file_atomically(path, encode_png(image)); }

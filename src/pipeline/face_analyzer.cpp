@@ -2,6 +2,7 @@
 // FaceAnalysis is.
 #include "arcforge/pipeline/face_analyzer.hpp"
 
+#include <algorithm>
 #include <limits>
 
 #include "arcforge/common/error.hpp"
@@ -15,7 +16,11 @@ FaceAnalyzer::FaceAnalyzer(const std::string& detector_path, const std::string& 
     throw ConfigError("FaceAnalyzer: give a detector, a recognizer, or both");
   }
   if (!detector_path.empty()) {
-    detector_ = load_detector(detector_path, options_.detector, options_.detector_runtime.value_or(options_.runtime));
+    // Faces are selected in full-size coordinates (faces_from), where min_face_size means what it says.
+    DetectorOptions unselected = options_.detector;
+    unselected.min_face_size = 0;
+    unselected.max_faces = 0;
+    detector_ = load_detector(detector_path, unselected, options_.detector_runtime.value_or(options_.runtime));
   }
   if (!recognizer_path.empty()) {
     recognizer_ = Recognizer::load(recognizer_path, options_.recognizer_spec, options_.runtime);
@@ -28,14 +33,30 @@ FaceAnalyzer FaceAnalyzer::from_pack(const std::string& directory, AnalyzerOptio
 }
 
 image::Image FaceAnalyzer::load_image(const std::string& path) const {
-  image::Image photo = image::decode_file(path, options_.decode_limits);
-  if (photo.channels == 1) {  // gray photos (old LFW copies) go through the RGB pipeline
-    image::Image rgb(photo.width, photo.height, 3);
-    for (size_t i = 0; i < photo.pixels.size(); ++i) {
-      rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = photo.pixels[i];
-    }
-    return rgb;
+  return as_rgb(image::decode_file(path, options_.decode_limits));  // gray photos (old LFW copies) too
+}
+
+Photo FaceAnalyzer::load_photo(const std::string& path, bool allow_reduced) const {
+  if (!allow_reduced || !options_.reduced_decoding || !detector_) return Photo::from_image(load_image(path), path);
+  return decode_photo(image::read_image_file(path, options_.decode_limits), path, allow_reduced);
+}
+
+Photo FaceAnalyzer::decode_photo(std::string encoded, const std::string& name, bool allow_reduced) const {
+  const std::optional<image::ImageSize> jpeg = image::jpeg_size(encoded, name);
+  int eighths = 8;
+  if (jpeg && allow_reduced && options_.reduced_decoding && detector_) {
+    eighths = detection_eighths(jpeg->width, jpeg->height, detector_->input_width(), detector_->input_height());
   }
+  // Bytes already in memory are not refused for their size (max_bytes guards reading a file).
+  image::DecodeLimits limits = options_.decode_limits;
+  limits.max_bytes = std::max<uint64_t>(limits.max_bytes, encoded.size());
+  Photo photo;
+  photo.pixels = as_rgb(image::decode_reduced(encoded, name, eighths, limits));
+  photo.full_width = jpeg ? jpeg->width : photo.pixels.width;
+  photo.full_height = jpeg ? jpeg->height : photo.pixels.height;
+  photo.eighths = eighths;
+  photo.encoded = std::make_shared<const std::string>(std::move(encoded));
+  photo.name = name;
   return photo;
 }
 
@@ -64,12 +85,33 @@ std::vector<Face> FaceAnalyzer::detect(const image::Image& photo) const {
 std::vector<std::vector<Face>> FaceAnalyzer::detect_batch(const std::vector<image::Image>& photos) const {
   if (!detector_) throw ConfigError("FaceAnalyzer: no detector loaded");
   std::vector<std::vector<Face>> out;
-  for (const auto& detections : detector_->detect_batch(photos)) {
-    std::vector<Face> faces;
-    for (const auto& d : detections) faces.push_back(face_from(d));
-    out.push_back(std::move(faces));
+  std::vector<std::vector<Detection>> found = detector_->detect_batch(photos);
+  for (size_t i = 0; i < photos.size(); ++i) {
+    out.push_back(faces_from(std::move(found[i]), 8, photos[i].width, photos[i].height));
   }
   return out;
+}
+
+std::vector<Face> FaceAnalyzer::faces_from(std::vector<Detection> detections, int eighths, int full_width,
+                                           int full_height) const {
+  if (eighths != 8) {
+    for (Detection& d : detections) {
+      const Point2 top_left = full_point({d.box.x1, d.box.y1}, eighths);
+      const Point2 bottom_right = full_point({d.box.x2, d.box.y2}, eighths);
+      d.box = {top_left.x, top_left.y, bottom_right.x, bottom_right.y};
+      for (Point2& p : d.landmarks) p = full_point(p, eighths);
+    }
+  }
+  std::vector<Face> faces;
+  for (const Detection& d : select_faces(std::move(detections), options_.detector, full_width, full_height)) {
+    faces.push_back(face_from(d));
+  }
+  return faces;
+}
+
+std::vector<Face> FaceAnalyzer::detect(const Photo& photo) const {
+  if (!detector_) throw ConfigError("FaceAnalyzer: no detector loaded");
+  return faces_from(detector_->detect(photo.pixels), photo.eighths, photo.full_width, photo.full_height);
 }
 
 image::Image FaceAnalyzer::align(const image::Image& photo, const Detection& detection) const {
@@ -79,10 +121,52 @@ image::Image FaceAnalyzer::align(const image::Image& photo, const Detection& det
   return align_face(photo, detection.landmarks, crop_width(), crop_height());
 }
 
-void FaceAnalyzer::complete(const image::Image& photo, std::vector<Face>& faces) const {
+image::Image FaceAnalyzer::align(const Photo& photo, const Detection& detection, int width, int height) const {
+  if (!detection.has_landmarks) {
+    throw InputError("this detector gives no landmarks, so faces cannot be aligned (use SCRFD or YuNet)");
+  }
+  Face face;
+  face.detection = detection;
+  const std::shared_ptr<const Photo> source = fine_enough(photo, {face}, width, height);
+  Landmarks5 landmarks = detection.landmarks;
+  for (Point2& p : landmarks) p = source->to_pixels(p);
+  return align_face(source->pixels, landmarks, width, height);
+}
+
+std::shared_ptr<const Photo> FaceAnalyzer::fine_enough(const Photo& photo, const std::vector<Face>& faces, int width,
+                                                       int height) const {
+  // Not owned: the caller's photo outlives the returned pointer's use.
+  std::shared_ptr<const Photo> same(std::shared_ptr<const Photo>(), &photo);
+  if (!photo.reduced() || !photo.encoded) return same;
+  int needed = photo.eighths;
+  for (const Face& face : faces) {
+    if (!face.detection.has_landmarks) continue;
+    try {
+      needed = std::max(needed, alignment_eighths(alignment_transform(face.detection.landmarks, width, height)));
+    } catch (const InputError&) {
+      // Degenerate landmarks: align() reports them.
+    }
+  }
+  if (needed == photo.eighths) return same;
+  auto finer = std::make_shared<Photo>(photo);
+  image::DecodeLimits limits = options_.decode_limits;
+  limits.max_bytes = std::max<uint64_t>(limits.max_bytes, photo.encoded->size());  // decoded once already
+  finer->pixels = as_rgb(image::decode_reduced(*photo.encoded, photo.name, needed, limits));
+  finer->eighths = needed;
+  return finer;
+}
+
+void FaceAnalyzer::complete(const Photo& photo, std::vector<Face>& faces) const {
+  const std::shared_ptr<const Photo> source = fine_enough(photo, faces, crop_width(), crop_height());
+  complete_on(source->pixels, source->eighths, faces);
+}
+
+void FaceAnalyzer::complete_on(const image::Image& pixels, int eighths, std::vector<Face>& faces) const {
   std::vector<image::Image> crops;
   for (auto& face : faces) {
-    face.aligned = align(photo, face.detection);
+    Detection on_pixels = face.detection;
+    for (Point2& p : on_pixels.landmarks) p = reduced_point(p, eighths);
+    face.aligned = align(pixels, on_pixels);
     face.quality.blur = laplacian_variance(face.aligned);
     face.rejection = quality_rejection(face.quality, options_.quality_gate);
     crops.push_back(face.aligned);
@@ -92,6 +176,38 @@ void FaceAnalyzer::complete(const image::Image& photo, std::vector<Face>& faces)
   for (size_t i = 0; i < faces.size(); ++i) faces[i].embedding = std::move(embeddings[i]);
 }
 
+std::vector<Face> FaceAnalyzer::analyze(const Photo& photo) const {
+  std::vector<Face> faces = detect(photo);
+  complete(photo, faces);
+  return faces;
+}
+
+Face FaceAnalyzer::analyze_largest(const Photo& photo) const {
+  std::vector<Face> largest{this->largest(detect(photo), photo.name)};
+  complete(photo, largest);
+  return std::move(largest.front());
+}
+
+Face FaceAnalyzer::largest(const std::vector<Face>& faces, const std::string& name_for_errors) const {
+  std::vector<Detection> detections;
+  for (const Face& f : faces) detections.push_back(f.detection);
+  return face_from(largest_face(detections, name_for_errors));
+}
+
+VerifyResult FaceAnalyzer::verify(const Photo& a, const Photo& b, float threshold) const {
+  VerifyResult result;
+  result.threshold = threshold;
+  result.first = analyze_largest(a);
+  result.second = analyze_largest(b);
+  result.similarity = cosine_similarity(result.first.embedding, result.second.embedding);
+  result.same = result.similarity >= threshold;
+  return result;
+}
+
+void FaceAnalyzer::complete(const image::Image& photo, std::vector<Face>& faces) const {
+  complete_on(photo, 8, faces);
+}
+
 std::vector<Face> FaceAnalyzer::analyze(const image::Image& photo) const {
   std::vector<Face> faces = detect(photo);
   complete(photo, faces);
@@ -99,9 +215,7 @@ std::vector<Face> FaceAnalyzer::analyze(const image::Image& photo) const {
 }
 
 Face FaceAnalyzer::analyze_largest(const image::Image& photo, const std::string& name_for_errors) const {
-  std::vector<Detection> detections;
-  for (const Face& f : detect(photo)) detections.push_back(f.detection);
-  std::vector<Face> largest{face_from(largest_face(detections, name_for_errors))};
+  std::vector<Face> largest{this->largest(detect(photo), name_for_errors)};
   complete(photo, largest);
   return std::move(largest.front());
 }

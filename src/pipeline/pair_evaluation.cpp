@@ -72,19 +72,18 @@ PairEvalResult evaluate_pair_list(const FaceAnalyzer& analyzer, const data::Pair
   auto work = [&] {
     for (size_t i = next++; i < count; i = next++) {
       try {
-        const image::Image photo = analyzer.load_image(pairs.files[i]);
+        const Photo photo = analyzer.load_photo(pairs.files[i]);
         PhotoResult& r = photos[i];
-        r.width = photo.width;
-        r.height = photo.height;
+        r.width = photo.full_width;
+        r.height = photo.full_height;
         std::vector<Face> faces = analyzer.detect(photo);
         if (faces.empty()) continue;
-        std::vector<Face> chosen{choose(faces, options.choice, photo.width, photo.height)};
+        std::vector<Face> chosen{choose(faces, options.choice, r.width, r.height)};
         analyzer.complete(photo, chosen);
         r.embedding = std::move(chosen.front().embedding);
         Landmarks5 rel;
         for (int k = 0; k < 5; ++k) {
-          rel[k] = {chosen.front().detection.landmarks[k].x / photo.width,
-                    chosen.front().detection.landmarks[k].y / photo.height};
+          rel[k] = {chosen.front().detection.landmarks[k].x / r.width, chosen.front().detection.landmarks[k].y / r.height};
         }
         r.relative_landmarks = rel;
       } catch (...) {

@@ -17,6 +17,8 @@ class RfbDetector final : public Detector {
 
   DetectorKind kind() const override { return DetectorKind::rfb; }
   bool has_landmarks() const override { return false; }
+  int input_width() const override { return width_; }
+  int input_height() const override { return height_; }
 
   std::vector<Detection> detect(const image::Image& photo) const override {
     if (photo.empty() || photo.channels != 3) throw InputError(path_ + ": expected a non-empty RGB photo");

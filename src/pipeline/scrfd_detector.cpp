@@ -30,6 +30,8 @@ class ScrfdDetector final : public Detector {
 
   DetectorKind kind() const override { return DetectorKind::scrfd; }
   bool has_landmarks() const override { return keypoints_; }
+  int input_width() const override { return width_; }
+  int input_height() const override { return height_; }
 
   std::vector<Detection> detect(const image::Image& photo) const override {
     return detect_batch({photo}).front();

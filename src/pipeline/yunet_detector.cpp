@@ -17,6 +17,8 @@ class YunetDetector final : public Detector {
 
   DetectorKind kind() const override { return DetectorKind::yunet; }
   bool has_landmarks() const override { return true; }
+  int input_width() const override { return width_; }
+  int input_height() const override { return height_; }
 
   std::vector<Detection> detect(const image::Image& photo) const override {
     Letterbox lb = letterbox(photo, width_, height_);

@@ -19,37 +19,26 @@ const pipeline::FaceAnalyzer& require_models(const Service& service, const std::
   return *service.analyzer;
 }
 
-Photo read_photo(const Service& service, const nlohmann::json& body, const std::string& field) {
+pipeline::Photo read_photo(const Service& service, const nlohmann::json& body, const std::string& field) {
   const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
-  Photo photo;
-  photo.bytes = decode_image_field(required_string(body, field), field);
-  image::DecodeLimits limits = analyzer.options().decode_limits;
-  limits.max_bytes = std::max<uint64_t>(limits.max_bytes, photo.bytes.size());  // the body limit already applied
+  std::string bytes = decode_image_field(required_string(body, field), field);  // the body limit already applied
   try {
-    photo.pixels = image::decode(photo.bytes, field, limits);
-  } catch (const InputError& e) {
-    throw HttpError(422, e.what());
-  }
-  if (photo.pixels.channels == 1) {  // gray photos go through the RGB pipeline
-    image::Image rgb(photo.pixels.width, photo.pixels.height, 3);
-    for (size_t i = 0; i < photo.pixels.pixels.size(); ++i) {
-      rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = photo.pixels.pixels[i];
-    }
-    photo.pixels = std::move(rgb);
-  }
-  return photo;
-}
-
-pipeline::Face largest_face(const Service& service, const image::Image& photo, const std::string& field) {
-  const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
-  try {
-    return analyzer.analyze_largest(photo, field);
+    return analyzer.decode_photo(std::move(bytes), field);
   } catch (const InputError& e) {
     throw HttpError(422, e.what());
   }
 }
 
-std::vector<pipeline::Face> faces_largest_first(const Service& service, const image::Image& photo,
+pipeline::Face largest_face(const Service& service, const pipeline::Photo& photo, const std::string& field) {
+  const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
+  try {
+    return analyzer.analyze_largest(photo);
+  } catch (const InputError& e) {
+    throw HttpError(422, e.what());
+  }
+}
+
+std::vector<pipeline::Face> faces_largest_first(const Service& service, const pipeline::Photo& photo,
                                                 const std::string& field, size_t max_faces, bool embed) {
   const pipeline::FaceAnalyzer& analyzer = require_models(service, "send \"embedding\"");
   std::vector<pipeline::Face> faces;

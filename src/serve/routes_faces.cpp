@@ -13,14 +13,14 @@ namespace {
 Reply detect(Service& s, const RequestView& r) {
   const pipeline::FaceAnalyzer& analyzer = require_models(s, "/v1/detect needs a detector");
   const nlohmann::json body = r.body();
-  const Photo photo = read_photo(s, body, "image");
+  const pipeline::Photo photo = read_photo(s, body, "image");
   std::vector<pipeline::Face> faces;
   try {
-    faces = analyzer.detect(photo.pixels);
+    faces = analyzer.detect(photo);
     // Sharpness needs the aligned crop; detect() alone leaves it 0.
     for (auto& face : faces) {
       if (face.detection.has_landmarks) {
-        face.quality.blur = pipeline::laplacian_variance(analyzer.align(photo.pixels, face.detection));
+        face.quality.blur = pipeline::laplacian_variance(analyzer.align(photo, face.detection, analyzer.crop_width(), analyzer.crop_height()));
         face.rejection = pipeline::quality_rejection(face.quality, analyzer.options().quality_gate);
       }
     }
@@ -29,7 +29,7 @@ Reply detect(Service& s, const RequestView& r) {
   }
   nlohmann::json list = nlohmann::json::array();
   for (const auto& face : faces) list.push_back(face_summary(face, true, true));
-  return {200, {{"width", photo.pixels.width}, {"height", photo.pixels.height}, {"faces", list}}, {}};
+  return {200, {{"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}}, {}};
 }
 
 Reply verify(Service& s, const RequestView& r) {
@@ -37,10 +37,10 @@ Reply verify(Service& s, const RequestView& r) {
   const float threshold = static_cast<float>(optional_number(body, "threshold", -1, 1).value_or(s.options.threshold));
   if (body.contains("image_a") || body.contains("image_b")) {
     const pipeline::FaceAnalyzer& analyzer = require_models(s, "/v1/verify of two photos needs them");
-    const Photo a = read_photo(s, body, "image_a"), b = read_photo(s, body, "image_b");
+    const pipeline::Photo a = read_photo(s, body, "image_a"), b = read_photo(s, body, "image_b");
     pipeline::VerifyResult result;
     try {
-      result = analyzer.verify(a.pixels, b.pixels, threshold, "image_a", "image_b");
+      result = analyzer.verify(a, b, threshold);
     } catch (const InputError& e) {  // a photo without a face
       throw HttpError(422, e.what());
     }
@@ -69,13 +69,13 @@ Reply verify(Service& s, const RequestView& r) {
   std::vector<float> embedding;
   nlohmann::json face;
   if (image) {
-    const Photo photo = read_photo(s, body, "image");
+    const pipeline::Photo photo = read_photo(s, body, "image");
     if (s.embedding_size() != dim) {
       throw HttpError(422, "collection \"" + collection + "\" holds " + std::to_string(dim) +
                                "-dim embeddings but this server's recognizer gives " +
                                std::to_string(s.embedding_size()));
     }
-    const pipeline::Face largest = largest_face(s, photo.pixels, "image");
+    const pipeline::Face largest = largest_face(s, photo, "image");
     embedding = largest.embedding;
     face = face_summary(largest, false, false);
   } else {

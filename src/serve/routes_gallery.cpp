@@ -93,10 +93,10 @@ Reply enroll(Service& s, const RequestView& r) {
   gallery::SampleInput sample;
   nlohmann::json face;
   if (wants_image(body)) {
-    const Photo photo = read_photo(s, body, "image");
+    const pipeline::Photo photo = read_photo(s, body, "image");
     check_embedding_size(s, collection, dim);
-    const pipeline::Face largest = largest_face(s, photo.pixels, "image");
-    sample = gallery::sample_from_face(largest, photo.bytes);
+    const pipeline::Face largest = largest_face(s, photo, "image");
+    sample = gallery::sample_from_face(largest, *photo.encoded);
     face = face_summary(largest, false, false);
   } else {
     sample.embedding = embedding_field(body, "embedding", dim);
@@ -147,10 +147,10 @@ Reply search(Service& s, const RequestView& r) {
     const std::vector<float> query = embedding_field(body, "embedding", dim);
     return {200, {{"matches", matches_json(s.gallery.search(collection, query, options), samples)}}, {}};
   }
-  const Photo photo = read_photo(s, body, "image");
+  const pipeline::Photo photo = read_photo(s, body, "image");
   check_embedding_size(s, collection, dim);
   const std::vector<pipeline::Face> faces =
-      faces_largest_first(s, photo.pixels, "image", static_cast<size_t>(std::max(1, s.options.max_faces)), true);
+      faces_largest_first(s, photo, "image", static_cast<size_t>(std::max(1, s.options.max_faces)), true);
   std::vector<float> queries;
   for (const auto& f : faces) queries.insert(queries.end(), f.embedding.begin(), f.embedding.end());
   const auto results = s.gallery.search(collection, queries.data(), faces.size(), options);

@@ -1,6 +1,7 @@
-// libFuzzer target for arcforge::image::decode (JPEG, PNG, WebP sniffed from the bytes). Small
-// limits keep each run fast; every rejection must be an arcforge::Error, anything else (a crash,
-// a sanitizer report, another exception) is a finding.
+// libFuzzer target for arcforge::image::decode (JPEG, PNG, WebP sniffed from the bytes), and for a
+// JPEG also jpeg_size and decode_reduced at M/8 (M from the last byte). Small limits keep each run
+// fast; every rejection must be an arcforge::Error, anything else (a crash, a sanitizer report,
+// another exception, a reduced size other than ceil(full * M / 8)) is a finding.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -19,6 +20,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // that a short buffer shows up under ASan too.
     const size_t expected = static_cast<size_t>(image.width) * static_cast<size_t>(image.height) * 3;
     if (image.channels != 3 || image.width <= 0 || image.height <= 0 || image.pixels.size() != expected) {
+      __builtin_trap();
+    }
+    volatile uint8_t sink = image.pixels.back();
+    (void)sink;
+  } catch (const arcforge::Error&) {
+  }
+  try {
+    const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+    const auto full = arcforge::image::jpeg_size(bytes, "fuzz-input");
+    if (!full) return 0;
+    const int eighths = 1 + data[size - 1] % 8;
+    const auto image = arcforge::image::decode_reduced(bytes, "fuzz-input", eighths, limits);
+    if (image.channels != 3 || image.width != arcforge::image::reduced_size(full->width, eighths) ||
+        image.height != arcforge::image::reduced_size(full->height, eighths) ||
+        image.pixels.size() != static_cast<size_t>(image.width) * static_cast<size_t>(image.height) * 3) {
       __builtin_trap();
     }
     volatile uint8_t sink = image.pixels.back();

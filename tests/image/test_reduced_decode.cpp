@@ -1,7 +1,6 @@
 // JPEG decoding below full size (image::decode_reduced): against djpeg -scale M/8 byte for byte, and
 // against a box-filtered full decode, which is what the scaled inverse DCT approximates.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -12,10 +11,12 @@
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
 #include "arcforge/image/codec.hpp"
+#include "../pipeline/shared_data.hpp"  // ScratchDir
 #include "ppm_reader.hpp"
 
 namespace ai = arcforge::image;
 namespace fs = std::filesystem;
+using arcforge::pipeline::test::ScratchDir;
 
 namespace {
 
@@ -65,25 +66,10 @@ double mean_abs_difference(const ai::Image& a, const ai::Image& b) {
   return sum / static_cast<double>(a.pixels.size());
 }
 
-class ScratchFolder {
- public:
-  ScratchFolder() : path_(fs::temp_directory_path() / ("arcforge_reduced_" + std::to_string(::getpid()))) {
-    fs::create_directories(path_);
-  }
-  ~ScratchFolder() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
 bool have_djpeg() { return std::system("command -v djpeg > /dev/null 2>&1") == 0; }
 
 // djpeg's decode of `jpeg_path` at eighths/8, accurate integer IDCT, always RGB.
-ai::Image djpeg_scaled(const std::string& jpeg_path, int eighths, const ScratchFolder& scratch) {
+ai::Image djpeg_scaled(const std::string& jpeg_path, int eighths, const ScratchDir& scratch) {
   const std::string ppm = scratch.file("djpeg.ppm");
   const std::string command = "djpeg -dct int -rgb -scale " + std::to_string(eighths) + "/8 -ppm -outfile '" + ppm +
                               "' '" + jpeg_path + "'";
@@ -130,7 +116,7 @@ TEST(ReducedDecode, SizesFollowLibjpegRounding) {
 
 TEST(ReducedDecode, MatchesDjpegScaleByteForByte) {
   if (!have_djpeg()) GTEST_SKIP() << "SKIPPED: djpeg not installed (apt-get install libjpeg-turbo-progs)";
-  const ScratchFolder scratch;
+  const ScratchDir scratch;
   struct Case {
     std::string name, bytes;
   };
@@ -155,7 +141,7 @@ TEST(ReducedDecode, RealPhotosMatchDjpegScale) {
   if (!have_djpeg()) GTEST_SKIP() << "SKIPPED: djpeg not installed (apt-get install libjpeg-turbo-progs)";
   const std::string dir = shared_faces();
   if (!fs::exists(dir)) GTEST_SKIP() << "SKIPPED: shared faces not found at " << dir;
-  const ScratchFolder scratch;
+  const ScratchDir scratch;
   // A 4352x2903 baseline photo, a 3061x4600 one and a progressive one.
   for (const char* relative : {"deepface/img49.jpg", "deepface/img40.jpg", "deepface/selfie-many-people.jpg"}) {
     const std::string path = dir + "/" + relative;

@@ -55,6 +55,31 @@ TEST(FaceCli, DetectPrintsFacesAndDrawsThem) {
   EXPECT_EQ(drawn.at(x, y, 0), 0);
 }
 
+TEST(FaceCli, LargePhotosReportFullSizeCoordinatesWhateverTheDecode) {
+  // img49.jpg is 4352x2903: decoded at 1/4 by default, whole with --full-size-decode, and drawn
+  // (which needs it whole) with --draw.
+  REQUIRE_SHARED(shared_face("deepface/img49.jpg"));
+  ScratchDir dir;
+  const std::string photo = shared_face("deepface/img49.jpg");
+  const auto reduced = run_json("analyze " + photo + det() + rec());
+  const auto whole = run_json("analyze " + photo + det() + rec() + " --full-size-decode");
+  const auto drawn = run_json("detect " + photo + det() + " --draw " + dir.file("img49.png"));
+  for (const auto* j : {&reduced, &whole, &drawn}) {
+    EXPECT_EQ((*j)["width"], 4352);
+    EXPECT_EQ((*j)["height"], 2903);
+    ASSERT_EQ((*j)["faces"].size(), 1u);
+  }
+  const auto& a = reduced["faces"][0];
+  const auto& b = whole["faces"][0];
+  const double size = b["quality"]["face_size"].get<double>();
+  EXPECT_GT(size, 300);  // the face is large: any box in 1/4-scale coordinates would be far off
+  EXPECT_NEAR(a["quality"]["face_size"].get<double>(), size, 0.03 * size);
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_NEAR(a["box"][k].get<double>(), b["box"][k].get<double>(), 0.03 * size) << k;
+    EXPECT_NEAR(drawn["faces"][0]["box"][k].get<double>(), b["box"][k].get<double>(), 1e-3) << k;
+  }
+}
+
 TEST(FaceCli, VerifyDecidesSameAndDifferent) {
   REQUIRE_SHARED(shared_face("deepface/img1.jpg"));
   const auto same = run_json("verify " + shared_face("deepface/img1.jpg") + " " + shared_face("deepface/img2.jpg") +

@@ -34,6 +34,8 @@ Image decode(std::string_view bytes, const std::string& name_for_errors, const D
 
 // Reads the file (refusing one over limits.max_bytes before reading it) and decodes it.
 Image decode_file(const std::string& path, const DecodeLimits& limits = {});
+// The file's bytes, with decode_file's checks (a directory, over limits.max_bytes) before reading.
+std::string read_image_file(const std::string& path, const DecodeLimits& limits = {});
 
 // Decoding below full size, for photos much larger than what is made of them (a detector's 640x640
 // input, a 112x112 face): libjpeg-turbo's scaled inverse DCT turns each 8x8 block into M x M pixels

@@ -25,6 +25,9 @@ class Detector {
   virtual ~Detector() = default;
   virtual DetectorKind kind() const = 0;
   virtual bool has_landmarks() const = 0;
+  // The model's input size, which every photo is letterboxed (SCRFD, YuNet) or resized (RFB) into.
+  virtual int input_width() const = 0;
+  virtual int input_height() const = 0;
   // Faces in one RGB photo, highest score first, after NMS and select_faces().
   virtual std::vector<Detection> detect(const image::Image& photo) const = 0;
   // Several photos; batched through the model where it accepts a batch (SCRFD with a dynamic
