@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "commands.hpp"
 #include "face_cli.hpp"
 
@@ -15,26 +16,34 @@ struct AnalyzeArgs {
   bool embeddings = true, json = false;
 };
 
-void run(const AnalyzeArgs& a) {
-  const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, true, true);
-  nlohmann::json images = nlohmann::json::array();
-  for (const auto& file : a.images) {
-    const pipeline::Photo photo = analyzer.load_photo(file);
-    const std::vector<pipeline::Face> faces = analyzer.analyze(photo);
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& f : faces) list.push_back(face_json(f, true, a.embeddings));
-    images.push_back({{"file", file}, {"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}});
-    if (a.json) continue;
-    std::printf("%s: %zu face(s)\n", file.c_str(), faces.size());
-    for (const auto& f : faces) {
-      const auto& d = f.detection;
-      const auto& q = f.quality;
-      std::printf("  box [%.0f %.0f %.0f %.0f] score %.3f size %.0f yaw %.1f pitch %.1f roll %.1f blur %.1f %s\n",
-                  d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.score, q.face_size, q.pose.yaw, q.pose.pitch,
-                  q.pose.roll, q.blur, f.rejection.empty() ? "ok" : ("rejected: " + f.rejection).c_str());
-    }
+void print_faces(const std::string& file, const std::vector<pipeline::Face>& faces) {
+  std::printf("%s: %zu face(s)\n", file.c_str(), faces.size());
+  for (const auto& f : faces) {
+    const auto& d = f.detection;
+    const auto& q = f.quality;
+    std::printf("  box [%.0f %.0f %.0f %.0f] score %.3f size %.0f yaw %.1f pitch %.1f roll %.1f blur %.1f %s\n",
+                d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.score, q.face_size, q.pose.yaw, q.pose.pitch, q.pose.roll,
+                q.blur, f.rejection.empty() ? "ok" : ("rejected: " + f.rejection).c_str());
   }
-  if (a.json) std::cout << (images.size() == 1 ? images.front() : nlohmann::json{{"images", images}}).dump() << std::endl;
+}
+
+void run(const AnalyzeArgs& a) {
+  const PhotoWorkers p = photo_workers(a.models, a.images.size());
+  const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, true, true);
+  std::vector<std::vector<pipeline::Face>> faces(a.images.size());
+  std::vector<nlohmann::json> images(a.images.size());
+  parallel_for_each(a.images.size(), p.workers, [&](size_t i) {
+    const pipeline::Photo photo = analyzer.load_photo(a.images[i]);
+    faces[i] = analyzer.analyze(photo);
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& f : faces[i]) list.push_back(face_json(f, true, a.embeddings));
+    images[i] = {{"file", a.images[i]}, {"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}};
+  });
+  if (!a.json) {
+    for (size_t i = 0; i < a.images.size(); ++i) print_faces(a.images[i], faces[i]);
+    return;
+  }
+  std::cout << (images.size() == 1 ? images.front() : nlohmann::json{{"images", images}}).dump() << std::endl;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/npy.hpp"
 #include "commands.hpp"
 #include "face_cli.hpp"
@@ -18,39 +19,53 @@ struct EmbedArgs {
   bool all_faces = false, aligned = false, json = false;
 };
 
+struct PhotoEmbeddings {
+  std::vector<std::vector<float>> embeddings;
+  std::vector<nlohmann::json> faces;
+};
+
+PhotoEmbeddings embed_photo(const pipeline::FaceAnalyzer& analyzer, const EmbedArgs& a, const std::string& file) {
+  if (a.aligned) {  // the photo is already an aligned crop
+    return {{analyzer.embed_aligned({analyzer.load_image(file)}).front()}, {{{"file", file}}}};
+  }
+  const pipeline::Photo photo = analyzer.load_photo(file);
+  std::vector<pipeline::Face> faces = analyzer.detect(photo);
+  if (faces.empty()) throw InputError(file + ": no face found");
+  if (!a.all_faces) {  // the largest face, as verify picks it
+    const auto largest = std::max_element(faces.begin(), faces.end(), [](const auto& x, const auto& y) {
+      return x.detection.box.area() < y.detection.box.area();
+    });
+    faces = {*largest};
+  }
+  analyzer.complete(photo, faces);
+  PhotoEmbeddings out;
+  for (size_t k = 0; k < faces.size(); ++k) {
+    nlohmann::json face = face_json(faces[k], false, false);
+    face["file"] = file;
+    face["face"] = k;
+    out.embeddings.push_back(std::move(faces[k].embedding));
+    out.faces.push_back(std::move(face));
+  }
+  return out;
+}
+
 void run(const EmbedArgs& a) {
-  const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, !a.aligned, true);
+  const PhotoWorkers p = photo_workers(a.models, a.images.size());
+  const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, !a.aligned, true);
+  std::vector<PhotoEmbeddings> photos(a.images.size());
+  parallel_for_each(a.images.size(), p.workers, [&](size_t i) { photos[i] = embed_photo(analyzer, a, a.images[i]); });
   nlohmann::json rows = nlohmann::json::array(), faces_json = nlohmann::json::array();
   std::vector<float> matrix;
   int64_t count = 0, dim = 0;
-  auto add = [&](const std::string& file, const std::vector<float>& embedding, const nlohmann::json& face) {
-    rows.push_back(embedding);
-    faces_json.push_back(face);
-    matrix.insert(matrix.end(), embedding.begin(), embedding.end());
-    dim = static_cast<int64_t>(embedding.size());
-    ++count;
-    if (!a.json && a.npy.empty()) std::printf("%s: %zu-d embedding, |e| = 1\n", file.c_str(), embedding.size());
-  };
-  for (const auto& file : a.images) {
-    if (a.aligned) {  // the photo is already an aligned crop
-      add(file, analyzer.embed_aligned({analyzer.load_image(file)}).front(), {{"file", file}});
-      continue;
-    }
-    const pipeline::Photo photo = analyzer.load_photo(file);
-    std::vector<pipeline::Face> faces = analyzer.detect(photo);
-    if (faces.empty()) throw InputError(file + ": no face found");
-    if (!a.all_faces) {  // the largest face, as verify picks it
-      const auto largest = std::max_element(faces.begin(), faces.end(), [](const auto& x, const auto& y) {
-        return x.detection.box.area() < y.detection.box.area();
-      });
-      faces = {*largest};
-    }
-    analyzer.complete(photo, faces);
-    for (size_t k = 0; k < faces.size(); ++k) {
-      nlohmann::json face = face_json(faces[k], false, false);
-      face["file"] = file;
-      face["face"] = k;
-      add(file, faces[k].embedding, face);
+  for (size_t i = 0; i < photos.size(); ++i) {
+    for (size_t k = 0; k < photos[i].embeddings.size(); ++k) {
+      const std::vector<float>& embedding = photos[i].embeddings[k];
+      rows.push_back(embedding);
+      faces_json.push_back(photos[i].faces[k]);
+      matrix.insert(matrix.end(), embedding.begin(), embedding.end());
+      dim = static_cast<int64_t>(embedding.size());
+      ++count;
+      if (!a.json && a.npy.empty()) std::printf("%s: %zu-d embedding, |e| = 1\n", a.images[i].c_str(), embedding.size());
     }
   }
   if (!a.npy.empty()) write_npy(a.npy, {count, dim}, matrix.data());

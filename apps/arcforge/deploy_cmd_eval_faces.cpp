@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/eval/report_json.hpp"
 #include "arcforge/pipeline/pair_evaluation.hpp"
 #include "commands.hpp"
@@ -24,8 +25,7 @@ void run_face_eval(const FaceEvalArgs& a) {
   if (a.pair_lists.empty()) throw ConfigError("give a pair list: --pair-list pairs.txt|pairs.csv");
   // Photos run in parallel, one runtime thread each: no per-operator barrier between cores.
   FaceModelArgs models = a.models;
-  const int cores = a.models.threads > 0 ? a.models.threads
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = worker_count(a.models.threads);
   models.threads = 1;
   const pipeline::FaceAnalyzer analyzer = make_analyzer(models, true, true);
   pipeline::PairEvalOptions options;

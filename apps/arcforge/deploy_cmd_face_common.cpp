@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/pipeline/face_json.hpp"
 #include "face_cli.hpp"
 
@@ -80,6 +81,16 @@ pipeline::FaceAnalyzer make_analyzer(const FaceModelArgs& a, bool need_detector,
   o.decode_limits.max_pixels = static_cast<uint64_t>(a.max_pixels);
   o.reduced_decoding = !a.full_size_decode;
   return pipeline::FaceAnalyzer(need_detector ? detector : "", recognizer, o);
+}
+
+PhotoWorkers photo_workers(const FaceModelArgs& args, size_t photos) {
+  PhotoWorkers p;
+  p.models = args;
+  if (photos > 1) {
+    p.workers = worker_count(args.threads);
+    p.models.threads = 1;
+  }
+  return p;
 }
 
 nlohmann::json face_json(const pipeline::Face& face, bool with_quality, bool with_embedding) {

@@ -4,9 +4,12 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <optional>
 
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/progress.hpp"
 #include "arcforge/gallery/face_sample.hpp"
 #include "arcforge/gallery/gallery.hpp"
@@ -56,9 +59,9 @@ bool is_image_file(const fs::path& p) {
 
 // The sample a photo gives: its largest face, embedded, with the photo's hash.
 gallery::SampleInput sample_from_photo(const pipeline::FaceAnalyzer& analyzer, const std::string& file, pipeline::Face* face) {
-  const std::string bytes = read_file(file);
-  *face = analyzer.analyze_largest(analyzer.load_photo(file));
-  gallery::SampleInput s = gallery::sample_from_face(*face, bytes);
+  const pipeline::Photo photo = analyzer.load_photo(file);
+  *face = analyzer.analyze_largest(photo);
+  gallery::SampleInput s = gallery::sample_from_face(*face, *photo.encoded);
   s.metadata = json{{"file", fs::path(file).filename().string()}}.dump();
   return s;
 }
@@ -114,32 +117,60 @@ std::map<std::string, std::vector<std::string>> photos_to_enroll(const PhotoArgs
   return out;
 }
 
+// What enrolment makes of one photo: a sample, or why there is none.
+struct EnrollCandidate {
+  std::string person, file;
+  std::optional<gallery::SampleInput> sample;
+  json skipped;           // {"file", "reason"} or {"file", "error"}
+  bool no_face = false;   // skipped for having no face (else low quality or unreadable)
+};
+
 void run_enroll(const GalleryArgs& g, const PhotoArgs& p) {
   const auto work = photos_to_enroll(p);
   for (const auto& [person, files] : work) gallery::check_name("person", person);
-  const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, true, true);
-  std::optional<Gallery> gallery;
-  int64_t total = 0, enrolled = 0, persons_created = 0;
-  for (const auto& [person, files] : work) total += static_cast<int64_t>(files.size());
-  json no_face = json::array(), low_quality = json::array(), unreadable = json::array();
-  Progress progress("enroll", total, 50);
-  int64_t done = 0;
+  std::vector<EnrollCandidate> candidates;
   for (const auto& [person, files] : work) {
-    std::vector<gallery::SampleInput> samples;
-    for (const auto& file : files) {
-      try {
-        pipeline::Face face;
-        gallery::SampleInput s = sample_from_photo(analyzer, file, &face);
-        if (!face.rejection.empty()) {
-          low_quality.push_back({{"file", file}, {"reason", face.rejection}});
-        } else {
-          samples.push_back(std::move(s));
-        }
-      } catch (const InputError& e) {
-        const std::string what = e.what();
-        (what.find("no face found") != std::string::npos ? no_face : unreadable).push_back({{"file", file}, {"error", what}});
+    for (const auto& file : files) candidates.push_back({person, file, std::nullopt, json(), false});
+  }
+  const int64_t total = static_cast<int64_t>(candidates.size());
+  const PhotoWorkers workers = photo_workers(p.models, candidates.size());
+  const pipeline::FaceAnalyzer analyzer = make_analyzer(workers.models, true, true);
+  Progress progress("enroll", total, 50);
+  std::mutex progress_mutex;
+  int64_t done = 0;
+  parallel_for_each(candidates.size(), workers.workers, [&](size_t i) {
+    EnrollCandidate& c = candidates[i];
+    try {
+      pipeline::Face face;
+      gallery::SampleInput s = sample_from_photo(analyzer, c.file, &face);
+      if (face.rejection.empty()) {
+        c.sample = std::move(s);
+      } else {
+        c.skipped = {{"file", c.file}, {"reason", face.rejection}};
       }
-      progress.update(++done, {{"person", person}});
+    } catch (const InputError& e) {
+      const std::string what = e.what();
+      c.no_face = what.find("no face found") != std::string::npos;
+      c.skipped = {{"file", c.file}, {"error", what}};
+    }
+    std::lock_guard<std::mutex> lock(progress_mutex);
+    progress.update(++done, {{"person", c.person}});
+  });
+
+  // Written person by person, in order, by this thread alone.
+  std::optional<Gallery> gallery;
+  int64_t enrolled = 0, persons_created = 0;
+  json no_face = json::array(), low_quality = json::array(), unreadable = json::array();
+  for (size_t i = 0; i < candidates.size();) {
+    const std::string& person = candidates[i].person;
+    std::vector<gallery::SampleInput> samples;
+    for (; i < candidates.size() && candidates[i].person == person; ++i) {
+      EnrollCandidate& c = candidates[i];
+      if (c.sample) {
+        samples.push_back(std::move(*c.sample));
+      } else {
+        (c.skipped.contains("reason") ? low_quality : c.no_face ? no_face : unreadable).push_back(c.skipped);
+      }
     }
     if (samples.empty()) continue;
     if (!gallery) gallery = open_for_writing(g, static_cast<int>(samples.front().embedding.size()));
@@ -201,13 +232,26 @@ json matches_json(const std::vector<gallery::Match>& matches) {
 // "face"} or {"file", "error"}...]}, so that a whole probe set is searched with one model load.
 void run_search(const GalleryArgs& g, const PhotoArgs& p) {
   const Gallery gallery = Gallery::open(g.db);
-  const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, true, true);
+  const PhotoWorkers workers = photo_workers(p.models, p.images.size());
+  const pipeline::FaceAnalyzer analyzer = make_analyzer(workers.models, true, true);
   const gallery::SearchOptions options = search_options(p);
-  json results = json::array();
-  for (const std::string& file : p.images) {
-    json result{{"file", file}};
+  // The probes' faces in parallel, then the searches in order.
+  std::vector<std::optional<pipeline::Face>> faces(p.images.size());
+  std::vector<std::string> errors(p.images.size());
+  parallel_for_each(p.images.size(), workers.workers, [&](size_t i) {
     try {
-      const pipeline::Face face = analyzer.analyze_largest(analyzer.load_photo(file));
+      faces[i] = analyzer.analyze_largest(analyzer.load_photo(p.images[i]));
+    } catch (const InputError& e) {
+      if (p.images.size() == 1) throw;
+      errors[i] = e.what();
+    }
+  });
+  json results = json::array();
+  for (size_t i = 0; i < p.images.size(); ++i) {
+    const std::string& file = p.images[i];
+    json result{{"file", file}};
+    if (faces[i]) {
+      const pipeline::Face& face = *faces[i];
       const auto matches = gallery.search(g.collection, face.embedding, options);
       result["matches"] = matches_json(matches);
       result["face"] = {{"box", box_json(face)}, {"score", face.detection.score}};
@@ -215,10 +259,9 @@ void run_search(const GalleryArgs& g, const PhotoArgs& p) {
         if (matches.empty()) std::cout << file << ": no match at or above " << p.threshold << "\n";
         for (const auto& m : matches) std::cout << file << "\t" << m.person << "\t" << m.score << "\n";
       }
-    } catch (const InputError& e) {
-      if (p.images.size() == 1) throw;
-      result["error"] = e.what();
-      if (!g.json) std::cout << file << ": " << e.what() << "\n";
+    } else {
+      result["error"] = errors[i];
+      if (!g.json) std::cout << file << ": " << errors[i] << "\n";
     }
     results.push_back(std::move(result));
   }

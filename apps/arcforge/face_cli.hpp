@@ -40,6 +40,15 @@ void add_face_model_options(CLI::App* cmd, FaceModelArgs& args, bool embeds, boo
 // Builds the analyzer. `need_recognizer`: a recognizer is required (from --pack or --recognizer).
 pipeline::FaceAnalyzer make_analyzer(const FaceModelArgs& args, bool need_detector, bool need_recognizer);
 
+// How a command spreads `photos` over the cores (--threads, default all): several photos run one per
+// core (parallel_for_each) with single-threaded models, as `eval` does; a single photo gets every
+// core inside its model calls. `models` is `args` with the runtime threads that implies.
+struct PhotoWorkers {
+  int workers = 1;
+  FaceModelArgs models;
+};
+PhotoWorkers photo_workers(const FaceModelArgs& args, size_t photos);
+
 // `arcforge eval` on photos: a pair list scored through detection, alignment and a recognizer.
 struct FaceEvalArgs {
   FaceModelArgs models;

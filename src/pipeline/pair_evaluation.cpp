@@ -2,14 +2,11 @@
 // alignment for photos without a detected face, then the verification protocol.
 #include "arcforge/pipeline/pair_evaluation.hpp"
 
-#include <atomic>
 #include <chrono>
-#include <exception>
-#include <mutex>
 #include <optional>
-#include <thread>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/eval/pairs.hpp"
 
 namespace arcforge::pipeline {
@@ -66,38 +63,22 @@ PairEvalResult evaluate_pair_list(const FaceAnalyzer& analyzer, const data::Pair
   const size_t count = pairs.files.size();
   if (count == 0 || pairs.pairs.empty()) throw InputError("the pair list has no pairs");
   std::vector<PhotoResult> photos(count);
-  std::atomic<size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  auto work = [&] {
-    for (size_t i = next++; i < count; i = next++) {
-      try {
-        const Photo photo = analyzer.load_photo(pairs.files[i]);
-        PhotoResult& r = photos[i];
-        r.width = photo.full_width;
-        r.height = photo.full_height;
-        std::vector<Face> faces = analyzer.detect(photo);
-        if (faces.empty()) continue;
-        std::vector<Face> chosen{choose(faces, options.choice, r.width, r.height)};
-        analyzer.complete(photo, chosen);
-        r.embedding = std::move(chosen.front().embedding);
-        Landmarks5 rel;
-        for (int k = 0; k < 5; ++k) {
-          rel[k] = {chosen.front().detection.landmarks[k].x / r.width, chosen.front().detection.landmarks[k].y / r.height};
-        }
-        r.relative_landmarks = rel;
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        if (!failure) failure = std::current_exception();
-        next = count;
-      }
+  parallel_for_each(count, options.workers, [&](size_t i) {
+    const Photo photo = analyzer.load_photo(pairs.files[i]);
+    PhotoResult& r = photos[i];
+    r.width = photo.full_width;
+    r.height = photo.full_height;
+    std::vector<Face> faces = analyzer.detect(photo);
+    if (faces.empty()) return;
+    std::vector<Face> chosen{choose(faces, options.choice, r.width, r.height)};
+    analyzer.complete(photo, chosen);
+    r.embedding = std::move(chosen.front().embedding);
+    Landmarks5 rel;
+    for (int k = 0; k < 5; ++k) {
+      rel[k] = {chosen.front().detection.landmarks[k].x / r.width, chosen.front().detection.landmarks[k].y / r.height};
     }
-  };
-  std::vector<std::thread> workers;
-  for (int w = 1; w < std::max(1, options.workers); ++w) workers.emplace_back(work);
-  work();
-  for (auto& t : workers) t.join();
-  if (failure) std::rethrow_exception(failure);
+    r.relative_landmarks = rel;
+  });
 
   // Photos without a face: the mean relative landmarks of the others, scaled to the photo.
   PairEvalResult result;

@@ -96,6 +96,15 @@ TEST(GalleryCli, IdentifiesDeepfacePhotosOneToN) {
   const json one = run_json("gallery search --db " + db + " " + img2 + models() + " --json");
   ASSERT_FALSE(one["matches"].empty());
   EXPECT_EQ(one["matches"][0]["person"], "id00");
+  // The probe set ran one photo per core: the same score for img2 as alone.
+  int img2_probes = 0;
+  for (const auto& r : results["results"]) {
+    if (r["file"] == img2) {
+      ++img2_probes;
+      EXPECT_NEAR(r["matches"][0]["score"].get<double>(), one["matches"][0]["score"].get<double>(), 1e-5);
+    }
+  }
+  EXPECT_EQ(img2_probes, 1);
 
   // verify against the template; list; stats; remove; export and import into a second database.
   const json v = run_json("gallery verify --db " + db + " --person id00 " + img2 + models() + " --json");

@@ -130,6 +130,14 @@ TEST(FaceCli, EmbedAlignAnalyze) {
     EXPECT_NEAR(norm, 1.0, 1e-4);
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file("e.npy")));
+  // Several photos run one per core with single-threaded models: the same embedding, in order, as
+  // the photo alone with every core.
+  const auto alone = run_json("embed " + shared_face("deepface/img1.jpg") + " --flip" + det() + rec());
+  ASSERT_EQ(alone["embeddings"].size(), 1u);
+  ASSERT_EQ(e["faces"][0]["file"], shared_face("deepface/img1.jpg"));
+  double dot = 0;
+  for (size_t k = 0; k < 128; ++k) dot += alone["embeddings"][0][k].get<double>() * e["embeddings"][0][k].get<double>();
+  EXPECT_GT(dot, 0.99999);
   const auto a = run_json("align " + shared_face("deepface/couple.jpg") + " --out " + dir.file("crops") + det());
   ASSERT_GE(a["crops"].size(), 2u);
   const auto crop = arcforge::image::decode_file(a["crops"][0]["path"].get<std::string>());
