@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/image/codec.hpp"
 #include "commands.hpp"
 #include "face_cli.hpp"
@@ -20,24 +21,32 @@ struct AlignArgs {
 };
 
 void run(const AlignArgs& a) {
-  const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, true, false);
+  const PhotoWorkers p = photo_workers(a.models, a.images.size());
+  const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, true, false);
   std::filesystem::create_directories(a.out);
-  nlohmann::json crops = nlohmann::json::array();
-  for (const auto& file : a.images) {
+  std::vector<std::vector<nlohmann::json>> crops(a.images.size());  // per photo, in face order
+  parallel_for_each(a.images.size(), p.workers, [&](size_t i) {
+    const std::string& file = a.images[i];
     const pipeline::Photo photo = analyzer.load_photo(file);
     const auto faces = analyzer.detect(photo);
-    if (faces.empty()) std::fprintf(stderr, "arcforge align: %s: no face found\n", file.c_str());
     for (size_t k = 0; k < faces.size(); ++k) {
       const image::Image crop = analyzer.align(photo, faces[k].detection, a.size, a.size);
       const std::string path =
           (std::filesystem::path(a.out) / (std::filesystem::path(file).stem().string() + "_" + std::to_string(k) + ".png"))
               .string();
       image::write_png(path, crop);
-      crops.push_back({{"file", file}, {"face", k}, {"path", path}, {"score", faces[k].detection.score}});
-      if (!a.json) std::printf("%s\n", path.c_str());
+      crops[i].push_back({{"file", file}, {"face", k}, {"path", path}, {"score", faces[k].detection.score}});
+    }
+  });
+  nlohmann::json all = nlohmann::json::array();
+  for (size_t i = 0; i < a.images.size(); ++i) {
+    if (crops[i].empty()) std::fprintf(stderr, "arcforge align: %s: no face found\n", a.images[i].c_str());
+    for (const auto& crop : crops[i]) {
+      if (!a.json) std::printf("%s\n", crop["path"].get<std::string>().c_str());
+      all.push_back(crop);
     }
   }
-  if (a.json) std::cout << nlohmann::json{{"crops", crops}}.dump() << std::endl;
+  if (a.json) std::cout << nlohmann::json{{"crops", all}}.dump() << std::endl;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/image/codec.hpp"
 #include "arcforge/pipeline/draw.hpp"
 #include "commands.hpp"
@@ -19,47 +20,56 @@ struct DetectArgs {
   bool quality = false, json = false;
 };
 
+// The folder, if one, is created before the photos run.
 std::string draw_path(const DetectArgs& a, const std::string& image) {
   if (a.images.size() == 1 && std::filesystem::path(a.draw).extension() == ".png") return a.draw;
-  std::filesystem::create_directories(a.draw);
   return (std::filesystem::path(a.draw) / (std::filesystem::path(image).stem().string() + ".png")).string();
 }
 
+void print_faces(const std::string& file, const std::vector<pipeline::Face>& faces) {
+  std::printf("%s: %zu face(s)\n", file.c_str(), faces.size());
+  for (const auto& f : faces) {
+    const auto& d = f.detection;
+    std::printf("  box [%.1f %.1f %.1f %.1f]  score %.3f", d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.score);
+    if (d.has_landmarks) {
+      std::printf("  landmarks");
+      for (const auto& p : d.landmarks) std::printf(" (%.1f,%.1f)", p.x, p.y);
+    }
+    std::printf("\n");
+  }
+}
+
 void run(const DetectArgs& a) {
-  const pipeline::FaceAnalyzer analyzer = make_analyzer(a.models, true, false);
-  nlohmann::json images = nlohmann::json::array();
-  for (const auto& file : a.images) {
+  const PhotoWorkers p = photo_workers(a.models, a.images.size());
+  const pipeline::FaceAnalyzer analyzer = make_analyzer(p.models, true, false);
+  if (!a.draw.empty() && !(a.images.size() == 1 && std::filesystem::path(a.draw).extension() == ".png")) {
+    std::filesystem::create_directories(a.draw);
+  }
+  std::vector<std::vector<pipeline::Face>> faces(a.images.size());
+  std::vector<nlohmann::json> images(a.images.size());
+  parallel_for_each(a.images.size(), p.workers, [&](size_t i) {
+    const std::string& file = a.images[i];
     // Drawing needs the photo whole.
     const pipeline::Photo photo = analyzer.load_photo(file, /*allow_reduced=*/a.draw.empty());
-    std::vector<pipeline::Face> faces = analyzer.detect(photo);
-    if (a.quality) analyzer.complete(photo, faces);
+    faces[i] = analyzer.detect(photo);
+    if (a.quality) analyzer.complete(photo, faces[i]);
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& f : faces) list.push_back(face_json(f, a.quality, false));
-    images.push_back({{"file", file}, {"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}});
+    for (const auto& f : faces[i]) list.push_back(face_json(f, a.quality, false));
+    images[i] = {{"file", file}, {"width", photo.full_width}, {"height", photo.full_height}, {"faces", list}};
     if (!a.draw.empty()) {
       std::vector<pipeline::Detection> detections;
-      for (const auto& f : faces) detections.push_back(f.detection);
+      for (const auto& f : faces[i]) detections.push_back(f.detection);
       const std::string out = draw_path(a, file);
       image::write_png(out, pipeline::draw_detections(photo.pixels, detections));
-      images.back()["drawn"] = out;
+      images[i]["drawn"] = out;
     }
-    if (!a.json) {
-      std::printf("%s: %zu face(s)\n", file.c_str(), faces.size());
-      for (const auto& f : faces) {
-        const auto& d = f.detection;
-        std::printf("  box [%.1f %.1f %.1f %.1f]  score %.3f", d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.score);
-        if (d.has_landmarks) {
-          std::printf("  landmarks");
-          for (const auto& p : d.landmarks) std::printf(" (%.1f,%.1f)", p.x, p.y);
-        }
-        std::printf("\n");
-      }
-    }
+  });
+  if (!a.json) {
+    for (size_t i = 0; i < a.images.size(); ++i) print_faces(a.images[i], faces[i]);
+    return;
   }
-  if (a.json) {
-    // One image: {"file", "faces": [...]}; several: {"images": [{"file", "faces"}, ...]}.
-    std::cout << (images.size() == 1 ? images.front() : nlohmann::json{{"images", images}}).dump() << std::endl;
-  }
+  // One image: {"file", "faces": [...]}; several: {"images": [{"file", "faces"}, ...]}.
+  std::cout << (images.size() == 1 ? images.front() : nlohmann::json{{"images", images}}).dump() << std::endl;
 }
 
 }  // namespace

@@ -53,6 +53,18 @@ TEST(FaceCli, DetectPrintsFacesAndDrawsThem) {
   const int y = static_cast<int>(std::lround(j["faces"][0]["box"][1].get<double>()));
   EXPECT_EQ(drawn.at(x, y, 1), 220);
   EXPECT_EQ(drawn.at(x, y, 0), 0);
+
+  // Several photos (one per core): listed in the order given, each drawn into the folder.
+  const std::vector<std::string> files{shared_face("deepface/img1.jpg"), shared_face("insightface/t1.jpg"),
+                                       shared_face("deepface/couple.jpg")};
+  const auto several = run_json("detect " + files[0] + " " + files[1] + " " + files[2] + det() + " --draw " +
+                                dir.file("drawn"));
+  ASSERT_EQ(several["images"].size(), 3u);
+  for (size_t i = 0; i < files.size(); ++i) {
+    EXPECT_EQ(several["images"][i]["file"], files[i]);
+    EXPECT_TRUE(std::filesystem::exists(several["images"][i]["drawn"].get<std::string>())) << files[i];
+  }
+  EXPECT_EQ(several["images"][1]["faces"].size(), j["faces"].size());
 }
 
 TEST(FaceCli, LargePhotosReportFullSizeCoordinatesWhateverTheDecode) {
