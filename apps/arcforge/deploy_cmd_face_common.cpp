@@ -34,6 +34,8 @@ void add_face_model_options(CLI::App* cmd, FaceModelArgs& a, bool embeds, bool r
   cmd->add_option("--max-pixels", a.max_pixels, "Refuse photos with more pixels than this (before decoding)");
   cmd->add_flag("--full-size-decode", a.full_size_decode,
                 "Decode every photo at full size (default: large JPEGs at 1/2-1/8, as sharp as each face needs)");
+  cmd->add_flag("--ignore-orientation", a.ignore_orientation,
+                "Take JPEGs as stored (default: upright as their EXIF orientation says, like cv2.imread)");
 }
 
 namespace {
@@ -80,6 +82,7 @@ pipeline::FaceAnalyzer make_analyzer(const FaceModelArgs& a, bool need_detector,
   if (a.max_pixels < 1) throw ConfigError("--max-pixels must be positive");
   o.decode_limits.max_pixels = static_cast<uint64_t>(a.max_pixels);
   o.reduced_decoding = !a.full_size_decode;
+  o.apply_exif_orientation = !a.ignore_orientation;
   return pipeline::FaceAnalyzer(need_detector ? detector : "", recognizer, o);
 }
 

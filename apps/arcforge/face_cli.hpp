@@ -30,11 +30,13 @@ struct FaceModelArgs {
   std::string min_quality;
   int64_t max_pixels = 40'000'000;
   bool full_size_decode = false;
+  bool ignore_orientation = false;
 };
 
 // Adds --pack, --detector, --recognizer, --recognizer-spec, --det-size, --det-thresh, --nms,
-// --max-faces, --min-face-size, --min-quality, --max-pixels, --full-size-decode, --flip when `embeds`, and
-// --precision/--threads unless the command has its own (`runtime_options` false).
+// --max-faces, --min-face-size, --min-quality, --max-pixels, --full-size-decode, --ignore-orientation,
+// --flip when `embeds`, and --precision/--threads unless the command has its own (`runtime_options`
+// false).
 void add_face_model_options(CLI::App* cmd, FaceModelArgs& args, bool embeds, bool runtime_options = true);
 
 // Builds the analyzer. `need_recognizer`: a recognizer is required (from --pack or --recognizer).

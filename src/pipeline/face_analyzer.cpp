@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "arcforge/common/error.hpp"
+#include "arcforge/image/orientation.hpp"
 
 namespace arcforge::pipeline {
 
@@ -37,7 +38,6 @@ image::Image FaceAnalyzer::load_image(const std::string& path) const {
 }
 
 Photo FaceAnalyzer::load_photo(const std::string& path, bool allow_reduced) const {
-  if (!allow_reduced || !options_.reduced_decoding || !detector_) return Photo::from_image(load_image(path), path);
   return decode_photo(image::read_image_file(path, options_.decode_limits), path, allow_reduced);
 }
 
@@ -47,17 +47,11 @@ Photo FaceAnalyzer::decode_photo(std::string encoded, const std::string& name, b
   if (jpeg && allow_reduced && options_.reduced_decoding && detector_) {
     eighths = detection_eighths(jpeg->width, jpeg->height, detector_->input_width(), detector_->input_height());
   }
+  const int orientation = jpeg && options_.apply_exif_orientation ? image::jpeg_exif_orientation(encoded) : 1;
   // Bytes already in memory are not refused for their size (max_bytes guards reading a file).
   image::DecodeLimits limits = options_.decode_limits;
   limits.max_bytes = std::max<uint64_t>(limits.max_bytes, encoded.size());
-  Photo photo;
-  photo.pixels = as_rgb(image::decode_reduced(encoded, name, eighths, limits));
-  photo.full_width = jpeg ? jpeg->width : photo.pixels.width;
-  photo.full_height = jpeg ? jpeg->height : photo.pixels.height;
-  photo.eighths = eighths;
-  photo.encoded = std::make_shared<const std::string>(std::move(encoded));
-  photo.name = name;
-  return photo;
+  return Photo::decode(std::make_shared<const std::string>(std::move(encoded)), name, eighths, orientation, limits);
 }
 
 Face FaceAnalyzer::face_from(const Detection& detection) const {
@@ -87,23 +81,23 @@ std::vector<std::vector<Face>> FaceAnalyzer::detect_batch(const std::vector<imag
   std::vector<std::vector<Face>> out;
   std::vector<std::vector<Detection>> found = detector_->detect_batch(photos);
   for (size_t i = 0; i < photos.size(); ++i) {
-    out.push_back(faces_from(std::move(found[i]), 8, photos[i].width, photos[i].height));
+    out.push_back(faces_from(std::move(found[i]), PhotoGeometry{photos[i].width, photos[i].height}));
   }
   return out;
 }
 
-std::vector<Face> FaceAnalyzer::faces_from(std::vector<Detection> detections, int eighths, int full_width,
-                                           int full_height) const {
-  if (eighths != 8) {
+std::vector<Face> FaceAnalyzer::faces_from(std::vector<Detection> detections, const PhotoGeometry& geometry) const {
+  if (geometry.reduced()) {
     for (Detection& d : detections) {
-      const Point2 top_left = full_point({d.box.x1, d.box.y1}, eighths);
-      const Point2 bottom_right = full_point({d.box.x2, d.box.y2}, eighths);
+      const Point2 top_left = geometry.to_full({d.box.x1, d.box.y1});
+      const Point2 bottom_right = geometry.to_full({d.box.x2, d.box.y2});
       d.box = {top_left.x, top_left.y, bottom_right.x, bottom_right.y};
-      for (Point2& p : d.landmarks) p = full_point(p, eighths);
+      for (Point2& p : d.landmarks) p = geometry.to_full(p);
     }
   }
   std::vector<Face> faces;
-  for (const Detection& d : select_faces(std::move(detections), options_.detector, full_width, full_height)) {
+  for (const Detection& d :
+       select_faces(std::move(detections), options_.detector, geometry.full_width, geometry.full_height)) {
     faces.push_back(face_from(d));
   }
   return faces;
@@ -111,7 +105,7 @@ std::vector<Face> FaceAnalyzer::faces_from(std::vector<Detection> detections, in
 
 std::vector<Face> FaceAnalyzer::detect(const Photo& photo) const {
   if (!detector_) throw ConfigError("FaceAnalyzer: no detector loaded");
-  return faces_from(detector_->detect(photo.pixels), photo.eighths, photo.full_width, photo.full_height);
+  return faces_from(detector_->detect(photo.pixels), photo);
 }
 
 image::Image FaceAnalyzer::align(const image::Image& photo, const Detection& detection) const {
@@ -148,24 +142,22 @@ std::shared_ptr<const Photo> FaceAnalyzer::fine_enough(const Photo& photo, const
     }
   }
   if (needed == photo.eighths) return same;
-  auto finer = std::make_shared<Photo>(photo);
   image::DecodeLimits limits = options_.decode_limits;
   limits.max_bytes = std::max<uint64_t>(limits.max_bytes, photo.encoded->size());  // decoded once already
-  finer->pixels = as_rgb(image::decode_reduced(*photo.encoded, photo.name, needed, limits));
-  finer->eighths = needed;
-  return finer;
+  return std::make_shared<const Photo>(Photo::decode(photo.encoded, photo.name, needed, photo.orientation, limits));
 }
 
 void FaceAnalyzer::complete(const Photo& photo, std::vector<Face>& faces) const {
   const std::shared_ptr<const Photo> source = fine_enough(photo, faces, crop_width(), crop_height());
-  complete_on(source->pixels, source->eighths, faces);
+  complete_on(source->pixels, *source, faces);
 }
 
-void FaceAnalyzer::complete_on(const image::Image& pixels, int eighths, std::vector<Face>& faces) const {
+void FaceAnalyzer::complete_on(const image::Image& pixels, const PhotoGeometry& geometry,
+                               std::vector<Face>& faces) const {
   std::vector<image::Image> crops;
   for (auto& face : faces) {
     Detection on_pixels = face.detection;
-    for (Point2& p : on_pixels.landmarks) p = reduced_point(p, eighths);
+    for (Point2& p : on_pixels.landmarks) p = geometry.to_pixels(p);
     face.aligned = align(pixels, on_pixels);
     face.quality.blur = laplacian_variance(face.aligned);
     face.rejection = quality_rejection(face.quality, options_.quality_gate);
@@ -205,7 +197,7 @@ VerifyResult FaceAnalyzer::verify(const Photo& a, const Photo& b, float threshol
 }
 
 void FaceAnalyzer::complete(const image::Image& photo, std::vector<Face>& faces) const {
-  complete_on(photo, 8, faces);
+  complete_on(photo, PhotoGeometry{photo.width, photo.height}, faces);
 }
 
 std::vector<Face> FaceAnalyzer::analyze(const image::Image& photo) const {

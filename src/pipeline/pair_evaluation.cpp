@@ -98,7 +98,7 @@ PairEvalResult evaluate_pair_list(const FaceAnalyzer& analyzer, const data::Pair
     if (found == 0) throw InputError(pairs.files[i] + ": no face found, and none in any other photo of the list");
     Landmarks5 fallback;
     for (int k = 0; k < 5; ++k) fallback[k] = {mean[k].x / found, mean[k].y / found};
-    const image::Image photo = analyzer.load_image(pairs.files[i]);
+    const image::Image photo = analyzer.load_photo(pairs.files[i], /*allow_reduced=*/false).pixels;
     const image::Image crop = align_face(photo, scaled(fallback, photo.width, photo.height), analyzer.crop_width(),
                                          analyzer.crop_height());
     photos[i].embedding = analyzer.embed_aligned({crop}).front();

@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include "arcforge/image/codec.hpp"
+#include "arcforge/image/orientation.hpp"
 
 namespace arcforge::pipeline {
 
@@ -17,19 +20,43 @@ Photo Photo::from_image(image::Image rgb, std::string name) {
   return photo;
 }
 
-Point2 reduced_point(Point2 full, int eighths) {
+Photo Photo::decode(std::shared_ptr<const std::string> encoded, std::string name, int eighths, int orientation,
+                    const image::DecodeLimits& limits) {
+  Photo photo;
+  photo.pixels = image::apply_orientation(as_rgb(image::decode_reduced(*encoded, name, eighths, limits)), orientation);
+  photo.eighths = eighths;
+  photo.orientation = orientation;
+  int stored_width = photo.pixels.width, stored_height = photo.pixels.height;
+  if (image::orientation_swaps_axes(orientation)) std::swap(stored_width, stored_height);
+  if (eighths < 8) {
+    const std::optional<image::ImageSize> full = image::jpeg_size(*encoded, name);  // decode_reduced took a JPEG
+    stored_width = full->width;
+    stored_height = full->height;
+  }
+  const bool swap = image::orientation_swaps_axes(orientation);
+  photo.full_width = swap ? stored_height : stored_width;
+  photo.full_height = swap ? stored_width : stored_height;
   const float s = static_cast<float>(eighths) / 8.0f;
-  return {(full.x + 0.5f) * s - 0.5f, (full.y + 0.5f) * s - 0.5f};
+  if (image::orientation_reverses_x(orientation)) {
+    photo.offset_x = static_cast<float>(photo.pixels.width) - static_cast<float>(photo.full_width) * s;
+  }
+  if (image::orientation_reverses_y(orientation)) {
+    photo.offset_y = static_cast<float>(photo.pixels.height) - static_cast<float>(photo.full_height) * s;
+  }
+  photo.encoded = std::move(encoded);
+  photo.name = std::move(name);
+  return photo;
 }
 
-Point2 full_point(Point2 reduced, int eighths) {
+Point2 PhotoGeometry::to_pixels(Point2 full) const {
   const float s = static_cast<float>(eighths) / 8.0f;
-  return {(reduced.x + 0.5f) / s - 0.5f, (reduced.y + 0.5f) / s - 0.5f};
+  return {(full.x + 0.5f) * s - 0.5f + offset_x, (full.y + 0.5f) * s - 0.5f + offset_y};
 }
 
-Point2 Photo::to_pixels(Point2 full) const { return reduced_point(full, eighths); }
-
-Point2 Photo::to_full(Point2 pixel) const { return full_point(pixel, eighths); }
+Point2 PhotoGeometry::to_full(Point2 pixel) const {
+  const float s = static_cast<float>(eighths) / 8.0f;
+  return {(pixel.x - offset_x + 0.5f) / s - 0.5f, (pixel.y - offset_y + 0.5f) / s - 0.5f};
+}
 
 image::Image as_rgb(image::Image decoded) {
   if (decoded.channels != 1) return decoded;

@@ -26,6 +26,8 @@ inline std::string faces_dir() { return shared_dir() + "/faces"; }
   } while (0)
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <sys/wait.h>
 
@@ -60,6 +62,34 @@ inline std::string run_command(const std::string& command, int* status) {
   while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
   const int rc = p != nullptr ? pclose(p) : -1;
   *status = (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+}  // namespace arcforge::pipeline::test
+
+namespace arcforge::pipeline::test {
+
+// `jpeg` with an EXIF segment right after SOI whose IFD0 holds only the orientation tag (big-endian
+// TIFF), as a camera tags a photo it stored turned.
+inline std::string with_exif_orientation(const std::string& jpeg, int orientation) {
+  const std::string tiff = std::string("MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0", 19) +
+                           std::string(1, static_cast<char>(orientation)) + std::string(6, '\0');
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  return jpeg.substr(0, 2) + std::string("\xFF\xE1\0", 3) + std::string(1, static_cast<char>(payload.size() + 2)) +
+         payload + jpeg.substr(2);
+}
+
+// img49.jpg (4352x2903) stored as a camera stores a portrait: turned 90 degrees counter-clockwise
+// by jpegtran (lossless) and tagged 6. Empty when jpegtran is missing.
+inline std::string sideways_img49(const ScratchDir& dir) {
+  const std::string out = dir.file("sideways.jpg");
+  const std::string command = "jpegtran -rotate 270 -trim -copy none -outfile '" + out + "' '" +
+                              shared_face("deepface/img49.jpg") + "' 2> /dev/null";
+  if (std::system(command.c_str()) != 0) return "";
+  std::ifstream in(out, std::ios::binary);
+  const std::string stored((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string tagged = with_exif_orientation(stored, 6);
+  std::ofstream(out, std::ios::binary | std::ios::trunc) << tagged;
   return out;
 }
 

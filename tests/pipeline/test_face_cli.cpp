@@ -71,6 +71,7 @@ TEST(FaceCli, LargePhotosReportFullSizeCoordinatesWhateverTheDecode) {
   // img49.jpg is 4352x2903: decoded at 1/4 by default, whole with --full-size-decode, and drawn
   // (which needs it whole) with --draw.
   REQUIRE_SHARED(shared_face("deepface/img49.jpg"));
+  if (std::system("command -v jpegtran > /dev/null 2>&1") != 0) GTEST_SKIP() << "SKIPPED: jpegtran not installed";
   ScratchDir dir;
   const std::string photo = shared_face("deepface/img49.jpg");
   const auto reduced = run_json("analyze " + photo + det() + rec());
@@ -81,6 +82,17 @@ TEST(FaceCli, LargePhotosReportFullSizeCoordinatesWhateverTheDecode) {
     EXPECT_EQ((*j)["height"], 2903);
     ASSERT_EQ((*j)["faces"].size(), 1u);
   }
+  // The same photo stored sideways with EXIF orientation 6 reports the upright size, unless told
+  // to take it as stored.
+  const std::string sideways = sideways_img49(dir);
+  ASSERT_FALSE(sideways.empty());
+  const auto upright = run_json("detect " + sideways + det());
+  const auto as_stored = run_json("detect " + sideways + det() + " --ignore-orientation");
+  EXPECT_EQ(upright["width"], 4352);
+  EXPECT_EQ(as_stored["width"], 2903);
+  ASSERT_EQ(upright["faces"].size(), 1u);
+  EXPECT_NEAR(upright["faces"][0]["box"][0].get<double>(), whole["faces"][0]["box"][0].get<double>(), 10);
+
   const auto& a = reduced["faces"][0];
   const auto& b = whole["faces"][0];
   const double size = b["quality"]["face_size"].get<double>();

@@ -27,7 +27,7 @@ bool webp_supported();
 
 // Decodes to 3-channel RGB whatever the source: gray, palette, 16-bit, alpha (dropped, not
 // composited), CMYK JPEG (taken as Adobe-inverted, as OpenCV and PIL do). EXIF orientation is not
-// applied. JPEG uses the accurate integer IDCT and smooth chroma upsampling, like OpenCV and PIL.
+// applied here (image/orientation.hpp has it; the face pipeline's Photo applies it). JPEG uses the accurate integer IDCT and smooth chroma upsampling, like OpenCV and PIL.
 // Throws InputError "name_for_errors: ..." on an empty, truncated, corrupt, unknown or too large
 // input.
 Image decode(std::string_view bytes, const std::string& name_for_errors, const DecodeLimits& limits = {});

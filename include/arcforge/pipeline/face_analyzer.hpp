@@ -42,6 +42,8 @@ struct AnalyzerOptions {
   // JPEGs much larger than the detector input are decoded reduced, and again sharper for a face
   // that needs it (photo.hpp); false: always at full size.
   bool reduced_decoding = true;
+  // JPEGs are turned upright as their EXIF orientation says, as cv2.imread does; false: as stored.
+  bool apply_exif_orientation = true;
 };
 
 struct Face {
@@ -75,7 +77,7 @@ class FaceAnalyzer {
   FaceAnalyzer(const std::string& detector_path, const std::string& recognizer_path, AnalyzerOptions options = {});
   static FaceAnalyzer from_pack(const std::string& directory, AnalyzerOptions options = {});
 
-  // The file decoded to RGB at full size.
+  // The file decoded to RGB at full size, as stored (no EXIF orientation).
   image::Image load_image(const std::string& path) const;
   // The file (or encoded bytes) decoded to RGB, reduced where options().reduced_decoding allows it
   // and `allow_reduced` is true (drawing on a photo needs it whole); the Photo keeps the bytes.
@@ -124,13 +126,13 @@ class FaceAnalyzer {
   Face face_from(const Detection& detection) const;
   // Detections on `photo.pixels` -> faces in full-size coordinates, selected (min_face_size,
   // max_faces) there: the detector itself is loaded with selection off.
-  std::vector<Face> faces_from(std::vector<Detection> detections, int eighths, int full_width, int full_height) const;
+  std::vector<Face> faces_from(std::vector<Detection> detections, const PhotoGeometry& geometry) const;
   // `photo`, or the file decoded again finely enough for every face's crop.
   std::shared_ptr<const Photo> fine_enough(const Photo& photo, const std::vector<Face>& faces, int width,
                                            int height) const;
   Face largest(const std::vector<Face>& faces, const std::string& name_for_errors) const;
-  // complete() on pixels decoded at eighths / 8 of the faces' coordinates.
-  void complete_on(const image::Image& pixels, int eighths, std::vector<Face>& faces) const;
+  // complete() on pixels placed by `geometry` on the faces' coordinates.
+  void complete_on(const image::Image& pixels, const PhotoGeometry& geometry, std::vector<Face>& faces) const;
   AnalyzerOptions options_;
   std::shared_ptr<const Detector> detector_;
   std::optional<Recognizer> recognizer_;

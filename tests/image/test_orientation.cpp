@@ -1,0 +1,152 @@
+// EXIF orientation: the tag read from hand-built EXIF segments (both byte orders, malformed ones),
+// the eight turns on a tiny image against the EXIF specification's pictures, and against jpegtran's
+// lossless rotations of a real JPEG.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "../pipeline/shared_data.hpp"  // ScratchDir
+#include "arcforge/common/atomic_file.hpp"
+#include "arcforge/image/codec.hpp"
+#include "arcforge/image/orientation.hpp"
+
+namespace ai = arcforge::image;
+using arcforge::pipeline::test::ScratchDir;
+
+namespace {
+
+std::string u16(uint32_t v, bool big) {
+  const char hi = static_cast<char>((v >> 8) & 0xFF), lo = static_cast<char>(v & 0xFF);
+  return big ? std::string{hi, lo} : std::string{lo, hi};
+}
+std::string u32(uint32_t v, bool big) {
+  return big ? u16(v >> 16, true) + u16(v & 0xFFFF, true) : u16(v & 0xFFFF, false) + u16(v >> 16, false);
+}
+
+// An APP1 EXIF segment whose IFD0 holds a width tag, then the orientation tag (type SHORT unless
+// `type` says otherwise).
+std::string exif_segment(int orientation, bool big_endian, uint32_t type = 3) {
+  std::string tiff = std::string(big_endian ? "MM" : "II") + u16(42, big_endian) + u32(8, big_endian);
+  tiff += u16(2, big_endian);                                                             // 2 entries
+  tiff += u16(0x0100, big_endian) + u16(4, big_endian) + u32(1, big_endian) + u32(640, big_endian);  // ImageWidth
+  tiff += u16(0x0112, big_endian) + u16(type, big_endian) + u32(1, big_endian) +
+          u16(static_cast<uint32_t>(orientation), big_endian) + u16(0, big_endian);
+  tiff += u32(0, big_endian);  // no next IFD
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  return std::string("\xFF\xE1", 2) + u16(static_cast<uint32_t>(payload.size() + 2), true) + payload;
+}
+
+// `jpeg` with `segment` right after SOI.
+std::string with_segment(const std::string& jpeg, const std::string& segment) { return jpeg.substr(0, 2) + segment + jpeg.substr(2); }
+
+ai::Image numbered(int width, int height) {
+  ai::Image image(width, height, 1);
+  for (int i = 0; i < width * height; ++i) image.pixels[static_cast<size_t>(i)] = static_cast<uint8_t>(i + 1);
+  return image;
+}
+
+std::vector<int> rows(const ai::Image& image) {
+  return std::vector<int>(image.pixels.begin(), image.pixels.end());
+}
+
+}  // namespace
+
+TEST(ExifOrientation, ReadFromEitherByteOrderAfterOtherSegments) {
+  const std::string jpeg = ai::encode_jpeg(ai::Image(16, 8, 3), 90);  // starts with a JFIF APP0
+  ASSERT_EQ(static_cast<unsigned char>(jpeg[20]), 0xFF);                // SOI (2) + APP0 (18)
+  EXPECT_EQ(ai::jpeg_exif_orientation(jpeg), 1);
+  for (int orientation = 1; orientation <= 8; ++orientation) {
+    for (const bool big : {true, false}) {
+      // After the encoder's APP0: the walk has to skip a segment first.
+      const std::string tagged = jpeg.substr(0, 20) + exif_segment(orientation, big) + jpeg.substr(20);
+      EXPECT_EQ(ai::jpeg_exif_orientation(tagged), orientation) << (big ? "MM " : "II ") << orientation;
+      EXPECT_EQ(ai::decode(tagged, "tagged.jpg").width, 16);  // the decoder skips the segment
+    }
+  }
+}
+
+TEST(ExifOrientation, MalformedOrAbsentTagsMeanAsStored) {
+  const std::string jpeg = ai::encode_jpeg(ai::Image(16, 8, 3), 90);
+  EXPECT_EQ(ai::jpeg_exif_orientation(with_segment(jpeg, exif_segment(0, true))), 1);
+  EXPECT_EQ(ai::jpeg_exif_orientation(with_segment(jpeg, exif_segment(9, true))), 1);
+  EXPECT_EQ(ai::jpeg_exif_orientation(with_segment(jpeg, exif_segment(6, true, /*type=LONG*/ 4))), 1);
+  const std::string good = exif_segment(6, false);
+  for (size_t cut = 0; cut < good.size(); ++cut) {  // every truncation of the segment
+    std::string bad = good.substr(0, cut);
+    EXPECT_EQ(ai::jpeg_exif_orientation(jpeg.substr(0, 2) + bad), 1) << cut;
+  }
+  std::string wrong_magic = good;
+  wrong_magic[10 + 2] = 43;  // TIFF magic 43 instead of 42 (little-endian)
+  EXPECT_EQ(ai::jpeg_exif_orientation(with_segment(jpeg, wrong_magic)), 1);
+  std::string far_ifd = good;
+  far_ifd[10 + 4] = 0x7F;  // IFD0 offset past the end
+  EXPECT_EQ(ai::jpeg_exif_orientation(with_segment(jpeg, far_ifd)), 1);
+  EXPECT_EQ(ai::jpeg_exif_orientation(ai::encode_png(ai::Image(4, 4, 3))), 1);
+  EXPECT_EQ(ai::jpeg_exif_orientation(""), 1);
+  EXPECT_EQ(ai::jpeg_exif_orientation(std::string("\xFF\xD8", 2)), 1);
+}
+
+TEST(ExifOrientation, TurnsMatchTheSpecificationsPictures) {
+  // Stored 3 x 2:   1 2 3      The EXIF specification's rows and columns for each orientation,
+  //                 4 5 6      written out by hand.
+  const ai::Image stored = numbered(3, 2);
+  const std::array<std::vector<int>, 9> upright{{
+      {},
+      {1, 2, 3, 4, 5, 6},  // 1: as stored
+      {3, 2, 1, 6, 5, 4},  // 2: mirrored left-right
+      {6, 5, 4, 3, 2, 1},  // 3: turned 180
+      {4, 5, 6, 1, 2, 3},  // 4: mirrored top-bottom
+      {1, 4, 2, 5, 3, 6},  // 5: transposed (2 x 3)
+      {4, 1, 5, 2, 6, 3},  // 6: turned 90 clockwise
+      {6, 3, 5, 2, 4, 1},  // 7: transposed across the other diagonal
+      {3, 6, 2, 5, 1, 4},  // 8: turned 90 counter-clockwise
+  }};
+  for (int orientation = 1; orientation <= 8; ++orientation) {
+    const ai::Image turned = ai::apply_orientation(stored, orientation);
+    EXPECT_EQ(turned.width, orientation >= 5 ? 2 : 3) << orientation;
+    EXPECT_EQ(rows(turned), upright[static_cast<size_t>(orientation)]) << orientation;
+  }
+  EXPECT_EQ(rows(ai::apply_orientation(stored, 0)), upright[1]);
+}
+
+TEST(ExifOrientation, UndoesJpegtransLosslessTurns) {
+  if (std::system("command -v jpegtran > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "SKIPPED: jpegtran not installed (apt-get install libjpeg-turbo-progs)";
+  }
+  // An upright 64 x 48 photo-like image (whole 16 x 16 MCUs, so every turn is exact), stored turned
+  // the other way by jpegtran, tagged: decoding and applying the tag gives the upright image back.
+  ai::Image upright(64, 48, 3);
+  for (int y = 0; y < 48; ++y) {
+    for (int x = 0; x < 64; ++x) {
+      upright.at(x, y, 0) = static_cast<uint8_t>(4 * x);
+      upright.at(x, y, 1) = static_cast<uint8_t>(5 * y);
+      upright.at(x, y, 2) = static_cast<uint8_t>((x * y) % 256);
+    }
+  }
+  const ScratchDir dir;
+  const std::string source = dir.file("upright.jpg");
+  arcforge::write_file_atomically(source, ai::encode_jpeg(upright, 95));
+  const ai::Image reference = ai::decode(arcforge::read_file(source), "upright.jpg");
+  // The jpegtran operation that stores an upright image under each tag (the inverse of the tag's turn).
+  const std::array<std::string, 9> store{"", "", "-flip horizontal", "-rotate 180", "-flip vertical", "-transpose",
+                                         "-rotate 270", "-transverse", "-rotate 90"};
+  for (int orientation = 2; orientation <= 8; ++orientation) {
+    const std::string stored_path = dir.file("stored.jpg");
+    const std::string command = "jpegtran -perfect -copy none " + store[static_cast<size_t>(orientation)] +
+                                " -outfile '" + stored_path + "' '" + source + "'";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    const std::string tagged = with_segment(arcforge::read_file(stored_path), exif_segment(orientation, orientation % 2 == 0));
+    ASSERT_EQ(ai::jpeg_exif_orientation(tagged), orientation);
+    const ai::Image turned = ai::apply_orientation(ai::decode(tagged, "stored.jpg"), orientation);
+    ASSERT_EQ(turned.width, reference.width) << orientation;
+    ASSERT_EQ(turned.height, reference.height) << orientation;
+    int worst = 0;
+    for (size_t i = 0; i < turned.pixels.size(); ++i) worst = std::max(worst, std::abs(turned.pixels[i] - reference.pixels[i]));
+    // Turning DCT blocks is exact; the integer IDCT's row and column passes round differently,
+    // so a transposed block decodes within a level or two, not bit for bit.
+    EXPECT_LE(worst, 3) << "orientation " << orientation;
+  }
+}
