@@ -110,6 +110,31 @@ TEST(Letterbox, KeepsAspectAndPadsBottomRight) {
   EXPECT_FLOAT_EQ(d[0].landmarks[0].x, 100);
 }
 
+TEST(AppendPlanar, NormalisedPlanesInRgbOrBgrOrderAppendedToABatch) {
+  // A 5 x 3 photo of distinct values: each plane against (pixel - mean) / std in double precision.
+  arcforge::image::Image photo(5, 3, 3);
+  for (size_t i = 0; i < photo.pixels.size(); ++i) photo.pixels[i] = static_cast<uint8_t>(7 + 16 * i % 251);
+  for (const bool bgr : {false, true}) {
+    std::vector<float> batch{42.0f};  // something already there stays, the planes follow it
+    ap::append_planar(photo, bgr, 127.5f, 128.0f, batch);
+    ap::append_planar(photo, bgr, 127.5f, 128.0f, batch);  // a batch of two
+    ASSERT_EQ(batch.size(), 1u + 2 * 3 * 15);
+    EXPECT_EQ(batch[0], 42.0f);
+    for (int image = 0; image < 2; ++image) {
+      for (int plane = 0; plane < 3; ++plane) {
+        const int channel = bgr ? 2 - plane : plane;
+        for (int y = 0; y < 3; ++y) {
+          for (int x = 0; x < 5; ++x) {
+            const double expected = (photo.at(x, y, channel) - 127.5) / 128.0;
+            EXPECT_NEAR(batch[1 + static_cast<size_t>(image * 45 + plane * 15 + y * 5 + x)], expected, 1e-6)
+                << (bgr ? "bgr" : "rgb") << " plane " << plane << " at " << x << "," << y;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(DecodeScrfd, AnchorCentresDistancesAndKeypointsInStrideUnits) {
   // Input 64x32, stride 8: grid 8 cols x 4 rows, 2 anchors per cell -> 64 rows; stride 16: 4x2x2 = 16;
   // stride 32: 2x1x2 = 4. One positive at stride 8, cell (col 3, row 2), anchor 1 -> row (2*8+3)*2+1.
