@@ -190,7 +190,7 @@ class Pipeline {
     for (const auto& file : files) {
       Clock::time_point t = Clock::now();
       const pipeline::Photo photo = analyzer_ ? analyzer_->decode_photo(image::read_image_file(file), file)
-                                              : pipeline::Photo::from_image(pipeline::as_rgb(image::decode_file(file)));
+                                              : pipeline::Photo::from_image(image::decode_file(file));
       r.ms[kDecode] += lap(t);
 
       runtime::Tensor input;

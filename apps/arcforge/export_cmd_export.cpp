@@ -6,10 +6,10 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/error.hpp"
 #include "commands.hpp"
 #include "parity_json.hpp"
@@ -77,7 +77,7 @@ std::shared_ptr<nn::Backbone> backbone_for(const ExportArgs& a, std::string& sou
 }
 
 void run(const ExportArgs& a) {
-  const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = worker_count(a.threads);
   at::set_num_threads(threads);
   onnx_io::ExportOptions options;
   options.fold_batch_norm = a.fold_bn;

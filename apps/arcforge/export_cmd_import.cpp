@@ -5,10 +5,10 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/error.hpp"
 #include "commands.hpp"
 #include "parity_json.hpp"
@@ -31,7 +31,7 @@ struct ImportArgs {
 };
 
 void run(const ImportArgs& a) {
-  const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = worker_count(a.threads);
   at::set_num_threads(threads);
   const onnx_io::OnnxRecognizer recognizer = onnx_io::OnnxRecognizer::read(a.onnx);
 

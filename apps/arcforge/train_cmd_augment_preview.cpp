@@ -8,11 +8,11 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/npy.hpp"
 #include "arcforge/image/codec.hpp"
@@ -105,8 +105,7 @@ torch::Tensor to_bytes_hwc(const torch::Tensor& images) {
 }
 
 void run(const PreviewArgs& a) {
-  at::set_num_threads(a.threads > 0 ? a.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(worker_count(a.threads));
   if (a.count < 1 || a.variants < 0 || (a.variants + 1) * a.count > kMaxTiles)
     throw InputError("augment-preview: --count must be >= 1 and --variants >= 0, with at most " +
                      std::to_string(kMaxTiles) + " tiles in all");

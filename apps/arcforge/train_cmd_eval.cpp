@@ -9,8 +9,8 @@
 
 #include <nlohmann/json.hpp>
 #include <memory>
-#include <thread>
 
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/error.hpp"
 #include "arcforge/eval/report_json.hpp"
 #include "commands.hpp"
@@ -89,8 +89,7 @@ void run(EvalArgs a) {
   }
 #endif
   if (a.checkpoint.empty()) throw ConfigError("eval: give a checkpoint (or --recognizer/--pack to evaluate photos)");
-  at::set_num_threads(a.threads > 0 ? a.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(worker_count(a.threads));
   train::TrainConfig config;
   train::TrainModules modules = train::load_modules_from_checkpoint(a.checkpoint, &config);
   torch::Device device = train::resolve_device(a.device);

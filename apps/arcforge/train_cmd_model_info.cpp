@@ -5,10 +5,10 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/common/parallel.hpp"
 #include "arcforge/common/error.hpp"
 #include "commands.hpp"
 #include "train/nn/backbone.hpp"
@@ -64,8 +64,7 @@ std::string scaled(int64_t value) {
 }
 
 void run(const ModelInfoArgs& a) {
-  at::set_num_threads(a.threads > 0 ? a.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(worker_count(a.threads));
   const auto [height, width] = parse_input_size(a.input_size);
   nn::BackboneOptions options;
   options.arch = a.arch;

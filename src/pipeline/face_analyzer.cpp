@@ -34,7 +34,7 @@ FaceAnalyzer FaceAnalyzer::from_pack(const std::string& directory, AnalyzerOptio
 }
 
 image::Image FaceAnalyzer::load_image(const std::string& path) const {
-  return as_rgb(image::decode_file(path, options_.decode_limits));  // gray photos (old LFW copies) too
+  return image::decode_file(path, options_.decode_limits);  // RGB whatever the file, gray included
 }
 
 Photo FaceAnalyzer::load_photo(const std::string& path, bool allow_reduced) const {
@@ -119,37 +119,37 @@ image::Image FaceAnalyzer::align(const Photo& photo, const Detection& detection,
   if (!detection.has_landmarks) {
     throw InputError("this detector gives no landmarks, so faces cannot be aligned (use SCRFD or YuNet)");
   }
-  Face face;
-  face.detection = detection;
-  const std::shared_ptr<const Photo> source = fine_enough(photo, {face}, width, height);
+  const std::optional<Photo> finer = finer_decode(photo, {detection}, width, height);
+  const Photo& source = finer ? *finer : photo;
   Landmarks5 landmarks = detection.landmarks;
-  for (Point2& p : landmarks) p = source->to_pixels(p);
-  return align_face(source->pixels, landmarks, width, height);
+  for (Point2& p : landmarks) p = source.to_pixels(p);
+  return align_face(source.pixels, landmarks, width, height);
 }
 
-std::shared_ptr<const Photo> FaceAnalyzer::fine_enough(const Photo& photo, const std::vector<Face>& faces, int width,
-                                                       int height) const {
-  // Not owned: the caller's photo outlives the returned pointer's use.
-  std::shared_ptr<const Photo> same(std::shared_ptr<const Photo>(), &photo);
-  if (!photo.reduced() || !photo.encoded) return same;
+std::optional<Photo> FaceAnalyzer::finer_decode(const Photo& photo, const std::vector<Detection>& detections, int width,
+                                                int height) const {
+  if (!photo.reduced() || !photo.encoded) return std::nullopt;
   int needed = photo.eighths;
-  for (const Face& face : faces) {
-    if (!face.detection.has_landmarks) continue;
+  for (const Detection& d : detections) {
+    if (!d.has_landmarks) continue;
     try {
-      needed = std::max(needed, alignment_eighths(alignment_transform(face.detection.landmarks, width, height)));
+      needed = std::max(needed, alignment_eighths(alignment_transform(d.landmarks, width, height)));
     } catch (const InputError&) {
       // Degenerate landmarks: align() reports them.
     }
   }
-  if (needed == photo.eighths) return same;
+  if (needed == photo.eighths) return std::nullopt;
   image::DecodeLimits limits = options_.decode_limits;
   limits.max_bytes = std::max<uint64_t>(limits.max_bytes, photo.encoded->size());  // decoded once already
-  return std::make_shared<const Photo>(Photo::decode(photo.encoded, photo.name, needed, photo.orientation, limits));
+  return Photo::decode(photo.encoded, photo.name, needed, photo.orientation, limits);
 }
 
 void FaceAnalyzer::complete(const Photo& photo, std::vector<Face>& faces) const {
-  const std::shared_ptr<const Photo> source = fine_enough(photo, faces, crop_width(), crop_height());
-  complete_on(source->pixels, *source, faces);
+  std::vector<Detection> detections;
+  for (const Face& face : faces) detections.push_back(face.detection);
+  const std::optional<Photo> finer = finer_decode(photo, detections, crop_width(), crop_height());
+  const Photo& source = finer ? *finer : photo;
+  complete_on(source.pixels, source, faces);
 }
 
 void FaceAnalyzer::complete_on(const image::Image& pixels, const PhotoGeometry& geometry,

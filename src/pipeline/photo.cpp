@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
-#include <utility>
 
 #include "arcforge/image/codec.hpp"
 #include "arcforge/image/orientation.hpp"
@@ -23,19 +22,17 @@ Photo Photo::from_image(image::Image rgb, std::string name) {
 Photo Photo::decode(std::shared_ptr<const std::string> encoded, std::string name, int eighths, int orientation,
                     const image::DecodeLimits& limits) {
   Photo photo;
-  photo.pixels = image::apply_orientation(as_rgb(image::decode_reduced(*encoded, name, eighths, limits)), orientation);
+  photo.pixels = image::apply_orientation(image::decode_reduced(*encoded, name, eighths, limits), orientation);
   photo.eighths = eighths;
   photo.orientation = orientation;
-  int stored_width = photo.pixels.width, stored_height = photo.pixels.height;
-  if (image::orientation_swaps_axes(orientation)) std::swap(stored_width, stored_height);
+  photo.full_width = photo.pixels.width;  // the full size when not reduced
+  photo.full_height = photo.pixels.height;
   if (eighths < 8) {
     const std::optional<image::ImageSize> full = image::jpeg_size(*encoded, name);  // decode_reduced took a JPEG
-    stored_width = full->width;
-    stored_height = full->height;
+    const bool swap = image::orientation_swaps_axes(orientation);
+    photo.full_width = swap ? full->height : full->width;
+    photo.full_height = swap ? full->width : full->height;
   }
-  const bool swap = image::orientation_swaps_axes(orientation);
-  photo.full_width = swap ? stored_height : stored_width;
-  photo.full_height = swap ? stored_width : stored_height;
   const float s = static_cast<float>(eighths) / 8.0f;
   if (image::orientation_reverses_x(orientation)) {
     photo.offset_x = static_cast<float>(photo.pixels.width) - static_cast<float>(photo.full_width) * s;
@@ -56,15 +53,6 @@ Point2 PhotoGeometry::to_pixels(Point2 full) const {
 Point2 PhotoGeometry::to_full(Point2 pixel) const {
   const float s = static_cast<float>(eighths) / 8.0f;
   return {(pixel.x - offset_x + 0.5f) / s - 0.5f, (pixel.y - offset_y + 0.5f) / s - 0.5f};
-}
-
-image::Image as_rgb(image::Image decoded) {
-  if (decoded.channels != 1) return decoded;
-  image::Image rgb(decoded.width, decoded.height, 3);
-  for (size_t i = 0; i < decoded.pixels.size(); ++i) {
-    rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = decoded.pixels[i];
-  }
-  return rgb;
 }
 
 int detection_eighths(int width, int height, int input_width, int input_height) {

@@ -127,9 +127,10 @@ class FaceAnalyzer {
   // Detections on `photo.pixels` -> faces in full-size coordinates, selected (min_face_size,
   // max_faces) there: the detector itself is loaded with selection off.
   std::vector<Face> faces_from(std::vector<Detection> detections, const PhotoGeometry& geometry) const;
-  // `photo`, or the file decoded again finely enough for every face's crop.
-  std::shared_ptr<const Photo> fine_enough(const Photo& photo, const std::vector<Face>& faces, int width,
-                                           int height) const;
+  // The file decoded again, finely enough for every detection's width x height crop, when the
+  // photo's own pixels are too coarse for one of them; nullopt when they will do.
+  std::optional<Photo> finer_decode(const Photo& photo, const std::vector<Detection>& detections, int width,
+                                    int height) const;
   Face largest(const std::vector<Face>& faces, const std::string& name_for_errors) const;
   // complete() on pixels placed by `geometry` on the faces' coordinates.
   void complete_on(const image::Image& pixels, const PhotoGeometry& geometry, std::vector<Face>& faces) const;

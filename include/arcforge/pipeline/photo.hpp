@@ -35,7 +35,7 @@ struct PhotoGeometry {
 };
 
 struct Photo : PhotoGeometry {
-  image::Image pixels;                          // RGB, upright
+  image::Image pixels;                          // RGB (image::decode's output is always), upright
   int orientation = 1;                          // the EXIF orientation applied (1: as stored)
   std::shared_ptr<const std::string> encoded;   // the file's bytes when decoded from them (else null)
   std::string name;                             // for messages
@@ -47,9 +47,6 @@ struct Photo : PhotoGeometry {
   static Photo decode(std::shared_ptr<const std::string> encoded, std::string name, int eighths, int orientation,
                       const image::DecodeLimits& limits);
 };
-
-// 1-channel images become 3 equal channels; RGB passes through.
-image::Image as_rgb(image::Image decoded);
 
 // The smallest eighths (1..8) at which a width x height photo, letterboxed into an input_width x
 // input_height detector, is still reduced by the letterbox rather than enlarged: its width reaches
