@@ -63,7 +63,6 @@ void run_face_eval(const FaceEvalArgs& a) {
   std::cout << (sets.size() == 1 ? sets.front() : nlohmann::json{{"sets", sets}}).dump() << std::endl;
 }
 
-#ifndef ARCFORGE_WITH_TRAIN
 void add_face_eval_command(CLI::App& app) {
   auto args = std::make_shared<FaceEvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Verification accuracy on a pair list of photos (10-fold protocol)");
@@ -72,6 +71,5 @@ void add_face_eval_command(CLI::App& app) {
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->callback([args] { run_face_eval(*args); });
 }
-#endif
 
 }  // namespace arcforge::cli

@@ -65,9 +65,7 @@ void add_face_eval_options(CLI::App* cmd, FaceEvalArgs& args, bool standalone);
 // True when the arguments ask for the photo pipeline (a recognizer or a pack was given).
 bool wants_face_eval(const FaceEvalArgs& args);
 void run_face_eval(const FaceEvalArgs& args);
-#ifndef ARCFORGE_WITH_TRAIN
 void add_face_eval_command(CLI::App& app);  // `eval` of a build without the training side
-#endif
 
 nlohmann::json face_json(const pipeline::Face& face, bool with_quality, bool with_embedding);
 

@@ -11,6 +11,9 @@
 #include "gallery_cli.hpp"
 #include "serve_cli.hpp"
 #endif
+#ifdef ARCFORGE_TRAIN_BINARY_SPLIT
+#include "train_binary.hpp"
+#endif
 
 int main(int argc, char** argv) {
   CLI::App app{"arcforge: train, evaluate, export and run ArcFace-style face recognition"};
@@ -44,9 +47,17 @@ int main(int argc, char** argv) {
   arcforge::cli::add_analyze_command(app);
   arcforge::cli::add_serve_command(app);
   arcforge::cli::add_gallery_command(app);
-#ifndef ARCFORGE_WITH_TRAIN
+#if !defined(ARCFORGE_WITH_TRAIN) && !defined(ARCFORGE_TRAIN_BINARY_SPLIT)
   arcforge::cli::add_face_eval_command(app);  // the training build's eval covers photos too
 #endif
+#endif
+#ifdef ARCFORGE_TRAIN_BINARY_SPLIT
+  // This is the libtorch-free `arcforge` of a training build: what it does not hold runs in
+  // `arcforge-train` (train_binary.hpp).
+  if (arcforge::cli::belongs_to_train_binary(app, argc, argv)) {
+    arcforge::cli::exec_train_binary(argv);
+    return 1;
+  }
 #endif
   try {
     app.parse(argc, argv);
