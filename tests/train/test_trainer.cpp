@@ -229,13 +229,22 @@ TEST(Trainer, CudaGraphOnTheCpuIsAConfigError) {
   fs::remove_all(dir);
 }
 
-// train.precision "auto": bf16 on CUDA and on a CPU that computes bf16 natively (AVX512-BF16, which
-// the kernels' instruction-set level says), fp32 elsewhere; the run reports what it used.
-TEST(Trainer, AutoPrecisionIsBf16WhereTheCpuHasItAndFp32Elsewhere) {
+// train.precision "auto": bf16 on a GPU with bf16 tensor cores and on a CPU that computes bf16
+// natively (AVX512-BF16, which the kernels' instruction-set level says), fp16 on older GPUs, fp32 on
+// other CPUs; the run reports what it used.
+TEST(Trainer, AutoPrecisionIsBf16WhereTheDeviceHasItFp16OnOlderGpusFp32Elsewhere) {
   namespace an = arcforge::nn;
   const bool native = an::cpu_kernel_best_isa() == an::CpuKernelIsa::avx512_bf16;
   EXPECT_EQ(resolve_precision("auto", torch::kCPU), native ? "bf16" : "fp32");
-  EXPECT_EQ(resolve_precision("auto", torch::Device(torch::kCUDA, 0)), "bf16");
+  for (const bool cpu_bf16 : {false, true}) {  // on a GPU the CPU does not matter
+    EXPECT_EQ(resolve_precision("auto", PrecisionSupport{true, true, cpu_bf16}), "bf16");   // A100, H100
+    EXPECT_EQ(resolve_precision("auto", PrecisionSupport{true, false, cpu_bf16}), "fp16");  // V100, T4
+  }
+  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, true}), "bf16");
+  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, false}), "fp32");
+  EXPECT_EQ(resolve_precision("bf16", PrecisionSupport{true, false, false}), "bf16");  // asked for: kept
+  EXPECT_EQ(precision_support(torch::kCPU).cpu_bf16, native);
+  EXPECT_FALSE(precision_support(torch::kCPU).cuda);
   for (const std::string name : {"fp32", "bf16", "fp16"}) EXPECT_EQ(resolve_precision(name, torch::kCPU), name);
   // A CPU without it, as the AVX2 level stands for one.
   an::force_cpu_kernel_isa(an::CpuKernelIsa::avx2);

@@ -1,5 +1,6 @@
 #include "train/train/trainer.hpp"
 
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -96,10 +97,24 @@ std::string fixed(double v, int digits) {
 
 }  // namespace
 
-std::string resolve_precision(const std::string& name, const torch::Device& device) {
+PrecisionSupport precision_support(const torch::Device& device) {
+  PrecisionSupport support;
+  support.cuda = device.is_cuda();
+  // libtorch's own test before it runs a bf16 convolution on cuDNN: compute capability 8.0 or
+  // newer on the current device (resolve_device has made it the rank's GPU).
+  if (support.cuda) support.cuda_bf16 = at::detail::getCUDAHooks().supportsBFloat16ConvolutionWithCuDNNv8();
+  support.cpu_bf16 = nn::cpu_kernel_active_isa() == nn::CpuKernelIsa::avx512_bf16;
+  return support;
+}
+
+std::string resolve_precision(const std::string& name, const PrecisionSupport& support) {
   if (name != "auto") return name;
-  if (device.is_cuda()) return "bf16";
-  return nn::cpu_kernel_active_isa() == nn::CpuKernelIsa::avx512_bf16 ? "bf16" : "fp32";
+  if (support.cuda) return support.cuda_bf16 ? "bf16" : "fp16";
+  return support.cpu_bf16 ? "bf16" : "fp32";
+}
+
+std::string resolve_precision(const std::string& name, const torch::Device& device) {
+  return name == "auto" ? resolve_precision(name, precision_support(device)) : name;
 }
 
 torch::Device resolve_device(const std::string& name, int local_rank) {

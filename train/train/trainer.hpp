@@ -58,9 +58,19 @@ TrainResult run_training(const TrainConfig& config, const std::string& resume_fr
 // process of a multi-process run takes the GPU of its local rank.
 torch::Device resolve_device(const std::string& name, int local_rank = 0);
 
-// train.precision as the run uses it: "auto" is bf16 where the device computes it natively (CUDA;
-// a CPU with AVX512-BF16, which every CPU with AMX also has) and fp32 on other CPUs, where bf16
-// would be emulated and slower than fp32. The other names stay as they are.
+// What a device computes natively, as train.precision "auto" needs to know it.
+struct PrecisionSupport {
+  bool cuda = false;       // the run is on a GPU
+  bool cuda_bf16 = false;  // that GPU has bf16 tensor cores (compute capability 8.0+: A100, H100...)
+  bool cpu_bf16 = false;   // the CPU has AVX512-BF16 (every CPU with AMX has it)
+};
+PrecisionSupport precision_support(const torch::Device& device);
+
+// train.precision as the run uses it. "auto" is bf16 where the device computes it natively (a GPU
+// of compute capability 8.0 or newer; a CPU with AVX512-BF16); fp16 with loss scaling on older
+// GPUs (V100, T4: fp16 tensor cores, bf16 emulated), which is arcface_torch's default; fp32 on
+// other CPUs, where bf16 would be emulated and slower than fp32. The other names stay as they are.
+std::string resolve_precision(const std::string& name, const PrecisionSupport& support);
 std::string resolve_precision(const std::string& name, const torch::Device& device);
 
 // The checkpoint path the trainer writes (and --resume latest reads).
