@@ -35,7 +35,7 @@ void add_face_model_options(CLI::App* cmd, FaceModelArgs& a, bool embeds, bool r
   cmd->add_flag("--full-size-decode", a.full_size_decode,
                 "Decode every photo at full size (default: large JPEGs at 1/2-1/8, as sharp as each face needs)");
   cmd->add_flag("--ignore-orientation", a.ignore_orientation,
-                "Take JPEGs as stored (default: upright as their EXIF orientation says, like cv2.imread)");
+                "Take photos as stored (default: JPEGs and PNGs upright as their EXIF orientation says, like cv2.imread)");
 }
 
 namespace {

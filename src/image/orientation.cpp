@@ -76,6 +76,30 @@ int jpeg_exif_orientation(std::string_view bytes) {
   return 1;
 }
 
+int png_exif_orientation(std::string_view bytes) {
+  static constexpr std::string_view signature("\x89PNG\r\n\x1a\n", 8);
+  if (bytes.substr(0, 8) != signature) return 1;
+  Reader r{bytes};
+  size_t p = 8;
+  while (r.has(p, 8)) {  // length, type, data, CRC
+    const size_t length = r.u32(p);
+    const std::string_view type = bytes.substr(p + 4, 4);
+    if (type == "IDAT" || type == "IEND" || !r.has(p + 8, length)) return 1;
+    if (type == "eXIf") {
+      std::string_view tiff = bytes.substr(p + 8, length);
+      if (tiff.substr(0, 6) == std::string_view("Exif\0\0", 6)) tiff.remove_prefix(6);  // some writers add it
+      return tiff_orientation(tiff);
+    }
+    p += 12 + length;
+  }
+  return 1;
+}
+
+int exif_orientation(std::string_view bytes) {
+  const int jpeg = jpeg_exif_orientation(bytes);
+  return jpeg != 1 ? jpeg : png_exif_orientation(bytes);
+}
+
 bool orientation_swaps_axes(int orientation) { return orientation >= 5 && orientation <= 8; }
 
 bool orientation_reverses_x(int orientation) {

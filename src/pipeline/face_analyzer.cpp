@@ -47,7 +47,7 @@ Photo FaceAnalyzer::decode_photo(std::string encoded, const std::string& name, b
   if (jpeg && allow_reduced && options_.reduced_decoding && detector_) {
     eighths = detection_eighths(jpeg->width, jpeg->height, detector_->input_width(), detector_->input_height());
   }
-  const int orientation = jpeg && options_.apply_exif_orientation ? image::jpeg_exif_orientation(encoded) : 1;
+  const int orientation = options_.apply_exif_orientation ? image::exif_orientation(encoded) : 1;
   // Bytes already in memory are not refused for their size (max_bytes guards reading a file).
   image::DecodeLimits limits = options_.decode_limits;
   limits.max_bytes = std::max<uint64_t>(limits.max_bytes, encoded.size());

@@ -14,7 +14,9 @@
 #include "arcforge/image/orientation.hpp"
 
 namespace ai = arcforge::image;
+using arcforge::pipeline::test::png_chunk;
 using arcforge::pipeline::test::ScratchDir;
+using arcforge::pipeline::test::with_png_chunk;
 
 namespace {
 
@@ -26,16 +28,21 @@ std::string u32(uint32_t v, bool big) {
   return big ? u16(v >> 16, true) + u16(v & 0xFFFF, true) : u16(v & 0xFFFF, false) + u16(v >> 16, false);
 }
 
-// An APP1 EXIF segment whose IFD0 holds a width tag, then the orientation tag (type SHORT unless
+// EXIF's TIFF structure whose IFD0 holds a width tag, then the orientation tag (type SHORT unless
 // `type` says otherwise).
-std::string exif_segment(int orientation, bool big_endian, uint32_t type = 3) {
+std::string exif_tiff(int orientation, bool big_endian, uint32_t type = 3) {
   std::string tiff = std::string(big_endian ? "MM" : "II") + u16(42, big_endian) + u32(8, big_endian);
   tiff += u16(2, big_endian);                                                             // 2 entries
   tiff += u16(0x0100, big_endian) + u16(4, big_endian) + u32(1, big_endian) + u32(640, big_endian);  // ImageWidth
   tiff += u16(0x0112, big_endian) + u16(type, big_endian) + u32(1, big_endian) +
           u16(static_cast<uint32_t>(orientation), big_endian) + u16(0, big_endian);
   tiff += u32(0, big_endian);  // no next IFD
-  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  return tiff;
+}
+
+// A JPEG's APP1 EXIF segment holding it.
+std::string exif_segment(int orientation, bool big_endian, uint32_t type = 3) {
+  const std::string payload = std::string("Exif\0\0", 6) + exif_tiff(orientation, big_endian, type);
   return std::string("\xFF\xE1", 2) + u16(static_cast<uint32_t>(payload.size() + 2), true) + payload;
 }
 
@@ -87,6 +94,39 @@ TEST(ExifOrientation, MalformedOrAbsentTagsMeanAsStored) {
   EXPECT_EQ(ai::jpeg_exif_orientation(ai::encode_png(ai::Image(4, 4, 3))), 1);
   EXPECT_EQ(ai::jpeg_exif_orientation(""), 1);
   EXPECT_EQ(ai::jpeg_exif_orientation(std::string("\xFF\xD8", 2)), 1);
+}
+
+// PNG's eXIf chunk (PNG 1.5 extensions; OpenCV's imread applies it since 4.5.2): the tag read from
+// it in either byte order, libpng decoding the tagged file as before, the chunk ignored after the
+// image data (where a reader has already started decoding) and when malformed.
+TEST(ExifOrientation, ReadFromAPngsExifChunk) {
+  const ai::Image stored = numbered(3, 2);
+  const std::string png = ai::encode_png(stored);
+  ASSERT_EQ(png.substr(12, 4), "IHDR");
+  EXPECT_EQ(ai::png_exif_orientation(png), 1);
+  for (const bool big : {false, true}) {
+    for (int orientation = 1; orientation <= 8; ++orientation) {
+      const std::string tagged = with_png_chunk(png, png_chunk("eXIf", exif_tiff(orientation, big)));
+      EXPECT_EQ(ai::png_exif_orientation(tagged), orientation) << (big ? "MM " : "II ") << orientation;
+      EXPECT_EQ(ai::exif_orientation(tagged), orientation);
+      EXPECT_EQ(ai::decode(tagged, "tagged.png").pixels, ai::decode(png, "plain.png").pixels);
+    }
+  }
+  // Some writers keep JPEG's "Exif\0\0" in front of the TIFF header.
+  EXPECT_EQ(ai::png_exif_orientation(with_png_chunk(png, png_chunk("eXIf", std::string("Exif\0\0", 6) + exif_tiff(6, true)))), 6);
+  // After IDAT: not read. Before IEND, the file's last chunk, is after IDAT.
+  const std::string after_data = png.substr(0, png.size() - 12) + png_chunk("eXIf", exif_tiff(6, true)) + png.substr(png.size() - 12);
+  EXPECT_EQ(ai::png_exif_orientation(after_data), 1);
+  // A chunk that claims more bytes than the file has; a malformed TIFF; other chunks before it.
+  const std::string tagged = with_png_chunk(png, png_chunk("eXIf", exif_tiff(8, false)));
+  EXPECT_EQ(ai::png_exif_orientation(tagged.substr(0, 40)), 1);
+  EXPECT_EQ(ai::png_exif_orientation(with_png_chunk(png, png_chunk("eXIf", "MM\0*"))), 1);
+  EXPECT_EQ(ai::png_exif_orientation(with_png_chunk(tagged, png_chunk("tEXt", std::string("Comment\0hello", 13)))), 8);
+  for (size_t cut = 0; cut < tagged.size(); cut += 3) (void)ai::png_exif_orientation(tagged.substr(0, cut));
+  // A JPEG's reader does not take a PNG, nor the other way round.
+  EXPECT_EQ(ai::jpeg_exif_orientation(tagged), 1);
+  EXPECT_EQ(ai::png_exif_orientation(with_segment(ai::encode_jpeg(ai::Image(8, 8, 3), 90), exif_segment(6, true))), 1);
+  EXPECT_EQ(ai::exif_orientation(with_segment(ai::encode_jpeg(ai::Image(8, 8, 3), 90), exif_segment(6, true))), 6);
 }
 
 TEST(ExifOrientation, TurnsMatchTheSpecificationsPictures) {

@@ -25,6 +25,7 @@ inline std::string faces_dir() { return shared_dir() + "/faces"; }
     }                                                                                            \
   } while (0)
 
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -77,6 +78,41 @@ inline std::string with_exif_orientation(const std::string& jpeg, int orientatio
   const std::string payload = std::string("Exif\0\0", 6) + tiff;
   return jpeg.substr(0, 2) + std::string("\xFF\xE1\0", 3) + std::string(1, static_cast<char>(payload.size() + 2)) +
          payload + jpeg.substr(2);
+}
+
+// The PNG specification's CRC-32 (reflected polynomial 0xEDB88320), bit by bit.
+inline uint32_t png_crc(const std::string& bytes) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (const char c : bytes) {
+    crc ^= static_cast<unsigned char>(c);
+    for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ ((crc & 1u) ? 0xEDB88320u : 0u);
+  }
+  return crc ^ 0xFFFFFFFFu;
+}
+
+// A PNG chunk as the specification lays it out: big-endian length, type, data, CRC of type and
+// data (decoders check it).
+inline std::string png_chunk(const std::string& type, const std::string& data) {
+  std::string chunk;
+  const auto put32 = [&chunk](uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) chunk.push_back(static_cast<char>((v >> shift) & 0xFF));
+  };
+  put32(static_cast<uint32_t>(data.size()));
+  chunk.append(type).append(data);
+  put32(png_crc(type + data));
+  return chunk;
+}
+
+// `png` with `chunk` right after IHDR (8 bytes of signature, then IHDR's 25).
+inline std::string with_png_chunk(const std::string& png, const std::string& chunk) {
+  return png.substr(0, 33) + chunk + png.substr(33);
+}
+
+// `png` with an eXIf chunk holding the orientation tag, as with_exif_orientation's TIFF.
+inline std::string with_png_exif_orientation(const std::string& png, int orientation) {
+  const std::string tiff = std::string("MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0", 19) +
+                           std::string(1, static_cast<char>(orientation)) + std::string(6, '\0');
+  return with_png_chunk(png, png_chunk("eXIf", tiff));
 }
 
 // img49.jpg (4352x2903) stored as a camera stores a portrait: turned 90 degrees counter-clockwise

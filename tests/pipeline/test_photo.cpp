@@ -287,6 +287,30 @@ TEST(Photo, OrientationAndReductionTogetherKeepCoordinatesExact) {
   }
 }
 
+// The same with a PNG's eXIf chunk, which cv2.imread also applies (OpenCV >= 4.5.2): img49 at 1/4,
+// stored turned a quarter counter-clockwise, tagged 6.
+TEST(Photo, SidewaysPngIsTurnedUprightByItsExifChunk) {
+  REQUIRE_SHARED(shared_model("scrfd_500m_bnkps.onnx"));
+  REQUIRE_SHARED(shared_face("deepface/img49.jpg"));
+  const ai::Image upright = ai::decode_reduced(arcforge::read_file(shared_face("deepface/img49.jpg")), "img49.jpg", 2);
+  const std::string png = with_png_exif_orientation(ai::encode_png(ai::apply_orientation(upright, 8)), 6);
+  ASSERT_EQ(ai::exif_orientation(png), 6);
+  const std::string det = shared_model("scrfd_500m_bnkps.onnx");
+  ap::AnalyzerOptions as_stored_options = paddle_options(true);
+  as_stored_options.apply_exif_orientation = false;
+  const ap::FaceAnalyzer analyzer(det, "", paddle_options(true)), as_stored(det, "", as_stored_options);
+  const ap::Photo turned = analyzer.decode_photo(png, "sideways.png");
+  ASSERT_EQ(turned.full_width, upright.width);
+  ASSERT_EQ(turned.full_height, upright.height);
+  EXPECT_EQ(turned.pixels.pixels, upright.pixels);  // a lossless file turned back exactly
+  const std::vector<ap::Face> expected = analyzer.detect(upright), found = analyzer.detect(turned);
+  ASSERT_EQ(expected.size(), 1u);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NEAR(found[0].detection.box.x1, expected[0].detection.box.x1, 0.01);
+  EXPECT_NEAR(found[0].detection.landmarks[0].y, expected[0].detection.landmarks[0].y, 0.01);
+  EXPECT_EQ(as_stored.decode_photo(png, "sideways.png").full_width, upright.height);  // taken as stored
+}
+
 TEST(Photo, SidewaysPhoneStylePhotoIsTurnedUprightLikeOpenCv) {
   REQUIRE_SHARED(shared_model("scrfd_500m_bnkps.onnx"));
   REQUIRE_SHARED(shared_face("deepface/img49.jpg"));

@@ -1,6 +1,6 @@
 #pragma once
 // EXIF orientation: cameras store a portrait photo sideways and say so in the file (tag 0x0112,
-// values 1..8). OpenCV's imread turns such a JPEG upright by default, so InsightFace's pipeline
+// values 1..8). OpenCV's imread turns such a JPEG (or PNG) upright by default, so InsightFace's pipeline
 // sees it upright; a decoder that ignores the tag hands the detector a face lying on its side.
 #include <string_view>
 
@@ -12,6 +12,13 @@ namespace arcforge::image {
 // JPEG, has no EXIF orientation, or the EXIF data is malformed or out of range. Reads only the
 // header segments, bounds-checked; never throws.
 int jpeg_exif_orientation(std::string_view bytes);
+
+// The same for a PNG's eXIf chunk (PNG 1.5 extensions), read from the chunks before the image data,
+// as OpenCV's imread has since 4.5.2.
+int png_exif_orientation(std::string_view bytes);
+
+// Whichever of the two applies to `bytes`; 1 for other formats.
+int exif_orientation(std::string_view bytes);
 
 // True for orientations 5..8, whose upright image is the stored one with width and height swapped.
 bool orientation_swaps_axes(int orientation);

@@ -42,7 +42,8 @@ struct AnalyzerOptions {
   // JPEGs much larger than the detector input are decoded reduced, and again sharper for a face
   // that needs it (photo.hpp); false: always at full size.
   bool reduced_decoding = true;
-  // JPEGs are turned upright as their EXIF orientation says, as cv2.imread does; false: as stored.
+  // JPEGs and PNGs are turned upright as their EXIF orientation says, as cv2.imread does; false:
+  // as stored.
   bool apply_exif_orientation = true;
 };
 
