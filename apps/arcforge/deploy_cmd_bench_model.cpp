@@ -134,7 +134,8 @@ void run(const BenchArgs& a) {
   const double per_image = median / static_cast<double>(a.batch);
   const int threads = a.threads > 0 ? a.threads : -1;
   nlohmann::json out = {{"model", a.model},
-                        {"precision", runtime::to_string(options.precision)},
+                        {"precision", runtime::to_string(model.options().precision)},  // as it ran
+                        {"requested_precision", runtime::to_string(options.precision)},
                         {"batch", a.batch},
                         {"threads", threads > 0 ? nlohmann::json(threads) : nlohmann::json("all")},
                         {"input_shape", inputs.at(0).shape},
@@ -154,7 +155,7 @@ void run(const BenchArgs& a) {
     return;
   }
   std::printf("%s: %s batch %lld, %.3f ms/image, %.1f images/s (median of %zu runs; first run %.1f ms)\n",
-              a.model.c_str(), a.precision.c_str(), static_cast<long long>(a.batch), per_image, 1000.0 / per_image, n,
+              a.model.c_str(), runtime::to_string(model.options().precision).c_str(), static_cast<long long>(a.batch), per_image, 1000.0 / per_image, n,
               first_ms);
   if (out.contains("profile")) {
     const auto& p = out["profile"];

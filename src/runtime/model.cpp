@@ -7,6 +7,7 @@
 
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/log.hpp"
+#include "conv_post_ops.hpp"
 #include "host_eval.hpp"
 #include "plan.hpp"
 
@@ -31,6 +32,39 @@ Precision parse_precision(const std::string& text) {
   if (text == "int8") return Precision::int8;
   if (text == "int8+bf16") return Precision::int8_bf16;
   throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16, int8 or int8+bf16)");
+}
+
+bool cpu_runs_bf16() {
+  static const bool runs = [] {
+    using md = dnnl::memory::desc;
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    try {
+      const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+      const md src({1, 16, 8, 8}, dt::bf16, tag::any), weights({16, 16, 3, 3}, dt::bf16, tag::any),
+          dst({1, 16, 8, 8}, dt::bf16, tag::any);
+      const dnnl::convolution_forward::primitive_desc pd(
+          {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, weights, dst, {1, 1}, {1, 1},
+           {1, 1}},
+          engine);
+      return !detail::is_reference_impl(pd);
+    } catch (const dnnl::error&) {
+      return false;  // no bf16 convolution at all (oneDNN 2.x below AVX-512)
+    }
+  }();
+  return runs;
+}
+
+Precision effective_precision(Precision requested) {
+  if (!floats_in_bf16(requested) || cpu_runs_bf16()) return requested;
+  return requested == Precision::bf16 ? Precision::fp32 : Precision::int8;
+}
+
+bool cpu_has_int8_dot_product() {
+  using isa = dnnl::cpu_isa;
+  const isa effective = dnnl::get_effective_cpu_isa();  // honours ONEDNN_MAX_CPU_ISA
+  return effective == isa::avx512_core_vnni || effective == isa::avx512_core_bf16 ||
+         effective == isa::avx512_core_amx || effective == isa::avx2_vnni;
 }
 
 int64_t Tensor::numel() const {
@@ -96,10 +130,19 @@ Model::Model(std::shared_ptr<CompiledModel> compiled) : compiled_(std::move(comp
 Model Model::load(const std::string& path, const Options& options) {
   auto compiled = std::make_shared<CompiledModel>();
   compiled->options = options;
+  compiled->options.precision = effective_precision(options.precision);
+  if (compiled->options.precision != options.precision) {
+    log::warn(log::cat("runtime: ", path, ": runs in ", to_string(compiled->options.precision), ", not ",
+                       to_string(options.precision), ": oneDNN has no bf16 convolutions on this CPU (they need AVX-512)"));
+  }
+  if (runs_int8(options.precision) && !cpu_has_int8_dot_product()) {
+    log::warn(log::cat("runtime: ", path, ": this CPU has no VNNI, so int8 products are summed in pairs with 16-bit ",
+                       "saturation (oneDNN's int8 kernels for AVX2 and AVX-512): expect more error than on a VNNI CPU"));
+  }
   compiled->graph = detail::load_onnx(path, options.max_model_bytes);
   add_extra_outputs(compiled->graph, options.extra_outputs);
   const std::size_t before = compiled->graph.nodes.size();
-  detail::optimize_graph(compiled->graph, options.precision, options.max_activation_bytes);
+  detail::optimize_graph(compiled->graph, compiled->options.precision, options.max_activation_bytes);
   for (const auto& n : compiled->graph.nodes) {
     if (!detail::find_planner(n.op) && !detail::is_host_op(n.op)) {
       throw InputError(compiled->graph.error(n, "unsupported operator '" + n.op + "'"));

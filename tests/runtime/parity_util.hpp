@@ -87,3 +87,22 @@ inline Difference compare(const runtime::Tensor& ours, const runtime::Tensor& re
 }
 
 }  // namespace arcforge::test
+
+// Skips (loudly) a test of bf16 arithmetic where oneDNN has no bf16 convolutions: AVX2 and older
+// CPUs run a bf16 request as fp32 (tested by Cli.Bf16RunsAsFp32WhereTheCpuHasNoBf16Convolutions).
+#define REQUIRE_CPU_BF16()                                                                              \
+  do {                                                                                                  \
+    if (!arcforge::runtime::cpu_runs_bf16()) {                                                          \
+      GTEST_SKIP() << "SKIPPED: oneDNN has no bf16 convolutions on this CPU (it needs AVX-512): bf16 " \
+                      "runs as fp32 here";                                                              \
+    }                                                                                                   \
+  } while (0)
+
+// Skips (loudly) a test that holds int8 results to the exact integer arithmetic where the CPU has no
+// VNNI: there oneDNN sums u8 x s8 product pairs with 16-bit saturation.
+#define REQUIRE_CPU_VNNI()                                                                               \
+  do {                                                                                                   \
+    if (!arcforge::runtime::cpu_has_int8_dot_product()) {                                                \
+      GTEST_SKIP() << "SKIPPED: this CPU has no VNNI (int8 product pairs saturate at 16 bits in oneDNN)"; \
+    }                                                                                                    \
+  } while (0)

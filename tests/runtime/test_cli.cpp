@@ -3,7 +3,10 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+
+#include "arcforge/runtime/model.hpp"
 
 #include "arcforge/common/npy.hpp"
 #include "onnx_builder.hpp"
@@ -14,6 +17,16 @@ namespace {
 std::string capture(const std::string& cmd, int* rc) {
   std::string out;
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  *rc = p ? pclose(p) : -1;
+  return out;
+}
+
+// The command's stdout alone (JSON), its stderr going to `stderr_path`.
+std::string stdout_of(const std::string& cmd, int* rc, const std::string& stderr_path = "/dev/null") {
+  std::string out;
+  FILE* p = popen((cmd + " 2> " + stderr_path).c_str(), "r");
   char buf[4096];
   while (p && fgets(buf, sizeof buf, p)) out += buf;
   *rc = p ? pclose(p) : -1;
@@ -78,11 +91,56 @@ TEST(Cli, BenchModelPrintsTheJsonFields) {
   EXPECT_NE(bad.find("arcforge quantize"), std::string::npos) << bad;
   EXPECT_NE(bad.find(model), std::string::npos) << bad;
   // bf16 on the same model runs (an element-wise graph: no convolution to convert).
-  const std::string bf16 = capture(std::string(ARCFORGE_CLI) + " bench-model " + model +
-                                       " --precision bf16 --threads 1 --repeats 3 --json",
-                                   &rc);
+  const std::string bf16 = stdout_of(std::string(ARCFORGE_CLI) + " bench-model " + model +
+                                         " --precision bf16 --threads 1 --repeats 3 --json",
+                                     &rc);
   ASSERT_EQ(rc, 0) << bf16;
-  EXPECT_EQ(nlohmann::json::parse(bf16).at("precision"), "bf16");
+  EXPECT_EQ(nlohmann::json::parse(bf16).at("requested_precision"), "bf16");
+  EXPECT_EQ(nlohmann::json::parse(bf16).at("precision"), runtime::cpu_runs_bf16() ? "bf16" : "fp32");
+}
+
+// On a CPU without bf16 convolutions in oneDNN (AVX2; forced here with oneDNN's own
+// ONEDNN_MAX_CPU_ISA, which it reads at start-up), a bf16 request runs fp32 rather than failing on
+// the first convolution: stderr says so, naming the model, --json reports both precisions, and the
+// outputs are fp32's exactly.
+TEST(Cli, Bf16RunsAsFp32WhereTheCpuHasNoBf16Convolutions) {
+  TempDir dir;
+  OnnxBuilder m(13);
+  m.input("x", {-1, 8, 6, 6}).output("y").initializer("w", {16, 8, 3, 3}, std::vector<float>(16 * 8 * 9, 0.01f));
+  m.node("Conv", {"x", "w"}, {"y"});
+  const std::string model = m.save(dir.path() / "conv.onnx");
+  const std::string bench = std::string(ARCFORGE_CLI) + " bench-model " + model + " --precision bf16 --threads 1 --repeats 2 --json";
+  int rc = 0;
+  const auto forced = nlohmann::json::parse(stdout_of("ONEDNN_MAX_CPU_ISA=AVX2 " + bench, &rc, dir.file("stderr.txt")));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(forced.at("precision"), "fp32");
+  EXPECT_EQ(forced.at("requested_precision"), "bf16");
+  std::ifstream err_file(dir.file("stderr.txt"));
+  const std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(err.find(model + ": runs in fp32, not bf16"), std::string::npos) << err;
+  // Without the cap, this CPU's own answer.
+  const auto native = nlohmann::json::parse(stdout_of(bench, &rc));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(native.at("precision"), runtime::cpu_runs_bf16() ? "bf16" : "fp32");
+  std::printf("[bf16] this CPU runs bf16 convolutions: %s\n", runtime::cpu_runs_bf16() ? "yes" : "no (AVX2 or older)");
+  // The same outputs as fp32, bit for bit.
+  const std::vector<float> x(2 * 8 * 6 * 6, 0.5f);
+  write_npy(dir.file("x.npy"), {2, 8, 6, 6}, x.data());
+  const std::string infer = std::string(ARCFORGE_CLI) + " infer " + model + " --input " + dir.file("x.npy") + " --threads 1";
+  stdout_of("ONEDNN_MAX_CPU_ISA=AVX2 " + infer + " --precision bf16 --output " + dir.file("bf16.npy"), &rc);
+  ASSERT_EQ(rc, 0);
+  stdout_of(infer + " --output " + dir.file("fp32.npy"), &rc);
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(read_npy(dir.file("bf16.npy")).data, read_npy(dir.file("fp32.npy")).data);
+}
+
+TEST(Precision, EffectivePrecisionIsWhatThisCpuRuns) {
+  using runtime::Precision;
+  const bool bf16 = runtime::cpu_runs_bf16();
+  EXPECT_EQ(runtime::effective_precision(Precision::bf16), bf16 ? Precision::bf16 : Precision::fp32);
+  EXPECT_EQ(runtime::effective_precision(Precision::int8_bf16), bf16 ? Precision::int8_bf16 : Precision::int8);
+  EXPECT_EQ(runtime::effective_precision(Precision::fp32), Precision::fp32);
+  EXPECT_EQ(runtime::effective_precision(Precision::int8), Precision::int8);
 }
 
 // --profile: one more run timed step by step, written as a Chrome trace (ONNX Runtime's profile

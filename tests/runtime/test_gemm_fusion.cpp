@@ -6,6 +6,7 @@
 
 #include "arcforge/runtime/model.hpp"
 #include "onnx_builder.hpp"
+#include "parity_util.hpp"
 #include "quant_util.hpp"
 #include "reference_ops.hpp"
 
@@ -119,6 +120,7 @@ TEST(GemmFusion, MatMulScaleMatchesDoubleReference) {
 // conversion step. The result is the bf16 arithmetic written out: inputs, weights and the hidden
 // layer rounded to bf16, products summed in higher precision.
 TEST(GemmFusion, Bf16HiddenLayerIsWrittenInBf16) {
+  REQUIRE_CPU_BF16();
   TempDir dir;
   const TwoLayers p(11);
   const auto& [w1, b1, w2, b2] = p;

@@ -16,6 +16,7 @@ using runtime::Precision;
 using runtime::Tensor;
 
 TEST(Bf16, ConvMatchesABf16RoundedReference) {
+  REQUIRE_CPU_BF16();
   TempDir dir;
   constexpr int64_t N = 2, C = 16, H = 10, W = 10, OC = 32;
   const auto w = random_values(OC * C * 9, 21, -0.2f, 0.2f);
@@ -63,6 +64,7 @@ struct Bf16Case {
 class Bf16Shared : public ::testing::TestWithParam<Bf16Case> {};
 
 TEST_P(Bf16Shared, StaysCloseToFp32) {
+  REQUIRE_CPU_BF16();
   const Bf16Case& c = GetParam();
   const std::string path = shared_models_dir() + "/" + c.model;
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "SKIPPED: shared model not found: " << path;
@@ -258,6 +260,7 @@ void check_qconv(QConvGraph g, const std::string& label) {
 TEST(Int8Conv, U8InputReluU8Output) { check_qconv(QConvGraph{}, "u8 relu"); }
 
 TEST(Int8Conv, S8InputPreluU8Output) {
+  REQUIRE_CPU_VNNI();
   QConvGraph g;
   g.signed_x = true;
   g.act = "PRelu";
@@ -265,6 +268,7 @@ TEST(Int8Conv, S8InputPreluU8Output) {
 }
 
 TEST(Int8Conv, DepthwiseS8OutputWithoutActivation) {
+  REQUIRE_CPU_VNNI();
   QConvGraph g;
   g.group = 8;
   g.oc = 8;

@@ -125,6 +125,7 @@ double min_cosine(const Tensor& a, const Tensor& b) {
 }
 
 TEST(Quantize, WritesAQdqModelThatBothRuntimesRun) {
+  REQUIRE_CPU_VNNI();
   TempDir dir;
   const std::string fp32_path = small_net(dir);
   const std::string out = dir.file("net.int8.onnx");
@@ -197,6 +198,7 @@ std::string iresnet_block_net(const TempDir& dir, bool negative_slope) {
 }
 
 TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
+  REQUIRE_CPU_VNNI();
   int conv1_steps[2] = {0, 0};  // steps planned for conv1 (input reorder, conv, post-ops), per variant
   for (bool negative_slope : {false, true}) {
     TempDir dir;
@@ -258,6 +260,7 @@ TEST(Quantize, KeepsFirstAndLastInFp32AndRaisesOldOpsets) {
 // strided 3x3 one (its border taps read zero padding on a third of the output rows and columns;
 // the correction weights each tap by where it reads inside).
 TEST(Quantize, BiasCorrectionCancelsTheMeanShiftOnTheCalibrationData) {
+  REQUIRE_CPU_VNNI();
   constexpr int64_t C = 8, OC = 6;
   struct Case {
     const char* name;
@@ -327,6 +330,7 @@ TEST(Quantize, BiasCorrectionCancelsTheMeanShiftOnTheCalibrationData) {
 // int8+bf16: the convolutions kept in float run in bf16 where oneDNN has a native bf16 kernel,
 // except the depthwise one (memory-bound between int8 convolutions); the int8 ones are unchanged.
 TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
+  REQUIRE_CPU_BF16();
   TempDir dir;
   const std::string fp32_path = small_net(dir);
   runtime::QuantizeOptions o;
@@ -372,6 +376,7 @@ TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
 // as int8 inner products (the activations' DequantizeLinear and the Clip's QuantizeLinear fused),
 // and agrees with ONNX Runtime on the same QDQ file; bias correction covers both weight layouts.
 TEST(Quantize, GemmsRunAsInt8InnerProducts) {
+  REQUIRE_CPU_VNNI();
   constexpr int64_t K = 24, H = 40;
   TempDir dir;
   OnnxBuilder m(13);
@@ -495,8 +500,9 @@ TEST(Quantize, CliOnAFolderOfImagesThenBenchModelInEveryPrecision) {
                                           " --batch 2 --threads 1 --repeats 3 --json",
                                       &rc);
     ASSERT_EQ(rc, 0) << bench;
-    const auto b = nlohmann::json::parse(bench);
-    EXPECT_EQ(b.at("precision"), p);
+    const auto b = nlohmann::json::parse(bench.substr(bench.find('{')));  // after any warning on stderr
+    EXPECT_EQ(b.at("requested_precision"), p);
+    EXPECT_EQ(b.at("precision"), runtime::to_string(runtime::effective_precision(runtime::parse_precision(p))));
     EXPECT_GT(b.at("images_per_s").get<double>(), 0.0);
   }
   // A missing calibration source is one clear line naming it.

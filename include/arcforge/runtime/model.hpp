@@ -40,6 +40,19 @@ inline bool floats_in_bf16(Precision p) { return p == Precision::bf16 || p == Pr
 std::string to_string(Precision p);
 Precision parse_precision(const std::string& text);  // throws ConfigError
 
+// Whether oneDNN runs bf16 convolutions on this CPU with a real kernel: AVX-512 and newer (fast
+// with AVX512-BF16 or AMX, emulated on plain AVX-512). On an AVX2 CPU it has none at all.
+bool cpu_runs_bf16();
+// The precision a model asked to run in `requested` runs in here: bf16 becomes fp32 and int8+bf16
+// becomes int8 where the CPU does not run bf16 (Model::load then warns, naming the model); the
+// convolutions already fall back to fp32 one by one where oneDNN has only a reference bf16 kernel.
+Precision effective_precision(Precision requested);
+// Whether this CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI; AMX too) as oneDNN
+// sees it. Without one, oneDNN sums pairs of u8 x s8 products in 16 bits with saturation
+// (vpmaddubsw), so int8 layers with large weights and activations lose accuracy; Model::load warns
+// when an int8 precision runs on such a CPU.
+bool cpu_has_int8_dot_product();
+
 struct Options {
   Precision precision = Precision::fp32;
   // Threads used by every run (oneDNN's OpenMP pool on the calling thread); 0 = all cores.
