@@ -15,6 +15,7 @@
 
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/cpu_conv.hpp"
+#include "train/nn/cpu_kernel_isa.hpp"
 #include "train/nn/grouped_conv.hpp"
 #include "train/nn/mobilefacenet.hpp"
 
@@ -171,12 +172,16 @@ TEST(CpuConv, TokenLinearMatchesTheModuleInDouble) {
       const torch::Tensor want = torch::nn::functional::linear(seen(x), seen(linear->weight),
                                                                bias ? seen(linear->bias) : torch::Tensor());
       const torch::Tensor xd = x.detach().to(torch::kDouble).requires_grad_(true);
-      const double tolerance = bf16 ? 1e-2 : 1e-5;
+      // Below AVX-512, libtorch 1.13 has no oneDNN bf16 convolution (mkldnn_bf16_device_check) and
+      // its fallback adds roundings: the input gradient measured 1.4-1.6e-2 off on an AVX2 CPU.
+      const bool onednn_bf16 = an::cpu_kernel_best_isa() >= an::CpuKernelIsa::avx512;
+      const double tolerance = bf16 ? (onednn_bf16 ? 1e-2 : 2.5e-2) : 1e-5;
       EXPECT_LT(relative(y.detach().to(torch::kFloat), want.detach()), tolerance) << "output";
       const torch::Tensor want_x = reference->forward(xd);
       want_x.backward(gy.to(torch::kDouble));
       EXPECT_LT(relative(x.grad(), xd.grad()), tolerance) << "input gradient";
-      EXPECT_LT(relative(linear->weight.grad(), reference->weight.grad()), bf16 ? 2e-2 : 1e-5) << "weight gradient";
+      EXPECT_LT(relative(linear->weight.grad(), reference->weight.grad()), bf16 ? std::max(2e-2, tolerance) : 1e-5)
+          << "weight gradient";
       if (bias) {
         EXPECT_LT(relative(linear->bias.grad(), reference->bias.grad()), tolerance) << "bias gradient";
       }

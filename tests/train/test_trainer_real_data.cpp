@@ -134,7 +134,10 @@ TEST(TrainerRealData, PackedSynthRecTrainsWithTheSameLossCurveAsSynth) {
   ASSERT_EQ(synth_losses.size(), 12u);
   ASSERT_EQ(rec_losses.size(), 12u);
   for (size_t i = 0; i < synth_losses.size(); ++i) EXPECT_EQ(synth_losses[i], rec_losses[i]) << "step " << i;
-  EXPECT_LT(rec_losses.back(), rec_losses.front());  // it trains, not just agrees
+  // It trains, not just agrees: over 4 steps, not one (a batch of 8 is noisy: on an AVX2 CPU the
+  // 12th batch's loss alone came out above the 1st's while steps 9-12 averaged 10% below 1-4).
+  const auto mean4 = [&](size_t from) { return (rec_losses[from] + rec_losses[from + 1] + rec_losses[from + 2] + rec_losses[from + 3]) / 4; };
+  EXPECT_LT(mean4(8), mean4(0));
   TrainModules a = load_modules_from_checkpoint(synth_ckpt);
   TrainModules b = load_modules_from_checkpoint(rec_ckpt);
   expect_same_weights(*a.backbone, *b.backbone);
