@@ -130,6 +130,8 @@ Model::Model(std::shared_ptr<CompiledModel> compiled) : compiled_(std::move(comp
 Model Model::load(const std::string& path, const Options& options) {
   auto compiled = std::make_shared<CompiledModel>();
   compiled->options = options;
+  compiled->graph = detail::load_onnx(path, options.max_model_bytes);
+  // Decided once the file has parsed, so that a missing or broken file shows its error alone.
   compiled->options.precision = effective_precision(options.precision);
   if (compiled->options.precision != options.precision) {
     log::warn(log::cat("runtime: ", path, ": runs in ", to_string(compiled->options.precision), ", not ",
@@ -139,7 +141,6 @@ Model Model::load(const std::string& path, const Options& options) {
     log::warn(log::cat("runtime: ", path, ": this CPU has no VNNI, so int8 products are summed in pairs with 16-bit ",
                        "saturation (oneDNN's int8 kernels for AVX2 and AVX-512): expect more error than on a VNNI CPU"));
   }
-  compiled->graph = detail::load_onnx(path, options.max_model_bytes);
   add_extra_outputs(compiled->graph, options.extra_outputs);
   const std::size_t before = compiled->graph.nodes.size();
   detail::optimize_graph(compiled->graph, compiled->options.precision, options.max_activation_bytes);
