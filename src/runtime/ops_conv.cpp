@@ -86,11 +86,9 @@ void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, cons
       b.add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, dst}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
     } else if (p.kind == PostOp::Kind::prelu) {
       const HostTensor* slope = b.host(p.operand);
-      const int64_t c = slope->numel() == 1 ? 1 : out_dims[1];
-      const md_t wmd = plain_md({1, c, 1, 1});
-      dnnl::prelu_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, dst.md, wmd}, eng);
-      b.add(dnnl::prelu_forward(pd),
-            {{DNNL_ARG_SRC, dst}, {DNNL_ARG_WEIGHTS, b.fixed(*slope, wmd)}, {DNNL_ARG_DST, dst}});
+      Dims slope_dims(out_dims.size(), 1);  // per channel, or one value for all
+      slope_dims[1] = slope->numel() == 1 ? 1 : out_dims[1];
+      add_constant_prelu(b, dst.md, dst, dst, *slope, slope_dims, "prelu_slope/" + p.operand);
     } else {
       float alpha = 0, beta = 0;
       const auto alg = eltwise_alg(p, alpha, beta);
@@ -98,6 +96,14 @@ void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, cons
       b.add(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, dst}, {DNNL_ARG_DST, dst}});
     }
   }
+}
+
+void add_constant_prelu(PlanBuilder& b, const md_t& md, const MemRef& src, const MemRef& dst, const HostTensor& slope,
+                        const Dims& slope_dims, const std::string& key) {
+  const md_t wanted(slope_dims, dt::f32, tag::any);
+  dnnl::prelu_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, md, wanted}, b.engine());
+  const MemRef w = b.weights(key, slope, plain_md(slope_dims), pd.weights_desc());
+  b.add(dnnl::prelu_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}});
 }
 
 bool is_reference_impl(const dnnl::primitive_desc_base& pd) {

@@ -3,7 +3,7 @@
 // of its output), all in the input's layout.
 #include <cmath>
 
-#include "plan.hpp"
+#include "conv_post_ops.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -52,6 +52,12 @@ void plan_prelu(PlanBuilder& b, const Node& n) {
   if (broadcast_dims(n, x, s) != x) node_error(n, "slope " + dims_str(s) + " does not broadcast to " + dims_str(x));
   const md_t src = b.desc(n.input(0));
   const md_t wmd = plain_md(pad_rank(s, x.size()));
+  if (const HostTensor* slope = b.host(n.input(1)); slope && slope->dtype == DType::f32) {
+    MemRef in = b.input(n.input(0), src);
+    MemRef out = b.output(n.outputs.at(0), src);
+    add_constant_prelu(b, src, in, out, *slope, pad_rank(s, x.size()), "prelu_slope/" + n.input(1));
+    return;
+  }
   dnnl::prelu_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, src, wmd}, b.engine());
   MemRef slope = b.input_plain(n.input(1));
   slope.md = wmd;
