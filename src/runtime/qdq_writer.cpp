@@ -24,15 +24,17 @@
 namespace arcforge::runtime::detail {
 namespace {
 
-// Operators whose meaning is the same from their opset up to 13, so raising the opset import of a
-// model made of them changes nothing. (Clip, Squeeze, Unsqueeze, Softmax, Split, Reduce*, Upsample,
-// Dropout, ... changed on the way.)
-bool same_up_to_opset13(const std::string& op) {
+// Operators whose meaning in a model of opset `opset` is what it is at 13, so raising the opset
+// import of a model made of them changes nothing: most are unchanged since long before; Clip and
+// Pad took their bounds and pads as inputs at 11 and only gained types after. (Clip before 11,
+// Squeeze, Unsqueeze, Softmax, Split, Reduce*, Upsample, Dropout, ... changed on the way.)
+bool same_up_to_opset13(const std::string& op, int64_t opset) {
   static const std::set<std::string> ops = {
       "Conv", "PRelu", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Add", "Sub", "Mul", "Div", "Reshape", "Flatten",
       "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization",
       "Concat", "Transpose", "Identity", "Constant", "Shape", "Gather", "Exp", "Sqrt", "Abs", "Neg", "Max", "Min",
       "QuantizeLinear", "DequantizeLinear"};
+  if (op == "Clip" || op == "Pad") return opset >= 11;
   return ops.count(op) != 0;
 }
 
@@ -317,7 +319,7 @@ void QdqWriter::write(const std::map<std::string, ActivationRange>& ranges, cons
   report.opset_from = opset;
   if (opset < 13) {
     for (const auto& n : g.node()) {
-      if (!same_up_to_opset13(n.op_type())) {
+      if (!same_up_to_opset13(n.op_type(), opset)) {
         throw InputError(file_message(path_, "opset " + std::to_string(opset) + " model uses " + n.op_type() +
                                                  ", whose meaning changed before opset 13 (needed for per-channel "
                                                  "weights): re-export the model with opset 13 or later"));

@@ -453,6 +453,30 @@ TEST(Quantize, ErrorsNameTheFile) {
   EXPECT_THROW(runtime::quantize_model(old, {Tensor{{1, 2, 4, 4}, random_values(32, 1)}}, dir.file("o.onnx"), {}),
                InputError);
   EXPECT_FALSE(std::filesystem::exists(dir.file("o.onnx")));
+  // Clip: with its bounds as inputs (opset 11) it means what it does at 13, and the model is
+  // raised; with bounds as attributes (opset 6) it is refused.
+  for (int64_t opset : {11, 6}) {
+    OnnxBuilder c(opset);
+    c.input("x", {1, 2, 4, 4}).output("y").initializer("w", {2, 2, 1, 1}, {1, 0, 0, 1});
+    c.node("Conv", {"x", "w"}, {"c"});
+    if (opset >= 11) {
+      c.initializer("lo", {}, {0.0f}).initializer("hi", {}, {6.0f});
+      c.node("Clip", {"c", "lo", "hi"}, {"y"});
+    } else {
+      auto& clip = c.node("Clip", {"c"}, {"y"});
+      OnnxBuilder::attr(clip, "min", 0.0f);
+      OnnxBuilder::attr(clip, "max", 6.0f);
+    }
+    const std::string path = c.save(dir.path() / ("clip" + std::to_string(opset) + ".onnx"));
+    const std::string out = dir.file("clip_q" + std::to_string(opset) + ".onnx");
+    const std::vector<Tensor> calib = {Tensor{{1, 2, 4, 4}, random_values(32, 2)}};
+    if (opset >= 11) {
+      EXPECT_EQ(runtime::quantize_model(path, calib, out, {}).opset_to, 13);
+    } else {
+      EXPECT_THROW(runtime::quantize_model(path, calib, out, {}), InputError);
+      EXPECT_FALSE(std::filesystem::exists(out));
+    }
+  }
 }
 
 std::string capture(const std::string& cmd, int* rc) {
