@@ -138,8 +138,9 @@ Model Model::load(const std::string& path, const Options& options) {
                        to_string(options.precision), ": oneDNN has no bf16 convolutions on this CPU (they need AVX-512)"));
   }
   if (runs_int8(options.precision) && !cpu_has_int8_dot_product()) {
-    log::warn(log::cat("runtime: ", path, ": this CPU has no VNNI, so int8 products are summed in pairs with 16-bit ",
-                       "saturation (oneDNN's int8 kernels for AVX2 and AVX-512): expect more error than on a VNNI CPU"));
+    log::warn(log::cat("runtime: ", path, ": this CPU has no VNNI, so oneDNN adds int8 products in pairs in 16 bits ",
+                       "(saturating with u8 activations; with s8 ones its convolutions round the weights to 7 bits): ",
+                       "expect more error than on a VNNI CPU, and little speed over fp32"));
   }
   add_extra_outputs(compiled->graph, options.extra_outputs);
   const std::size_t before = compiled->graph.nodes.size();

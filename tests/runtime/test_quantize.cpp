@@ -528,7 +528,16 @@ TEST(Quantize, CliOnAFolderOfImagesThenBenchModelInEveryPrecision) {
     EXPECT_EQ(b.at("requested_precision"), p);
     EXPECT_EQ(b.at("precision"), runtime::to_string(runtime::effective_precision(runtime::parse_precision(p))));
     EXPECT_GT(b.at("images_per_s").get<double>(), 0.0);
+    const bool warned = bench.find(q + ": this CPU has no VNNI") != std::string::npos;
+    EXPECT_EQ(warned, runtime::runs_int8(runtime::parse_precision(p)) && !runtime::cpu_has_int8_dot_product()) << bench;
   }
+  // Where oneDNN is capped at AVX2 (no VNNI), int8 runs and says what that costs, naming the model.
+  const std::string avx2 = capture("ONEDNN_MAX_CPU_ISA=AVX2 " + std::string(ARCFORGE_CLI) + " bench-model " + q +
+                                       " --precision int8 --batch 2 --threads 1 --repeats 2 --json",
+                                   &rc);
+  ASSERT_EQ(rc, 0) << avx2;
+  EXPECT_NE(avx2.find(q + ": this CPU has no VNNI"), std::string::npos) << avx2;
+  EXPECT_NE(avx2.find("7 bits"), std::string::npos) << avx2;
   // A missing calibration source is one clear line naming it.
   const std::string bad = capture(std::string(ARCFORGE_CLI) + " quantize " + fp32_path + " --calib " +
                                       dir.file("nothing.rec") + " --out " + dir.file("x.onnx"),
