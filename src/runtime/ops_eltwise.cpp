@@ -3,7 +3,7 @@
 // of its output), all in the input's layout.
 #include <cmath>
 
-#include "conv_post_ops.hpp"
+#include "int8_primitive.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -85,25 +85,54 @@ void plan_batchnorm(PlanBuilder& b, const Node& n) {
   }
   Dims cdims(x.size(), 1);
   cdims[1] = c;
-  const md_t cmd = plain_md(cdims);
   const md_t src = b.desc(n.input(0));
-  dnnl::post_ops ops;
-  ops.append_binary(dnnl::algorithm::binary_add, cmd);
-  // A QuantizeLinear the optimiser absorbed (int8 models): scaled, rounded and saturated on the way out.
-  md_t dst = src;
-  if (n.quant.dst_quantized) {
-    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / n.quant.dst_scale, 0.0f);
-    dst = with_type(src, n.quant.dst_signed ? dnnl::memory::data_type::s8 : dnnl::memory::data_type::u8);
+  using dt = dnnl::memory::data_type;
+  // x * scale + shift in one binary primitive, and a QuantizeLinear the optimiser absorbed (int8
+  // models) scaled, rounded and saturated on the way out. oneDNN 2.6 on AVX2 has an optimised
+  // kernel only when the per-channel operands share the activation's layout, and with an int8
+  // output only for channels-last activations (what its int8 convolutions write); otherwise it ran
+  // its reference kernel, 20 to 100 times slower. So the layouts are tried in turn (plain first:
+  // what AVX-512 takes), the operands packed into the first that gets one, and failing that the
+  // quantization becomes a reorder of its own (two fast passes instead of one slow one).
+  const dt quant_t = n.quant.dst_signed ? dt::s8 : dt::u8;
+  auto make_pd = [&](const md_t& cmd, bool quantize) {
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_add, cmd);
+    if (quantize) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / n.quant.dst_scale, 0.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    const md_t dst = quantize ? with_type(src, quant_t) : src;
+    return dnnl::binary::primitive_desc({dnnl::algorithm::binary_mul, src, cmd, dst}, attr, b.engine());
+  };
+  std::vector<md_t> layouts = {plain_md(cdims)};
+  if (x.size() == 4) {
+    using tag = dnnl::memory::format_tag;
+    for (tag t : {tag::nChw8c, tag::nChw16c, tag::nhwc}) layouts.emplace_back(cdims, dt::f32, t);
   }
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(ops);
-  dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_mul, src, cmd, dst}, attr, b.engine());
+  md_t cmd = layouts[0];
+  bool fused_quantize = n.quant.dst_quantized;
+  dnnl::binary::primitive_desc pd = make_pd(cmd, fused_quantize);
+  std::vector<bool> attempts = {n.quant.dst_quantized};
+  if (n.quant.dst_quantized) attempts.push_back(false);
+  for (bool quantize : attempts) {
+    for (const md_t& candidate : layouts) {
+      if (!is_reference_impl(pd)) break;
+      auto trial = make_pd(candidate, quantize);
+      if (is_reference_impl(trial)) continue;
+      pd = trial;
+      cmd = candidate;
+      fused_quantize = quantize;
+    }
+  }
+  const bool quantize_after = n.quant.dst_quantized && !fused_quantize;
   MemRef in = b.input(n.input(0), src);
-  MemRef out = b.output(n.outputs.at(0), dst);
+  MemRef out = quantize_after ? b.temporary(src) : b.output(n.outputs.at(0), pd.dst_desc());
   b.add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, in},
-                           {DNNL_ARG_SRC_1, b.fixed(scale, cmd)},
-                           {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, b.fixed(shift, cmd)},
+                           {DNNL_ARG_SRC_1, b.weights("bn_scale/" + n.name, scale, plain_md(cdims), cmd)},
+                           {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                            b.weights("bn_shift/" + n.name, shift, plain_md(cdims), cmd)},
                            {DNNL_ARG_DST, out}});
+  if (quantize_after) add_quantizing_reorder(b, out, n.outputs.at(0), quant_t, n.quant.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

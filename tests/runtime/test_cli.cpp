@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "arcforge/runtime/model.hpp"
+#include "arcforge/runtime/quantize.hpp"
 
 #include "arcforge/common/npy.hpp"
 #include "onnx_builder.hpp"
@@ -135,62 +136,108 @@ TEST(Cli, Bf16RunsAsFp32WhereTheCpuHasNoBf16Convolutions) {
   EXPECT_EQ(read_npy(dir.file("bf16.npy")).data, read_npy(dir.file("fp32.npy")).data);
 }
 
-// PReLU on an AVX2 CPU (forced with ONEDNN_MAX_CPU_ISA): there oneDNN lays activations out in
-// blocks of 8 channels, and with a plain slope its PReLU is the reference kernel, which made
-// MobileFaceNet 10 to 40 times slower. The slope is packed into oneDNN's layout instead: no step
-// may run a reference kernel, and the result must stay right. Conv -> PRelu (unfused after the
-// convolution) -> MaxPool -> PRelu (a stand-alone node on a blocked input); 24 channels (three
+// Every step of a plan run by `arcforge infer` with oneDNN capped at AVX2: the profile lines on
+// stderr (ARCFORGE_RUNTIME_PROFILE=1). Writes y.npy next to x.npy.
+std::vector<std::string> avx2_profile(const TempDir& dir, const std::string& model, const std::string& precision) {
+  int rc = 0;
+  stdout_of("ONEDNN_MAX_CPU_ISA=AVX2 ARCFORGE_RUNTIME_PROFILE=1 " + std::string(ARCFORGE_CLI) + " infer " + model +
+                " --precision " + precision + " --input " + dir.file("x.npy") + " --output " + dir.file("y.npy") +
+                " --threads 1",
+            &rc, dir.file("stderr.txt"));
+  EXPECT_EQ(rc, 0);
+  std::ifstream err(dir.file("stderr.txt"));
+  std::vector<std::string> steps;
+  for (std::string line; std::getline(err, line);) {
+    if (line.rfind("[profile]", 0) == 0) steps.push_back(line);
+  }
+  return steps;
+}
+
+// PReLU and a stand-alone BatchNormalization on an AVX2 CPU (forced with ONEDNN_MAX_CPU_ISA): there
+// oneDNN lays activations out in blocks of 8 channels, and with plain per-channel operands (slope;
+// BN's scale and shift) it ran its reference kernels, which made MobileFaceNet and r50 5 to 10 times
+// slower. The operands are packed into a layout oneDNN has a kernel for: no step may run a
+// reference kernel, and the result must stay right, in fp32 and in int8 (where the BN also
+// quantizes its output for the next convolution). x -> Conv -> PRelu (unfused) -> MaxPool -> PRelu
+// (stand-alone, blocked input) -> BatchNormalization (stand-alone) -> Conv 1x1; 24 channels (three
 // blocks), slopes of both signs and above 1.
-TEST(Cli, PreluRunsOptimisedKernelsOnAvx2) {
-  constexpr int64_t N = 2, C = 24, H = 6, W = 6;
+TEST(Cli, PreluAndBatchNormRunOptimisedKernelsOnAvx2) {
+  constexpr int64_t N = 2, C = 24, H = 6, W = 6, OC = 8;
   TempDir dir;
   const std::vector<float> w = random_values(C * C * 9, 301, -0.3f, 0.3f), bias = random_values(C, 302);
   const std::vector<float> s1 = random_values(C, 303, -0.5f, 1.5f), s2 = random_values(C, 304, -1.0f, 2.0f);
+  const std::vector<float> gamma = random_values(C, 306, 0.5f, 1.5f), beta = random_values(C, 307);
+  const std::vector<float> mean = random_values(C, 308), var = random_values(C, 309, 0.5f, 2.0f);
+  const std::vector<float> w2 = random_values(OC * C, 310, -0.3f, 0.3f);
   OnnxBuilder m(13);
   m.input("x", {-1, C, H, W}).output("y").initializer("w", {C, C, 3, 3}, w).initializer("b", {C}, bias);
-  m.initializer("s1", {C, 1, 1}, s1).initializer("s2", {C, 1, 1}, s2);
+  m.initializer("s1", {C, 1, 1}, s1).initializer("s2", {C, 1, 1}, s2).initializer("w2", {OC, C, 1, 1}, w2);
+  m.initializer("gamma", {C}, gamma).initializer("beta", {C}, beta).initializer("mean", {C}, mean);
+  m.initializer("var", {C}, var);
   OnnxBuilder::attr(m.node("Conv", {"x", "w", "b"}, {"c"}, "conv"), "pads", std::vector<int64_t>{1, 1, 1, 1});
   m.node("PRelu", {"c", "s1"}, {"p"}, "prelu1");
   auto& pool = m.node("MaxPool", {"p"}, {"mp"}, "pool");
   OnnxBuilder::attr(pool, "kernel_shape", std::vector<int64_t>{2, 2});
   OnnxBuilder::attr(pool, "strides", std::vector<int64_t>{2, 2});
-  m.node("PRelu", {"mp", "s2"}, {"y"}, "prelu2");
-  const std::string model = m.save(dir.path() / "prelu.onnx");
+  m.node("PRelu", {"mp", "s2"}, {"p2"}, "prelu2");
+  m.node("BatchNormalization", {"p2", "gamma", "beta", "mean", "var"}, {"bn"}, "bn");
+  m.node("Conv", {"bn", "w2"}, {"y"}, "conv2");
+  const std::string model = m.save(dir.path() / "net.onnx");
   const std::vector<float> x = random_values(N * C * H * W, 305, -2.0f, 2.0f);
   write_npy(dir.file("x.npy"), {N, C, H, W}, x.data());
-  int rc = 0;
-  stdout_of("ONEDNN_MAX_CPU_ISA=AVX2 ARCFORGE_RUNTIME_PROFILE=1 " + std::string(ARCFORGE_CLI) + " infer " + model +
-                " --input " + dir.file("x.npy") + " --output " + dir.file("y.npy") + " --threads 1",
-            &rc, dir.file("stderr.txt"));
-  ASSERT_EQ(rc, 0);
-  std::ifstream err(dir.file("stderr.txt"));
-  int steps = 0;
-  for (std::string line; std::getline(err, line);) {
-    if (line.rfind("[profile]", 0) != 0) continue;
-    ++steps;
-    EXPECT_EQ(line.find(" ref:"), std::string::npos) << line;
-  }
-  EXPECT_GE(steps, 4) << "conv, prelu1, pool, prelu2";
 
+  // fp32 against the graph in double.
+  const auto steps = avx2_profile(dir, model, "fp32");
+  for (const auto& line : steps) EXPECT_EQ(line.find(" ref:"), std::string::npos) << line;
+  EXPECT_GE(steps.size(), 6u) << "conv, prelu1, pool, prelu2, bn, conv2";
   int64_t oh = 0, ow = 0;
   ref::Vec c = ref::conv2d(ref::to_double(x), N, C, H, W, ref::to_double(w), C, 3, 3, ref::to_double(bias), 1, 1, 1,
                            1, 1, 1, 1, oh, ow);
   for (std::size_t k = 0; k < c.size(); ++k) {
     if (c[k] < 0) c[k] *= s1[(k / (H * W)) % C];
   }
-  ref::Vec want(static_cast<std::size_t>(N * C * (H / 2) * (W / 2)));
-  for (int64_t n = 0; n < N * C; ++n) {
-    for (int64_t i = 0; i < H / 2; ++i) {
-      for (int64_t j = 0; j < W / 2; ++j) {
+  constexpr int64_t PH = H / 2, PW = W / 2;
+  ref::Vec bn(static_cast<std::size_t>(N * C * PH * PW));
+  for (int64_t nc = 0; nc < N * C; ++nc) {
+    const int64_t ch = nc % C;
+    for (int64_t i = 0; i < PH; ++i) {
+      for (int64_t j = 0; j < PW; ++j) {
         double v = -INFINITY;
         for (int64_t a = 0; a < 2; ++a) {
-          for (int64_t e = 0; e < 2; ++e) v = std::max(v, c[(n * H + 2 * i + a) * W + 2 * j + e]);
+          for (int64_t e = 0; e < 2; ++e) v = std::max(v, c[(nc * H + 2 * i + a) * W + 2 * j + e]);
         }
-        want[(n * (H / 2) + i) * (W / 2) + j] = v < 0 ? v * s2[n % C] : v;
+        if (v < 0) v *= s2[ch];
+        bn[(nc * PH + i) * PW + j] = (v - mean[ch]) / std::sqrt(var[ch] + 1e-5) * gamma[ch] + beta[ch];
       }
     }
   }
+  const ref::Vec want = ref::conv2d(bn, N, C, PH, PW, ref::to_double(w2), OC, 1, 1, {}, 1, 0, 0, 0, 0, 1, 1, oh, ow);
   EXPECT_LE(ref::max_abs_diff(read_npy(dir.file("y.npy")).data, want), 1e-4 * ref::max_abs(want));
+
+  // int8: the QDQ file (conv2 quantized, so the BN quantizes its output; conv kept in fp32, so the
+  // BN reads the blocked layout, for which oneDNN has no int8-output kernel on AVX2) against the
+  // same file run with ONNX's float semantics; without VNNI, int8 is close, not exact.
+  runtime::QuantizeOptions o;
+  o.keep_fp32 = {"conv"};
+  o.threads = 1;
+  const std::string q = dir.file("net.int8.onnx");
+  std::vector<runtime::Tensor> calib;
+  for (uint32_t k = 0; k < 4; ++k) calib.push_back({{N, C, H, W}, random_values(N * C * H * W, 320 + k, -2.0f, 2.0f)});
+  EXPECT_EQ(runtime::quantize_model(model, calib, q, o).quantized_convs, std::vector<std::string>{"conv2"});
+  const auto int8_steps = avx2_profile(dir, q, "int8");
+  for (const auto& line : int8_steps) EXPECT_EQ(line.find(" ref:"), std::string::npos) << line;
+  const auto qdq = runtime::Model::load(q, {.threads = 1}).run({{{N, C, H, W}, x}});
+  const std::vector<float> got = read_npy(dir.file("y.npy")).data;
+  ASSERT_EQ(got.size(), qdq[0].data.size());
+  double dot = 0, na = 0, nb = 0;
+  for (std::size_t k = 0; k < got.size(); ++k) {
+    dot += double(got[k]) * qdq[0].data[k];
+    na += double(got[k]) * got[k];
+    nb += double(qdq[0].data[k]) * qdq[0].data[k];
+  }
+  std::printf("[avx2] int8 against the QDQ file in fp32: cosine %.6f, %zu steps\n", dot / std::sqrt(na * nb),
+              int8_steps.size());
+  EXPECT_GE(dot / std::sqrt(na * nb), 0.999);
 }
 
 TEST(Precision, EffectivePrecisionIsWhatThisCpuRuns) {
