@@ -140,7 +140,7 @@ Model Model::load(const std::string& path, const Options& options) {
   if (runs_int8(options.precision) && !cpu_has_int8_dot_product()) {
     log::warn(log::cat("runtime: ", path, ": this CPU has no VNNI, so oneDNN adds int8 products in pairs in 16 bits ",
                        "(saturating with u8 activations; with s8 ones its convolutions round the weights to 7 bits): ",
-                       "expect more error than on a VNNI CPU, and little speed over fp32"));
+                       "expect more error than on a VNNI CPU"));
   }
   add_extra_outputs(compiled->graph, options.extra_outputs);
   const std::size_t before = compiled->graph.nodes.size();
