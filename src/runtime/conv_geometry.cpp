@@ -85,6 +85,25 @@ ConvGeometry conv_geometry(PlanBuilder& b, const Node& n) {
   return g;
 }
 
+Dims conv_weight_dims(const ConvGeometry& g, const Dims& w) {
+  if (g.group == 1) return {g.out_channels, w[1], w[2], w[3]};
+  return {g.group, g.out_channels / g.group, w[1], w[2], w[3]};
+}
+
+dnnl::convolution_forward::desc conv_desc(const ConvGeometry& g, const Dims& weight_dims, dnnl::memory::data_type src,
+                                          dnnl::memory::data_type weights, dnnl::memory::data_type dst, bool with_bias) {
+  using tag = dnnl::memory::format_tag;
+  const md_t src_any(g.in_dims, src, tag::any), w_any(weight_dims, weights, tag::any);
+  const md_t dst_any({g.in_dims[0], g.out_channels, g.out_h, g.out_w}, dst, tag::any);
+  const Dims strides = {g.stride_h, g.stride_w}, dilates = {g.dilation_h - 1, g.dilation_w - 1};
+  const Dims pad_l = {g.pad_t, g.pad_l}, pad_r = {g.pad_b, g.pad_r};
+  const auto kind = dnnl::prop_kind::forward_inference;
+  const auto alg = dnnl::algorithm::convolution_direct;
+  if (!with_bias) return {kind, alg, src_any, w_any, dst_any, strides, dilates, pad_l, pad_r};
+  const md_t bias({g.out_channels}, dnnl::memory::data_type::f32, tag::x);
+  return {kind, alg, src_any, w_any, bias, dst_any, strides, dilates, pad_l, pad_r};
+}
+
 ConvGeometry pool_geometry(PlanBuilder& b, const Node& n) {
   ConvGeometry g;
   g.in_dims = image_input(b, n);

@@ -21,6 +21,12 @@ std::pair<int64_t, int64_t> same_padding(const std::string& auto_pad, int64_t in
 
 // Conv: kernel from the weights (input 1), group from the attribute.
 ConvGeometry conv_geometry(PlanBuilder& b, const Node& n);
+// The weights' dims as oneDNN takes them: OIHW, or GOIHW for a grouped convolution.
+Dims conv_weight_dims(const ConvGeometry& g, const Dims& onnx_weight_dims);
+// A forward-inference convolution of this geometry, every layout left to oneDNN (`any`), the bias
+// (when there is one) in fp32.
+dnnl::convolution_forward::desc conv_desc(const ConvGeometry& g, const Dims& weight_dims, dnnl::memory::data_type src,
+                                          dnnl::memory::data_type weights, dnnl::memory::data_type dst, bool with_bias);
 // Pooling: kernel from kernel_shape (or the whole plane for the Global* ops).
 ConvGeometry pool_geometry(PlanBuilder& b, const Node& n);
 

@@ -37,7 +37,11 @@ dnnl::algorithm eltwise_alg(const PostOp& p, float& alpha, float& beta) {
 
 }  // namespace
 
-PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
+namespace {
+
+// The post-op chain, and with `bind` its run-time arguments (which may add constants or a reorder
+// to the plan, so they are bound only once the chain is known to be fused).
+PostOpPlan post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims, bool bind) {
   PostOpPlan plan;
   const int64_t channels = out_dims[1];
   for (std::size_t k = 0; k < n.post_ops.size(); ++k) {
@@ -54,6 +58,7 @@ PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
         if (broadcast_dims(n, out_dims, addend) != out_dims) node_error(n, "residual add would grow the output");
         const md_t md = plain_md(pad_rank(addend, out_dims.size()));
         plan.ops.append_binary(dnnl::algorithm::binary_add, md);
+        if (!bind) continue;
         MemRef ref = b.input_plain(p.operand);
         ref.md = md;
         plan.args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_SRC_1, ref);
@@ -64,6 +69,7 @@ PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
       const bool per_channel = slope->numel() != 1;
       if (per_channel && slope->numel() != channels) node_error(n, "PReLU slope does not match the channels");
       plan.ops.append_prelu(per_channel ? 1 << 1 : 0);
+      if (!bind) continue;
       const md_t md = plain_md(per_channel ? Dims{1, channels, 1, 1} : Dims{1, 1, 1, 1});
       plan.args.emplace_back(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_WEIGHTS, b.fixed(*slope, md));
     } else {
@@ -73,6 +79,16 @@ PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
     }
   }
   return plan;
+}
+
+}  // namespace
+
+dnnl::post_ops post_op_chain(PlanBuilder& b, const Node& n, const Dims& out_dims) {
+  return post_ops(b, n, out_dims, false).ops;
+}
+
+PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
+  return post_ops(b, n, out_dims, true);
 }
 
 void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, const Dims& out_dims) {
@@ -130,56 +146,18 @@ void plan_conv(PlanBuilder& b, const Node& n) {
   // convolutions that write fp32, so bf16 would add two conversions and save less than they cost
   // (paddle MobileFaceNet batch 32: 1.10 ms per image with them in fp32, 1.31 in bf16).
   if (act == dt::bf16 && runs_int8(b.precision()) && geo.group > 1 && w.dims[1] == 1) act = dt::f32;
-  if (act == dt::bf16) {
-    const md_t probe_src(x, dt::bf16, tag::any), probe_dst(out_dims, dt::bf16, tag::any);
-    const Dims wd = geo.group == 1 ? Dims{geo.out_channels, w.dims[1], w.dims[2], w.dims[3]}
-                                   : Dims{geo.group, geo.out_channels / geo.group, w.dims[1], w.dims[2], w.dims[3]};
-    const md_t probe_w(wd, dt::bf16, tag::any);
-    dnnl::convolution_forward::primitive_desc probe(
-        {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, probe_src, probe_w, probe_dst,
-         {geo.stride_h, geo.stride_w}, {geo.dilation_h - 1, geo.dilation_w - 1}, {geo.pad_t, geo.pad_l},
-         {geo.pad_b, geo.pad_r}},
-        b.engine());
-    if (is_reference_impl(probe)) act = dt::f32;
+  const Dims wdims = conv_weight_dims(geo, w.dims);
+  if (act == dt::bf16 && is_reference_impl(dnnl::convolution_forward::primitive_desc(
+                             conv_desc(geo, wdims, dt::bf16, dt::bf16, dt::bf16, false), b.engine()))) {
+    act = dt::f32;
   }
-  const md_t src_any(x, act, tag::any);
-  const md_t dst_any(out_dims, act, tag::any);
-  const Dims wdims = geo.group == 1
-                         ? Dims{geo.out_channels, w.dims[1], w.dims[2], w.dims[3]}
-                         : Dims{geo.group, geo.out_channels / geo.group, w.dims[1], w.dims[2], w.dims[3]};
-  const md_t w_any(wdims, act, tag::any);
   const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
   const md_t b_md({geo.out_channels}, dt::f32, tag::x);
-  const Dims strides = {geo.stride_h, geo.stride_w};
-  const Dims dilates = {geo.dilation_h - 1, geo.dilation_w - 1};
-  const Dims pad_l = {geo.pad_t, geo.pad_l}, pad_r = {geo.pad_b, geo.pad_r};
-
-  auto make_desc = [&]() {
-    return bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                  dnnl::algorithm::convolution_direct, src_any, w_any, b_md,
-                                                  dst_any, strides, dilates, pad_l, pad_r)
-                : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                  dnnl::algorithm::convolution_direct, src_any, w_any, dst_any,
-                                                  strides, dilates, pad_l, pad_r);
-  };
-
-  PostOpPlan post;
-  bool fused = !n.post_ops.empty();
-  dnnl::convolution_forward::primitive_desc pd;
-  if (fused) {
-    post = build_post_ops(b, n, out_dims);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(post.ops);
-    pd = dnnl::convolution_forward::primitive_desc(make_desc(), attr, b.engine());
-    dnnl::convolution_forward::primitive_desc plain_pd(make_desc(), b.engine());
-    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
-      fused = false;
-      pd = plain_pd;
-      post = PostOpPlan{};
-    }
-  } else {
-    pd = dnnl::convolution_forward::primitive_desc(make_desc(), b.engine());
-  }
+  const dnnl::convolution_forward::desc desc = conv_desc(geo, wdims, act, act, act, bias != nullptr);
+  auto [pd, post, fused] = choose_fused_primitive<dnnl::convolution_forward::primitive_desc>(
+      b, n, out_dims, [&](const dnnl::primitive_attr& attr) {
+        return dnnl::convolution_forward::primitive_desc(desc, attr, b.engine());
+      });
 
   std::unordered_map<int, MemRef> args;
   args[DNNL_ARG_SRC] = b.input(n.input(0), pd.src_desc());

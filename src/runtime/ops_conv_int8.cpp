@@ -59,14 +59,8 @@ void plan_dequantized_conv(PlanBuilder& b, const Node& n, const ConvGeometry& ge
   const int64_t per = w.numel() / oc;
   for (int64_t k = 0; k < w.numel(); ++k) wf.f[k] *= q.weight_scales[k / per];
   const md_t b_md({oc}, dt::f32, tag::x);
-  const md_t src_any(geo.in_dims, dt::f32, tag::any), w_any(wdims, dt::f32, tag::any), dst_any(out_dims, dt::f32, tag::any);
-  const Dims strides = {geo.stride_h, geo.stride_w}, dilates = {geo.dilation_h - 1, geo.dilation_w - 1};
-  const Dims pad_l = {geo.pad_t, geo.pad_l}, pad_r = {geo.pad_b, geo.pad_r};
-  auto d = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                  src_any, w_any, b_md, dst_any, strides, dilates, pad_l, pad_r)
-                : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                  src_any, w_any, dst_any, strides, dilates, pad_l, pad_r);
-  const dnnl::convolution_forward::primitive_desc pd(d, b.engine());
+  const dnnl::convolution_forward::primitive_desc pd(conv_desc(geo, wdims, dt::f32, dt::f32, dt::f32, bias != nullptr),
+                                                      b.engine());
 
   const MemRef xq = b.input_as_is(n.input(0));
   const MemRef xf = b.temporary(pd.src_desc());
@@ -105,22 +99,12 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
   const Dims out_dims = {x[0], oc, geo.out_h, geo.out_w};
   const dt src_t = q.src_signed ? dt::s8 : dt::u8;
   const dt quant_t = q.dst_signed ? dt::s8 : dt::u8;
-  const Dims wdims = geo.group == 1 ? Dims{oc, w.dims[1], w.dims[2], w.dims[3]}
-                                    : Dims{geo.group, oc / geo.group, w.dims[1], w.dims[2], w.dims[3]};
+  const Dims wdims = conv_weight_dims(geo, w.dims);
   const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
-  const md_t b_md({oc}, dt::f32, tag::x);
 
   auto make_pd = [&](dt dst_t, const dnnl::primitive_attr& attr) {
-    const md_t src_any(x, src_t, tag::any), w_any(wdims, dt::s8, tag::any), dst_any(out_dims, dst_t, tag::any);
-    const Dims strides = {geo.stride_h, geo.stride_w}, dilates = {geo.dilation_h - 1, geo.dilation_w - 1};
-    const Dims pad_l = {geo.pad_t, geo.pad_l}, pad_r = {geo.pad_b, geo.pad_r};
-    auto d = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                    dnnl::algorithm::convolution_direct, src_any, w_any, b_md,
-                                                    dst_any, strides, dilates, pad_l, pad_r)
-                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                    dnnl::algorithm::convolution_direct, src_any, w_any, dst_any,
-                                                    strides, dilates, pad_l, pad_r);
-    return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
+    return dnnl::convolution_forward::primitive_desc(conv_desc(geo, wdims, src_t, dt::s8, dst_t, bias != nullptr), attr,
+                                                     b.engine());
   };
   auto [pd, post, fused] =
       choose_int8_primitive<dnnl::convolution_forward::primitive_desc>(b, n, out_dims, scales, make_pd);

@@ -24,23 +24,10 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   auto d = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, b_md, dst_md)
                 : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
   // The optimiser's post-ops (activation, scale, residual sum) on the [M,N] result.
-  PostOpPlan post;
-  bool fused = !n.post_ops.empty();
-  dnnl::inner_product_forward::primitive_desc pd;
-  if (fused) {
-    post = build_post_ops(b, n, {m, cols});
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(post.ops);
-    pd = dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
-    dnnl::inner_product_forward::primitive_desc plain_pd(d, b.engine());
-    if (is_reference_impl(pd) && !is_reference_impl(plain_pd)) {
-      fused = false;
-      pd = plain_pd;
-      post = PostOpPlan{};
-    }
-  } else {
-    pd = dnnl::inner_product_forward::primitive_desc(d, b.engine());
-  }
+  auto [pd, post, fused] = choose_fused_primitive<dnnl::inner_product_forward::primitive_desc>(
+      b, n, {m, cols}, [&](const dnnl::primitive_attr& attr) {
+        return dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
+      });
   std::unordered_map<int, MemRef> args;
   args[DNNL_ARG_SRC] = x;
   args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w_nk, w_plain, pd.weights_desc());
