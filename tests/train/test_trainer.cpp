@@ -260,6 +260,38 @@ TEST(Trainer, AutoPrecisionIsBf16WhereTheDeviceHasItFp16OnOlderGpusFp32Elsewhere
   fs::remove_all(dir);
 }
 
+// bf16 asked for where the device cannot compute it well gets a warning that says what to use
+// instead: a CPU without AVX-512 (oneDNN's reference bf16 convolutions, ~18x slower than fp32) and
+// a GPU without bf16 tensor cores. Nothing for the precisions that run well.
+TEST(Trainer, Bf16WhereTheDeviceLacksItIsWarnedAbout) {
+  namespace an = arcforge::nn;
+  const PrecisionSupport avx2_cpu{false, false, false, false}, avx512_cpu{false, false, false, true},
+      amx_cpu{false, false, true, true}, v100{true, false, false, false}, h100{true, true, false, false};
+  const std::string cpu_warning = precision_warning("bf16", avx2_cpu);
+  EXPECT_NE(cpu_warning.find("without AVX-512"), std::string::npos) << cpu_warning;
+  EXPECT_NE(cpu_warning.find("fp32"), std::string::npos) << cpu_warning;
+  EXPECT_NE(precision_warning("bf16", v100).find("fp16"), std::string::npos);
+  for (const auto& ok : {avx512_cpu, amx_cpu, h100}) EXPECT_EQ(precision_warning("bf16", ok), "");
+  for (const auto& any : {avx2_cpu, avx512_cpu, amx_cpu, v100, h100}) {
+    for (const std::string name : {"fp32", "fp16"}) EXPECT_EQ(precision_warning(name, any), "");
+  }
+  EXPECT_EQ(precision_support(torch::kCPU).cpu_avx512, an::cpu_kernel_best_isa() >= an::CpuKernelIsa::avx512);
+
+  // The trainer says it (one bf16 step at batch 4, the kernels forced to AVX2).
+  an::force_cpu_kernel_isa(an::CpuKernelIsa::avx2);
+  std::string dir = temp_dir("bf16_warning");
+  TrainConfig c = small_config(dir, 1);
+  c.train.precision = "bf16";
+  c.train.batch_size = 4;
+  testing::internal::CaptureStderr();
+  const TrainResult r = run_training(c);
+  const std::string err = testing::internal::GetCapturedStderr();
+  an::clear_forced_cpu_kernel_isa();
+  EXPECT_EQ(r.precision, "bf16");  // asked for: kept
+  EXPECT_NE(err.find(cpu_warning), std::string::npos) << err;
+  fs::remove_all(dir);
+}
+
 TEST(GraphedStep, WithoutCudaInLibtorchItIsAConfigError) {
 #ifdef ARCFORGE_WITH_CUDA
   GTEST_SKIP() << "this libtorch has CUDA";

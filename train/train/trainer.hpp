@@ -63,8 +63,14 @@ struct PrecisionSupport {
   bool cuda = false;       // the run is on a GPU
   bool cuda_bf16 = false;  // that GPU has bf16 tensor cores (compute capability 8.0+: A100, H100...)
   bool cpu_bf16 = false;   // the CPU has AVX512-BF16 (every CPU with AMX has it)
+  bool cpu_avx512 = false; // the CPU has AVX-512: oneDNN 2.x's jit bf16 kernels need it
 };
 PrecisionSupport precision_support(const torch::Device& device);
+
+// What to tell a user who asked for a precision the device cannot compute well (empty when it
+// can): bf16 on a CPU without AVX-512, where oneDNN runs every bf16 convolution in its reference
+// code, or on a GPU without bf16 tensor cores.
+std::string precision_warning(const std::string& precision, const PrecisionSupport& support);
 
 // train.precision as the run uses it. "auto" is bf16 where the device computes it natively (a GPU
 // of compute capability 8.0 or newer; a CPU with AVX512-BF16); fp16 with loss scaling on older
