@@ -13,6 +13,7 @@
 #include <limits>
 #include <string>
 
+#include "every_isa.hpp"
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/cpu_conv.hpp"
 #include "train/nn/cpu_kernel_isa.hpp"
@@ -136,11 +137,20 @@ TEST(CpuConv, ModulesGoToTheKernelThatFits) {
   check(torch::nn::Conv2dOptions(16, 16, 3).padding(1).dilation(2).groups(8), 16, true, false);  // dilated
 }
 
-// A Linear over tokens runs as a 1x1 convolution on the CPU: the same values and gradients as the
-// module's own forward in double, float and bf16 (under autocast, as training runs it); other inputs
-// take the module's forward unchanged.
+// A Linear over tokens runs as a 1x1 convolution on a CPU with AVX-512: the same values and
+// gradients as the module's own forward in double, float and bf16 (under autocast, as training runs
+// it); other inputs, and every input below AVX-512, take the module's forward unchanged.
 TEST(CpuConv, TokenLinearMatchesTheModuleInDouble) {
   torch::manual_seed(13);
+  on_every_instruction_set([] {
+    const bool as_conv = an::cpu_kernel_active_isa() >= an::CpuKernelIsa::avx512;
+    EXPECT_EQ(an::linear_runs_as_conv(torch::randn({3, 19, 48})), as_conv);
+    EXPECT_FALSE(an::linear_runs_as_conv(torch::randn({3, 7, 48})));
+    if (as_conv) return;
+    torch::nn::Linear linear(48, 40);
+    const torch::Tensor x = torch::randn({3, 19, 48});
+    EXPECT_TRUE(torch::equal(an::linear_forward(linear, x), linear->forward(x)));  // the module's own
+  });
   for (const bool bias : {true, false}) {
     torch::nn::Linear linear(torch::nn::LinearOptions(48, 40).bias(bias));
     torch::nn::Linear reference(torch::nn::LinearOptions(48, 40).bias(bias));
@@ -172,8 +182,8 @@ TEST(CpuConv, TokenLinearMatchesTheModuleInDouble) {
       const torch::Tensor want = torch::nn::functional::linear(seen(x), seen(linear->weight),
                                                                bias ? seen(linear->bias) : torch::Tensor());
       const torch::Tensor xd = x.detach().to(torch::kDouble).requires_grad_(true);
-      // Below AVX-512, libtorch 1.13 has no oneDNN bf16 convolution (mkldnn_bf16_device_check) and
-      // its fallback adds roundings: the input gradient measured 1.4-1.6e-2 off on an AVX2 CPU.
+      // Below AVX-512 it is the module's own bf16 linear, and libtorch 1.13 has no oneDNN bf16 there:
+      // its fallback rounds more, the input gradient measured 1.2-1.7e-2 off on an AVX2 CPU.
       const bool onednn_bf16 = an::cpu_kernel_best_isa() >= an::CpuKernelIsa::avx512;
       const double tolerance = bf16 ? (onednn_bf16 ? 1e-2 : 2.5e-2) : 1e-5;
       EXPECT_LT(relative(y.detach().to(torch::kFloat), want.detach()), tolerance) << "output";

@@ -1,6 +1,7 @@
 #include "train/nn/cpu_conv.hpp"
 
 #include "train/compat/torch_compat.hpp"
+#include "train/nn/cpu_kernel_isa.hpp"
 #include "train/nn/grouped_conv.hpp"
 
 namespace arcforge::nn {
@@ -17,11 +18,15 @@ torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x) {
   return grouped_conv2d(x, conv->weight, GroupedConvSpec{stride, pad, options.groups()});
 }
 
-torch::Tensor linear_forward(torch::nn::Linear& linear, const torch::Tensor& x) {
+bool linear_runs_as_conv(const torch::Tensor& x) {
   constexpr int64_t kMinTokens = 8;  // [N*T, in, 1, 1] images, one pixel each, are slow in oneDNN
-  const bool tokens = x.device().is_cpu() && x.dim() == 3 && x.size(1) >= kMinTokens && x.is_contiguous() &&
-                      (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16);
-  if (!tokens) return linear->forward(x);
+  return x.device().is_cpu() && x.dim() == 3 && x.size(1) >= kMinTokens && x.is_contiguous() &&
+         (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16) &&
+         cpu_kernel_active_isa() >= CpuKernelIsa::avx512;
+}
+
+torch::Tensor linear_forward(torch::nn::Linear& linear, const torch::Tensor& x) {
+  if (!linear_runs_as_conv(x)) return linear->forward(x);
   const int64_t n = x.size(0), t = x.size(1), in = x.size(2), out = linear->weight.size(0);
   const torch::Tensor image = x.view({n, t, 1, in}).permute({0, 3, 1, 2});  // [N, in, T, 1] channels-last
   const torch::Tensor y = at::conv2d(image, linear->weight.view({out, in, 1, 1}), linear->bias);

@@ -11,12 +11,17 @@ namespace arcforge::nn {
 // mode, no dilation and no bias, else the module's own forward.
 torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x);
 
-// A Linear module's forward. On the CPU, a float or bf16 [N, T, in] input (a ViT's tokens, T >= 8)
-// is the channels-last image [N, in, T, 1] without a copy, and the layer a 1x1 convolution of it:
-// libtorch 1.13 runs its CPU linear on the system BLAS (OpenBLAS, ~110 GMAC/s in fp32 on the 2-core
-// EPYC), and the convolution on oneDNN, 1.8x faster in fp32 and 1.1-1.25x in bf16 forward and
-// backward on vit_t's layers. Same result up to rounding, same autocast policy; everything else
-// takes the module's own forward.
+// A Linear module's forward. On a CPU with AVX-512, a float or bf16 [N, T, in] input (a ViT's
+// tokens, T >= 8) is the channels-last image [N, in, T, 1] without a copy, and the layer a 1x1
+// convolution of it: libtorch 1.13 runs its CPU linear on the system BLAS (OpenBLAS, ~110 GMAC/s in
+// fp32 on the 2-core AVX-512 EPYC), and the convolution on oneDNN, 1.8x faster in fp32 and
+// 1.1-1.25x in bf16 forward and backward on vit_t's layers. Below AVX-512 it is the other way round
+// (AVX2 EPYC, fp32: oneDNN's 1x1 convolution 1.03-1.58x slower than OpenBLAS on vit_t's layers), so
+// there, and for everything else, the module's own forward. Same result up to rounding, same
+// autocast policy.
 torch::Tensor linear_forward(torch::nn::Linear& linear, const torch::Tensor& x);
+// Whether linear_forward takes the convolution for `x` (the instruction-set level as
+// cpu_kernel_active_isa() says, so that tests can force the other path).
+bool linear_runs_as_conv(const torch::Tensor& x);
 
 }  // namespace arcforge::nn
