@@ -35,10 +35,6 @@ dnnl::algorithm eltwise_alg(const PostOp& p, float& alpha, float& beta) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // The post-op chain, and with `bind` its run-time arguments (which may add constants or a reorder
 // to the plan, so they are bound only once the chain is known to be fused).
 PostOpPlan post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims, bool bind) {
