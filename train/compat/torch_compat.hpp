@@ -85,6 +85,30 @@ class AutocastGuard {
   bool enabled_;
 };
 
+// Autocast off on the CPU for the guard's lifetime when it was on, then on again with the same
+// dtype; the cast cache is kept (this pauses autocast for one layer, it does not end a region).
+class CpuAutocastPause {
+ public:
+  CpuAutocastPause() : was_on_(autocast_enabled(torch::kCPU)) {
+    if (was_on_) set_enabled(false);
+  }
+  ~CpuAutocastPause() {
+    if (was_on_) set_enabled(true);
+  }
+  CpuAutocastPause(const CpuAutocastPause&) = delete;
+  CpuAutocastPause& operator=(const CpuAutocastPause&) = delete;
+
+ private:
+  static void set_enabled(bool on) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+    at::autocast::set_autocast_enabled(torch::kCPU, on);
+#else
+    at::autocast::set_cpu_enabled(on);
+#endif
+  }
+  bool was_on_;
+};
+
 // Makes `index` the current CUDA device of this thread (kernels and allocations go there).
 inline void set_cuda_device(int index) {
 #ifdef ARCFORGE_WITH_CUDA

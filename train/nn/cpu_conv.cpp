@@ -6,7 +6,25 @@
 
 namespace arcforge::nn {
 
+namespace {
+
+// `layer` on x in fp32 with autocast paused, its output rounded to bf16 as autocast's would be.
+template <class Layer>
+torch::Tensor in_fp32(const torch::Tensor& x, Layer layer) {
+  compat::CpuAutocastPause pause;
+  return layer(x.to(torch::kFloat)).to(torch::kBFloat16);
+}
+
+}  // namespace
+
+bool bf16_layer_computes_in_fp32(const torch::Tensor& x) {
+  return x.device().is_cpu() && compat::autocast_enabled(torch::kCPU) &&
+         compat::autocast_dtype(torch::kCPU) == torch::kBFloat16 && cpu_kernel_active_isa() < CpuKernelIsa::avx512;
+}
+
 torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  if (conv->options.groups() == 1 && bf16_layer_computes_in_fp32(x))
+    return in_fp32(x, [&](const torch::Tensor& xf) { return conv->forward(xf); });
   const auto& options = conv->options;
   const auto* padding = compat::explicit_padding(options.padding());
   const bool plain = padding != nullptr && compat::holds<torch::enumtype::kZeros>(options.padding_mode()) &&
@@ -26,6 +44,7 @@ bool linear_runs_as_conv(const torch::Tensor& x) {
 }
 
 torch::Tensor linear_forward(torch::nn::Linear& linear, const torch::Tensor& x) {
+  if (bf16_layer_computes_in_fp32(x)) return in_fp32(x, [&](const torch::Tensor& xf) { return linear->forward(xf); });
   if (!linear_runs_as_conv(x)) return linear->forward(x);
   const int64_t n = x.size(0), t = x.size(1), in = x.size(2), out = linear->weight.size(0);
   const torch::Tensor image = x.view({n, t, 1, in}).permute({0, 3, 1, 2});  // [N, in, T, 1] channels-last

@@ -116,10 +116,9 @@ std::string precision_warning(const std::string& precision, const PrecisionSuppo
            "emulated there; fp16 (what 'auto' picks on this GPU) is the fast mixed precision";
   }
   if (support.cpu_avx512) return "";
-  // Measured on a 2-core AVX2 EPYC: mbf 1.7 images/s in bf16 against 31 in fp32 (PyTorch alike).
-  return "train.precision bf16 on a CPU without AVX-512: oneDNN has no bf16 convolution kernels below "
-         "AVX-512 and runs its reference code, about 18 times slower than fp32 (mbf); fp32 (what 'auto' "
-         "picks on this CPU) is faster here and bf16 saves only memory";
+  return "train.precision bf16 on a CPU without AVX-512: oneDNN has no bf16 kernels below AVX-512, so "
+         "dense convolutions and Linear layers compute in fp32 and store bf16 (bf16_layer_computes_in_fp32); "
+         "bf16 saves memory here, not time, and is not what PyTorch's bf16 autocast computes";
 }
 
 std::string resolve_precision(const std::string& name, const PrecisionSupport& support) {

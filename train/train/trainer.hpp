@@ -68,14 +68,15 @@ struct PrecisionSupport {
 PrecisionSupport precision_support(const torch::Device& device);
 
 // What to tell a user who asked for a precision the device cannot compute well (empty when it
-// can): bf16 on a CPU without AVX-512, where oneDNN runs every bf16 convolution in its reference
-// code, or on a GPU without bf16 tensor cores.
+// can): bf16 on a CPU without AVX-512, where oneDNN has no bf16 kernels and the dense layers
+// compute in fp32 instead (nn::bf16_layer_computes_in_fp32), or on a GPU without bf16 tensor cores.
 std::string precision_warning(const std::string& precision, const PrecisionSupport& support);
 
 // train.precision as the run uses it. "auto" is bf16 where the device computes it natively (a GPU
 // of compute capability 8.0 or newer; a CPU with AVX512-BF16); fp16 with loss scaling on older
 // GPUs (V100, T4: fp16 tensor cores, bf16 emulated), which is arcface_torch's default; fp32 on
-// other CPUs, where bf16 would be emulated and slower than fp32. The other names stay as they are.
+// other CPUs, where bf16 would be no faster than fp32 (see precision_warning). The other names
+// stay as they are.
 std::string resolve_precision(const std::string& name, const PrecisionSupport& support);
 std::string resolve_precision(const std::string& name, const torch::Device& device);
 
