@@ -18,21 +18,34 @@ namespace arcforge::compat {
 
 inline constexpr int torch_major() { return TORCH_VERSION_MAJOR; }
 
-// Enables or disables autocast on a device type. The dtype is set only when enabling: libtorch
-// refuses a float32 "low precision" dtype for CPU autocast (1.13 throws).
-inline void set_autocast(torch::DeviceType device, bool enabled, at::ScalarType dtype) {
+// Autocast's on/off flag on a device type alone: the dtype and the cast cache stay as they are.
+inline void set_autocast_flag(torch::DeviceType device, bool enabled) {
 #if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
-  if (enabled) at::autocast::set_autocast_dtype(device, dtype);
   at::autocast::set_autocast_enabled(device, enabled);
 #else
   if (device == torch::kCPU) {
-    if (enabled) at::autocast::set_autocast_cpu_dtype(dtype);
     at::autocast::set_cpu_enabled(enabled);
   } else {
-    if (enabled) at::autocast::set_autocast_gpu_dtype(dtype);
     at::autocast::set_enabled(enabled);
   }
 #endif
+}
+
+// Enables or disables autocast on a device type. The dtype is set only when enabling: libtorch
+// refuses a float32 "low precision" dtype for CPU autocast (1.13 throws).
+inline void set_autocast(torch::DeviceType device, bool enabled, at::ScalarType dtype) {
+  if (enabled) {
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+    at::autocast::set_autocast_dtype(device, dtype);
+#else
+    if (device == torch::kCPU) {
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    } else {
+      at::autocast::set_autocast_gpu_dtype(dtype);
+    }
+#endif
+  }
+  set_autocast_flag(device, enabled);
   if (!enabled) at::autocast::clear_cache();
 }
 
@@ -90,22 +103,15 @@ class AutocastGuard {
 class CpuAutocastPause {
  public:
   CpuAutocastPause() : was_on_(autocast_enabled(torch::kCPU)) {
-    if (was_on_) set_enabled(false);
+    if (was_on_) set_autocast_flag(torch::kCPU, false);
   }
   ~CpuAutocastPause() {
-    if (was_on_) set_enabled(true);
+    if (was_on_) set_autocast_flag(torch::kCPU, true);
   }
   CpuAutocastPause(const CpuAutocastPause&) = delete;
   CpuAutocastPause& operator=(const CpuAutocastPause&) = delete;
 
  private:
-  static void set_enabled(bool on) {
-#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
-    at::autocast::set_autocast_enabled(torch::kCPU, on);
-#else
-    at::autocast::set_cpu_enabled(on);
-#endif
-  }
   bool was_on_;
 };
 
