@@ -1,6 +1,7 @@
 #include "train/nn/cpu_conv.hpp"
 
 #include "train/compat/torch_compat.hpp"
+#include "train/nn/blocked_conv.hpp"
 #include "train/nn/cpu_kernel_isa.hpp"
 #include "train/nn/grouped_conv.hpp"
 
@@ -23,8 +24,8 @@ bool bf16_layer_computes_in_fp32(const torch::Tensor& x) {
 }
 
 torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x) {
-  if (conv->options.groups() == 1 && bf16_layer_computes_in_fp32(x))
-    return in_fp32(x, [&](const torch::Tensor& xf) { return conv->forward(xf); });
+  if (conv->options.groups() == 1 && bf16_layer_computes_in_fp32(x))  // then once more in fp32, autocast paused
+    return in_fp32(x, [&](const torch::Tensor& xf) { return conv2d_forward(conv, xf); });
   const auto& options = conv->options;
   const auto* padding = compat::explicit_padding(options.padding());
   const bool plain = padding != nullptr && compat::holds<torch::enumtype::kZeros>(options.padding_mode()) &&
@@ -32,8 +33,9 @@ torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x) {
   if (!plain) return conv->forward(x);
   const std::array<int64_t, 2> stride{(*options.stride())[0], (*options.stride())[1]};
   const std::array<int64_t, 2> pad{(**padding)[0], (**padding)[1]};
-  if (options.groups() == 1) return conv->forward(x);
-  return grouped_conv2d(x, conv->weight, GroupedConvSpec{stride, pad, options.groups()});
+  const GroupedConvSpec spec{stride, pad, options.groups()};
+  if (options.groups() > 1) return grouped_conv2d(x, conv->weight, spec);
+  return dense_conv_runs_blocked(x, conv->weight, spec) ? blocked_conv2d(x, conv->weight, spec) : conv->forward(x);
 }
 
 bool linear_runs_as_conv(const torch::Tensor& x) {

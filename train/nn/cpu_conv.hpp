@@ -1,15 +1,16 @@
 #pragma once
 // Convolutions in training: arcforge's CPU kernel where it applies (grouped_conv.hpp, one or two
-// channels per group), libtorch's convolution everywhere else. And Linear layers over tokens as 1x1
+// channels per group), oneDNN in blocked layouts for dense ones on AVX2 (blocked_conv.hpp), libtorch's
+// convolution everywhere else. And Linear layers over tokens as 1x1
 // convolutions on the CPU (see linear_forward). (A kernel for the RGB stem was tried:
 // libtorch's is faster, 18 ms against 24 for mbf's stem forward and weight gradient in fp32.)
 #include <torch/torch.h>
 
 namespace arcforge::nn {
 
-// A Conv2d module's forward: through grouped_conv2d() when the module is grouped, with zero padding
-// mode, no dilation and no bias, else the module's own forward (a dense one in fp32 where
-// bf16_layer_computes_in_fp32).
+// A Conv2d module's forward, with zero padding mode, no dilation and no bias: through grouped_conv2d()
+// when the module is grouped, through blocked_conv2d() where dense_conv_runs_blocked (AVX2), else
+// the module's own forward. A dense one computes in fp32 where bf16_layer_computes_in_fp32.
 torch::Tensor conv2d_forward(torch::nn::Conv2d& conv, const torch::Tensor& x);
 
 // Under bf16 autocast on a CPU without AVX-512, dense convolutions and Linear layers compute in fp32
