@@ -117,8 +117,9 @@ std::string precision_warning(const std::string& precision, const PrecisionSuppo
   }
   if (support.cpu_avx512) return "";
   return "train.precision bf16 on a CPU without AVX-512: oneDNN has no bf16 kernels below AVX-512, so "
-         "dense convolutions and Linear layers compute in fp32 and store bf16 (bf16_layer_computes_in_fp32); "
-         "bf16 saves memory here, not time, and is not what PyTorch's bf16 autocast computes";
+         "dense convolutions and Linear layers compute in fp32 and store their outputs in bf16; bf16 saves "
+         "memory here, not time (fp32, what 'auto' picks on this CPU, is as fast or faster), and is not "
+         "what PyTorch's bf16 autocast computes";
 }
 
 std::string resolve_precision(const std::string& name, const PrecisionSupport& support) {
