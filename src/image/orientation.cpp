@@ -1,6 +1,8 @@
-// EXIF orientation: a bounds-checked walk to tag 0x0112 of IFD0, and the eight upright turns.
+// EXIF orientation: a bounds-checked walk to tag 0x0112 of IFD0 (in a JPEG's APP1 segment, a PNG's
+// eXIf chunk or a WebP's EXIF chunk), and the eight upright turns.
 #include "arcforge/image/orientation.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -21,8 +23,10 @@ struct Reader {
   }
 };
 
-// The orientation in a TIFF structure (the payload of "Exif\0\0"), or 1.
+// The orientation in a TIFF structure (the payload of "Exif\0\0"), or 1. PNG and WebP chunks hold
+// the TIFF alone, but some writers keep JPEG's "Exif\0\0" in front of it there.
 int tiff_orientation(std::string_view tiff) {
+  if (tiff.substr(0, 6) == std::string_view("Exif\0\0", 6)) tiff.remove_prefix(6);
   Reader r{tiff};
   if (!r.has(0, 8)) return 1;
   if (tiff.substr(0, 2) == "II") {
@@ -86,18 +90,34 @@ int png_exif_orientation(std::string_view bytes) {
     const std::string_view type = bytes.substr(p + 4, 4);
     if (type == "IDAT" || type == "IEND" || !r.has(p + 8, length)) return 1;
     if (type == "eXIf") {
-      std::string_view tiff = bytes.substr(p + 8, length);
-      if (tiff.substr(0, 6) == std::string_view("Exif\0\0", 6)) tiff.remove_prefix(6);  // some writers add it
-      return tiff_orientation(tiff);
+      return tiff_orientation(bytes.substr(p + 8, length));
     }
     p += 12 + length;
   }
   return 1;
 }
 
+int webp_exif_orientation(std::string_view bytes) {
+  if (bytes.size() < 12 || bytes.substr(0, 4) != "RIFF" || bytes.substr(8, 4) != "WEBP") return 1;
+  const Reader r{bytes, /*big_endian=*/false};
+  // The chunks the RIFF header's size covers and the file holds (a truncated file is read as far as it goes).
+  const size_t end = std::min<size_t>(bytes.size(), size_t{8} + r.u32(4));
+  size_t p = 12;
+  while (p + 8 <= end) {  // FourCC, little-endian size, data, a pad byte after odd sizes
+    const size_t length = r.u32(p + 4);
+    if (length > end - p - 8) return 1;
+    if (bytes.substr(p, 4) == "EXIF") return tiff_orientation(bytes.substr(p + 8, length));
+    p += 8 + length + (length & 1);
+  }
+  return 1;
+}
+
 int exif_orientation(std::string_view bytes) {
-  const int jpeg = jpeg_exif_orientation(bytes);
-  return jpeg != 1 ? jpeg : png_exif_orientation(bytes);
+  for (int (*reader)(std::string_view) : {jpeg_exif_orientation, png_exif_orientation, webp_exif_orientation}) {
+    const int orientation = reader(bytes);  // each is 1 for another format's bytes
+    if (orientation != 1) return orientation;
+  }
+  return 1;
 }
 
 bool orientation_swaps_axes(int orientation) { return orientation >= 5 && orientation <= 8; }

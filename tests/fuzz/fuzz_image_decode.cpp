@@ -1,6 +1,6 @@
 // libFuzzer target for arcforge::image::decode (JPEG, PNG, WebP sniffed from the bytes), and for a
 // JPEG also jpeg_size, decode_reduced at M/8 (M from the last byte), and the EXIF orientation
-// readers of JPEG and PNG (1..8 whatever the bytes) with the turn they ask for. Small limits keep each run
+// readers of JPEG, PNG and WebP (1..8 whatever the bytes) with the turn they ask for. Small limits keep each run
 // fast; every rejection must be an arcforge::Error, anything else (a crash, a sanitizer report,
 // another exception, a reduced size other than ceil(full * M / 8)) is a finding.
 #include <cstddef>
@@ -27,8 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     volatile uint8_t sink = image.pixels.back();
     (void)sink;
-    // A PNG's eXIf chunk (JPEGs below): the turn keeps every pixel.
-    const int orientation = arcforge::image::png_exif_orientation(std::string_view(reinterpret_cast<const char*>(data), size));
+    // A PNG's eXIf or a WebP's EXIF chunk (JPEGs below): the turn keeps every pixel.
+    const int orientation = arcforge::image::exif_orientation(std::string_view(reinterpret_cast<const char*>(data), size));
     if (orientation < 1 || orientation > 8) __builtin_trap();
     if (arcforge::image::apply_orientation(image, orientation).pixels.size() != expected) __builtin_trap();
   } catch (const arcforge::Error&) {

@@ -13,6 +13,10 @@
 #include "arcforge/image/codec.hpp"
 #include "arcforge/image/orientation.hpp"
 
+#ifdef ARCFORGE_TEST_WEBP_ENCODE
+#include <webp/encode.h>
+#endif
+
 namespace ai = arcforge::image;
 using arcforge::pipeline::test::png_chunk;
 using arcforge::pipeline::test::ScratchDir;
@@ -128,6 +132,73 @@ TEST(ExifOrientation, ReadFromAPngsExifChunk) {
   EXPECT_EQ(ai::png_exif_orientation(with_segment(ai::encode_jpeg(ai::Image(8, 8, 3), 90), exif_segment(6, true))), 1);
   EXPECT_EQ(ai::exif_orientation(with_segment(ai::encode_jpeg(ai::Image(8, 8, 3), 90), exif_segment(6, true))), 6);
 }
+
+// A WebP chunk: FourCC, little-endian size, data, a pad byte after an odd size.
+std::string webp_chunk(const std::string& fourcc, const std::string& data) {
+  return fourcc + u32(static_cast<uint32_t>(data.size()), false) + data + (data.size() % 2 ? std::string(1, '\0') : "");
+}
+
+// The extended WebP format around `image_chunk` (a VP8L or VP8 chunk) of a width x height picture:
+// VP8X with the EXIF flag, the image, then the EXIF chunk holding `tiff`, as the specification
+// orders them.
+std::string extended_webp(const std::string& image_chunk, int width, int height, const std::string& tiff) {
+  const auto u24 = [](uint32_t v) { return u32(v, false).substr(0, 3); };
+  const std::string vp8x = std::string("\x08\0\0\0", 4) + u24(static_cast<uint32_t>(width - 1)) +
+                           u24(static_cast<uint32_t>(height - 1));
+  const std::string body = "WEBP" + webp_chunk("VP8X", vp8x) + image_chunk + webp_chunk("EXIF", tiff);
+  return "RIFF" + u32(static_cast<uint32_t>(body.size()), false) + body;
+}
+
+// A WebP's EXIF chunk, in either byte order, with or without JPEG's "Exif\0\0" in front, after
+// an image chunk of odd size (its pad byte skipped); truncated, cut short by the RIFF size,
+// malformed or absent: 1.
+TEST(ExifOrientation, ReadFromAWebpsExifChunk) {
+  const std::string image = webp_chunk("VP8L", std::string("\x2f\0\0\0\0", 5));  // odd: padded
+  for (const bool big : {false, true}) {
+    for (int orientation = 1; orientation <= 8; ++orientation) {
+      const std::string tagged = extended_webp(image, 3, 2, exif_tiff(orientation, big));
+      EXPECT_EQ(ai::webp_exif_orientation(tagged), orientation) << (big ? "MM " : "II ") << orientation;
+      EXPECT_EQ(ai::exif_orientation(tagged), orientation);
+      EXPECT_EQ(ai::jpeg_exif_orientation(tagged), 1);
+      EXPECT_EQ(ai::png_exif_orientation(tagged), 1);
+    }
+  }
+  EXPECT_EQ(ai::webp_exif_orientation(extended_webp(image, 3, 2, std::string("Exif\0\0", 6) + exif_tiff(6, true))), 6);
+  const std::string tagged = extended_webp(image, 3, 2, exif_tiff(8, false));
+  for (size_t cut = 0; cut < tagged.size(); ++cut) EXPECT_EQ(ai::webp_exif_orientation(tagged.substr(0, cut)), 1) << cut;
+  std::string short_riff = tagged;  // the RIFF size ends the file before the EXIF chunk
+  short_riff.replace(4, 4, u32(static_cast<uint32_t>(4 + 18 + image.size()), false));
+  EXPECT_EQ(ai::webp_exif_orientation(short_riff), 1);
+  EXPECT_EQ(ai::webp_exif_orientation(extended_webp(image, 3, 2, "MM\0*")), 1);
+  EXPECT_EQ(ai::webp_exif_orientation(extended_webp(image, 3, 2, exif_tiff(9, true))), 1);
+  EXPECT_EQ(ai::webp_exif_orientation("RIFF" + u32(4 + image.size(), false) + "WEBP" + image), 1);
+  EXPECT_EQ(ai::webp_exif_orientation(ai::encode_png(ai::Image(4, 4, 3))), 1);
+  EXPECT_EQ(ai::webp_exif_orientation(""), 1);
+}
+
+#ifdef ARCFORGE_TEST_WEBP_ENCODE
+// A real lossless WebP, rewrapped in the extended format with an EXIF chunk: libwebp decodes it to
+// the same pixels, and the tag turns them upright.
+TEST(ExifOrientation, ATaggedWebpDecodesAndTurnsUpright) {
+  if (!ai::webp_supported()) GTEST_SKIP() << "SKIPPED: built without libwebp";
+  ai::Image stored(3, 2, 3);
+  for (size_t i = 0; i < stored.pixels.size(); ++i) stored.pixels[i] = static_cast<uint8_t>(10 * i + 5);
+  uint8_t* encoded = nullptr;
+  const size_t size = WebPEncodeLosslessRGB(stored.pixels.data(), 3, 2, 9, &encoded);
+  ASSERT_GT(size, 20u);
+  const std::string simple(reinterpret_cast<const char*>(encoded), size);
+  WebPFree(encoded);
+  ASSERT_EQ(simple.substr(12, 4), "VP8L");
+  const std::string tagged = extended_webp(simple.substr(12), 3, 2, exif_tiff(6, true));
+  ASSERT_EQ(ai::exif_orientation(tagged), 6);
+  const ai::Image decoded = ai::decode(tagged, "tagged.webp");
+  EXPECT_EQ(decoded.pixels, stored.pixels);  // lossless, the extra chunks skipped
+  const ai::Image upright = ai::apply_orientation(decoded, ai::exif_orientation(tagged));
+  EXPECT_EQ(upright.width, 2);
+  EXPECT_EQ(upright.height, 3);
+  EXPECT_EQ(upright.pixels, ai::apply_orientation(stored, 6).pixels);
+}
+#endif
 
 TEST(ExifOrientation, TurnsMatchTheSpecificationsPictures) {
   // Stored 3 x 2:   1 2 3      The EXIF specification's rows and columns for each orientation,

@@ -1,7 +1,8 @@
 #pragma once
 // EXIF orientation: cameras store a portrait photo sideways and say so in the file (tag 0x0112,
 // values 1..8). OpenCV's imread turns such a JPEG (or PNG) upright by default, so InsightFace's pipeline
-// sees it upright; a decoder that ignores the tag hands the detector a face lying on its side.
+// sees it upright; a decoder that ignores the tag hands the detector a face lying on its side. A
+// WebP's tag is applied too (see webp_exif_orientation).
 #include <string_view>
 
 #include "arcforge/image/image.hpp"
@@ -17,7 +18,13 @@ int jpeg_exif_orientation(std::string_view bytes);
 // as OpenCV's imread has since 4.5.2.
 int png_exif_orientation(std::string_view bytes);
 
-// Whichever of the two applies to `bytes`; 1 for other formats.
+// The same for a WebP's EXIF chunk (the extended format's metadata chunk, which the specification
+// places after the image data, so every chunk is walked). libwebp's decoder ignores it, but
+// libvips' autorot turns the picture as it says, and converters (cwebp -metadata exif) carry a
+// camera's tag into it.
+int webp_exif_orientation(std::string_view bytes);
+
+// Whichever of the three applies to `bytes`; 1 for other formats.
 int exif_orientation(std::string_view bytes);
 
 // True for orientations 5..8, whose upright image is the stored one with width and height swapped.
