@@ -85,12 +85,8 @@ TEST_P(BlockedConv, MatchesDoubleReference) {
   EXPECT_EQ(w.grad().strides(), w.strides()) << "the weight's gradient has the weight's layout";
 }
 
-an::GroupedConvSpec spec(std::array<int64_t, 2> stride, std::array<int64_t, 2> padding) {
-  an::GroupedConvSpec s;
-  s.stride = stride;
-  s.padding = padding;
-  return s;
-}
+// Stride and padding, groups 1.
+an::GroupedConvSpec spec(std::array<int64_t, 2> stride, std::array<int64_t, 2> padding) { return {stride, padding, 1}; }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, BlockedConv,
