@@ -120,6 +120,10 @@ TEST(BlockedConvGradients, RefusesWhatItCannotCompute) {
                std::invalid_argument);
   EXPECT_THROW(an::blocked_conv2d(x, torch::randn({8, 4, 3, 3}), spec({1, 1}, {1, 1})), std::invalid_argument);
   EXPECT_THROW(an::blocked_conv2d(x, torch::randn({8, 8, 11, 11}), spec({1, 1}, {0, 0})), std::invalid_argument);
+  EXPECT_THROW(an::blocked_conv2d(x, torch::randn({8, 8, 10, 10}), spec({2, 2}, {0, 0})), std::invalid_argument)
+      << "a kernel one pixel wider than the input, at stride 2";
+  EXPECT_EQ(an::blocked_conv2d(x, torch::randn({8, 8, 9, 9}), spec({2, 2}, {0, 0})).sizes(),
+            (std::vector<int64_t>{2, 8, 1, 1})) << "a kernel exactly as wide";
 }
 
 // Which dense convolutions go blocked: float channels-last ones with whole blocks of channels and a

@@ -30,8 +30,8 @@ bool fits(const torch::Tensor& x, const torch::Tensor& weight, const GroupedConv
   if (x.scalar_type() != torch::kFloat || weight.scalar_type() != torch::kFloat || x.numel() == 0) return false;
   if (spec.groups != 1 || weight.size(1) != x.size(1)) return false;
   if (spec.stride[0] < 1 || spec.stride[1] < 1 || spec.padding[0] < 0 || spec.padding[1] < 0) return false;
-  return output_size(x.size(2), weight.size(2), spec.stride[0], spec.padding[0]) > 0 &&
-         output_size(x.size(3), weight.size(3), spec.stride[1], spec.padding[1]) > 0;
+  // The kernel must fit the padded input (output_size's division would round a negative span up to 0).
+  return x.size(2) + 2 * spec.padding[0] >= weight.size(2) && x.size(3) + 2 * spec.padding[1] >= weight.size(3);
 }
 
 }  // namespace
