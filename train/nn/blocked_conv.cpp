@@ -109,13 +109,18 @@ std::shared_ptr<const ConvPrimitives> primitives_for(const torch::Tensor& x, con
   return cache.emplace(key, build_primitives(key)).first->second;
 }
 
+// A buffer in `layout`, its bytes held by `storage` (from libtorch's allocator, as the tensors are).
+memory scratch(const memory::desc& layout, torch::Tensor& storage) {
+  storage = torch::empty({static_cast<int64_t>(layout.get_size())}, torch::kUInt8);
+  return memory(layout, cpu_engine(), storage.data_ptr());
+}
+
 // `t`'s values in layout `want`: t's own memory when that is its layout already, else a reordered
 // copy kept alive by `storage`.
 memory operand(const torch::Tensor& t, const memory::desc& want, torch::Tensor& storage, dnnl::stream& stream) {
   memory own(desc_of(t), cpu_engine(), t.data_ptr());
   if (own.get_desc() == want) return own;
-  storage = torch::empty({static_cast<int64_t>(want.get_size())}, torch::kUInt8);
-  memory copy(want, cpu_engine(), storage.data_ptr());
+  memory copy = scratch(want, storage);
   dnnl::reorder(own, copy).execute(stream, own, copy);
   return copy;
 }
@@ -124,14 +129,9 @@ memory operand(const torch::Tensor& t, const memory::desc& want, torch::Tensor& 
 // when the layouts agree, else a scratch buffer that finish() reorders into out.
 class Result {
  public:
-  Result(const torch::Tensor& out, const memory::desc& layout) : own_(desc_of(out), cpu_engine(), out.data_ptr()) {
-    if (own_.get_desc() == layout) {
-      computed_ = own_;
-    } else {
-      storage_ = torch::empty({static_cast<int64_t>(layout.get_size())}, torch::kUInt8);
-      computed_ = memory(layout, cpu_engine(), storage_.data_ptr());
-    }
-  }
+  Result(const torch::Tensor& out, const memory::desc& layout)
+      : own_(desc_of(out), cpu_engine(), out.data_ptr()),
+        computed_(own_.get_desc() == layout ? own_ : scratch(layout, storage_)) {}
   const memory& computed() const { return computed_; }
   void finish(dnnl::stream& stream) {
     if (computed_.get_data_handle() != own_.get_data_handle())
@@ -139,8 +139,8 @@ class Result {
   }
 
  private:
+  torch::Tensor storage_;  // declared first: computed_'s initialiser fills it
   memory own_, computed_;
-  torch::Tensor storage_;
 };
 
 std::vector<int64_t> output_shape(const torch::Tensor& x, const torch::Tensor& weight, const GroupedConvSpec& spec) {
