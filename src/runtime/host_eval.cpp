@@ -59,8 +59,11 @@ int64_t int_op(const Node& node, const std::string& op, int64_t x, int64_t y) {
   return r;
 }
 
+// Add, Sub, Mul, Div and Pow with broadcasting. Pow's exponent may have another element type (the
+// result has the base's: PyTorch's attention scale is Pow(Cast(head_dim), -0.5)).
 HostTensor binary(const Node& node, std::size_t max_bytes, const HostTensor& a, const HostTensor& b) {
-  if (a.dtype != b.dtype) node_error(node, "inputs have different element types");
+  const std::string& op = node.op;
+  if (a.dtype != b.dtype && op != "Pow") node_error(node, "inputs have different element types");
   const Dims out_dims = broadcast_dims(node, a.dims, b.dims);
   check_tensor_size(node, out_dims, elem_bytes(a.dtype), max_bytes);
   const Dims sa = strides_of(a.dims), sb = strides_of(b.dims);
@@ -76,12 +79,15 @@ HostTensor binary(const Node& node, std::size_t max_bytes, const HostTensor& a, 
   HostTensor out;
   out.dtype = a.dtype;
   out.dims = out_dims;
-  const std::string& op = node.op;
   const int64_t n = numel(out_dims);
   if (a.dtype == DType::f32) out.f.resize(n); else out.i.resize(n);
   for_each_index(out_dims, [&](int64_t flat, const Dims& idx) {
     const int64_t ia = offset(idx, a.dims, sa), ib = offset(idx, b.dims, sb);
-    if (a.dtype == DType::f32) {
+    if (op == "Pow") {
+      const double y = b.at(ib);
+      if (a.dtype == DType::f32) out.f[flat] = std::pow(a.f[ia], static_cast<float>(y));
+      else out.i[flat] = to_int64(node, std::pow(static_cast<double>(a.i[ia]), y));
+    } else if (a.dtype == DType::f32) {
       const float x = a.f[ia], y = b.f[ib];
       out.f[flat] = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y;
     } else {
@@ -172,7 +178,7 @@ HostTensor cast(const Node& node, std::size_t max_bytes, const HostTensor& in) {
 bool is_host_op(const std::string& op) {
   static const std::set<std::string> ops = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice",
                                             "Reshape", "Flatten", "Cast", "ConstantOfShape", "Identity",
-                                            "Dropout", "Add", "Sub", "Mul", "Div", "Transpose"};
+                                            "Dropout", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Transpose"};
   return ops.count(op) != 0;
 }
 
@@ -221,10 +227,16 @@ std::vector<HostTensor> eval_host(const Node& node, const HostLookup& host,
   if (op == "Concat") return {concat(node, max_bytes, host)};
   if (op == "Cast") return {cast(node, max_bytes, need(node, 0, host))};
   if (op == "Gather") return {gather(node, max_bytes, need(node, 0, host), need(node, 1, host))};
-  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
+  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow") {
     return {binary(node, max_bytes, need(node, 0, host), need(node, 1, host))};
   }
   const HostTensor& in = need(node, 0, host);
+  if (op == "Sqrt") {
+    if (in.dtype != DType::f32) node_error(node, "input must be a float tensor");
+    HostTensor out = in;
+    for (float& v : out.f) v = std::sqrt(v);
+    return {out};
+  }
   if (op == "Unsqueeze") return {with_dims(in, unsqueeze_dims(node, in.dims, ints_param(node, 1, "axes", host)))};
   if (op == "Squeeze") return {with_dims(in, squeeze_dims(node, in.dims, ints_param(node, 1, "axes", host)))};
   if (op == "Flatten") return {with_dims(in, flatten_dims(node, in.dims))};

@@ -1,6 +1,6 @@
-// Element-wise activations (oneDNN eltwise), PRelu (oneDNN prelu) and stand-alone
-// BatchNormalization (a per-channel multiply with a fused add, and in int8 models the quantization
-// of its output), all in the input's layout.
+// Element-wise activations and Pow by a constant (oneDNN eltwise), PRelu (oneDNN prelu) and
+// stand-alone BatchNormalization (a per-channel multiply with a fused add, and in int8 models the
+// quantization of its output), all in the input's layout.
 #include <cmath>
 
 #include "int8_primitive.hpp"
@@ -44,6 +44,24 @@ void plan_unary(PlanBuilder& b, const Node& n) {
   MemRef in = b.input(n.input(0), md);
   MemRef out = b.output(n.outputs.at(0), md);
   b.add(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, out}});
+}
+
+// x ^ c with a scalar exponent known at plan time (an unfused LayerNorm's square, a scale's -0.5):
+// oneDNN's pow eltwise (1 * x ^ c). A run-time exponent has no oneDNN primitive.
+void plan_pow(PlanBuilder& b, const Node& n) {
+  const HostTensor* e = n.input(1).empty() ? nullptr : b.host(n.input(1));
+  if (!e) node_error(n, "the exponent must be a constant scalar (a run-time exponent is not supported)");
+  if (e->numel() != 1) node_error(n, "the exponent must be a scalar, got " + dims_str(e->dims));
+  const Dims& x = b.dims(n.input(0));
+  const Dims out = broadcast_dims(n, x, e->dims);  // a [1,1] exponent may add leading axes
+  const md_t md = out == x ? b.desc(n.input(0)) : plain_md(x);
+  dnnl::eltwise_forward::primitive_desc pd(
+      {dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_pow, md, 1.0f, static_cast<float>(e->at(0))},
+      b.engine());
+  MemRef in = b.input(n.input(0), md);
+  MemRef dst = b.output(n.outputs.at(0), out == x ? md : plain_md(out));
+  dst.md = md;
+  b.add(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, in}, {DNNL_ARG_DST, dst}});
 }
 
 void plan_prelu(PlanBuilder& b, const Node& n) {

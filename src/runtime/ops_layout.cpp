@@ -1,6 +1,7 @@
 // Operators that move data without arithmetic: Transpose (a reorder through permuted strides),
-// the views Reshape/Flatten/Squeeze/Unsqueeze/Identity/Dropout (no data movement), Slice (a reorder
-// from a sub-memory) and Concat; plus Softmax, which also wants a plain layout.
+// the views Reshape/Flatten/Squeeze/Unsqueeze/Identity/Dropout and Cast to float (no data
+// movement), Slice (a reorder from a sub-memory) and Concat; plus Softmax, which also wants a plain
+// layout.
 #include "plan.hpp"
 
 namespace arcforge::runtime::detail {
@@ -33,6 +34,12 @@ void plan_view(PlanBuilder& b, const Node& n) {
     out = squeeze_dims(n, in, ints_param(n, 1, "axes", host));
   } else if (n.op == "Unsqueeze") {
     out = unsqueeze_dims(n, in, ints_param(n, 1, "axes", host));
+  } else if (n.op == "Cast") {
+    // Run-time tensors are floats, so only a cast to float is the identity (PyTorch writes such casts
+    // around attention); anything else would change the values.
+    const int64_t to = n.attr_i("to", 0);
+    if (to != 1) node_error(n, "only a cast to float (to=1) of a run-time tensor is supported, not to=" + std::to_string(to));
+    out = in;
   } else {  // Identity, Dropout (inference: identity; the optional mask output is not supported)
     if (n.outputs.size() > 1 && !n.outputs[1].empty()) node_error(n, "the mask output is not supported");
     out = in;

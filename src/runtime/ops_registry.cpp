@@ -1,5 +1,5 @@
-// Operator name -> planner. Shape-only operators (Shape, Gather, Cast, ...) have no planner: they
-// are evaluated on the host while planning (host_eval.cpp).
+// Operator name -> planner. Shape arithmetic (Shape, Gather, Cast, ...) is evaluated on the host
+// while planning (host_eval.cpp); Gather and Cast also have planners for run-time data.
 #include <unordered_map>
 
 #include "plan.hpp"
@@ -45,6 +45,10 @@ OpPlanner find_planner(const std::string& op) {
       {"Unsqueeze", plan_view},
       {"Identity", plan_view},
       {"Dropout", plan_view},
+      {"Cast", plan_view},
+      {"Gather", plan_gather},
+      {"Pow", plan_pow},
+      {"ReduceMean", plan_reduce_mean},
       {"Resize", plan_resize},
       {"Upsample", plan_resize},
       {"QuantizeLinear", plan_quantize},

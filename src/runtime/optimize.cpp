@@ -5,7 +5,9 @@
 //   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu), multiplications by a
 //      scalar constant and residual Adds become post-ops of the Conv that feeds them; the same (PRelu
 //      excepted) for a Gemm with constant weights, and scalar multiplications for a MatMul of two
-//      run-time tensors (a transformer's attention scale).
+//      run-time tensors (a transformer's attention scale);
+//   4. PyTorch's decomposed LayerNorm (ReduceMean, Sub, Pow, ...) into one LayerNormalization
+//      (optimize_layernorm.cpp).
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
 // (the residual addend) is computed before it runs.
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include "arcforge/common/error.hpp"
 #include "graph.hpp"
 #include "host_eval.hpp"
+#include "optimize_layernorm.hpp"
 #include "optimize_quant.hpp"
 
 namespace arcforge::runtime::detail {
@@ -338,6 +341,7 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
   // ARCFORGE_RUNTIME_FUSE=0 turns the fusions off: a debugging aid for bisecting a wrong output.
   const char* fuse = std::getenv("ARCFORGE_RUNTIME_FUSE");
   if (!fuse || std::string(fuse) != "0") {
+    removed += fuse_layernorm(g);
     removed += fold_batchnorm(g);
     removed += fuse_post_ops(g);
   }

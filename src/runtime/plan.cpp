@@ -280,6 +280,13 @@ MemRef PlanBuilder::output(const std::string& value, const md_t& md) {
   return MemRef{v.buffer, {}, md};
 }
 
+MemRef PlanBuilder::output(const std::string& value, const md_t& md, const Dims& dims) {
+  if (numel(dims) != numel(md.dims())) node_error(*node_, "output dims do not match its memory");
+  MemRef ref = output(value, md);
+  values_[value].dims = dims;
+  return ref;
+}
+
 MemRef PlanBuilder::output_view(const std::string& value, const std::string& source, const Dims& dims) {
   if (numel(dims) != numel(this->dims(source))) node_error(*node_, "view changes the element count");
   MemRef src = input_plain(source);

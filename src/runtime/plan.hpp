@@ -107,6 +107,9 @@ class PlanBuilder {
   MemRef input_plain(const std::string& value);
   // A new buffer for `value`.
   MemRef output(const std::string& value, const md_t& md);
+  // The same for a value whose dims are not md's (same element count): a rank-0 result, which a
+  // oneDNN memory cannot describe.
+  MemRef output(const std::string& value, const md_t& md, const Dims& dims);
   // `value` shares the buffer of plain `source` (views: Reshape, Flatten, ...).
   MemRef output_view(const std::string& value, const std::string& source, const Dims& dims);
   // A buffer for `value` that already holds `addend` in layout `md` (the sum post-op): the
@@ -172,6 +175,9 @@ void plan_pool(PlanBuilder&, const Node&);
 void plan_batchnorm(PlanBuilder&, const Node&);
 void plan_unary(PlanBuilder&, const Node&);
 void plan_prelu(PlanBuilder&, const Node&);
+void plan_pow(PlanBuilder&, const Node&);
+void plan_reduce_mean(PlanBuilder&, const Node&);
+void plan_gather(PlanBuilder&, const Node&);
 void plan_binary(PlanBuilder&, const Node&);
 void plan_softmax(PlanBuilder&, const Node&);
 void plan_layernorm(PlanBuilder&, const Node&);

@@ -38,9 +38,10 @@ inline std::string quoted(const std::string& s) {
   return q;
 }
 
-// Runs `model` on `inputs` with ONNX Runtime; returns its outputs in graph order.
+// Runs `model` on `inputs` with ONNX Runtime; returns its outputs in graph order. `optimization` is
+// its graph optimization level ("disabled" runs the nodes as written).
 inline std::vector<runtime::Tensor> run_onnxruntime(const std::string& model, const std::vector<runtime::Tensor>& inputs,
-                                                    int threads = 1) {
+                                                    int threads = 1, const std::string& optimization = "all") {
   TempDir dir;
   std::string cmd = "node " + quoted(node_dir() + "/run_model.js") + " " + quoted(model) + " " + quoted(dir.file("out"));
   for (std::size_t k = 0; k < inputs.size(); ++k) {
@@ -52,7 +53,7 @@ inline std::vector<runtime::Tensor> run_onnxruntime(const std::string& model, co
     cmd += ' ';
     cmd += quoted(f);
   }
-  cmd += " --threads " + std::to_string(threads) + " 2> " + quoted(dir.file("stderr.txt"));
+  cmd += " --threads " + std::to_string(threads) + " --optimization " + optimization + " 2> " + quoted(dir.file("stderr.txt"));
   if (std::system(cmd.c_str()) != 0) {
     std::ifstream err(dir.file("stderr.txt"));
     std::stringstream ss;

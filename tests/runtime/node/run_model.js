@@ -2,7 +2,9 @@
 // arcforge runtime is compared against, in the parity tests and in bench/runtime.
 //
 //   node run_model.js MODEL.onnx OUT_DIR IN_0.npy [IN_1.npy ...] [--threads T] [--bench REPEATS]
-//   (an input may be given as random:1x3x640x640 instead of a file)
+//                     [--optimization disabled|basic|extended|all]
+//   (an input may be given as random:1x3x640x640 instead of a file; --optimization is ONNX Runtime's
+//   graph optimization level, default all; `disabled` runs the nodes as written)
 //
 // Writes OUT_DIR/output_<i>.npy (float32) in the model's output order and OUT_DIR/outputs.json
 // with the output names. With --bench, also times REPEATS runs after 3 warm-ups and prints
@@ -58,10 +60,12 @@ async function main() {
   const args = process.argv.slice(2);
   let threads = 1;
   let benchRepeats = 0;
+  let optimization = 'all';
   const positional = [];
   for (let i = 0; i < args.length; ++i) {
     if (args[i] === '--threads') threads = Number(args[++i]);
     else if (args[i] === '--bench') benchRepeats = Number(args[++i]);
+    else if (args[i] === '--optimization') optimization = args[++i];
     else positional.push(args[i]);
   }
   if (positional.length < 3) throw new Error('usage: run_model.js MODEL OUT_DIR IN.npy... [--threads T] [--bench N]');
@@ -70,7 +74,7 @@ async function main() {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: optimization,
   });
   if (inputFiles.length !== session.inputNames.length) {
     throw new Error(`${modelPath}: model has ${session.inputNames.length} inputs, got ${inputFiles.length} files`);
