@@ -96,7 +96,7 @@ void add_import_command(CLI::App& app) {
   auto args = std::make_shared<ImportArgs>();
   CLI::App* cmd = app.add_subcommand("import", "Load an ONNX face recognizer's weights into a trainable checkpoint");
   cmd->add_option("onnx", args->onnx, "ONNX model (e.g. InsightFace's w600k_r50.onnx)")->required();
-  cmd->add_option("--arch", args->arch, "Backbone it was built as (r18 r34 r50 r100 r200 mbf mbf_large)");
+  cmd->add_option("--arch", args->arch, "Backbone it was built as (r18 r34 r50 r100 r200 mbf mbf_large vit_t vit_s vit_b ...)");
   cmd->add_option("--embedding-size", args->embedding_size, "Embedding size (default: read from the file)");
   cmd->add_option("--config", args->config, "Training preset (TOML) stored in the checkpoint for fine-tuning");
   cmd->add_option("--out", args->out, "Checkpoint to write")->required();

@@ -5,7 +5,9 @@
 //   - ops in order: every op input is the graph input or the output of an earlier op;
 //   - the resolved graph output is the graph input or an op's output;
 //   - weights of the shape each op kind promises (conv 4-D with matching bias, linear 2-D,
-//     batch norm's four vectors of one length), all float32.
+//     batch norm's four vectors of one length, layer norm's scale and bias of one length), all
+//     float32. The transformer seed (vit_torch_layout.onnx) takes it through the LayerNorm
+//     pattern and the attention's looked-through nodes.
 //
 // libtorch 1.13's headers do not compile with clang in C++20 mode, hence -std=c++17 here; the
 // reader and its proto helpers are compiled in (fuzz-sources), libtorch is Debian's.
@@ -47,6 +49,12 @@ void check_weights(const io::OnnxOp& op) {
       break;
     case io::OnnxOpKind::add:
       if (op.inputs.size() != 2) std::abort();
+      break;
+    case io::OnnxOpKind::layer_norm:
+      if (op.weight.dim() != 1 || !op.bias.defined() || op.bias.numel() != op.weight.numel()) std::abort();
+      break;
+    case io::OnnxOpKind::add_constant:
+      if (!op.weight.defined()) std::abort();
       break;
   }
 }

@@ -150,5 +150,82 @@ save("matmul_head", [
      helper.make_tensor("zero", TensorProto.INT64, [], [0]), helper.make_tensor("axes", TensorProto.INT64, [1], [0]),
      helper.make_tensor("minus1", TensorProto.INT64, [1], [-1])], outs=[IMPORT_OUT])
 
+# A one-block Vision Transformer as PyTorch's exporter writes arcface_torch's (4 tokens of width 4,
+# 2 heads): norm1 and the final norm spelled out as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/
+# Add (opset 11 style), norm2 as LayerNormalization, qkv as one MatMul split by Reshape, Transpose
+# and Gather, the attention's Cast, Mul by a scale and Softmax, ReLU6 as Clip, the feature head's
+# MatMuls and BatchNormalizations.
+def layer_norm_nodes(prefix, x, out):
+    return [
+        helper.make_node("ReduceMean", [x], [prefix + "_mean"], axes=[-1]),
+        helper.make_node("Sub", [x, prefix + "_mean"], [prefix + "_d"]),
+        helper.make_node("Constant", [], [prefix + "_two"], value=helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])),
+        helper.make_node("Pow", [prefix + "_d", prefix + "_two"], [prefix + "_sq"]),
+        helper.make_node("ReduceMean", [prefix + "_sq"], [prefix + "_var"], axes=[-1]),
+        helper.make_node("Constant", [], [prefix + "_eps"], value=helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-5])),
+        helper.make_node("Add", [prefix + "_var", prefix + "_eps"], [prefix + "_ve"]),
+        helper.make_node("Sqrt", [prefix + "_ve"], [prefix + "_std"]),
+        helper.make_node("Div", [prefix + "_d", prefix + "_std"], [prefix + "_n"]),
+        helper.make_node("Mul", [prefix + "_n", prefix + ".weight"], [prefix + "_s"]),
+        helper.make_node("Add", [prefix + "_s", prefix + ".bias"], [out]),
+    ]
+
+
+def int64s(name, values):
+    return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+
+
+save("vit_torch_layout", [
+    helper.make_node("Conv", ["x", "patch.w", "patch.b"], ["pc"], kernel_shape=[2, 2], strides=[2, 2]),
+    helper.make_node("Reshape", ["pc", "shape_ndt"], ["pr"]),
+    helper.make_node("Transpose", ["pr"], ["pt"], perm=[0, 2, 1]),
+    helper.make_node("Add", ["pt", "pos_embed"], ["x0"]),
+] + layer_norm_nodes("norm1", "x0", "h1") + [
+    helper.make_node("MatMul", ["h1", "qkv.w"], ["qkv"]),
+    helper.make_node("Reshape", ["qkv", "shape_qkv"], ["qkv5"]),
+    helper.make_node("Transpose", ["qkv5"], ["qkvt"], perm=[2, 0, 3, 1, 4]),
+    helper.make_node("Gather", ["qkvt", "i0"], ["q0"], axis=0),
+    helper.make_node("Gather", ["qkvt", "i1"], ["k0"], axis=0),
+    helper.make_node("Gather", ["qkvt", "i2"], ["v0"], axis=0),
+    helper.make_node("Cast", ["q0"], ["q"], to=TensorProto.FLOAT),
+    helper.make_node("Cast", ["k0"], ["k"], to=TensorProto.FLOAT),
+    helper.make_node("Cast", ["v0"], ["v"], to=TensorProto.FLOAT),
+    helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+    helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+    helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+    helper.make_node("Softmax", ["scaled"], ["attn"], axis=3),
+    helper.make_node("MatMul", ["attn", "v"], ["mixed"]),
+    helper.make_node("Transpose", ["mixed"], ["merged"], perm=[0, 2, 1, 3]),
+    helper.make_node("Reshape", ["merged", "shape_ntd"], ["tokens"]),
+    helper.make_node("MatMul", ["tokens", "proj.w"], ["pm"]),
+    helper.make_node("Add", ["proj.b", "pm"], ["proj"]),
+    helper.make_node("Add", ["x0", "proj"], ["x1"]),
+    helper.make_node("LayerNormalization", ["x1", "norm2.weight", "norm2.bias"], ["h2"], axis=-1, epsilon=1e-5),
+    helper.make_node("MatMul", ["h2", "fc1.w"], ["f1m"]),
+    helper.make_node("Add", ["fc1.b", "f1m"], ["f1"]),
+    helper.make_node("Clip", ["f1", "zero_f", "six_f"], ["f1c"]),
+    helper.make_node("MatMul", ["f1c", "fc2.w"], ["f2m"]),
+    helper.make_node("Add", ["fc2.b", "f2m"], ["f2"]),
+    helper.make_node("Add", ["x1", "f2"], ["x2"]),
+] + layer_norm_nodes("norm", "x2", "hn") + [
+    helper.make_node("Reshape", ["hn", "shape_flat"], ["flat"]),
+    helper.make_node("MatMul", ["flat", "feature0.w"], ["e0"]),
+    helper.make_node("BatchNormalization", ["e0"] + [n.name for n in bn_params("feature1", 4)], ["e1"], epsilon=2e-5),
+    helper.make_node("MatMul", ["e1", "feature2.w"], ["e2"]),
+    helper.make_node("BatchNormalization", ["e2"] + [n.name for n in bn_params("feature3", 3)], ["y"], epsilon=2e-5),
+], [f32("x", ["N", 3, 4, 4])], [f32("y", ["N", 3])],
+    [arr("patch.w", (4, 3, 2, 2)), arr("patch.b", (4,)), arr("pos_embed", (1, 4, 4)),
+     arr("norm1.weight", (4,)), arr("norm1.bias", (4,)), arr("qkv.w", (4, 12)), arr("proj.w", (4, 4)),
+     arr("proj.b", (4,)), arr("norm2.weight", (4,)), arr("norm2.bias", (4,)), arr("fc1.w", (4, 16)),
+     arr("fc1.b", (16,)), arr("fc2.w", (16, 4)), arr("fc2.b", (4,)), arr("norm.weight", (4,)),
+     arr("norm.bias", (4,)), arr("feature0.w", (16, 4)), arr("feature2.w", (4, 3)),
+     helper.make_tensor("scale", TensorProto.FLOAT, [], [2 ** -0.5]),
+     helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0]), helper.make_tensor("six_f", TensorProto.FLOAT, [], [6.0]),
+     int64s("shape_ndt", [0, 4, -1]), int64s("shape_qkv", [-1, 4, 3, 2, 2]), int64s("shape_ntd", [-1, 4, 4]),
+     int64s("shape_flat", [-1, 16]),
+     helper.make_tensor("i0", TensorProto.INT64, [], [0]), helper.make_tensor("i1", TensorProto.INT64, [], [1]),
+     helper.make_tensor("i2", TensorProto.INT64, [], [2])]
+    + bn_params("feature1", 4) + bn_params("feature3", 3), opset=17, outs=[IMPORT_OUT])
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))

@@ -5,8 +5,8 @@
 //     checker, and runs in arcforge's runtime within 1e-4 of the output scale at batch 1 and 3,
 //     batch norms kept and folded; ONNX Runtime on the same file too;
 //   - the runtime's bf16 mode stays within cosine 0.999 of its fp32;
-//   - an opset below 17, a parameter the writer does not know, and importing a ViT file are clear
-//     errors; the CLI exports a seeded random ViT and checks it against libtorch.
+//   - an opset below 17 and a parameter the writer does not know are clear errors; the CLI exports
+//     a seeded random ViT and checks it against libtorch. (Importing ViTs: test_vit_import.cpp.)
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -23,7 +23,6 @@ TEST(VitExport, NotBuilt) { GTEST_SKIP() << "built with ARCFORGE_DEPLOY=OFF: ONN
 #include "export_test_util.hpp"
 #include "arcforge/common/model_sidecar.hpp"
 #include "train/export/onnx_check.hpp"
-#include "train/export/onnx_import.hpp"
 
 namespace {
 
@@ -81,7 +80,7 @@ TEST(VitExport, ParityWithLibtorchKeptAndFoldedAndWithOnnxRuntime) {
   EXPECT_ONNXRUNTIME_MATCHES(kept, s.x, s.expected, dir, "vit_t kept");
 }
 
-TEST(VitExport, OpsetUnknownParameterAndImportAreClearErrors) {
+TEST(VitExport, OpsetAndUnknownParameterAreClearErrors) {
   auto vit = plain("vit_t", 64, 1);
   io::ExportOptions options;
   options.opset = 16;
@@ -90,19 +89,6 @@ TEST(VitExport, OpsetUnknownParameterAndImportAreClearErrors) {
     ADD_FAILURE() << "opset 16 exported a ViT";
   } catch (const arcforge::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("needs opset 17"), std::string::npos) << e.what();
-  }
-
-  TempDir dir;
-  const std::string path = dir.file("vit.onnx");
-  io::export_onnx(*vit, path, {});
-  // The importer knows the CNN layouts only; a ViT file is refused, naming what it is.
-  auto target = plain("vit_t", 64, 2);
-  try {
-    io::OnnxRecognizer::read(path).load_into(*target);
-    ADD_FAILURE() << "a ViT file imported";
-  } catch (const arcforge::Error& e) {
-    std::printf("[figures] importing a ViT: %s\n", e.what());
-    EXPECT_GT(std::string(e.what()).size(), 0u);
   }
 
   // A parameter the writer has no rule for (a module added to the ViT later) stops the export.

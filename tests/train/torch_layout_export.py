@@ -3,8 +3,10 @@
 # exported by torch.onnx.export in eval mode, which folds each Conv+BN into one Conv with
 # "onnx::Conv_*" initializers and writes Linear as Gemm (or MatMul without a bias).
 # test_export.cpp imports the file and compares with the PyTorch outputs saved next to it.
+# vit_t is arcface_torch's Vision Transformer (backbones/vit.py, eval mode: no masking), whose
+# LayerNorms torch.onnx writes as ReduceMean/Sub/Pow/... below opset 17 (test_vit_export.cpp).
 #
-#   /usr/bin/python3 torch_layout_export.py ARCH EMBEDDING OUT.onnx INPUT.npy OUTPUT.npy
+#   /usr/bin/python3 torch_layout_export.py ARCH EMBEDDING OUT.onnx INPUT.npy OUTPUT.npy [OPSET]
 import sys
 
 import numpy as np
@@ -83,6 +85,60 @@ class MobileFaceNet(nn.Module):
         s.features = GDC(emb)
     def forward(s, x): return s.features(s.conv_sep(s.layers(x)))
 
+class Attention(nn.Module):
+    def __init__(s, dim, heads):
+        super().__init__()
+        s.heads, s.scale = heads, (dim // heads) ** -0.5
+        s.qkv = nn.Linear(dim, dim * 3, bias=False); s.proj = nn.Linear(dim, dim)
+    def forward(s, x):
+        n, t, d = x.shape
+        qkv = s.qkv(x).reshape(n, t, 3, s.heads, d // s.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0].float(), qkv[1].float(), qkv[2].float()
+        attn = ((q @ k.transpose(-2, -1)) * s.scale).softmax(dim=-1)
+        return s.proj((attn @ v).transpose(1, 2).reshape(n, t, d))
+
+class Mlp(nn.Module):
+    def __init__(s, dim):
+        super().__init__()
+        s.fc1 = nn.Linear(dim, 4 * dim); s.act = nn.ReLU6(); s.fc2 = nn.Linear(4 * dim, dim)
+    def forward(s, x): return s.fc2(s.act(s.fc1(x)))
+
+class Block(nn.Module):
+    def __init__(s, dim, heads):
+        super().__init__()
+        s.norm1 = nn.LayerNorm(dim); s.attn = Attention(dim, heads); s.norm2 = nn.LayerNorm(dim); s.mlp = Mlp(dim)
+    def forward(s, x):
+        x = x + s.attn(s.norm1(x))
+        return x + s.mlp(s.norm2(x))
+
+class PatchEmbed(nn.Module):
+    def __init__(s, dim):
+        super().__init__()
+        s.proj = nn.Conv2d(3, dim, 9, 9)
+    def forward(s, x): return s.proj(x).flatten(2).transpose(1, 2)
+
+class VisionTransformer(nn.Module):
+    def __init__(s, emb, dim=256, depth=12, heads=8):
+        super().__init__()
+        s.tokens, s.dim = 144, dim
+        s.patch_embed = PatchEmbed(dim)
+        s.pos_embed = nn.Parameter(torch.randn(1, 144, dim) * 0.02)
+        s.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        s.norm = nn.LayerNorm(dim)
+        s.feature = nn.Sequential(nn.Linear(144 * dim, dim, bias=False), nn.BatchNorm1d(dim, eps=2e-5),
+                                  nn.Linear(dim, emb, bias=False), nn.BatchNorm1d(emb, eps=2e-5))
+        for m in s.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None: nn.init.uniform_(m.bias, -0.1, 0.1)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.uniform_(m.weight, 0.5, 1.5); nn.init.uniform_(m.bias, -0.3, 0.3)
+    def forward(s, x):
+        b = x.shape[0]
+        x = s.patch_embed(x) + s.pos_embed
+        for block in s.blocks: x = block(x)
+        return s.feature(torch.reshape(s.norm(x.float()), (b, s.tokens * s.dim)))
+
 def randomise(m):
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -97,15 +153,16 @@ def randomise(m):
     m.eval()
 
 arch, emb, out, x_path, y_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+opset = int(sys.argv[6]) if len(sys.argv) > 6 else 11
 torch.manual_seed(0)
 builders = {"r18": lambda: IResNet([2, 2, 2, 2], emb), "r50": lambda: IResNet([3, 4, 14, 3], emb),
-            "mbf": lambda: MobileFaceNet(emb)}
+            "mbf": lambda: MobileFaceNet(emb), "vit_t": lambda: VisionTransformer(emb)}
 model = builders[arch]()
 randomise(model)
 x = torch.rand(2, 3, 112, 112) * 2 - 1
 with torch.no_grad():
     y = model(x)
-torch.onnx.export(model, x, out, opset_version=11, input_names=["input.1"], output_names=["embedding"],
+torch.onnx.export(model, x, out, opset_version=opset, input_names=["input.1"], output_names=["embedding"],
                   dynamic_axes={"input.1": {0: "batch"}, "embedding": {0: "batch"}}, do_constant_folding=True)
 np.save(x_path, x.numpy().astype(np.float32))
 np.save(y_path, y.numpy().astype(np.float32))

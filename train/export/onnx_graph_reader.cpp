@@ -3,6 +3,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <queue>
 #include <set>
 #include <sstream>
@@ -22,6 +23,10 @@ const std::set<std::string> kDataPassthrough = {"Flatten", "Reshape", "Dropout",
 // them ends up on the data path, the wiring check of the next layer fails.
 const std::set<std::string> kShapeArithmetic = {"Shape", "Gather", "Concat", "Cast", "ConstantOfShape",
                                                 "Slice", "Range", "Constant"};
+// In a transformer, nodes that rearrange or scale activations without weights of their own (the
+// attention's head split, q.k^T and softmax): looked through to their first data input.
+const std::set<std::string> kTransformerPassthrough = {"Transpose", "Gather", "Cast", "Split", "Slice", "Softmax",
+                                                       "MatMul", "Mul", "Div"};
 
 std::string dims_text(const torch::Tensor& t) {
   std::ostringstream out;
@@ -48,10 +53,23 @@ class Reader {
     }
     if (out.input.empty()) fail("has no data input");
     computed_.insert(out.input);
+    for (int i = 0; i < g.node_size(); ++i) {
+      for (const auto& in : g.node(i).input()) consumers_[in].push_back(i);
+      const auto* value = g.node(i).op_type() == "Constant" ? attribute(g.node(i), "value") : nullptr;
+      if (value && value->type() == onnx::AttributeProto::TENSOR && g.node(i).output_size() == 1) {
+        constant_nodes_[g.node(i).output(0)] = &value->t();
+      }
+      const std::string& type = g.node(i).op_type();
+      if (transformer_evidence_.empty() && (type == "LayerNormalization" || type == "ReduceMean")) {
+        transformer_evidence_ = label(g.node(i), i);
+      }
+    }
+    out.transformer_evidence = transformer_evidence_;
     if (g.output_size() != 1) {
       fail("has " + std::to_string(g.output_size()) + " outputs; a face recognizer has one (the embedding)");
     }
     for (int index : topological_order(out.input)) {
+      if (consumed_.count(index)) continue;  // part of a LayerNorm pattern already read
       const std::size_t before = ops_.size();
       visit(g.node(index), index);
       if (ops_.size() > before) computed_.insert(ops_.back().output);
@@ -63,7 +81,7 @@ class Reader {
     // whose wiring error would blame the architecture instead of the file.
     if (out.output == out.input || !computed_.count(out.output)) {
       fail("graph output '" + g.output(0).name() + "' is not computed by any layer (Conv, BatchNormalization, "
-           "PRelu, Gemm/MatMul or Add)");
+           "PRelu, Gemm/MatMul, Add or LayerNorm)");
     }
     return out;
   }
@@ -142,7 +160,15 @@ class Reader {
     return v;
   }
 
-  bool is_constant(const std::string& name) const { return constants_.count(name) > 0; }
+  // Initializers, Identity copies of them, and Constant nodes (known before their turn in the
+  // traversal, so a pattern read ahead can see them).
+  const onnx::TensorProto* find_constant(const std::string& name) const {
+    auto it = constants_.find(name);
+    if (it != constants_.end()) return it->second;
+    auto node = constant_nodes_.find(name);
+    return node != constant_nodes_.end() ? node->second : nullptr;
+  }
+  bool is_constant(const std::string& name) const { return find_constant(name) != nullptr; }
 
   // Input `input` of a layer as the value it reads through reshaping nodes, which must be the
   // image or a layer's output (found by fuzz_onnx_import: a layer fed by shape arithmetic).
@@ -157,11 +183,9 @@ class Reader {
   torch::Tensor constant(const onnx::NodeProto& n, int index, int input) const {
     if (input >= n.input_size() || n.input(input).empty()) fail(n, index, "lacks input " + std::to_string(input));
     const std::string& name = n.input(input);
-    auto it = constants_.find(name);
-    if (it == constants_.end()) {
-      fail(n, index, "takes '" + name + "' as a weight, but it is computed, not a constant initializer");
-    }
-    return to_tensor(*it->second, n, index);
+    const onnx::TensorProto* t = find_constant(name);
+    if (!t) fail(n, index, "takes '" + name + "' as a weight, but it is computed, not a constant initializer");
+    return to_tensor(*t, n, index);
   }
 
   torch::Tensor optional_constant(const onnx::NodeProto& n, int index, int input) const {
@@ -263,7 +287,7 @@ class Reader {
       } else {
         alias_[n.output(0)] = resolve(n.input(0));
       }
-    } else if (kShapeArithmetic.count(type)) {
+    } else if (kShapeArithmetic.count(type) && (transformer_evidence_.empty() || type == "Shape" || !reads_data(n))) {
       // carries no weights (see kShapeArithmetic)
     } else if (type == "Conv") {
       visit_conv(n, index);
@@ -275,7 +299,7 @@ class Reader {
       ops_.push_back(std::move(op));
     } else if (type == "Gemm") {
       visit_gemm(n, index);
-    } else if (type == "MatMul") {
+    } else if (type == "MatMul" && (transformer_evidence_.empty() || is_constant(n.input(1)))) {
       OnnxOp op = make_op(OnnxOpKind::linear, n, index);
       const torch::Tensor b = constant(n, index, 1);
       if (b.dim() != 2) fail(n, index, "has a " + dims_text(b) + " weight; a linear layer's is 2-D");
@@ -283,6 +307,8 @@ class Reader {
       ops_.push_back(std::move(op));
     } else if (type == "Add") {
       visit_add(n, index);
+    } else if (!transformer_evidence_.empty() && visit_transformer_node(n, index)) {
+      // read
     } else {
       fail(n, index, "has no counterpart in arcforge's backbones (they are built from Conv, "
                      "BatchNormalization, PRelu, Gemm/MatMul, Add and reshaping nodes)");
@@ -353,6 +379,7 @@ class Reader {
     if (n.input_size() != 2 || n.output_size() < 1) fail(n, index, "does not have two inputs");
     const bool c0 = is_constant(n.input(0)), c1 = is_constant(n.input(1));
     if (!c0 && !c1) {
+      if (!transformer_evidence_.empty() && !reads_data(n)) return;  // shape arithmetic
       OnnxOp op = make_op(OnnxOpKind::add, n, index);
       op.inputs = {data_input(n, index, 0), data_input(n, index, 1)};
       ops_.push_back(std::move(op));
@@ -363,6 +390,13 @@ class Reader {
     const torch::Tensor bias = constant(n, index, c0 ? 0 : 1);
     OnnxOp* linear = ops_.empty() ? nullptr : &ops_.back();
     if (!linear || linear->kind != OnnxOpKind::linear || linear->output != data || linear->bias.defined()) {
+      if (!transformer_evidence_.empty()) {  // the position embedding
+        OnnxOp op = make_op(OnnxOpKind::add_constant, n, index);
+        op.inputs = {data_input(n, index, c0 ? 1 : 0)};
+        op.weight = bias;
+        ops_.push_back(std::move(op));
+        return;
+      }
       fail(n, index, "adds a constant to something other than a bias-free Gemm/MatMul output; "
                      "arcforge's backbones have no such layer");
     }
@@ -372,12 +406,193 @@ class Reader {
     alias_[n.output(0)] = data;
   }
 
+
+  // ---- transformers ----------------------------------------------------------------------------
+
+  bool is_data(const std::string& name) const { return !name.empty() && computed_.count(resolve(name)) > 0; }
+  bool reads_data(const onnx::NodeProto& n) const {
+    for (const auto& in : n.input()) {
+      if (is_data(in)) return true;
+    }
+    return false;
+  }
+
+  // A constant that holds one value (a scalar or a one-element tensor), or nullopt.
+  std::optional<double> scalar(const std::string& name, const onnx::NodeProto& n, int index) const {
+    if (!is_constant(name)) return std::nullopt;
+    const torch::Tensor t = to_tensor(*find_constant(name), n, index);
+    if (t.numel() != 1) return std::nullopt;
+    return t.item<double>();
+  }
+
+  // Input k or the first output of a node, "" when it has none (fuzzed files may lack any).
+  static const std::string& input_of(const onnx::NodeProto& n, int k) {
+    static const std::string none;
+    return k < n.input_size() ? n.input(k) : none;
+  }
+  static const std::string& output_of(const onnx::NodeProto& n) {
+    static const std::string none;
+    return n.output_size() > 0 ? n.output(0) : none;
+  }
+
+  // The one node that reads `value`, when exactly one does and it is of `type`.
+  const onnx::NodeProto* sole_reader(const std::string& value, const std::string& type, int* index) const {
+    if (value.empty()) return nullptr;
+    auto it = consumers_.find(value);
+    if (it == consumers_.end() || it->second.size() != 1) return nullptr;
+    const onnx::NodeProto& n = model_.graph().node(it->second[0]);
+    if (n.op_type() != type || output_of(n).empty()) return nullptr;
+    *index = it->second[0];
+    return &n;
+  }
+
+  // Over the last axis only, keeping it. (PyTorch writes LayerNormalization from opset 17 on, so
+  // the decomposed form never carries opset 18's axes input.)
+  static bool reduces_last_axis(const onnx::NodeProto& n) {
+    return int_attribute(n, "keepdims", 1) == 1 && ints_attribute(n, "axes", {}) == std::vector<int64_t>{-1};
+  }
+
+  bool visit_transformer_node(const onnx::NodeProto& n, int index) {
+    const std::string& type = n.op_type();
+    if (type == "LayerNormalization") {
+      if (int_attribute(n, "axis", -1) != -1) {
+        fail(n, index, "normalises from axis " + std::to_string(int_attribute(n, "axis", -1)) +
+                           "; a ViT's LayerNorm uses the last axis only (-1)");
+      }
+      OnnxOp op = make_op(OnnxOpKind::layer_norm, n, index);
+      op.weight = constant(n, index, 1).flatten();
+      op.bias = optional_constant(n, index, 2);
+      op.bias = op.bias.defined() ? op.bias.flatten() : torch::zeros_like(op.weight);
+      op.eps = float_attribute(n, "epsilon", 1e-5f);
+      if (op.bias.numel() != op.weight.numel()) fail(n, index, "has a scale and a bias of different lengths");
+      ops_.push_back(std::move(op));
+      return true;
+    }
+    if (type == "ReduceMean") {
+      visit_decomposed_layer_norm(n, index);
+      return true;
+    }
+    if (!reads_data(n)) return kShapeArithmetic.count(type) || type == "Mul" || type == "Div" || type == "Pow" ||
+                               type == "Sqrt" || type == "Sub";  // shape arithmetic (e.g. head_dim ** -0.5)
+    if (type == "Clip") {
+      visit_relu6(n, index);
+      return true;
+    }
+    if (!kTransformerPassthrough.count(type)) return false;
+    if (type == "Mul" || type == "Div") {
+      // Scaling by a scalar (the attention's 1/sqrt(head_dim)), constant or computed from shapes.
+      const int data = is_data(n.input(0)) ? 0 : 1;
+      if (n.input_size() != 2 || is_data(n.input(1 - data)) ||
+          (is_constant(n.input(1 - data)) && !scalar(n.input(1 - data), n, index))) {
+        fail(n, index, "scales activations by something other than a scalar; arcforge's ViT has no such layer");
+      }
+      alias_outputs(n, n.input(data));
+      return true;
+    }
+    // Transpose, Gather/Split/Slice of qkv, Cast, Softmax, and MatMul of two activations (q.k^T and
+    // attention.v): the result stands for its first data input.
+    for (const auto& in : n.input()) {
+      if (is_data(in)) {
+        alias_outputs(n, in);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void alias_outputs(const onnx::NodeProto& n, const std::string& input) {
+    for (const auto& o : n.output()) {
+      if (!o.empty()) alias_[o] = resolve(input);
+    }
+  }
+
+  // The MLP's activation: arcface_torch's ViT uses ReLU6 (Clip to [0, 6]).
+  void visit_relu6(const onnx::NodeProto& n, int index) {
+    std::optional<double> lo, hi;
+    if (n.input_size() > 1 || attribute(n, "min") == nullptr) {  // opset 11+: bounds as inputs
+      if (n.input_size() > 1 && !n.input(1).empty()) lo = scalar(n.input(1), n, index);
+      if (n.input_size() > 2 && !n.input(2).empty()) hi = scalar(n.input(2), n, index);
+    } else {
+      lo = float_attribute(n, "min", 0.0f);
+      hi = float_attribute(n, "max", 0.0f);
+    }
+    if (lo != 0.0 || hi != 6.0) {
+      fail(n, index, "is not a Clip to [0, 6]; arcforge's ViT MLP uses ReLU6");
+    }
+    alias_outputs(n, n.input(0));
+  }
+
+  // PyTorch below opset 17 writes LayerNorm(x) as
+  //   d = x - ReduceMean(x); y = d / Sqrt(ReduceMean(Pow(d, 2)) + eps) * weight + bias
+  // with both means over the last axis. Read from the first ReduceMean, the rest marked consumed.
+  void visit_decomposed_layer_norm(const onnx::NodeProto& mean, int index) {
+    const auto not_layer_norm = [&](const std::string& why) {
+      fail(mean, index, "does not start a LayerNorm (" + why + "); arcforge's ViT has no other reduction");
+    };
+    if (!reduces_last_axis(mean)) not_layer_norm("it does not average over the last axis alone");
+    if (input_of(mean, 0).empty() || output_of(mean).empty()) not_layer_norm("it lacks an input or output");
+    const std::string x = input_of(mean, 0);
+    // d = x - mean: read by Pow and Div only.
+    auto readers = consumers_.find(output_of(mean));
+    if (readers == consumers_.end() || readers->second.size() != 1) not_layer_norm("its mean has other readers");
+    const int sub_index = readers->second[0];
+    const onnx::NodeProto& sub = model_.graph().node(sub_index);
+    if (sub.op_type() != "Sub" || sub.input_size() != 2 || input_of(sub, 0) != x || input_of(sub, 1) != output_of(mean)) {
+      not_layer_norm("the mean is not subtracted from its input");
+    }
+    int pow_index = -1, div_index = -1;
+    if (output_of(sub).empty()) not_layer_norm("the subtraction has no output");
+    for (int r : consumers_[output_of(sub)]) {
+      const std::string& t = model_.graph().node(r).op_type();
+      if (t == "Pow" && pow_index < 0) pow_index = r;
+      else if (t == "Div" && div_index < 0) div_index = r;
+      else not_layer_norm("the centred input has a reader other than Pow and Div");
+    }
+    if (pow_index < 0 || div_index < 0) not_layer_norm("the centred input is not both squared and divided");
+    const onnx::NodeProto& pow = model_.graph().node(pow_index);
+    if (input_of(pow, 0) != output_of(sub) || scalar(input_of(pow, 1), pow, pow_index) != 2.0) {
+      not_layer_norm("the square is not Pow(d, 2)");
+    }
+    int var_index = -1, add_index = -1, sqrt_index = -1, mul_index = -1, bias_index = -1;
+    const onnx::NodeProto* var = sole_reader(output_of(pow), "ReduceMean", &var_index);
+    if (!var || !reduces_last_axis(*var)) not_layer_norm("the variance is not a mean over the last axis");
+    const onnx::NodeProto* add = sole_reader(output_of(*var), "Add", &add_index);
+    if (!add || add->input_size() != 2) not_layer_norm("no epsilon is added to the variance");
+    const int eps_input = input_of(*add, 0) == output_of(*var) ? 1 : 0;
+    const std::optional<double> eps = scalar(input_of(*add, eps_input), *add, add_index);
+    if (!eps) not_layer_norm("the epsilon is not a constant scalar");
+    const onnx::NodeProto* sqrt = sole_reader(output_of(*add), "Sqrt", &sqrt_index);
+    const onnx::NodeProto& div = model_.graph().node(div_index);
+    if (!sqrt || input_of(div, 0) != output_of(sub) || input_of(div, 1) != output_of(*sqrt)) {
+      not_layer_norm("the centred input is not divided by the standard deviation");
+    }
+    const onnx::NodeProto* mul = sole_reader(output_of(div), "Mul", &mul_index);
+    const onnx::NodeProto* bias = mul ? sole_reader(output_of(*mul), "Add", &bias_index) : nullptr;
+    if (!mul || !bias) not_layer_norm("it is not followed by a scale (Mul) and a bias (Add)");
+    OnnxOp op = make_op(OnnxOpKind::layer_norm, mean, index);
+    op.weight = constant(*mul, mul_index, input_of(*mul, 0) == output_of(div) ? 1 : 0).flatten();
+    op.bias = constant(*bias, bias_index, input_of(*bias, 0) == output_of(*mul) ? 1 : 0).flatten();
+    op.eps = *eps;
+    op.output = output_of(*bias);
+    if (op.bias.numel() != op.weight.numel()) {
+      fail(*bias, bias_index, "adds a bias whose length differs from the LayerNorm's scale");
+    }
+    for (int i : {sub_index, pow_index, var_index, add_index, sqrt_index, div_index, mul_index, bias_index}) {
+      consumed_.insert(i);
+    }
+    ops_.push_back(std::move(op));
+  }
+
   const onnx::ModelProto& model_;
   std::string path_;
   std::map<std::string, const onnx::TensorProto*> constants_;
   std::map<std::string, std::string> alias_;  // passthrough output -> its input
   std::set<std::string> computed_;            // the data input and every layer's output
   std::vector<OnnxOp> ops_;
+  std::string transformer_evidence_;             // see RecognizerGraph::transformer_evidence
+  std::map<std::string, std::vector<int>> consumers_;  // value -> indices of the nodes reading it
+  std::set<int> consumed_;                       // nodes read as part of a LayerNorm pattern
+  std::map<std::string, const onnx::TensorProto*> constant_nodes_;  // every Constant node's value
 };
 
 }  // namespace
@@ -389,6 +604,23 @@ std::string to_string(OnnxOpKind kind) {
     case OnnxOpKind::prelu: return "PRelu";
     case OnnxOpKind::linear: return "Gemm/MatMul";
     case OnnxOpKind::add: return "Add";
+    case OnnxOpKind::layer_norm: return "LayerNorm";
+    case OnnxOpKind::add_constant: return "Add (constant)";
+  }
+  return "?";
+}
+
+std::string describe(const OnnxOp& op) {
+  switch (op.kind) {
+    case OnnxOpKind::conv:
+      return "Conv, weight " + sizes_text(op.weight.sizes()) + ", strides " + sizes_text(op.strides) + ", pads " +
+             sizes_text(op.pads) + ", group " + std::to_string(op.group);
+    case OnnxOpKind::batch_norm: return "BatchNormalization, " + std::to_string(op.weight.numel()) + " channels";
+    case OnnxOpKind::prelu: return "PRelu, " + std::to_string(op.weight.numel()) + " slopes";
+    case OnnxOpKind::linear: return "linear, weight " + sizes_text(op.weight.sizes());
+    case OnnxOpKind::add: return "Add";
+    case OnnxOpKind::layer_norm: return "LayerNorm, " + std::to_string(op.weight.numel()) + " channels";
+    case OnnxOpKind::add_constant: return "Add of a constant " + sizes_text(op.weight.sizes());
   }
   return "?";
 }

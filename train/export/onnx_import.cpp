@@ -6,49 +6,25 @@
 
 #include "arcforge/common/error.hpp"
 #include "train/export/backbone_layers.hpp"
+#include "train/export/imported_batch_norm.hpp"
 #include "train/export/onnx_graph_reader.hpp"
+#include "train/export/vit_onnx_import.hpp"
 
 namespace arcforge::onnx_io {
 namespace {
-
-template <typename Sizes>
-std::string dims_text(const Sizes& sizes) {
-  std::ostringstream out;
-  out << '[';
-  bool first = true;
-  for (auto d : sizes) {
-    out << (first ? "" : ",") << d;
-    first = false;
-  }
-  out << ']';
-  return out.str();
-}
 
 std::string describe_layer(const Layer& l) {
   switch (l.kind) {
     case LayerKind::conv: {
       const ConvGeometry g = conv_geometry(l);
-      return "Conv2d, weight " + dims_text(l.conv->weight.sizes()) + ", stride " + dims_text(g.stride) + ", pad " +
-             dims_text(g.padding) + ", groups " + std::to_string(g.groups);
+      return "Conv2d, weight " + sizes_text(l.conv->weight.sizes()) + ", stride " + sizes_text(g.stride) + ", pad " +
+             sizes_text(g.padding) + ", groups " + std::to_string(g.groups);
     }
     case LayerKind::batch_norm: return "BatchNorm, " + std::to_string(batch_norm_tensors(l).channels) + " channels";
     case LayerKind::prelu: return "PReLU, " + std::to_string(l.prelu->weight.numel()) + " slopes";
-    case LayerKind::linear: return "Linear, weight " + dims_text(l.linear->weight.sizes());
+    case LayerKind::linear: return "Linear, weight " + sizes_text(l.linear->weight.sizes());
     case LayerKind::add: return "residual Add";
     case LayerKind::flatten: return "Flatten";
-  }
-  return "?";
-}
-
-std::string describe_op(const OnnxOp& op) {
-  switch (op.kind) {
-    case OnnxOpKind::conv:
-      return "Conv, weight " + dims_text(op.weight.sizes()) + ", strides " + dims_text(op.strides) + ", pads " +
-             dims_text(op.pads) + ", group " + std::to_string(op.group);
-    case OnnxOpKind::batch_norm: return "BatchNormalization, " + std::to_string(op.weight.numel()) + " channels";
-    case OnnxOpKind::prelu: return "PRelu, " + std::to_string(op.weight.numel()) + " slopes";
-    case OnnxOpKind::linear: return "linear, weight " + dims_text(op.weight.sizes());
-    case OnnxOpKind::add: return "Add";
   }
   return "?";
 }
@@ -77,7 +53,7 @@ class Matcher {
     }
     if (next_ < onnx_.ops.size()) {
       const OnnxOp& extra = onnx_.ops[next_];
-      fail("node " + extra.label + " [" + describe_op(extra) + "] is left over after every layer of " + ours_.arch +
+      fail("node " + extra.label + " [" + describe(extra) + "] is left over after every layer of " + ours_.arch +
            " was matched; the file holds a larger architecture");
     }
     if (value_of_.back() != onnx_.output) {
@@ -102,7 +78,7 @@ class Matcher {
   [[noreturn]] void fail(const std::string& what) const { throw InputError(file_message(onnx_.path, what)); }
 
   [[noreturn]] void mismatch(const OnnxOp& op, const Layer& l, const std::string& why) const {
-    fail("node " + op.label + " [" + describe_op(op) + "] does not match " + ours_.arch + " layer '" + l.name + "' [" +
+    fail("node " + op.label + " [" + describe(op) + "] does not match " + ours_.arch + " layer '" + l.name + "' [" +
          describe_layer(l) + "]: " + why);
   }
 
@@ -135,7 +111,7 @@ class Matcher {
 
   void write(const torch::Tensor& target, const torch::Tensor& value, const OnnxOp& op, const Layer& l) {
     if (target.numel() != value.numel()) {
-      mismatch(op, l, std::to_string(value.numel()) + " values for a " + dims_text(target.sizes()) + " parameter");
+      mismatch(op, l, std::to_string(value.numel()) + " values for a " + sizes_text(target.sizes()) + " parameter");
     }
     writes_.push_back({target, value.reshape(target.sizes()).to(target.dtype())});
   }
@@ -251,36 +227,29 @@ class Matcher {
     return i + 1;
   }
 
-  // y = scale (x - mean) / sqrt(var + eps) + bias, with the conv/linear bias b that precedes it
-  // moved into the mean (x + b - mean) and any epsilon difference moved into the variance.
   void load_batch_norm(const Layer& l, const OnnxOp& op, const torch::Tensor& pending_bias) {
     const BatchNormTensors t = batch_norm_tensors(l);
     if (op.weight.numel() != t.channels) mismatch(op, l, "different number of channels");
     if (!t.weight.defined() || !t.bias.defined()) mismatch(op, l, "the layer's batch norm has no affine parameters");
-    torch::Tensor mean = op.mean.to(torch::kDouble);
-    if (pending_bias.defined()) mean = mean - pending_bias.to(torch::kDouble);
-    torch::Tensor var = op.var.to(torch::kDouble);
-    if (static_cast<float>(op.eps) != static_cast<float>(t.eps)) {
-      var = (var + (op.eps - t.eps)).clamp_min(0.0);
-      ++summary_.batch_norms_eps_adjusted;
-    }
-    write(t.weight, op.weight, op, l);
-    write(t.bias, op.bias, op, l);
-    write(t.running_mean, mean, op, l);
-    write(t.running_var, var, op, l);
+    const BatchNormValues v = batch_norm_from_file(op, pending_bias, t);
+    if (v.eps_adjusted) ++summary_.batch_norms_eps_adjusted;
+    write_batch_norm(t, v, op, l);
     ++summary_.layers;
   }
 
-  // weight 1, mean 0, var 1 - eps: (x - 0) / sqrt(1 - eps + eps) * 1 + bias = x + bias.
   void restore_identity_batch_norm(const Layer& l, const torch::Tensor& bias, const OnnxOp& near) {
     const BatchNormTensors t = batch_norm_tensors(l);
     if (!t.weight.defined() || !t.bias.defined()) mismatch(near, l, "cannot restore a folded batch norm without affine parameters");
     if (bias.defined() && bias.numel() != t.channels) mismatch(near, l, "bias width differs from the batch norm's");
-    write(t.weight, torch::ones({t.channels}), near, l);
-    write(t.bias, bias.defined() ? bias : torch::zeros({t.channels}), near, l);
-    write(t.running_mean, torch::zeros({t.channels}), near, l);
-    write(t.running_var, torch::full({t.channels}, 1.0 - t.eps, torch::kDouble), near, l);
+    write_batch_norm(t, identity_batch_norm(bias, t), near, l);
     ++summary_.batch_norms_restored;
+  }
+
+  void write_batch_norm(const BatchNormTensors& t, const BatchNormValues& v, const OnnxOp& op, const Layer& l) {
+    write(t.weight, v.weight, op, l);
+    write(t.bias, v.bias, op, l);
+    write(t.running_mean, v.running_mean, op, l);
+    write(t.running_var, v.running_var, op, l);
   }
 
   const RecognizerGraph& onnx_;
@@ -309,6 +278,19 @@ int64_t OnnxRecognizer::embedding_size() const {
 }
 
 ImportSummary OnnxRecognizer::load_into(nn::Backbone& backbone) const {
+  const bool file_is_vit = !graph_->transformer_evidence.empty();
+  if (auto* vit = dynamic_cast<nn::VisionTransformer*>(&backbone)) {
+    if (!file_is_vit) {
+      throw InputError(file_message(graph_->path, "holds a CNN (no LayerNorm), but " + vit->arch() +
+                                                      " is a Vision Transformer; import it as r18..r200, mbf or mbf_large"));
+    }
+    return load_vit(*graph_, *vit);
+  }
+  if (file_is_vit) {
+    throw InputError(file_message(graph_->path, "holds a Vision Transformer (LayerNorm at node " +
+                                                    graph_->transformer_evidence + "), but " + backbone.arch() +
+                                                    " is a CNN; import it as a vit_* architecture"));
+  }
   const LayerGraph ours = describe_backbone(backbone);
   Matcher matcher(*graph_, ours);
   ImportSummary summary = matcher.run();

@@ -10,6 +10,8 @@
 // exporter folded into the conv or linear layer next to it is restored as an identity batch norm
 // (weight 1, running mean 0, running variance 1 - eps, bias = the folded bias), which keeps the
 // eval-mode outputs equal. Nothing is written into the backbone unless the whole file matches.
+// Vision Transformers (files with LayerNorm) go to vit_onnx_import.hpp; a ViT file into a CNN, or
+// the reverse, is an InputError that says which is which.
 #include <cstdint>
 #include <memory>
 #include <string>
