@@ -44,10 +44,12 @@ struct Attribute {
 // An activation, scalar multiplication or residual add executed as a post-op of the preceding
 // Conv, Gemm or MatMul.
 struct PostOp {
-  enum class Kind { relu, leaky_relu, clip, sigmoid, tanh, hardswish, prelu, scale, sum };
+  // bias: a constant per output column (or one value) added to a MatMul with constant weights,
+  // which its inner product takes as its bias (PyTorch writes Linear as MatMul + Add); always first.
+  enum class Kind { relu, leaky_relu, clip, sigmoid, tanh, hardswish, prelu, scale, sum, bias };
   Kind kind = Kind::relu;
   float alpha = 0, beta = 0;  // leaky slope; clip min/max; scale factor
-  std::string operand;        // prelu: slope constant; sum: the addend value
+  std::string operand;        // prelu: slope constant; sum: the addend value; bias: the constant
   std::string fused_node;     // name of the node this came from, for messages
 };
 

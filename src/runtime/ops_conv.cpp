@@ -43,6 +43,7 @@ PostOpPlan post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims, bool bi
   for (std::size_t k = 0; k < n.post_ops.size(); ++k) {
     const PostOp& p = n.post_ops[k];
     const int idx = static_cast<int>(k);
+    if (p.kind == PostOp::Kind::bias) node_error(n, "a fused bias reached a planner other than MatMul's");
     if (p.kind == PostOp::Kind::sum) {
       const Dims& addend = b.dims(p.operand);
       if (addend == out_dims && !plan.sum_in_place) {
@@ -90,6 +91,7 @@ PostOpPlan build_post_ops(PlanBuilder& b, const Node& n, const Dims& out_dims) {
 void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, const Dims& out_dims) {
   const auto& eng = b.engine();
   for (const PostOp& p : n.post_ops) {
+    if (p.kind == PostOp::Kind::bias) node_error(n, "a fused bias reached a planner other than MatMul's");
     if (p.kind == PostOp::Kind::sum) {
       const Dims& addend = b.dims(p.operand);
       MemRef src1 = addend == out_dims ? b.input(p.operand, dst.md) : b.input_plain(p.operand);

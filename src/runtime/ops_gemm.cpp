@@ -1,6 +1,6 @@
 // Gemm and MatMul. A constant right-hand side becomes a oneDNN inner product with weights packed
-// once (alpha and beta folded in); MatMul of two run-time tensors uses oneDNN matmul. Both take the
-// optimiser's post-ops (conv_post_ops.hpp).
+// once (alpha and beta folded in; a MatMul's fused bias Add as its bias); MatMul of two run-time
+// tensors uses oneDNN matmul. Both take the optimiser's post-ops (conv_post_ops.hpp).
 #include "conv_post_ops.hpp"
 
 namespace arcforge::runtime::detail {
@@ -23,11 +23,20 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   const md_t dst_md = with_type(plain_md({m, cols}), n.bf16_output ? dt::bf16 : dt::f32);
   auto d = bias ? dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, b_md, dst_md)
                 : dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, x.md, w_any, dst_md);
-  // The optimiser's post-ops (activation, scale, residual sum) on the [M,N] result.
-  auto [pd, post, fused] = choose_fused_primitive<dnnl::inner_product_forward::primitive_desc>(
-      b, n, {m, cols}, [&](const dnnl::primitive_attr& attr) {
-        return dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
-      });
+  const auto make_pd = [&](const dnnl::primitive_attr& attr) {
+    return dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
+  };
+  // The optimiser's post-ops (activation, scale, residual sum) on the result, seen with its own
+  // dims (a MatMul's [..., N]: a residual addend of those dims is the same memory as [M,N]). An
+  // addend that broadcasts into more than two dims cannot describe a post-op of the 2-D product:
+  // those post-ops run after it, on the result viewed with its own dims.
+  bool broadcast_sum = false;
+  for (const PostOp& p : n.post_ops) {
+    broadcast_sum = broadcast_sum || (p.kind == PostOp::Kind::sum && b.dims(p.operand) != out_dims);
+  }
+  auto [pd, post, fused] = out_dims.size() > 2 && broadcast_sum
+                               ? PostOpChoice<dnnl::inner_product_forward::primitive_desc>{make_pd({}), {}, false}
+                               : choose_fused_primitive<dnnl::inner_product_forward::primitive_desc>(b, n, out_dims, make_pd);
   std::unordered_map<int, MemRef> args;
   args[DNNL_ARG_SRC] = x;
   args[DNNL_ARG_WEIGHTS] = b.weights(n.name + "/weights", w_nk, w_plain, pd.weights_desc());
@@ -38,7 +47,11 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   dst.md = dst_md;
   args[DNNL_ARG_DST] = dst;
   b.add(dnnl::inner_product_forward(pd), std::move(args));
-  if (!fused) add_unfused_post_ops(b, n, dst, {m, cols});
+  if (!fused) {
+    MemRef result = dst;
+    result.md = out_md;
+    add_unfused_post_ops(b, n, result, out_dims);
+  }
 }
 
 HostTensor transposed(const HostTensor& t) {
@@ -91,7 +104,20 @@ void plan_matmul(PlanBuilder& b, const Node& n) {
     out.back() = c[1];
     const int64_t rows = numel(a) / a.back();
     const HostTensor w = transposed(*bc);
-    inner_product(b, n, n.input(0), rows, a.back(), w, nullptr, n.outputs.at(0), out);
+    // The optimiser's bias post-op (MatMul + Add of a constant) becomes the inner product's bias.
+    if (n.post_ops.empty() || n.post_ops[0].kind != PostOp::Kind::bias) {
+      inner_product(b, n, n.input(0), rows, a.back(), w, nullptr, n.outputs.at(0), out);
+      return;
+    }
+    const HostTensor* c_bias = b.host(n.post_ops[0].operand);
+    if (!c_bias || c_bias->dtype != DType::f32 || (c_bias->numel() != c[1] && c_bias->numel() != 1)) {
+      node_error(n, "the fused bias is not a float constant of " + std::to_string(c[1]) + " or 1 values");
+    }
+    HostTensor bias = HostTensor::from_f32({c[1]}, std::vector<float>(c[1]));
+    for (int64_t j = 0; j < c[1]; ++j) bias.f[j] = c_bias->f[c_bias->numel() == 1 ? 0 : j];
+    Node rest = n;
+    rest.post_ops.erase(rest.post_ops.begin());
+    inner_product(b, rest, n.input(0), rows, a.back(), w, &bias, n.outputs.at(0), out);
     return;
   }
   const std::size_t rank = std::max(a.size(), c.size());

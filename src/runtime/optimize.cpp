@@ -4,8 +4,9 @@
 //      per-channel weight scales and bias);
 //   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu), multiplications by a
 //      scalar constant and residual Adds become post-ops of the Conv that feeds them; the same (PRelu
-//      excepted) for a Gemm with constant weights, and scalar multiplications for a MatMul of two
-//      run-time tensors (a transformer's attention scale);
+//      excepted) for a Gemm with constant weights and for a MatMul with constant 2-D weights (which
+//      also takes the Add of a constant bias, PyTorch's Linear), and scalar multiplications for a
+//      MatMul of two run-time tensors (a transformer's attention scale);
 //   4. PyTorch's decomposed LayerNorm (ReduceMean, Sub, Pow, ...) into one LayerNormalization
 //      (optimize_layernorm.cpp).
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
@@ -234,11 +235,12 @@ bool as_post_op(const Graph& g, const Node& act, int64_t channels, int64_t spati
   return false;
 }
 
-// A node that can take post-ops: a Conv or a Gemm with constant weights, or a MatMul of two run-time
-// tensors (oneDNN matmul; scalar multiplications only).
+// A node that can take post-ops: a Conv or a Gemm with constant weights, a MatMul with constant
+// 2-D weights (an inner product over all leading rows, as Gemm; also takes a bias), or a MatMul of
+// two run-time tensors (oneDNN matmul; scalar multiplications only).
 struct Producer {
-  enum class Kind { none, conv, gemm, matmul } kind = Kind::none;
-  int64_t channels = 0;      // output channels (Conv) or columns (Gemm)
+  enum class Kind { none, conv, gemm, dense_matmul, matmul } kind = Kind::none;
+  int64_t channels = 0;      // output channels (Conv) or columns (Gemm, dense MatMul)
   int64_t spatial_rank = 0;  // Conv: 2 for [N,C,H,W]
 };
 
@@ -252,8 +254,10 @@ Producer post_op_producer(const Graph& g, const Node& n) {
     const HostTensor* w = constant_f32(g, n.input(1));
     if (!w || w->dims.size() != 2) return p;
     p = {Producer::Kind::gemm, n.attr_i("transB", 0) ? w->dims[0] : w->dims[1], 0};
-  } else if (n.op == "MatMul" && !g.is_constant(n.input(0)) && !g.is_constant(n.input(1))) {
-    p.kind = Producer::Kind::matmul;
+  } else if (n.op == "MatMul" && !n.quant.active && !g.is_constant(n.input(0))) {
+    const HostTensor* w = constant_f32(g, n.input(1));
+    if (w && w->dims.size() == 2) p = {Producer::Kind::dense_matmul, w->dims[1], 0};
+    if (!g.is_constant(n.input(1))) p.kind = Producer::Kind::matmul;
   }
   return p;
 }
@@ -274,18 +278,30 @@ int fuse_post_ops(Graph& g) {
       PostOp p;
       if (next.op == "Add" && next.inputs.size() == 2 && next.outputs.size() == 1) {
         const std::string& other = next.inputs[0] == conv.outputs[0] ? next.inputs[1] : next.inputs[0];
-        if (producer.kind == Producer::Kind::matmul) continue;
-        if (other == conv.outputs[0] || g.is_constant(other)) continue;
-        p.kind = PostOp::Kind::sum;
+        if (producer.kind == Producer::Kind::matmul || other == conv.outputs[0]) continue;
         p.operand = other;
         p.fused_node = next.name;
+        if (!g.is_constant(other)) {
+          p.kind = PostOp::Kind::sum;
+        } else {
+          // A dense MatMul's bias: a scalar or [N] constant, before any other post-op.
+          const HostTensor* bias = constant_f32(g, other);
+          if (producer.kind != Producer::Kind::dense_matmul || !conv.post_ops.empty() || !bias ||
+              bias->dims.size() > 1 || (bias->numel() != 1 && bias->numel() != producer.channels)) {
+            continue;
+          }
+          p.kind = PostOp::Kind::bias;
+        }
       } else {
         const bool scaled_first = next.op == "Mul" && next.input(1) == conv.outputs[0];
         if ((next.input(0) != conv.outputs[0] && !scaled_first) ||
             !as_post_op(g, next, producer.channels, producer.spatial_rank, p)) {
           continue;
         }
-        if (producer.kind == Producer::Kind::gemm && p.kind == PostOp::Kind::prelu) continue;
+        if ((producer.kind == Producer::Kind::gemm || producer.kind == Producer::Kind::dense_matmul) &&
+            p.kind == PostOp::Kind::prelu) {
+          continue;
+        }
         if (producer.kind == Producer::Kind::matmul && p.kind != PostOp::Kind::scale) continue;
       }
       Node fused = std::move(conv);
