@@ -154,7 +154,8 @@ save("matmul_head", [
 # 2 heads): norm1 and the final norm spelled out as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/
 # Add (opset 11 style), norm2 as LayerNormalization, qkv as one MatMul split by Reshape, Transpose
 # and Gather, the attention's Cast, Mul by a scale and Softmax, ReLU6 as Clip, the feature head's
-# MatMuls and BatchNormalizations.
+# MatMuls and BatchNormalizations. Also a seed of the runtime's fuzzers (ReduceMean, Pow, Gather and
+# Cast on run-time data, the LayerNorm and MatMul fusions).
 def layer_norm_nodes(prefix, x, out):
     return [
         helper.make_node("ReduceMean", [x], [prefix + "_mean"], axes=[-1]),
@@ -225,7 +226,7 @@ save("vit_torch_layout", [
      int64s("shape_flat", [-1, 16]),
      helper.make_tensor("i0", TensorProto.INT64, [], [0]), helper.make_tensor("i1", TensorProto.INT64, [], [1]),
      helper.make_tensor("i2", TensorProto.INT64, [], [2])]
-    + bn_params("feature1", 4) + bn_params("feature3", 3), opset=17, outs=[IMPORT_OUT])
+    + bn_params("feature1", 4) + bn_params("feature3", 3), opset=17, outs=OUTS + [IMPORT_OUT])
 
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))
