@@ -221,6 +221,25 @@ TEST(VitImport, TorchLayoutSeedReadsAsItsLayers) {
     *initializer(m, "scale") = io::float_tensor("scale", torch::ones({4}), {});
   });
   EXPECT_NE(e.find("(Mul, output 'scaled') scales activations by something other than a scalar"), std::string::npos) << e;
+  e = reader_error("reciprocal.onnx", [](onnx::ModelProto& m) {  // scale / scores is no scaling
+    for (auto& n : *m.mutable_graph()->mutable_node()) {
+      if (n.output(0) != "scaled") continue;
+      n.set_op_type("Div");
+      n.set_input(0, "scale");
+      n.set_input(1, "scores");
+    }
+  });
+  EXPECT_NE(e.find("(Div, output 'scaled') scales activations by something other than a scalar"), std::string::npos) << e;
+
+  // The position embedding may come first in its Add.
+  const std::string swapped = edited(seed, dir.file("pos_first.onnx"), [](onnx::ModelProto& m) {
+    for (auto& n : *m.mutable_graph()->mutable_node()) {
+      if (n.output(0) == "x0") n.mutable_input()->SwapElements(0, 1);
+    }
+  });
+  const io::RecognizerGraph s2 = io::read_recognizer_graph(swapped);
+  EXPECT_EQ(s2.ops.at(1).kind, K::add_constant);
+  EXPECT_EQ(s2.ops.at(1).inputs, std::vector<std::string>{"pc"});
 }
 
 // InsightFace's released ViTs are torch.onnx exports of arcface_torch. torch_layout_export.py builds

@@ -390,9 +390,12 @@ class Reader {
     const torch::Tensor bias = constant(n, index, c0 ? 0 : 1);
     OnnxOp* linear = ops_.empty() ? nullptr : &ops_.back();
     if (!linear || linear->kind != OnnxOpKind::linear || linear->output != data || linear->bias.defined()) {
-      if (!transformer_evidence_.empty()) {  // the position embedding
-        OnnxOp op = make_op(OnnxOpKind::add_constant, n, index);
+      if (!transformer_evidence_.empty()) {  // the position embedding, on either side
+        OnnxOp op;
+        op.kind = OnnxOpKind::add_constant;
+        op.label = label(n, index);
         op.inputs = {data_input(n, index, c0 ? 1 : 0)};
+        op.output = n.output(0);
         op.weight = bias;
         ops_.push_back(std::move(op));
         return;
@@ -405,7 +408,6 @@ class Reader {
     linear->bias = bias.flatten().expand({out}).contiguous();
     alias_[n.output(0)] = data;
   }
-
 
   // ---- transformers ----------------------------------------------------------------------------
 
@@ -482,7 +484,7 @@ class Reader {
     if (type == "Mul" || type == "Div") {
       // Scaling by a scalar (the attention's 1/sqrt(head_dim)), constant or computed from shapes.
       const int data = is_data(n.input(0)) ? 0 : 1;
-      if (n.input_size() != 2 || is_data(n.input(1 - data)) ||
+      if (n.input_size() != 2 || is_data(n.input(1 - data)) || (type == "Div" && data != 0) ||
           (is_constant(n.input(1 - data)) && !scalar(n.input(1 - data), n, index))) {
         fail(n, index, "scales activations by something other than a scalar; arcforge's ViT has no such layer");
       }
