@@ -54,6 +54,16 @@ void inner_product(PlanBuilder& b, const Node& n, const std::string& x_value, in
   }
 }
 
+// A bias of `cols` values from a constant of `cols` or one value (broadcast along the row), times `scale`.
+HostTensor row_bias(const Node& n, const HostTensor& c, int64_t cols, float scale) {
+  if (c.dtype != DType::f32 || (c.numel() != cols && c.numel() != 1)) {
+    node_error(n, "the bias must be a float constant of " + std::to_string(cols) + " or 1 values");
+  }
+  HostTensor bias = HostTensor::from_f32({cols}, std::vector<float>(cols));
+  for (int64_t j = 0; j < cols; ++j) bias.f[j] = scale * c.f[c.numel() == 1 ? 0 : j];
+  return bias;
+}
+
 HostTensor transposed(const HostTensor& t) {
   const int64_t r = t.dims[0], c = t.dims[1];
   HostTensor out = HostTensor::from_f32({c, r}, std::vector<float>(t.f.size()));
@@ -80,14 +90,8 @@ void plan_gemm(PlanBuilder& b, const Node& n) {
     for (float& v : w.f) v *= alpha;
   }
   const int64_t cols = w.dims[0];
-  HostTensor bias;
   const bool has_bias = !n.input(2).empty();
-  if (has_bias) {
-    const HostTensor& c = b.need_constant(n, 2);
-    if (c.numel() != cols && c.numel() != 1) node_error(n, "C must have N or 1 values (a row-broadcast bias)");
-    bias = HostTensor::from_f32({cols}, std::vector<float>(cols));
-    for (int64_t j = 0; j < cols; ++j) bias.f[j] = beta * c.f[c.numel() == 1 ? 0 : j];
-  }
+  const HostTensor bias = has_bias ? row_bias(n, b.need_constant(n, 2), cols, beta) : HostTensor{};
   inner_product(b, n, n.input(0), a[0], a[1], w, has_bias ? &bias : nullptr, n.outputs.at(0),
                 {a[0], cols});
 }
@@ -110,11 +114,8 @@ void plan_matmul(PlanBuilder& b, const Node& n) {
       return;
     }
     const HostTensor* c_bias = b.host(n.post_ops[0].operand);
-    if (!c_bias || c_bias->dtype != DType::f32 || (c_bias->numel() != c[1] && c_bias->numel() != 1)) {
-      node_error(n, "the fused bias is not a float constant of " + std::to_string(c[1]) + " or 1 values");
-    }
-    HostTensor bias = HostTensor::from_f32({c[1]}, std::vector<float>(c[1]));
-    for (int64_t j = 0; j < c[1]; ++j) bias.f[j] = c_bias->f[c_bias->numel() == 1 ? 0 : j];
+    if (!c_bias) node_error(n, "the fused bias is not a constant");
+    const HostTensor bias = row_bias(n, *c_bias, c[1], 1.0f);
     Node rest = n;
     rest.post_ops.erase(rest.post_ops.begin());
     inner_product(b, rest, n.input(0), rows, a.back(), w, &bias, n.outputs.at(0), out);

@@ -164,33 +164,32 @@ class VitMatcher {
     return first.output;
   }
 
-  std::string linear(const std::string& name, const std::string& x) {
-    auto& layer = module<torch::nn::LinearImpl>(name);
+  // A linear layer's op, read from `x` with the layer's weight shape; its weight staged.
+  const OnnxOp& take_linear(const std::string& name, const std::string& x, torch::nn::LinearImpl& layer) {
     const OnnxOp& op = take(OnnxOpKind::linear, name);
     expect_reads(op, name, x);
-    if (!op.weight.sizes().equals(layer.weight.sizes())) mismatch(op, name, "the layer's weight is " + sizes_text(layer.weight.sizes()));
+    if (!op.weight.sizes().equals(layer.weight.sizes())) {
+      mismatch(op, name, "the layer's weight is " + sizes_text(layer.weight.sizes()));
+    }
     stage(layer.weight, op.weight, op, name);
-    stage(layer.bias, op.bias.defined() ? op.bias : torch::zeros_like(layer.bias), op, name);
     ++summary_.layers;
+    return op;
+  }
+
+  std::string linear(const std::string& name, const std::string& x) {
+    auto& layer = module<torch::nn::LinearImpl>(name);
+    const OnnxOp& op = take_linear(name, x, layer);
+    stage(layer.bias, op.bias.defined() ? op.bias : torch::zeros_like(layer.bias), op, name);
     return op.output;
   }
 
   // The feature head's bias-free Linear and its BatchNorm1d, present in the file or folded into the
   // Linear (which then carries a bias).
   std::string linear_then_batch_norm(const std::string& linear_name, const std::string& bn_name, const std::string& x) {
-    auto& layer = module<torch::nn::LinearImpl>(linear_name);
-    const OnnxOp& op = take(OnnxOpKind::linear, linear_name);
-    expect_reads(op, linear_name, x);
-    if (!op.weight.sizes().equals(layer.weight.sizes())) mismatch(op, linear_name, "the layer's weight is " + sizes_text(layer.weight.sizes()));
-    stage(layer.weight, op.weight, op, linear_name);
-    ++summary_.layers;
-
-    Layer bn_layer;
-    bn_layer.kind = LayerKind::batch_norm;
-    bn_layer.name = bn_name;
-    bn_layer.bn1d = torch::nn::BatchNorm1d(std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(modules_.find(bn_name) ? *modules_.find(bn_name) : nullptr));
-    if (!bn_layer.bn1d) throw Error("ViT import: the backbone has no BatchNorm1d '" + bn_name + "'");
-    const BatchNormTensors t = batch_norm_tensors(bn_layer);
+    const OnnxOp& op = take_linear(linear_name, x, module<torch::nn::LinearImpl>(linear_name));
+    auto& bn_module = module<torch::nn::BatchNorm1dImpl>(bn_name);
+    const BatchNormTensors t{bn_module.weight, bn_module.bias, bn_module.running_mean, bn_module.running_var,
+                             bn_module.options.eps(), bn_module.options.num_features()};
     BatchNormValues v;
     std::string out;
     if (next_ < g_.ops.size() && g_.ops[next_].kind == OnnxOpKind::batch_norm && g_.ops[next_].inputs[0] == op.output) {
