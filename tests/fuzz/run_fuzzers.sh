@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds every tests/fuzz/fuzz_*.cpp as a libFuzzer target against the core sources (src/common,
-# src/data, src/image, src/eval, whatever is there now) and runs each for a short time.
+# src/cpu, src/data, src/image, src/eval, whatever is there now) and runs each for a short time.
 #
 #   tests/fuzz/run_fuzzers.sh [seconds-per-target] [build-dir] [target-name ...]
 #
@@ -68,7 +68,7 @@ export -f compile
 export CXX="$cxx" CXXFLAGS="$cxxflags" REPO="$repo"
 
 shopt -s nullglob
-core_sources=("$repo"/src/{common,data,image,eval}/*.cpp)
+core_sources=("$repo"/src/{common,cpu,data,image,eval}/*.cpp)
 objects=()
 jobs_list=()
 for src in "${core_sources[@]}"; do

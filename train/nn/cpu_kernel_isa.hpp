@@ -1,19 +1,14 @@
 #pragma once
-// The instruction sets arcforge's own CPU training kernels (PReLU, BatchNorm + PReLU, grouped
-// convolution, ViT attention, ReLU6) are compiled for: loops of 16 float lanes (AVX-512), 8 (AVX2
-// with FMA), or the compiler's own code; avx512_bf16 is the AVX-512 code storing bf16 results with
-// AVX512-BF16's conversion instruction instead of integer rounding (see cpu_lanes.hpp). Each kernel runs the best level this
-// CPU has, detected once; tests force each level the CPU can run.
+// The training kernels' instruction-set levels: the core library's (arcforge/cpu/isa.hpp, which
+// the runtime's kernels share), under the names the training code and its tests use.
+#include "arcforge/cpu/isa.hpp"
 
 namespace arcforge::nn {
 
-enum class CpuKernelIsa { baseline, avx2, avx512, avx512_bf16 };
-
-CpuKernelIsa cpu_kernel_best_isa();
-// The level kernels use now: the forced one if a test set it, else the best.
-CpuKernelIsa cpu_kernel_active_isa();
-// Forces `isa` for every later call (std::invalid_argument if the CPU lacks it); not while training.
-void force_cpu_kernel_isa(CpuKernelIsa isa);
-void clear_forced_cpu_kernel_isa();
+using cpu::clear_forced_cpu_kernel_isa;
+using cpu::cpu_kernel_active_isa;
+using cpu::cpu_kernel_best_isa;
+using cpu::CpuKernelIsa;
+using cpu::force_cpu_kernel_isa;
 
 }  // namespace arcforge::nn

@@ -1,9 +1,9 @@
-#include "train/nn/cpu_kernel_isa.hpp"
+#include "arcforge/cpu/isa.hpp"
 
 #include <atomic>
 #include <stdexcept>
 
-namespace arcforge::nn {
+namespace arcforge::cpu {
 namespace {
 
 CpuKernelIsa detected_isa() {
@@ -40,4 +40,4 @@ void force_cpu_kernel_isa(CpuKernelIsa isa) {
 
 void clear_forced_cpu_kernel_isa() { forced_isa.store(-1, std::memory_order_relaxed); }
 
-}  // namespace arcforge::nn
+}  // namespace arcforge::cpu
