@@ -77,6 +77,9 @@ struct Node {
   // Precision::bf16: a Gemm whose output only feeds other Gemms writes it in bf16, the type they
   // read it in (the same rounding a conversion before them would do, one pass less).
   bool bf16_output = false;
+  // A node the optimiser fused from several (FusedAttention): the nodes it replaced, in graph order,
+  // which the planner runs as written when the shapes it meets do not fit the fused kernel.
+  std::vector<Node> unfused;
 
   bool has(const std::string& key) const { return attrs.count(key) != 0; }
   int64_t attr_i(const std::string& key, int64_t fallback) const;

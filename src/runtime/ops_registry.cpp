@@ -2,6 +2,7 @@
 // while planning (host_eval.cpp); Gather and Cast also have planners for run-time data.
 #include <unordered_map>
 
+#include "optimize_attention.hpp"
 #include "plan.hpp"
 
 namespace arcforge::runtime::detail {
@@ -36,6 +37,7 @@ OpPlanner find_planner(const std::string& op) {
       {"Min", plan_binary},
       {"Softmax", plan_softmax},
       {"LayerNormalization", plan_layernorm},
+      {fused_attention_op, plan_fused_attention},  // the optimiser's, never a file's
       {"Concat", plan_concat},
       {"Transpose", plan_transpose},
       {"Slice", plan_slice},

@@ -8,7 +8,9 @@
 //      also takes the Add of a constant bias, PyTorch's Linear), and scalar multiplications for a
 //      MatMul of two run-time tensors (a transformer's attention scale);
 //   4. PyTorch's decomposed LayerNorm (ReduceMean, Sub, Pow, ...) into one LayerNormalization
-//      (optimize_layernorm.cpp).
+//      (optimize_layernorm.cpp);
+//   5. a Vision Transformer's multi-head attention, from the heads' split to their merge, into one
+//      FusedAttention node (optimize_attention.cpp), before pass 3 takes its scale as a post-op.
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
 // (the residual addend) is computed before it runs.
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "arcforge/common/error.hpp"
 #include "graph.hpp"
 #include "host_eval.hpp"
+#include "optimize_attention.hpp"
 #include "optimize_layernorm.hpp"
 #include "optimize_quant.hpp"
 
@@ -358,6 +361,7 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
   const char* fuse = std::getenv("ARCFORGE_RUNTIME_FUSE");
   if (!fuse || std::string(fuse) != "0") {
     removed += fuse_layernorm(g);
+    removed += fuse_attention(g);
     removed += fold_batchnorm(g);
     removed += fuse_post_ops(g);
   }

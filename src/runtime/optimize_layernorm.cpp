@@ -8,37 +8,11 @@
 // left to run node by node.
 #include "optimize_layernorm.hpp"
 
-#include <algorithm>
-#include <set>
-#include <unordered_map>
-
 #include "arcforge/common/error.hpp"
+#include "graph_readers.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
-
-struct Readers {
-  std::unordered_map<std::string, std::vector<std::size_t>> of;  // value -> nodes that read it
-  std::set<std::string> graph_outputs;
-
-  explicit Readers(const Graph& g) {
-    for (std::size_t k = 0; k < g.nodes.size(); ++k) {
-      for (const auto& in : g.nodes[k].inputs) {
-        if (!in.empty()) of[in].push_back(k);
-      }
-      for (const auto& p : g.nodes[k].post_ops) {
-        if (!p.operand.empty()) of[p.operand].push_back(k);
-      }
-    }
-    for (const auto& o : g.outputs) graph_outputs.insert(o.name);
-  }
-  // The nodes reading `value`; empty when it is a graph output (it must then stay computed).
-  std::vector<std::size_t> internal(const std::string& value) const {
-    auto it = of.find(value);
-    if (graph_outputs.count(value) || it == of.end()) return {};
-    return it->second;
-  }
-};
 
 const HostTensor* constant_f32(const Graph& g, const std::string& name) {
   auto it = name.empty() ? g.constants.end() : g.constants.find(name);
@@ -49,10 +23,6 @@ const HostTensor* constant_f32(const Graph& g, const std::string& name) {
 bool is_row_constant(const Graph& g, const std::string& name) {
   const HostTensor* t = constant_f32(g, name);
   return t && t->dims.size() <= 1;
-}
-
-bool plain_node(const Node& n, const std::string& op) {
-  return n.op == op && n.outputs.size() == 1 && !n.outputs[0].empty() && n.post_ops.empty() && !n.quant.active;
 }
 
 // ReduceMean over the last axis alone, keeping it.
@@ -67,13 +37,6 @@ bool mean_of_last_axis(const Graph& g, const Node& n) {
     axes = it->second.i;
   }
   return axes == std::vector<int64_t>{-1};
-}
-
-// The only reader of `value`, if it is a plain `op` node; else -1.
-int only_reader(const Graph& g, const Readers& r, const std::string& value, const std::string& op) {
-  const auto readers = r.internal(value);
-  if (readers.size() != 1 || !plain_node(g.nodes[readers[0]], op)) return -1;
-  return static_cast<int>(readers[0]);
 }
 
 // For an Add or Mul reading `value` and a row constant, the constant's name; else "".
@@ -145,20 +108,20 @@ bool match_at(const Graph& g, const Readers& r, std::size_t k, Match& m) {
 
 int fuse_layernorm(Graph& g) {
   const Readers readers(g);
-  std::vector<bool> dead(g.nodes.size(), false);
-  int removed = 0;
+  std::vector<bool> taken(g.nodes.size(), false);
+  std::vector<std::pair<std::vector<std::size_t>, Node>> groups;
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
     Match m;
     bool matched = false;
     try {
-      matched = !dead[k] && match_at(g, readers, k, m);
+      matched = !taken[k] && match_at(g, readers, k, m);
     } catch (const InputError&) {
       // A mistyped attribute: left to the planner, which reports it with the file's name.
     }
     if (!matched) continue;
-    bool taken = false;
-    for (std::size_t j : m.nodes) taken = taken || dead[j];
-    if (taken) continue;
+    bool overlaps = false;
+    for (std::size_t j : m.nodes) overlaps = overlaps || taken[j];
+    if (overlaps) continue;
     Node ln;
     ln.name = g.nodes[k].name;  // named after the node it starts from, like the other fusions
     ln.op = "LayerNormalization";
@@ -174,20 +137,10 @@ int fuse_layernorm(Graph& g) {
     eps.kind = Attribute::Kind::f;
     eps.f = m.epsilon;
     ln.attrs = {{"axis", axis}, {"epsilon", eps}};
-    for (std::size_t j : m.nodes) dead[j] = true;
-    // At the position of the last absorbed node: everything that reads y comes after it.
-    std::size_t last = 0;
-    for (std::size_t j : m.nodes) last = std::max(last, j);
-    dead[last] = false;
-    g.nodes[last] = std::move(ln);
-    removed += static_cast<int>(m.nodes.size()) - 1;
+    for (std::size_t j : m.nodes) taken[j] = true;
+    groups.emplace_back(std::move(m.nodes), std::move(ln));
   }
-  std::vector<Node> kept;
-  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
-    if (!dead[k]) kept.push_back(std::move(g.nodes[k]));
-  }
-  g.nodes = std::move(kept);
-  return removed;
+  return replace_groups(g, std::move(groups));
 }
 
 }  // namespace arcforge::runtime::detail

@@ -385,6 +385,43 @@ void PlanBuilder::plan_node(const Node& node) {
   planner(*this, node);
 }
 
+void PlanBuilder::finish_node(const Node& n) {
+  for (int buf : temporaries_) release(buf);
+  temporaries_.clear();
+  for (const auto& in : n.inputs) {
+    if (!in.empty()) consume(in);
+  }
+  for (const auto& p : n.post_ops) {
+    if (!p.operand.empty()) consume(p.operand);
+  }
+  for (const auto& out : n.outputs) {
+    if (!out.empty() && uses_left_[out] == 0 && values_.count(out)) {
+      ++uses_left_[out];
+      consume(out);
+    }
+  }
+}
+
+void PlanBuilder::plan_unfused(const std::vector<Node>& nodes) {
+  const Node* fused = node_;
+  // Every inner read takes a use that finish_node gives back: the node's own inputs stay counted
+  // until build() finishes the node, and the values made inside are released after their last read.
+  for (const auto& inner : nodes) {
+    for (const auto& in : inner.inputs) {
+      if (!in.empty()) ++uses_left_[in];
+    }
+    for (const auto& p : inner.post_ops) {
+      if (!p.operand.empty()) ++uses_left_[p.operand];
+    }
+  }
+  for (const auto& inner : nodes) {
+    node_ = &inner;
+    plan_node(inner);
+    finish_node(inner);
+  }
+  node_ = fused;
+}
+
 void PlanBuilder::build() {
   const Graph& g = model_.graph;
   for (const auto& n : g.nodes) {
@@ -419,20 +456,7 @@ void PlanBuilder::build() {
     } catch (const InputError& e) {
       throw InputError(file_message(g.path, e.what()));
     }
-    for (int buf : temporaries_) release(buf);
-    temporaries_.clear();
-    for (const auto& in : n.inputs) {
-      if (!in.empty()) consume(in);
-    }
-    for (const auto& p : n.post_ops) {
-      if (!p.operand.empty()) consume(p.operand);
-    }
-    for (const auto& out : n.outputs) {
-      if (!out.empty() && uses_left_[out] == 0 && values_.count(out)) {
-        ++uses_left_[out];
-        consume(out);
-      }
-    }
+    finish_node(n);
   }
   node_ = nullptr;
 

@@ -127,6 +127,10 @@ class PlanBuilder {
   // Reorder-based copy between two refs (layouts may differ).
   void add_reorder(const MemRef& src, const MemRef& dst);
 
+  // Plans `nodes` (a fused node's `unfused`) one by one in place of the current node: they read the
+  // node's inputs and end with its outputs; the values only they pass between them are theirs.
+  void plan_unfused(const std::vector<Node>& nodes);
+
   const Node& node() const { return *node_; }
   std::size_t max_bytes() const { return model_.options.max_activation_bytes; }
   // Throws an InputError naming the current node when a tensor of these dims would exceed
@@ -146,6 +150,9 @@ class PlanBuilder {
   void release(int buffer);
   void consume(const std::string& value);  // one use done
   void plan_node(const Node& node);
+  // What follows planning a node: its temporaries freed, its inputs' uses counted down, outputs
+  // nothing reads released.
+  void finish_node(const Node& node);
   Value& device_value(const std::string& name);
 
   CompiledModel& model_;
@@ -181,6 +188,7 @@ void plan_gather(PlanBuilder&, const Node&);
 void plan_binary(PlanBuilder&, const Node&);
 void plan_softmax(PlanBuilder&, const Node&);
 void plan_layernorm(PlanBuilder&, const Node&);
+void plan_fused_attention(PlanBuilder&, const Node&);
 void plan_concat(PlanBuilder&, const Node&);
 void plan_transpose(PlanBuilder&, const Node&);
 void plan_view(PlanBuilder&, const Node&);

@@ -228,5 +228,33 @@ save("vit_torch_layout", [
      helper.make_tensor("i2", TensorProto.INT64, [], [2])]
     + bn_params("feature1", 4) + bn_params("feature3", 3), opset=17, outs=OUTS + [IMPORT_OUT])
 
+# Attention in arcforge's exporter's layout (q, k and v from their own MatMuls, [N, 4 tokens,
+# 2 heads, 2]) with the scale computed from shapes, Div(scores, Sqrt(Cast(Gather(Shape(q))))): the
+# runtime fuses it (optimize_attention.cpp) or, for shapes its kernel does not take, runs it as
+# written.
+save("attention_separate", [
+    helper.make_node("MatMul", ["x", "q.w"], ["q"]),
+    helper.make_node("MatMul", ["x", "k.w"], ["k"]),
+    helper.make_node("MatMul", ["x", "v.w"], ["v"]),
+    helper.make_node("Reshape", ["q", "heads"], ["q4"]),
+    helper.make_node("Reshape", ["k", "heads"], ["k4"]),
+    helper.make_node("Reshape", ["v", "heads"], ["v4"]),
+    helper.make_node("Transpose", ["q4"], ["qh"], perm=[0, 2, 1, 3]),
+    helper.make_node("Transpose", ["k4"], ["kt"], perm=[0, 2, 3, 1]),
+    helper.make_node("Transpose", ["v4"], ["vh"], perm=[0, 2, 1, 3]),
+    helper.make_node("Shape", ["q4"], ["q_shape"]),
+    helper.make_node("Gather", ["q_shape", "last"], ["head_dim"], axis=0),
+    helper.make_node("Cast", ["head_dim"], ["head_dim_f"], to=TensorProto.FLOAT),
+    helper.make_node("Sqrt", ["head_dim_f"], ["root"]),
+    helper.make_node("MatMul", ["qh", "kt"], ["scores"]),
+    helper.make_node("Div", ["scores", "root"], ["scaled"]),
+    helper.make_node("Softmax", ["scaled"], ["attn"], axis=-1),
+    helper.make_node("MatMul", ["attn", "vh"], ["mixed"]),
+    helper.make_node("Transpose", ["mixed"], ["merged"], perm=[0, 2, 1, 3]),
+    helper.make_node("Reshape", ["merged", "tokens"], ["y"]),
+], [f32("x", ["N", 4, 4])], [f32("y", ["N", 4, 4])],
+    [arr("q.w", (4, 4)), arr("k.w", (4, 4)), arr("v.w", (4, 4)), int64s("heads", [0, 4, 2, 2]),
+     int64s("tokens", [0, 4, 4]), helper.make_tensor("last", TensorProto.INT64, [], [-1])], opset=17)
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))

@@ -1,0 +1,270 @@
+// A Vision Transformer's multi-head attention becomes one FusedAttention node (ops_attention.cpp):
+// one kernel per image and head instead of a dozen steps that each write a [B,heads,T,T] or
+// [B,heads,T,hd] tensor. The two layouts exporters write:
+//
+//   PyTorch (torch.onnx.export of arcface_torch's and timm's ViT), from qkv [B,T,3,heads,hd]:
+//     t = Transpose(qkv, [2,0,3,1,4]); q, k, v = Gather(t, 0 / 1 / 2, axis 0) [Cast to float]
+//     (any scalar indices: the fused node reads q, k and v where the Gathers did)
+//     kt = Transpose(k, [0,1,3,2])
+//   arcforge's exporter, from q, k, v [B,T,heads,hd] each:
+//     q' = Transpose(q, [0,2,1,3]); kt = Transpose(k, [0,2,3,1]) (or [0,2,1,3] then [0,1,3,2])
+//     v' = Transpose(v, [0,2,1,3])
+//   then, both: s = MatMul(q', kt) [Mul by, or Div by, a scalar]; p = Softmax(s, last axis)
+//     o = MatMul(p, v'); y = Transpose(o, [0,2,1,3])  -> [B,T,heads,hd]
+//
+// The scale must be one number known when planning: a constant, or shape arithmetic such as
+// PyTorch's Pow(Cast(head_dim), -0.5). Every intermediate must be read by the pattern alone. Anything
+// else runs node by node, as written; so does a fused node whose shapes, known only when planning,
+// do not fit the kernel (cross-attention with another number of tokens for k and v, broadcasting
+// operands, a scale of several elements): it keeps the nodes it replaced.
+#include "optimize_attention.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "arcforge/common/error.hpp"
+#include "graph_readers.hpp"
+#include "host_eval.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+using Perm = std::vector<int64_t>;
+
+struct Match {
+  std::vector<std::size_t> nodes;  // every absorbed node
+  std::vector<std::string> inputs;  // qkv, or q, k, v
+  std::vector<int64_t> indices;     // packed: the Gathers' indices of q, k, v
+  std::string scale, output, name;
+  bool divide = false;
+};
+
+class Matcher {
+ public:
+  explicit Matcher(const Graph& g) : g_(g), readers_(g) {
+    for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+      for (const auto& out : g.nodes[k].outputs) producer_[out] = k;
+    }
+  }
+
+  bool match_at(std::size_t k, Match& m) {
+    const Node& softmax = g_.nodes[k];
+    if (!plain_node(softmax, "Softmax") || !softmax_over_last_axis(softmax)) return false;
+    m = Match{};
+    m.nodes.push_back(k);
+    // The scale, if any, between the scores and the softmax.
+    std::string scores = softmax.input(0);
+    const int scaled = producer_of(scores);
+    if (scaled < 0) return false;
+    const Node& s = g_.nodes[scaled];
+    if ((plain_node(s, "Mul") || plain_node(s, "Div")) && s.inputs.size() == 2) {
+      const bool divide = s.op == "Div";
+      int product = -1;
+      for (int side = 0; side < (divide ? 1 : 2); ++side) {
+        const std::string& x = s.inputs[side];
+        const std::string& factor = s.inputs[1 - side];
+        if (scalar_at_plan_time(factor) && is_product(x)) {
+          product = side;
+          m.scale = factor;
+        }
+      }
+      if (product < 0 || !read_only_by(scores, k)) return false;
+      m.divide = divide;
+      m.nodes.push_back(static_cast<std::size_t>(scaled));
+      scores = s.inputs[product];
+      if (!read_only_by(scores, static_cast<std::size_t>(scaled))) return false;
+    } else if (!read_only_by(scores, k)) {
+      return false;
+    }
+    const int qk = producer_of(scores);
+    if (qk < 0 || !is_product(scores)) return false;
+    m.nodes.push_back(static_cast<std::size_t>(qk));
+    m.name = g_.nodes[qk].name;
+    // p = softmax(...) feeds the product with v, whose heads a Transpose merges.
+    const int pv = only_reader(g_, readers_, softmax.outputs[0], "MatMul");
+    if (pv < 0 || g_.nodes[pv].input(0) != softmax.outputs[0]) return false;
+    m.nodes.push_back(static_cast<std::size_t>(pv));
+    const int merge = only_reader(g_, readers_, g_.nodes[pv].outputs[0], "Transpose");
+    if (merge < 0 || perm_of(g_.nodes[merge]) != Perm{0, 2, 1, 3}) return false;
+    m.nodes.push_back(static_cast<std::size_t>(merge));
+    m.output = g_.nodes[merge].outputs[0];
+    const std::string q = g_.nodes[qk].input(0), kt = g_.nodes[qk].input(1), v = g_.nodes[pv].input(1);
+    return match_packed(q, kt, v, m) || match_separate(q, kt, v, m);
+  }
+
+ private:
+  bool softmax_over_last_axis(const Node& n) const {
+    // Below opset 13 Softmax flattens at `axis` (default 1): axis 3 of the rank-4 scores is their last.
+    const int64_t axis = n.attr_i("axis", g_.opset < 13 ? 1 : -1);
+    return axis == -1 || axis == 3;
+  }
+
+  int producer_of(const std::string& value) const {
+    auto it = producer_.find(value);
+    return it == producer_.end() ? -1 : static_cast<int>(it->second);
+  }
+
+  bool read_only_by(const std::string& value, std::size_t reader) const {
+    const auto readers = readers_.internal(value);
+    return readers.size() == 1 && readers[0] == reader;
+  }
+
+  // A MatMul of two run-time tensors, as written (no fused post-ops).
+  bool is_product(const std::string& value) const {
+    const int k = producer_of(value);
+    if (k < 0 || !plain_node(g_.nodes[k], "MatMul") || g_.nodes[k].inputs.size() != 2) return false;
+    return !g_.is_constant(g_.nodes[k].inputs[0]) && !g_.is_constant(g_.nodes[k].inputs[1]);
+  }
+
+  // One float constant, or shape arithmetic that the planner evaluates on the host (whose size
+  // the planner checks: the scale of a fused node must be one number).
+  bool scalar_at_plan_time(const std::string& value) {
+    if (auto c = g_.constants.find(value); c != g_.constants.end()) return c->second.numel() == 1;
+    return computed_at_plan_time(value);
+  }
+  bool computed_at_plan_time(const std::string& value) {
+    if (g_.is_constant(value)) return true;
+    if (auto it = plan_time_.find(value); it != plan_time_.end()) return it->second;
+    plan_time_[value] = false;  // cycles cannot occur in a valid graph; this also ends them
+    const int k = producer_of(value);
+    bool known = false;
+    if (k >= 0 && is_host_op(g_.nodes[k].op)) {
+      known = true;
+      if (g_.nodes[k].op != "Shape") {  // Shape needs only its input's dimensions
+        for (const auto& in : g_.nodes[k].inputs) known = known && (in.empty() || computed_at_plan_time(in));
+      }
+    }
+    return plan_time_[value] = known;
+  }
+
+  Perm perm_of(const Node& transpose) const { return transpose.attr_ints("perm"); }
+
+  // The plain Transpose with permutation `perm` producing `value`, read by nothing else; -1 if none.
+  int transpose_into(const std::string& value, const Perm& perm) const {
+    const int k = producer_of(value);
+    if (k < 0 || !plain_node(g_.nodes[k], "Transpose") || perm_of(g_.nodes[k]) != perm) return -1;
+    return readers_.internal(value).size() == 1 ? k : -1;
+  }
+
+  // `value` with a Cast to float in front of it looked through (PyTorch writes one after each Gather).
+  std::string through_cast(const std::string& value, Match& m) const {
+    const int k = producer_of(value);
+    if (k < 0 || !plain_node(g_.nodes[k], "Cast") || g_.nodes[k].attr_i("to", 0) != 1) return value;
+    if (readers_.internal(value).size() != 1) return value;
+    m.nodes.push_back(static_cast<std::size_t>(k));
+    return g_.nodes[k].input(0);
+  }
+
+  // Whether `value` is Gather(t, scalar index, axis 0), read by nothing else; sets the index.
+  bool gather_from(const std::string& value, const std::string& t, int64_t& index, Match& m) const {
+    const int k = producer_of(value);
+    if (k < 0 || !plain_node(g_.nodes[k], "Gather") || g_.nodes[k].attr_i("axis", 0) != 0) return false;
+    if (g_.nodes[k].input(0) != t || readers_.internal(value).size() != 1) return false;
+    auto c = g_.constants.find(g_.nodes[k].input(1));
+    if (c == g_.constants.end() || c->second.dtype != DType::i64 || !c->second.dims.empty()) return false;
+    index = c->second.i.at(0);
+    m.nodes.push_back(static_cast<std::size_t>(k));
+    return true;
+  }
+
+  bool match_packed(const std::string& q, const std::string& kt, const std::string& v, Match& m) const {
+    Match t = m;
+    const int k_transpose = transpose_into(kt, {0, 1, 3, 2});
+    if (k_transpose < 0) return false;
+    t.nodes.push_back(static_cast<std::size_t>(k_transpose));
+    const std::string q_gathered = through_cast(q, t), v_gathered = through_cast(v, t);
+    const std::string k_gathered = through_cast(g_.nodes[k_transpose].input(0), t);
+    const int q_gather = producer_of(q_gathered);
+    if (q_gather < 0) return false;
+    const int split = producer_of(g_.nodes[q_gather].input(0));
+    if (split < 0 || !plain_node(g_.nodes[split], "Transpose") || perm_of(g_.nodes[split]) != Perm{2, 0, 3, 1, 4}) return false;
+    const std::string& heads = g_.nodes[split].outputs[0];
+    if (readers_.internal(heads).size() != 3) return false;
+    int64_t iq = 0, ik = 0, iv = 0;
+    if (!gather_from(q_gathered, heads, iq, t) || !gather_from(k_gathered, heads, ik, t) ||
+        !gather_from(v_gathered, heads, iv, t))
+      return false;
+    t.nodes.push_back(static_cast<std::size_t>(split));
+    t.inputs = {g_.nodes[split].input(0), t.scale};
+    t.indices = {iq, ik, iv};
+    m = std::move(t);
+    return true;
+  }
+
+  bool match_separate(const std::string& q, const std::string& kt, const std::string& v, Match& m) const {
+    Match t = m;
+    const int q_heads = transpose_into(q, {0, 2, 1, 3}), v_heads = transpose_into(v, {0, 2, 1, 3});
+    if (q_heads < 0 || v_heads < 0) return false;
+    t.nodes.push_back(static_cast<std::size_t>(q_heads));
+    t.nodes.push_back(static_cast<std::size_t>(v_heads));
+    std::string k;
+    if (const int direct = transpose_into(kt, {0, 2, 3, 1}); direct >= 0) {
+      t.nodes.push_back(static_cast<std::size_t>(direct));
+      k = g_.nodes[direct].input(0);
+    } else {
+      const int inner = transpose_into(kt, {0, 1, 3, 2});
+      const int outer = inner < 0 ? -1 : transpose_into(g_.nodes[inner].input(0), {0, 2, 1, 3});
+      if (outer < 0) return false;
+      t.nodes.push_back(static_cast<std::size_t>(inner));
+      t.nodes.push_back(static_cast<std::size_t>(outer));
+      k = g_.nodes[outer].input(0);
+    }
+    t.inputs = {g_.nodes[q_heads].input(0), k, g_.nodes[v_heads].input(0), t.scale};
+    m = std::move(t);
+    return true;
+  }
+
+  const Graph& g_;
+  const Readers readers_;
+  std::map<std::string, std::size_t> producer_;
+  std::map<std::string, bool> plan_time_;
+};
+
+Attribute int_attribute(int64_t v) {
+  Attribute a;
+  a.kind = Attribute::Kind::i;
+  a.i = v;
+  return a;
+}
+
+}  // namespace
+
+int fuse_attention(Graph& g) {
+  Matcher matcher(g);
+  std::vector<bool> taken(g.nodes.size(), false);
+  std::vector<std::pair<std::vector<std::size_t>, Node>> groups;
+  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+    Match m;
+    bool matched = false;
+    try {
+      matched = !taken[k] && matcher.match_at(k, m);
+    } catch (const InputError&) {
+      // A mistyped attribute: left to the planner, which reports it with the file's name.
+    }
+    if (!matched) continue;
+    bool overlaps = false;
+    for (std::size_t j : m.nodes) overlaps = overlaps || taken[j];
+    if (overlaps) continue;
+    Node fused;
+    fused.name = m.name;  // the q k^T product's name, as the other fusions name theirs
+    fused.op = fused_attention_op;
+    fused.inputs = m.inputs;
+    fused.outputs = {m.output};
+    Attribute layout;
+    layout.kind = Attribute::Kind::s;
+    layout.s = m.indices.empty() ? "separate" : "packed";
+    Attribute indices;
+    indices.kind = Attribute::Kind::ints;
+    indices.ints = m.indices;
+    fused.attrs = {{"layout", layout}, {"divide", int_attribute(m.divide ? 1 : 0)}, {"indices", indices}};
+    std::sort(m.nodes.begin(), m.nodes.end());
+    for (std::size_t j : m.nodes) {
+      taken[j] = true;
+      fused.unfused.push_back(g.nodes[j]);
+    }
+    groups.emplace_back(std::move(m.nodes), std::move(fused));
+  }
+  return replace_groups(g, std::move(groups));
+}
+
+}  // namespace arcforge::runtime::detail

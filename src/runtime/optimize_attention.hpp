@@ -1,0 +1,20 @@
+#pragma once
+// The load-time fusion of a Vision Transformer's multi-head attention (optimize_attention.cpp),
+// used by optimize_graph.
+#include "graph.hpp"
+
+namespace arcforge::runtime::detail {
+
+// The runtime's own operator the fusion writes (never read from a file: the loader accepts ONNX
+// operators only). Inputs: packed layout {qkv [B,T,E,heads,hd], scale}, separate layout
+// {q, k, v [B,T,heads,hd], scale}; the scale may be "" (1). Output [B,T,heads,hd].
+// Attributes: layout ("packed" or "separate"), divide (1: the scores are divided by the scale),
+// indices (packed: the positions of q, k and v along E, as the file's Gathers had them).
+inline constexpr const char* fused_attention_op = "FusedAttention";
+
+// Rewrites each softmax(q k^T * scale) v with its heads split and merged by Transposes (and, in
+// PyTorch's packed layout, Gathers from one qkv tensor) into one FusedAttention node. Returns the
+// number of nodes removed.
+int fuse_attention(Graph& g);
+
+}  // namespace arcforge::runtime::detail
