@@ -68,7 +68,7 @@ bool is_supported_op(const std::string& op) {
       "Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
       "GlobalMaxPool", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Exp", "Sqrt", "Abs",
       "Neg", "HardSwish", "Elu", "Add", "Sub", "Mul", "Div", "Max", "Min", "Softmax", "Concat",
-      "Transpose", "Slice", "LayerNormalization", "ReduceMean", "Pow",
+      "Transpose", "Slice", "Split", "LayerNormalization", "ReduceMean", "Pow",
       // computed with loops (cheap, memory-bound)
       "Resize", "Upsample",
       // views: no data movement

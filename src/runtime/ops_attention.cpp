@@ -43,6 +43,8 @@ bool fits_kernel(PlanBuilder& b, const Node& n, bool packed, Geometry& geo) {
     const std::vector<int64_t> indices = n.attr_ints("indices");
     if (in.size() != 5 || indices.size() != 3) return false;
     const int64_t extent = in[2];
+    const int64_t pieces = n.attr_i("split_outputs", 0);  // a Split's pieces are of one only then
+    if (pieces > 0 && pieces != extent) return false;
     for (int j = 0; j < 3; ++j) {
       const int64_t index = indices[j] < 0 ? indices[j] + extent : indices[j];
       if (index < 0 || index >= extent) return false;  // the Gather, run as written, says so

@@ -1,7 +1,9 @@
 // Operators that move data without arithmetic: Transpose (a reorder through permuted strides),
 // the views Reshape/Flatten/Squeeze/Unsqueeze/Identity/Dropout and Cast to float (no data
-// movement), Slice (a reorder from a sub-memory) and Concat; plus Softmax, which also wants a plain
+// movement), Slice and Split (reorders from sub-memories) and Concat; plus Softmax, which also wants a plain
 // layout.
+#include <algorithm>
+
 #include "plan.hpp"
 
 namespace arcforge::runtime::detail {
@@ -76,6 +78,51 @@ void plan_slice(PlanBuilder& b, const Node& n) {
       }
     }
   });
+}
+
+// The sizes of Split's pieces along `axis` (extent elements): the `split` input (opset 13) or
+// attribute, else equal pieces, one per output (opset 18's num_outputs: the last may be smaller).
+std::vector<int64_t> split_sizes(PlanBuilder& b, const Node& n, int64_t extent) {
+  const int64_t parts = static_cast<int64_t>(n.outputs.size());
+  std::vector<int64_t> sizes = ints_param(n, 1, "split", b.host_lookup());
+  if (sizes.empty()) {
+    if (n.has("num_outputs")) {
+      if (n.attr_i("num_outputs", 0) != parts) node_error(n, "num_outputs differs from the number of outputs");
+      const int64_t chunk = (extent + parts - 1) / parts;
+      for (int64_t j = 0; j < parts; ++j) sizes.push_back(std::max<int64_t>(0, std::min(chunk, extent - j * chunk)));
+    } else {
+      if (extent % parts != 0)
+        node_error(n, "an axis of " + std::to_string(extent) + " does not split into " + std::to_string(parts) + " equal pieces");
+      sizes.assign(static_cast<std::size_t>(parts), extent / parts);
+    }
+  }
+  if (static_cast<int64_t>(sizes.size()) != parts) node_error(n, "split has " + std::to_string(sizes.size()) + " sizes for " + std::to_string(parts) + " outputs");
+  int64_t total = 0;
+  for (int64_t size : sizes) {
+    if (size < 0) node_error(n, "a negative split size");
+    total += size;
+  }
+  if (total != extent) node_error(n, "split sizes add up to " + std::to_string(total) + ", not the axis' " + std::to_string(extent));
+  return sizes;
+}
+
+// Split: each piece a reorder from a sub-memory of the input (PyTorch writes unbind and chunk so).
+void plan_split(PlanBuilder& b, const Node& n) {
+  const Dims& in = b.dims(n.input(0));
+  const int64_t axis = normalize_axis(n, n.attr_i("axis", 0), static_cast<int64_t>(in.size()));
+  const std::vector<int64_t> sizes = split_sizes(b, n, in[axis]);
+  MemRef src = b.input_plain(n.input(0));
+  int64_t offset = 0;
+  for (std::size_t j = 0; j < sizes.size(); ++j) {
+    Dims out = in, start(in.size(), 0);
+    out[axis] = sizes[j];
+    start[axis] = offset;
+    offset += sizes[j];
+    if (n.outputs[j].empty()) continue;
+    MemRef dst = b.output(n.outputs[j], plain_md(out));
+    if (numel(out) == 0) continue;
+    b.add_reorder(MemRef{src.buffer, src.fixed, plain_md(in).submemory_desc(out, start)}, dst);
+  }
 }
 
 void plan_concat(PlanBuilder& b, const Node& n) {

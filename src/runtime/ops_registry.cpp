@@ -41,6 +41,7 @@ OpPlanner find_planner(const std::string& op) {
       {"Concat", plan_concat},
       {"Transpose", plan_transpose},
       {"Slice", plan_slice},
+      {"Split", plan_split},
       {"Reshape", plan_view},
       {"Flatten", plan_view},
       {"Squeeze", plan_view},

@@ -4,7 +4,8 @@
 //
 //   PyTorch (torch.onnx.export of arcface_torch's and timm's ViT), from qkv [B,T,3,heads,hd]:
 //     t = Transpose(qkv, [2,0,3,1,4]); q, k, v = Gather(t, 0 / 1 / 2, axis 0) [Cast to float]
-//     (any scalar indices: the fused node reads q, k and v where the Gathers did)
+//     (any scalar indices: the fused node reads q, k and v where the Gathers did), or, for
+//     qkv.unbind(0) (timm), Squeeze(Split(t, axis 0, pieces of 1)[0 / 1 / 2], axes [0])
 //     kt = Transpose(k, [0,1,3,2])
 //   arcforge's exporter, from q, k, v [B,T,heads,hd] each:
 //     q' = Transpose(q, [0,2,1,3]); kt = Transpose(k, [0,2,3,1]) (or [0,2,1,3] then [0,1,3,2])
@@ -22,8 +23,7 @@
 #include <algorithm>
 #include <map>
 
-#include "arcforge/common/error.hpp"
-#include "graph_readers.hpp"
+#include "graph_rewrite.hpp"
 #include "host_eval.hpp"
 
 namespace arcforge::runtime::detail {
@@ -34,7 +34,8 @@ using Perm = std::vector<int64_t>;
 struct Match {
   std::vector<std::size_t> nodes;  // every absorbed node
   std::vector<std::string> inputs;  // qkv, or q, k, v
-  std::vector<int64_t> indices;     // packed: the Gathers' indices of q, k, v
+  std::vector<int64_t> indices;     // packed: the positions of q, k, v along qkv's third axis
+  int64_t split_outputs = 0;        // packed: 3 when a Split cut qkv (0: Gathers)
   std::string scale, output, name;
   bool divide = false;
 };
@@ -172,23 +173,82 @@ class Matcher {
     const int k_transpose = transpose_into(kt, {0, 1, 3, 2});
     if (k_transpose < 0) return false;
     t.nodes.push_back(static_cast<std::size_t>(k_transpose));
-    const std::string q_gathered = through_cast(q, t), v_gathered = through_cast(v, t);
-    const std::string k_gathered = through_cast(g_.nodes[k_transpose].input(0), t);
-    const int q_gather = producer_of(q_gathered);
-    if (q_gather < 0) return false;
-    const int split = producer_of(g_.nodes[q_gather].input(0));
+    const std::string parts[3] = {through_cast(q, t), through_cast(g_.nodes[k_transpose].input(0), t),
+                                  through_cast(v, t)};
+    // The heads' split: Gathers of t (torch.onnx of qkv[0], qkv[1], qkv[2]), or one Split of t
+    // whose pieces are Squeezed (of qkv.unbind(0)).
+    std::string heads;
+    int64_t index[3] = {0, 0, 0};
+    if (!taken_apart(parts, heads, index, t)) return false;
+    const int split = producer_of(heads);
     if (split < 0 || !plain_node(g_.nodes[split], "Transpose") || perm_of(g_.nodes[split]) != Perm{2, 0, 3, 1, 4}) return false;
-    const std::string& heads = g_.nodes[split].outputs[0];
-    if (readers_.internal(heads).size() != 3) return false;
-    int64_t iq = 0, ik = 0, iv = 0;
-    if (!gather_from(q_gathered, heads, iq, t) || !gather_from(k_gathered, heads, ik, t) ||
-        !gather_from(v_gathered, heads, iv, t))
-      return false;
     t.nodes.push_back(static_cast<std::size_t>(split));
     t.inputs = {g_.nodes[split].input(0), t.scale};
-    t.indices = {iq, ik, iv};
+    t.indices = {index[0], index[1], index[2]};
     m = std::move(t);
     return true;
+  }
+
+  // Whether q, k and v (`parts`) are slabs of one tensor along axis 0, read by nothing else: sets
+  // that tensor and each part's index.
+  bool taken_apart(const std::string (&parts)[3], std::string& heads, int64_t (&index)[3], Match& m) const {
+    const int first = producer_of(parts[0]);
+    if (first < 0) return false;
+    if (g_.nodes[first].op == "Gather") {
+      heads = g_.nodes[first].input(0);
+      if (readers_.internal(heads).size() != 3) return false;
+      for (int j = 0; j < 3; ++j) {
+        if (!gather_from(parts[j], heads, index[j], m)) return false;
+      }
+      return true;
+    }
+    // Squeeze(Split(heads, axis 0, pieces of 1)[j], axes [0]).
+    int split = -1;
+    for (int j = 0; j < 3; ++j) {
+      const int squeeze = producer_of(parts[j]);
+      if (squeeze < 0 || !plain_node(g_.nodes[squeeze], "Squeeze") || readers_.internal(parts[j]).size() != 1) return false;
+      if (squeeze_axes(g_.nodes[squeeze]) != std::vector<int64_t>{0}) return false;
+      const std::string& piece = g_.nodes[squeeze].input(0);
+      const int from = producer_of(piece);
+      if (from < 0 || (split >= 0 && from != split) || readers_.internal(piece).size() != 1) return false;
+      split = from;
+      const Node& sp = g_.nodes[split];
+      const auto at = std::find(sp.outputs.begin(), sp.outputs.end(), piece);
+      index[j] = at - sp.outputs.begin();
+      m.nodes.push_back(static_cast<std::size_t>(squeeze));
+    }
+    const Node& sp = g_.nodes[split];
+    if (sp.op != "Split" || !sp.post_ops.empty() || sp.outputs.size() != 3 || sp.attr_i("axis", 0) != 0 ||
+        !unit_pieces(sp))
+      return false;
+    heads = sp.input(0);
+    if (readers_.internal(heads).size() != 1) return false;
+    m.nodes.push_back(static_cast<std::size_t>(split));
+    m.split_outputs = 3;
+    return true;
+  }
+
+  // A Squeeze's axes: the attribute (below opset 13) or the constant second input.
+  std::vector<int64_t> squeeze_axes(const Node& n) const {
+    if (n.has("axes")) return n.attr_ints("axes");
+    auto c = n.input(1).empty() ? g_.constants.end() : g_.constants.find(n.input(1));
+    return c == g_.constants.end() || c->second.dtype != DType::i64 ? std::vector<int64_t>{} : c->second.i;
+  }
+
+  // A Split into pieces of one: its `split` attribute or constant input all 1s (absent: equal pieces,
+  // of one when the axis has 3 elements, which the planner checks).
+  bool unit_pieces(const Node& n) const {
+    std::vector<int64_t> sizes;
+    if (n.has("split")) {
+      sizes = n.attr_ints("split");
+    } else if (!n.input(1).empty()) {
+      auto c = g_.constants.find(n.input(1));
+      if (c == g_.constants.end() || c->second.dtype != DType::i64) return false;
+      sizes = c->second.i;
+    } else {
+      return true;
+    }
+    return std::all_of(sizes.begin(), sizes.end(), [](int64_t v) { return v == 1; });
   }
 
   bool match_separate(const std::string& q, const std::string& kt, const std::string& v, Match& m) const {
@@ -231,20 +291,9 @@ Attribute int_attribute(int64_t v) {
 
 int fuse_attention(Graph& g) {
   Matcher matcher(g);
-  std::vector<bool> taken(g.nodes.size(), false);
-  std::vector<std::pair<std::vector<std::size_t>, Node>> groups;
-  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+  return fuse_each(g, [&](std::size_t k) -> std::optional<Fusion> {
     Match m;
-    bool matched = false;
-    try {
-      matched = !taken[k] && matcher.match_at(k, m);
-    } catch (const InputError&) {
-      // A mistyped attribute: left to the planner, which reports it with the file's name.
-    }
-    if (!matched) continue;
-    bool overlaps = false;
-    for (std::size_t j : m.nodes) overlaps = overlaps || taken[j];
-    if (overlaps) continue;
+    if (!matcher.match_at(k, m)) return std::nullopt;
     Node fused;
     fused.name = m.name;  // the q k^T product's name, as the other fusions name theirs
     fused.op = fused_attention_op;
@@ -256,15 +305,14 @@ int fuse_attention(Graph& g) {
     Attribute indices;
     indices.kind = Attribute::Kind::ints;
     indices.ints = m.indices;
-    fused.attrs = {{"layout", layout}, {"divide", int_attribute(m.divide ? 1 : 0)}, {"indices", indices}};
+    fused.attrs = {{"layout", layout},
+                   {"divide", int_attribute(m.divide ? 1 : 0)},
+                   {"indices", indices},
+                   {"split_outputs", int_attribute(m.split_outputs)}};
     std::sort(m.nodes.begin(), m.nodes.end());
-    for (std::size_t j : m.nodes) {
-      taken[j] = true;
-      fused.unfused.push_back(g.nodes[j]);
-    }
-    groups.emplace_back(std::move(m.nodes), std::move(fused));
-  }
-  return replace_groups(g, std::move(groups));
+    for (std::size_t j : m.nodes) fused.unfused.push_back(g.nodes[j]);
+    return Fusion{std::move(m.nodes), std::move(fused)};
+  });
 }
 
 }  // namespace arcforge::runtime::detail

@@ -9,7 +9,8 @@ namespace arcforge::runtime::detail {
 // operators only). Inputs: packed layout {qkv [B,T,E,heads,hd], scale}, separate layout
 // {q, k, v [B,T,heads,hd], scale}; the scale may be "" (1). Output [B,T,heads,hd].
 // Attributes: layout ("packed" or "separate"), divide (1: the scores are divided by the scale),
-// indices (packed: the positions of q, k and v along E, as the file's Gathers had them).
+// indices (packed: the positions of q, k and v along E, as the file's Gathers or Split had them),
+// split_outputs (packed: 3 when a Split cut qkv, whose pieces are of one only where E is 3).
 inline constexpr const char* fused_attention_op = "FusedAttention";
 
 // Rewrites each softmax(q k^T * scale) v with its heads split and merged by Transposes (and, in

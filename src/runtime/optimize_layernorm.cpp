@@ -8,8 +8,7 @@
 // left to run node by node.
 #include "optimize_layernorm.hpp"
 
-#include "arcforge/common/error.hpp"
-#include "graph_readers.hpp"
+#include "graph_rewrite.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -108,20 +107,9 @@ bool match_at(const Graph& g, const Readers& r, std::size_t k, Match& m) {
 
 int fuse_layernorm(Graph& g) {
   const Readers readers(g);
-  std::vector<bool> taken(g.nodes.size(), false);
-  std::vector<std::pair<std::vector<std::size_t>, Node>> groups;
-  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+  return fuse_each(g, [&](std::size_t k) -> std::optional<Fusion> {
     Match m;
-    bool matched = false;
-    try {
-      matched = !taken[k] && match_at(g, readers, k, m);
-    } catch (const InputError&) {
-      // A mistyped attribute: left to the planner, which reports it with the file's name.
-    }
-    if (!matched) continue;
-    bool overlaps = false;
-    for (std::size_t j : m.nodes) overlaps = overlaps || taken[j];
-    if (overlaps) continue;
+    if (!match_at(g, readers, k, m)) return std::nullopt;
     Node ln;
     ln.name = g.nodes[k].name;  // named after the node it starts from, like the other fusions
     ln.op = "LayerNormalization";
@@ -137,10 +125,8 @@ int fuse_layernorm(Graph& g) {
     eps.kind = Attribute::Kind::f;
     eps.f = m.epsilon;
     ln.attrs = {{"axis", axis}, {"epsilon", eps}};
-    for (std::size_t j : m.nodes) taken[j] = true;
-    groups.emplace_back(std::move(m.nodes), std::move(ln));
-  }
-  return replace_groups(g, std::move(groups));
+    return Fusion{std::move(m.nodes), std::move(ln)};
+  });
 }
 
 }  // namespace arcforge::runtime::detail

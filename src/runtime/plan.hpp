@@ -193,6 +193,7 @@ void plan_concat(PlanBuilder&, const Node&);
 void plan_transpose(PlanBuilder&, const Node&);
 void plan_view(PlanBuilder&, const Node&);
 void plan_slice(PlanBuilder&, const Node&);
+void plan_split(PlanBuilder&, const Node&);
 void plan_resize(PlanBuilder&, const Node&);
 void plan_conv_int8(PlanBuilder&, const Node&);
 void plan_gemm_int8(PlanBuilder&, const Node&);

@@ -62,6 +62,9 @@ struct AttCase {
   bool probs_read_elsewhere = false;// p also feeds a ReduceMean over the queries, a second output
   bool output_transpose = true;     // false: y = o, [B,H,N,d]
   std::vector<int64_t> gather_indices{0, 1, 2};  // packed: the Gathers' indices of q, k and v
+  bool unbind = false;              // packed: Squeeze(Split(t, axis 0)[j], axes [0]) (timm's
+                                    // qkv.unbind(0)) instead of the Gathers
+  bool split_sizes = true;          // unbind: the Split says its pieces are of 1 (else equal pieces)
   bool k_two_transposes = false;    // separate: kt = Transpose(Transpose(k4, [0,2,1,3]), [0,1,3,2])
   int opset = 13;
   int64_t tokens = 7, heads = 3, head_dim = 5;
@@ -118,7 +121,29 @@ std::string build(const AttCase& c, const std::string& dir) {
     }
     B::attr(m.node("Transpose", {qkv5}, {"t"}), "perm", std::vector<int64_t>{2, 0, 3, 1, 4});
     const char* parts[] = {"q", "k", "v"};
-    for (int64_t j = 0; j < 3; ++j) {
+    if (c.unbind) {
+      // torch.onnx's unbind: attributes below opset 13, constant inputs from it.
+      const bool inputs = c.opset >= 13;
+      std::vector<std::string> split_in{"t"};
+      if (inputs) {
+        m.initializer_i64("pieces", {3}, {1, 1, 1}).initializer_i64("axis0", {1}, {0});
+        if (c.split_sizes) split_in.push_back("pieces");
+      }
+      auto& split = m.node("Split", split_in, {"t0", "t1", "t2"});
+      B::attr(split, "axis", int64_t{0});
+      if (!inputs && c.split_sizes) B::attr(split, "split", std::vector<int64_t>{1, 1, 1});
+      for (int64_t j = 0; j < 3; ++j) {
+        const std::string piece = "t" + std::to_string(j), name = parts[j];
+        const std::string squeezed = c.cast ? name + "0" : name;
+        if (inputs) {
+          m.node("Squeeze", {piece, "axis0"}, {squeezed});
+        } else {
+          B::attr(m.node("Squeeze", {piece}, {squeezed}), "axes", std::vector<int64_t>{0});
+        }
+        if (c.cast) B::attr(m.node("Cast", {squeezed}, {name}), "to", int64_t{1});
+      }
+    }
+    for (int64_t j = 0; j < 3 && !c.unbind; ++j) {
       const std::string name = parts[j];
       m.initializer_i64("i_" + name, {}, {c.gather_indices.at(static_cast<std::size_t>(j))});
       if (c.cast) {
@@ -473,6 +498,15 @@ INSTANTIATE_TEST_SUITE_P(
         // y = o [B,H,N,d], no merging Transpose: 9 nodes (today 8).
         AttCase{.name = "output_transpose_absent_not_fused", .nodes_after_fusion = 8, .fused = false,
                 .output_transpose = false},
+        // timm's qkv.unbind(0): Split(t) into 3 pieces of 1 and a Squeeze of each instead of the
+        // Gathers. Transpose, Split, 3 Squeezes, Transpose(k), MatMul, Mul, Softmax, MatMul,
+        // Transpose: 11 nodes -> 1; at opset 11 as attributes; with 3 Casts 14 -> 1; a Split without
+        // sizes (equal pieces, of 1 because the axis has 3) -> 1.
+        AttCase{.name = "packed_unbind_fused", .nodes_after_fusion = 1, .unbind = true},
+        AttCase{.name = "packed_unbind_opset11_fused", .nodes_after_fusion = 1, .softmax_axis = 3, .unbind = true,
+                .opset = 11},
+        AttCase{.name = "packed_unbind_cast_equal_pieces_fused", .nodes_after_fusion = 1, .cast = true, .unbind = true,
+                .split_sizes = false},
         // q = Gather(t, 1), k = Gather(t, 0): the fused node reads each from where its Gather did
         // (the `indices` attribute): 10 nodes, all absorbed -> 1.
         AttCase{.name = "q_and_k_swapped_fused", .nodes_after_fusion = 1, .fused = true, .gather_indices = {1, 0, 2}},

@@ -1,5 +1,5 @@
 // Operators torch.onnx.export writes for a Vision Transformer that the CNN models never used:
-// ReduceMean, Pow, Gather and Cast on run-time data (not just on shape arithmetic), each a small
+// ReduceMean, Pow, Gather, Cast and Split on run-time data (not just on shape arithmetic), each a small
 // model checked against ONNX Runtime; then a whole transformer block in torch's opset-11 layout
 // (decomposed LayerNorm, qkv reshaped by shape arithmetic, q/k/v gathered, attention, ReLU6 MLP).
 #include <gtest/gtest.h>
@@ -114,6 +114,31 @@ INSTANTIATE_TEST_SUITE_P(
                [](B& m) {
                  B::attr(m.node("Cast", {"x0"}, {"c"}), "to", int64_t{1});
                  m.node("Relu", {"c"}, {"y"});
+               }},
+        // Split (qkv.unbind(0), torch.chunk): the pieces joined again in another order, so that each
+        // piece's content and place are checked.
+        OpCase{"split_unbind_opset11_attribute", 11, {3, 2, 4, 5},
+               [](B& m) {
+                 B::attr(m.node("Split", {"x0"}, {"s0", "s1", "s2"}), "split", std::vector<int64_t>{1, 1, 1});
+                 B::attr(m.node("Concat", {"s2", "s0", "s1"}, {"y"}), "axis", int64_t{0});
+               }},
+        OpCase{"split_sizes_input_last_axis", 13, {2, 3, 12},
+               [](B& m) {
+                 m.initializer_i64("sizes", {3}, {2, 4, 6});
+                 B::attr(m.node("Split", {"x0", "sizes"}, {"s0", "s1", "s2"}), "axis", int64_t{-1});
+                 B::attr(m.node("Concat", {"s2", "s0", "s1"}, {"y"}), "axis", int64_t{-1});
+               }},
+        OpCase{"split_equal_pieces_axis1", 13, {2, 6, 4},
+               [](B& m) {
+                 B::attr(m.node("Split", {"x0"}, {"s0", "s1", "s2"}), "axis", int64_t{1});
+                 B::attr(m.node("Concat", {"s1", "s2", "s0"}, {"y"}), "axis", int64_t{1});
+               }},
+        OpCase{"split_opset18_num_outputs_uneven", 18, {2, 7, 3},  // pieces of 3, 3 and 1
+               [](B& m) {
+                 auto& split = m.node("Split", {"x0"}, {"s0", "s1", "s2"});
+                 B::attr(split, "axis", int64_t{1});
+                 B::attr(split, "num_outputs", int64_t{3});
+                 B::attr(m.node("Concat", {"s2", "s1", "s0"}, {"y"}), "axis", int64_t{1});
                }}),
     [](const auto& info) { return info.param.name; });
 
@@ -135,6 +160,15 @@ TEST(TorchExportErrors, UnsupportedDataPathUsesNameTheNode) {
        },
        "out of range"},
       {"cast_to_int", [](B& m) { B::attr(m.node("Cast", {"x0"}, {"y"}, "the_cast"), "to", int64_t{7}); }, "to=7"},
+      {"split_sizes_not_the_axis",
+       [](B& m) {
+         m.initializer_i64("sizes", {2}, {1, 1});
+         m.node("Split", {"x0", "sizes"}, {"y", "rest"}, "the_split");
+       },
+       "split sizes add up to 2, not the axis' 3"},
+      {"split_unequal_pieces",
+       [](B& m) { B::attr(m.node("Split", {"x0"}, {"y", "b", "c"}, "the_split"), "axis", int64_t{1}); },
+       "does not split into 3 equal pieces"},
   };
   for (const auto& c : cases) {
     OnnxBuilder m(13);

@@ -1,6 +1,9 @@
 #pragma once
 // What the pattern-matching rewrites (optimize_layernorm.cpp, optimize_attention.cpp) ask of a
-// graph: who reads a value, and whether a node is a plain one they may absorb.
+// graph (who reads a value, whether a node is a plain one they may absorb) and how they apply their
+// matches (fuse_each).
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -25,9 +28,16 @@ bool plain_node(const Node& n, const std::string& op);
 // The only reader of `value`, if it is a plain `op` node; else -1.
 int only_reader(const Graph& g, const Readers& r, const std::string& value, const std::string& op);
 
-// Replaces, for each group, the nodes it lists by `fused`, put at the position of the group's last
-// node (everything that reads the fused node's outputs comes after it), and drops the others.
-// Groups must not share nodes. Returns the number of nodes removed.
-int replace_groups(Graph& g, std::vector<std::pair<std::vector<std::size_t>, Node>> groups);
+// A rewrite's match: the nodes it absorbs and the node that replaces them.
+struct Fusion {
+  std::vector<std::size_t> nodes;
+  Node fused;
+};
+
+// Tries `match` at every node in order and puts each fused node at the position of the last node
+// its match absorbs (everything that reads its outputs comes after it), dropping the others; a
+// match that shares a node with an earlier one is skipped, and so is one that throws InputError (a
+// mistyped attribute: the planner reports it, naming the file). Returns the number of nodes removed.
+int fuse_each(Graph& g, const std::function<std::optional<Fusion>(std::size_t)>& match);
 
 }  // namespace arcforge::runtime::detail

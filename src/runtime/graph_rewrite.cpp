@@ -1,6 +1,8 @@
-#include "graph_readers.hpp"
+#include "graph_rewrite.hpp"
 
 #include <algorithm>
+
+#include "arcforge/common/error.hpp"
 
 namespace arcforge::runtime::detail {
 
@@ -32,15 +34,32 @@ int only_reader(const Graph& g, const Readers& r, const std::string& value, cons
   return static_cast<int>(readers[0]);
 }
 
-int replace_groups(Graph& g, std::vector<std::pair<std::vector<std::size_t>, Node>> groups) {
+int fuse_each(Graph& g, const std::function<std::optional<Fusion>(std::size_t)>& match) {
+  std::vector<bool> taken(g.nodes.size(), false);
+  std::vector<Fusion> fusions;
+  for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+    if (taken[k]) continue;
+    std::optional<Fusion> f;
+    try {
+      f = match(k);
+    } catch (const InputError&) {
+      continue;
+    }
+    if (!f || f->nodes.empty()) continue;
+    bool overlaps = false;
+    for (std::size_t j : f->nodes) overlaps = overlaps || taken[j];
+    if (overlaps) continue;
+    for (std::size_t j : f->nodes) taken[j] = true;
+    fusions.push_back(std::move(*f));
+  }
   std::vector<bool> dead(g.nodes.size(), false);
   int removed = 0;
-  for (auto& [nodes, fused] : groups) {
-    for (std::size_t j : nodes) dead[j] = true;
-    const std::size_t last = *std::max_element(nodes.begin(), nodes.end());
+  for (auto& f : fusions) {
+    for (std::size_t j : f.nodes) dead[j] = true;
+    const std::size_t last = *std::max_element(f.nodes.begin(), f.nodes.end());
     dead[last] = false;
-    g.nodes[last] = std::move(fused);
-    removed += static_cast<int>(nodes.size()) - 1;
+    g.nodes[last] = std::move(f.fused);
+    removed += static_cast<int>(f.nodes.size()) - 1;
   }
   std::vector<Node> kept;
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
