@@ -178,6 +178,21 @@ TEST(Trainer, MakingBatchesAheadChangesNothing) {
   fs::remove_all(inline_dir);
 }
 
+// Evaluating held-out pairs between steps (eval mode, no grad, then back to training) leaves the
+// training run alone: make demo's evaluation cadence can change without changing what it trains.
+TEST(Trainer, EvaluatingBetweenStepsChangesNothing) {
+  std::string evaluated_dir = temp_dir("evaluated"), plain_dir = temp_dir("plain");
+  TrainConfig evaluated = small_config(evaluated_dir, 4);
+  evaluated.eval.pairs = 40;
+  evaluated.eval.identities = 20;
+  evaluated.eval.every = 1;
+  const TrainResult with_eval = run_training(evaluated);
+  ASSERT_TRUE(with_eval.eval_after.has_value());
+  expect_same_checkpoints(with_eval.checkpoint, run_training(small_config(plain_dir, 4)).checkpoint);
+  fs::remove_all(evaluated_dir);
+  fs::remove_all(plain_dir);
+}
+
 // log.phase_timing reports every phase of the step, each finished no earlier than issued, within
 // the step's wall time, and leaves the trajectory alone (the same weights as an untimed run).
 TEST(Trainer, PhaseTimingReportsEveryPhaseAndChangesNothing) {
