@@ -10,6 +10,7 @@
 
 #include "arcforge/common/parallel.hpp"
 #include "arcforge/common/error.hpp"
+#include "arcforge/common/log.hpp"
 #include "commands.hpp"
 #include "parity_json.hpp"
 #include "train/export/onnx_import.hpp"
@@ -49,6 +50,11 @@ void run(const ImportArgs& a) {
   const onnx_io::ImportSummary summary = recognizer.load_into(*modules.backbone);
 
   onnx_io::ParityResult parity;
+  if (a.no_verify && modules.backbone->arch().rfind("vit", 0) == 0) {
+    // The check below is all that covers a ViT's attention: its head count and scale carry no weights.
+    log::warn(a.onnx + ": --no-verify: the attention's head count and scale, which carry no weights, are not checked "
+              "against " + config.model.arch + "'s; without the flag the file's outputs check them");
+  }
   if (!a.no_verify) {
     parity = onnx_io::compare_with_runtime(*modules.backbone, a.onnx, 0, /*seed=*/1, threads);
     if (parity.relative() > onnx_io::kParityTolerance) {

@@ -302,6 +302,12 @@ TEST(VitImportCli, ImportWritesACheckpointAndChecksItAgainstTheFile) {
   const torch::Tensor x = images(2, 6);
   EXPECT_LT(gap(reference(*imported.backbone, x), run_runtime(onnx, x)).relative(), kTolerance);
 
+  // Without the check, nothing covers the attention's head count and scale: the import says so.
+  ASSERT_EQ(arcforge::test::run_cli("import " + onnx + " --arch vit_t --out " + ckpt + " --no-verify", &out), 0) << out;
+  EXPECT_NE(out.find("--no-verify: the attention's head count and scale, which carry no weights, are not checked"),
+            std::string::npos)
+      << out;
+
   // Importing it as a CNN fails with one line naming the file, and writes nothing.
   const std::string wrong = dir.file("wrong.pt");
   EXPECT_EQ(arcforge::test::run_cli("import " + onnx + " --arch r50 --out " + wrong + " --threads 2", &out), 1);
