@@ -256,5 +256,23 @@ save("attention_separate", [
     [arr("q.w", (4, 4)), arr("k.w", (4, 4)), arr("v.w", (4, 4)), int64s("heads", [0, 4, 2, 2]),
      int64s("tokens", [0, 4, 4]), helper.make_tensor("last", TensorProto.INT64, [], [-1])], opset=17)
 
+# Attention in timm's layout at opset 13: qkv [N, 4 tokens, 3, 2 heads, 2] taken apart by
+# qkv.unbind(0), a Split into pieces of 1 and a Squeeze of each (the runtime's Split, and the
+# attention fusion's unbind variant).
+save("attention_unbind", [
+    helper.make_node("Transpose", ["qkv"], ["t"], perm=[2, 0, 3, 1, 4]),
+    helper.make_node("Split", ["t", "ones"], ["t0", "t1", "t2"], axis=0),
+    helper.make_node("Squeeze", ["t0", "axis0"], ["q"]),
+    helper.make_node("Squeeze", ["t1", "axis0"], ["k"]),
+    helper.make_node("Squeeze", ["t2", "axis0"], ["v"]),
+    helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+    helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+    helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+    helper.make_node("Softmax", ["scaled"], ["attn"], axis=-1),
+    helper.make_node("MatMul", ["attn", "v"], ["mixed"]),
+    helper.make_node("Transpose", ["mixed"], ["y"], perm=[0, 2, 1, 3]),
+], [f32("qkv", ["N", 4, 3, 2, 2])], [f32("y", ["N", 4, 2, 2])],
+    [int64s("ones", [1, 1, 1]), int64s("axis0", [0]), helper.make_tensor("scale", TensorProto.FLOAT, [], [2 ** -0.5])])
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))
