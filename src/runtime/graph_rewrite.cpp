@@ -1,6 +1,7 @@
 #include "graph_rewrite.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include "arcforge/common/error.hpp"
 
@@ -48,11 +49,14 @@ int fuse_each(Graph& g, const std::function<std::optional<Fusion>(std::size_t)>&
     if (!f || f->nodes.empty()) continue;
     bool overlaps = false;
     for (std::size_t j : f->nodes) overlaps = overlaps || taken[j];
+    for (const auto& [j, nodes] : f->rewritten) overlaps = overlaps || taken[j];
     if (overlaps) continue;
     for (std::size_t j : f->nodes) taken[j] = true;
+    for (const auto& [j, nodes] : f->rewritten) taken[j] = true;
     fusions.push_back(std::move(*f));
   }
   std::vector<bool> dead(g.nodes.size(), false);
+  std::map<std::size_t, std::vector<Node>> rewritten;
   int removed = 0;
   for (auto& f : fusions) {
     for (std::size_t j : f.nodes) dead[j] = true;
@@ -60,10 +64,18 @@ int fuse_each(Graph& g, const std::function<std::optional<Fusion>(std::size_t)>&
     dead[last] = false;
     g.nodes[last] = std::move(f.fused);
     removed += static_cast<int>(f.nodes.size()) - 1;
+    for (auto& [j, nodes] : f.rewritten) {
+      removed -= static_cast<int>(nodes.size()) - 1;
+      rewritten[j] = std::move(nodes);
+    }
   }
   std::vector<Node> kept;
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
-    if (!dead[k]) kept.push_back(std::move(g.nodes[k]));
+    if (auto r = rewritten.find(k); r != rewritten.end()) {
+      for (auto& n : r->second) kept.push_back(std::move(n));
+    } else if (!dead[k]) {
+      kept.push_back(std::move(g.nodes[k]));
+    }
   }
   g.nodes = std::move(kept);
   return removed;

@@ -28,16 +28,19 @@ bool plain_node(const Node& n, const std::string& op);
 // The only reader of `value`, if it is a plain `op` node; else -1.
 int only_reader(const Graph& g, const Readers& r, const std::string& value, const std::string& op);
 
-// A rewrite's match: the nodes it absorbs and the node that replaces them.
+// A rewrite's match: the nodes it absorbs and the node that replaces them; and other nodes it
+// rewrites in place, each into one or more nodes (which must compute the same outputs).
 struct Fusion {
   std::vector<std::size_t> nodes;
   Node fused;
+  std::vector<std::pair<std::size_t, std::vector<Node>>> rewritten;
 };
 
 // Tries `match` at every node in order and puts each fused node at the position of the last node
 // its match absorbs (everything that reads its outputs comes after it), dropping the others; a
 // match that shares a node with an earlier one is skipped, and so is one that throws InputError (a
-// mistyped attribute: the planner reports it, naming the file). Returns the number of nodes removed.
+// mistyped attribute: the planner reports it, naming the file); so is one whose rewritten nodes an
+// earlier one absorbed or rewrote. Returns the number of nodes removed.
 int fuse_each(Graph& g, const std::function<std::optional<Fusion>(std::size_t)>& match);
 
 }  // namespace arcforge::runtime::detail

@@ -36,7 +36,7 @@ struct Geometry {
 
 bool fits_kernel(PlanBuilder& b, const Node& n, bool packed, Geometry& geo) {
   const std::size_t operands = packed ? 1 : 3;
-  if (n.inputs.size() != operands + 1 || n.outputs.size() != 1) return false;
+  if (n.inputs.size() < operands + 1 || n.outputs.size() != 1) return false;
   const Dims& in = b.dims(n.input(0));
   Shape& s = geo.s;
   if (packed) {
@@ -57,12 +57,15 @@ bool fits_kernel(PlanBuilder& b, const Node& n, bool packed, Geometry& geo) {
     s.batch = in[0], s.tokens = in[1], s.heads = in[2], s.head_dim = in[3];
     geo.row = in[2] * in[3];
   }
-  const std::string& scale = n.input(operands);
-  if (!scale.empty()) {
-    const HostTensor* t = b.host(scale);
+  // The scale after the product (dividing it when `divide`), times the factors before it.
+  double scale = 1.0;
+  for (std::size_t j = operands; j < n.inputs.size(); ++j) {
+    if (n.inputs[j].empty()) continue;
+    const HostTensor* t = b.host(n.inputs[j]);
     if (!t || t->numel() != 1) return false;
-    s.scale = static_cast<float>(n.attr_i("divide", 0) != 0 ? 1.0 / t->at(0) : t->at(0));
+    scale *= j == operands && n.attr_i("divide", 0) != 0 ? 1.0 / t->at(0) : t->at(0);
   }
+  s.scale = static_cast<float>(scale);
   return true;
 }
 

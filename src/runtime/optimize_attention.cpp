@@ -12,6 +12,9 @@
 //     v' = Transpose(v, [0,2,1,3])
 //   then, both: s = MatMul(q', kt) [Mul by, or Div by, a scalar]; p = Softmax(s, last axis)
 //     o = MatMul(p, v'); y = Transpose(o, [0,2,1,3])  -> [B,T,heads,hd]
+//   where q' and kt may each be multiplied by a scalar before the product: torch 2's export of
+//   scaled_dot_product_attention multiplies both by the square root of 1 / sqrt(head_dim), which
+//   it computes from Shape(q) (packed layout: that Shape then reads qkv's, permuted).
 //
 // The scale must be one number known when planning: a constant, or shape arithmetic such as
 // PyTorch's Pow(Cast(head_dim), -0.5). Every intermediate must be read by the pattern alone. Anything
@@ -37,6 +40,8 @@ struct Match {
   std::vector<int64_t> indices;     // packed: the positions of q, k, v along qkv's third axis
   int64_t split_outputs = 0;        // packed: 3 when a Split cut qkv (0: Gathers)
   std::string scale, output, name;
+  std::vector<std::string> factors;   // scalars q and k^T were multiplied by (torch 2's SDPA)
+  std::vector<std::size_t> shapes_of_parts;  // packed: Shape nodes reading q, k or v
   bool divide = false;
 };
 
@@ -89,8 +94,13 @@ class Matcher {
     if (merge < 0 || perm_of(g_.nodes[merge]) != Perm{0, 2, 1, 3}) return false;
     m.nodes.push_back(static_cast<std::size_t>(merge));
     m.output = g_.nodes[merge].outputs[0];
-    const std::string q = g_.nodes[qk].input(0), kt = g_.nodes[qk].input(1), v = g_.nodes[pv].input(1);
-    return match_packed(q, kt, v, m) || match_separate(q, kt, v, m);
+    const std::string q = prescaled(g_.nodes[qk].input(0), static_cast<std::size_t>(qk), m);
+    const std::string kt = prescaled(g_.nodes[qk].input(1), static_cast<std::size_t>(qk), m);
+    const std::string v = g_.nodes[pv].input(1);
+    if (!match_packed(q, kt, v, m) && !match_separate(q, kt, v, m)) return false;
+    m.inputs.push_back(m.scale);
+    m.inputs.insert(m.inputs.end(), m.factors.begin(), m.factors.end());
+    return true;
   }
 
  private:
@@ -108,6 +118,22 @@ class Matcher {
   bool read_only_by(const std::string& value, std::size_t reader) const {
     const auto readers = readers_.internal(value);
     return readers.size() == 1 && readers[0] == reader;
+  }
+
+  // How many nodes read q, k or v's `value` for its data; plain Shape nodes, which want only its
+  // dims (torch 2's scaled_dot_product_attention takes the scale from Shape(q)), are noted in `m`:
+  // the fusion has them read qkv's shape instead.
+  std::size_t data_readers(const std::string& value, Match& m) const {
+    std::size_t count = 0;
+    for (std::size_t r : readers_.internal(value)) {
+      const Node& n = g_.nodes[r];
+      if (plain_node(n, "Shape") && !n.has("start") && !n.has("end")) {
+        m.shapes_of_parts.push_back(r);
+      } else {
+        ++count;
+      }
+    }
+    return count;
   }
 
   // A MatMul of two run-time tensors, as written (no fused post-ops).
@@ -147,11 +173,29 @@ class Matcher {
     return readers_.internal(value).size() == 1 ? k : -1;
   }
 
+  // An operand of the q k^T product with its multiplication by a scalar looked through: torch 2's
+  // scaled_dot_product_attention scales q and k^T by the scale's square root each.
+  std::string prescaled(const std::string& value, std::size_t product, Match& m) {
+    const int k = producer_of(value);
+    if (k < 0 || !plain_node(g_.nodes[k], "Mul") || g_.nodes[k].inputs.size() != 2 || !read_only_by(value, product))
+      return value;
+    for (int side = 0; side < 2; ++side) {
+      const std::string& factor = g_.nodes[k].inputs[1 - side];
+      if (!scalar_at_plan_time(factor) || g_.is_constant(g_.nodes[k].inputs[side])) continue;
+      m.factors.push_back(factor);
+      m.nodes.push_back(static_cast<std::size_t>(k));
+      return g_.nodes[k].inputs[side];
+    }
+    return value;
+  }
+
   // `value` with a Cast to float in front of it looked through (PyTorch writes one after each Gather).
   std::string through_cast(const std::string& value, Match& m) const {
     const int k = producer_of(value);
     if (k < 0 || !plain_node(g_.nodes[k], "Cast") || g_.nodes[k].attr_i("to", 0) != 1) return value;
-    if (readers_.internal(value).size() != 1) return value;
+    Match probe = m;  // the Shape readers count only if the Cast is looked through
+    if (data_readers(value, probe) != 1) return value;
+    m = std::move(probe);
     m.nodes.push_back(static_cast<std::size_t>(k));
     return g_.nodes[k].input(0);
   }
@@ -160,7 +204,7 @@ class Matcher {
   bool gather_from(const std::string& value, const std::string& t, int64_t& index, Match& m) const {
     const int k = producer_of(value);
     if (k < 0 || !plain_node(g_.nodes[k], "Gather") || g_.nodes[k].attr_i("axis", 0) != 0) return false;
-    if (g_.nodes[k].input(0) != t || readers_.internal(value).size() != 1) return false;
+    if (g_.nodes[k].input(0) != t || data_readers(value, m) != 1) return false;
     auto c = g_.constants.find(g_.nodes[k].input(1));
     if (c == g_.constants.end() || c->second.dtype != DType::i64 || !c->second.dims.empty()) return false;
     index = c->second.i.at(0);
@@ -183,7 +227,7 @@ class Matcher {
     const int split = producer_of(heads);
     if (split < 0 || !plain_node(g_.nodes[split], "Transpose") || perm_of(g_.nodes[split]) != Perm{2, 0, 3, 1, 4}) return false;
     t.nodes.push_back(static_cast<std::size_t>(split));
-    t.inputs = {g_.nodes[split].input(0), t.scale};
+    t.inputs = {g_.nodes[split].input(0)};
     t.indices = {index[0], index[1], index[2]};
     m = std::move(t);
     return true;
@@ -206,7 +250,7 @@ class Matcher {
     int split = -1;
     for (int j = 0; j < 3; ++j) {
       const int squeeze = producer_of(parts[j]);
-      if (squeeze < 0 || !plain_node(g_.nodes[squeeze], "Squeeze") || readers_.internal(parts[j]).size() != 1) return false;
+      if (squeeze < 0 || !plain_node(g_.nodes[squeeze], "Squeeze") || data_readers(parts[j], m) != 1) return false;
       if (squeeze_axes(g_.nodes[squeeze]) != std::vector<int64_t>{0}) return false;
       const std::string& piece = g_.nodes[squeeze].input(0);
       const int from = producer_of(piece);
@@ -269,7 +313,7 @@ class Matcher {
       t.nodes.push_back(static_cast<std::size_t>(outer));
       k = g_.nodes[outer].input(0);
     }
-    t.inputs = {g_.nodes[q_heads].input(0), k, g_.nodes[v_heads].input(0), t.scale};
+    t.inputs = {g_.nodes[q_heads].input(0), k, g_.nodes[v_heads].input(0)};
     m = std::move(t);
     return true;
   }
@@ -311,7 +355,23 @@ int fuse_attention(Graph& g) {
                    {"split_outputs", int_attribute(m.split_outputs)}};
     std::sort(m.nodes.begin(), m.nodes.end());
     for (std::size_t j : m.nodes) fused.unfused.push_back(g.nodes[j]);
-    return Fusion{std::move(m.nodes), std::move(fused)};
+    Fusion f{std::move(m.nodes), std::move(fused), {}};
+    // Shape(q) (or of k or v) becomes Shape(qkv) permuted as the heads' split does: q is [B, heads,
+    // T, hd] = qkv [B, T, E, heads, hd] at axes 0, 3, 1, 4; q itself is no longer computed.
+    for (std::size_t r : m.shapes_of_parts) {
+      const Node& shape = g.nodes[r];
+      const std::string qkv_shape = shape.outputs[0] + "/qkv_shape", axes = shape.outputs[0] + "/head_axes";
+      g.constants[axes] = HostTensor::from_i64({4}, {0, 3, 1, 4});
+      Node of_qkv = shape, picked;
+      of_qkv.inputs = {f.fused.inputs[0]};
+      of_qkv.outputs = {qkv_shape};
+      picked.name = shape.name + "/head_axes";
+      picked.op = "Gather";
+      picked.inputs = {qkv_shape, axes};
+      picked.outputs = shape.outputs;
+      f.rewritten.emplace_back(r, std::vector<Node>{std::move(of_qkv), std::move(picked)});
+    }
+    return f;
   });
 }
 

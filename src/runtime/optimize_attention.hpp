@@ -6,8 +6,9 @@
 namespace arcforge::runtime::detail {
 
 // The runtime's own operator the fusion writes (never read from a file: the loader accepts ONNX
-// operators only). Inputs: packed layout {qkv [B,T,E,heads,hd], scale}, separate layout
-// {q, k, v [B,T,heads,hd], scale}; the scale may be "" (1). Output [B,T,heads,hd].
+// operators only). Inputs: packed layout {qkv [B,T,E,heads,hd], scale, factors...}, separate
+// layout {q, k, v [B,T,heads,hd], scale, factors...}: the scores are multiplied by the scale ("":
+// 1) and by every factor (scalars q and k^T were multiplied by). Output [B,T,heads,hd].
 // Attributes: layout ("packed" or "separate"), divide (1: the scores are divided by the scale),
 // indices (packed: the positions of q, k and v along E, as the file's Gathers or Split had them),
 // split_outputs (packed: 3 when a Split cut qkv, whose pieces are of one only where E is 3).

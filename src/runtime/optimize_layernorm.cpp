@@ -125,7 +125,7 @@ int fuse_layernorm(Graph& g) {
     eps.kind = Attribute::Kind::f;
     eps.f = m.epsilon;
     ln.attrs = {{"axis", axis}, {"epsilon", eps}};
-    return Fusion{std::move(m.nodes), std::move(ln)};
+    return Fusion{std::move(m.nodes), std::move(ln), {}};
   });
 }
 

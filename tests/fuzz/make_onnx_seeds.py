@@ -274,5 +274,32 @@ save("attention_unbind", [
 ], [f32("qkv", ["N", 4, 3, 2, 2])], [f32("y", ["N", 4, 2, 2])],
     [int64s("ones", [1, 1, 1]), int64s("axis0", [0]), helper.make_tensor("scale", TensorProto.FLOAT, [], [2 ** -0.5])])
 
+# The same attention as torch 2 exports scaled_dot_product_attention (opset 14): the scale
+# 1 / sqrt(head_dim) from Shape(q), q and k^T each multiplied by its square root before the product
+# (the fusion rewrites that Shape to read qkv's).
+save("attention_sdpa", [
+    helper.make_node("Transpose", ["qkv"], ["t"], perm=[2, 0, 3, 1, 4]),
+    helper.make_node("Split", ["t", "ones"], ["t0", "t1", "t2"], axis=0),
+    helper.make_node("Squeeze", ["t0", "axis0"], ["q"]),
+    helper.make_node("Squeeze", ["t1", "axis0"], ["k"]),
+    helper.make_node("Squeeze", ["t2", "axis0"], ["v"]),
+    helper.make_node("Shape", ["q"], ["q_shape"]),
+    helper.make_node("Slice", ["q_shape", "minus1", "int64_max"], ["q_last"]),
+    helper.make_node("Cast", ["q_last"], ["q_last_f"], to=TensorProto.FLOAT),
+    helper.make_node("Sqrt", ["q_last_f"], ["q_root"]),
+    helper.make_node("Div", ["one_f", "q_root"], ["scale"]),
+    helper.make_node("Sqrt", ["scale"], ["root_q"]),
+    helper.make_node("Sqrt", ["scale"], ["root_k"]),
+    helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+    helper.make_node("Mul", ["q", "root_q"], ["q_scaled"]),
+    helper.make_node("Mul", ["kt", "root_k"], ["kt_scaled"]),
+    helper.make_node("MatMul", ["q_scaled", "kt_scaled"], ["scores"]),
+    helper.make_node("Softmax", ["scores"], ["attn"], axis=-1),
+    helper.make_node("MatMul", ["attn", "v"], ["mixed"]),
+    helper.make_node("Transpose", ["mixed"], ["y"], perm=[0, 2, 1, 3]),
+], [f32("qkv", ["N", 4, 3, 2, 2])], [f32("y", ["N", 4, 2, 2])],
+    [int64s("ones", [1, 1, 1]), int64s("axis0", [0]), int64s("minus1", [-1]), int64s("int64_max", [2 ** 63 - 1]),
+     helper.make_tensor("one_f", TensorProto.FLOAT, [1], [1.0])], opset=14)
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))

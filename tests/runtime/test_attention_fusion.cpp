@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 
@@ -44,6 +45,9 @@ enum class Scale {
   per_head,        // Mul(s, c) with c a [1,H,1,1] constant: not a scalar, not fused
   shape_per_head,  // Mul(s, ConstantOfShape([1, Shape(input)[heads], 1, 1], 0.4)): known at plan time
                    // but [1,H,1,1], not a scalar: the planner runs the nodes as written
+  sdpa,            // torch 2's scaled_dot_product_attention: c = 1 / Sqrt(Cast(Slice(Shape(q), -1:))),
+                   // q and kt each multiplied by Sqrt(c) before the product (packed layout)
+  sdpa_constant,   // the same with the scale given: q and kt times a constant Sqrt(d^-0.5) each
 };
 
 struct AttCase {
@@ -77,6 +81,12 @@ int64_t embed(const AttCase& c) { return c.heads * c.head_dim; }
 int64_t kv_tokens(const AttCase& c) { return c.kv_tokens > 0 ? c.kv_tokens : c.tokens; }
 int64_t v_head_dim(const AttCase& c) { return c.v_head_dim > 0 ? c.v_head_dim : c.head_dim; }
 
+// The square root of 1 / sqrt(head_dim) that torch 2's scaled_dot_product_attention multiplies q
+// and k^T by, in float as the graph computes it.
+double sdpa_root(const AttCase& c) {
+  return static_cast<double>(std::sqrt(1.0f / std::sqrt(static_cast<float>(c.head_dim))));
+}
+
 // The scalar the scores are multiplied by (as the graph computes it, in float).
 double scale_value(const AttCase& c) {
   switch (c.scale) {
@@ -86,6 +96,11 @@ double scale_value(const AttCase& c) {
     case Scale::shape_pow: return static_cast<double>(std::pow(static_cast<float>(c.head_dim), -0.5f));
     case Scale::div:
     case Scale::shape_sqrt_div: return 1.0 / static_cast<double>(std::sqrt(static_cast<float>(c.head_dim)));
+    case Scale::sdpa:
+    case Scale::sdpa_constant: {
+      const double root = sdpa_root(c);
+      return root * root;
+    }
     case Scale::per_head:
     case Scale::shape_per_head: break;
   }
@@ -169,10 +184,33 @@ std::string build(const AttCase& c, const std::string& dir) {
     qh = "qh", kt = "kt", vh = "vh";
   }
 
+  if (c.scale == Scale::sdpa || c.scale == Scale::sdpa_constant) {
+    std::string root_q = "root_q", root_k = "root_k";
+    if (c.scale == Scale::sdpa) {
+      // As torch 2 exports it: the scale from q's shape, its square root taken once per operand.
+      m.initializer_i64("last_start", {1}, {-1}).initializer_i64("last_end", {1}, {INT64_MAX});
+      m.initializer("one_f", {1}, {1.0f});
+      m.node("Shape", {qh}, {"q_shape"});
+      m.node("Slice", {"q_shape", "last_start", "last_end"}, {"q_last"});
+      B::attr(m.node("Cast", {"q_last"}, {"q_last_f"}), "to", int64_t{1});
+      m.node("Sqrt", {"q_last_f"}, {"q_root"});
+      m.node("Div", {"one_f", "q_root"}, {"sdpa_scale"});
+      m.node("Sqrt", {"sdpa_scale"}, {root_q});
+      m.node("Sqrt", {"sdpa_scale"}, {root_k});
+    } else {
+      m.initializer(root_q, {}, {static_cast<float>(sdpa_root(c))});
+      root_k = root_q;
+    }
+    m.node("Mul", {qh, root_q}, {"q_scaled"});
+    m.node("Mul", {kt, root_k}, {"kt_scaled"});
+    qh = "q_scaled", kt = "kt_scaled";
+  }
   m.node("MatMul", {qh, kt}, {"s"});
   std::string scores = "s";
   switch (c.scale) {
-    case Scale::none: break;
+    case Scale::none:
+    case Scale::sdpa:
+    case Scale::sdpa_constant: break;
     case Scale::mul:
       m.initializer("scale", {}, {static_cast<float>(scale_value(c))});
       m.node("Mul", {"s", "scale"}, {"s2"});
@@ -507,6 +545,15 @@ INSTANTIATE_TEST_SUITE_P(
                 .opset = 11},
         AttCase{.name = "packed_unbind_cast_equal_pieces_fused", .nodes_after_fusion = 1, .cast = true, .unbind = true,
                 .split_sizes = false},
+        // torch 2's scaled_dot_product_attention on timm's unbind: Transpose, Split, 3 Squeezes,
+        // Transpose(k), 2 Muls, MatMul, Softmax, MatMul, Transpose absorbed (12 -> 1); Shape(q)
+        // becomes Shape(qkv) and a Gather of its head axes (+2); Slice, Cast, Sqrt, Div and two
+        // Sqrts stay, the scale's shape arithmetic (+6) -> 9.
+        AttCase{.name = "packed_unbind_sdpa_fused", .nodes_after_fusion = 9, .scale = Scale::sdpa, .unbind = true,
+                .opset = 14},
+        // The same with the scale given: 12 nodes -> 1.
+        AttCase{.name = "packed_unbind_sdpa_given_scale_fused", .nodes_after_fusion = 1, .scale = Scale::sdpa_constant,
+                .unbind = true, .opset = 14},
         // q = Gather(t, 1), k = Gather(t, 0): the fused node reads each from where its Gather did
         // (the `indices` attribute): 10 nodes, all absorbed -> 1.
         AttCase{.name = "q_and_k_swapped_fused", .nodes_after_fusion = 1, .fused = true, .gather_indices = {1, 0, 2}},
