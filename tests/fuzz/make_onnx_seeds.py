@@ -259,12 +259,17 @@ save("attention_separate", [
 # Attention in timm's layout at opset 13: qkv [N, 4 tokens, 3, 2 heads, 2] taken apart by
 # qkv.unbind(0), a Split into pieces of 1 and a Squeeze of each (the runtime's Split, and the
 # attention fusion's unbind variant).
-save("attention_unbind", [
-    helper.make_node("Transpose", ["qkv"], ["t"], perm=[2, 0, 3, 1, 4]),
-    helper.make_node("Split", ["t", "ones"], ["t0", "t1", "t2"], axis=0),
-    helper.make_node("Squeeze", ["t0", "axis0"], ["q"]),
-    helper.make_node("Squeeze", ["t1", "axis0"], ["k"]),
-    helper.make_node("Squeeze", ["t2", "axis0"], ["v"]),
+def unbind_nodes():
+    return [
+        helper.make_node("Transpose", ["qkv"], ["t"], perm=[2, 0, 3, 1, 4]),
+        helper.make_node("Split", ["t", "ones"], ["t0", "t1", "t2"], axis=0),
+        helper.make_node("Squeeze", ["t0", "axis0"], ["q"]),
+        helper.make_node("Squeeze", ["t1", "axis0"], ["k"]),
+        helper.make_node("Squeeze", ["t2", "axis0"], ["v"]),
+    ]
+
+
+save("attention_unbind", unbind_nodes() + [
     helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
     helper.make_node("MatMul", ["q", "kt"], ["scores"]),
     helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
@@ -277,12 +282,7 @@ save("attention_unbind", [
 # The same attention as torch 2 exports scaled_dot_product_attention (opset 14): the scale
 # 1 / sqrt(head_dim) from Shape(q), q and k^T each multiplied by its square root before the product
 # (the fusion rewrites that Shape to read qkv's).
-save("attention_sdpa", [
-    helper.make_node("Transpose", ["qkv"], ["t"], perm=[2, 0, 3, 1, 4]),
-    helper.make_node("Split", ["t", "ones"], ["t0", "t1", "t2"], axis=0),
-    helper.make_node("Squeeze", ["t0", "axis0"], ["q"]),
-    helper.make_node("Squeeze", ["t1", "axis0"], ["k"]),
-    helper.make_node("Squeeze", ["t2", "axis0"], ["v"]),
+save("attention_sdpa", unbind_nodes() + [
     helper.make_node("Shape", ["q"], ["q_shape"]),
     helper.make_node("Slice", ["q_shape", "minus1", "int64_max"], ["q_last"]),
     helper.make_node("Cast", ["q_last"], ["q_last_f"], to=TensorProto.FLOAT),
