@@ -35,12 +35,12 @@ namespace {
 using Perm = std::vector<int64_t>;
 
 struct Match {
-  std::vector<std::size_t> nodes;  // every absorbed node
-  std::vector<std::string> inputs;  // qkv, or q, k, v
-  std::vector<int64_t> indices;     // packed: the positions of q, k, v along qkv's third axis
-  int64_t split_outputs = 0;        // packed: 3 when a Split cut qkv (0: Gathers)
+  std::vector<std::size_t> nodes;            // every absorbed node
+  std::vector<std::string> inputs;           // qkv, or q, k, v; then the scale and the factors
+  std::vector<int64_t> indices;              // packed: the positions of q, k, v along qkv's third axis
+  int64_t split_outputs = 0;                 // packed: 3 when a Split cut qkv (0: Gathers)
   std::string scale, output, name;
-  std::vector<std::string> factors;   // scalars q and k^T were multiplied by (torch 2's SDPA)
+  std::vector<std::string> factors;          // scalars q and k^T were multiplied by (torch 2's SDPA)
   std::vector<std::size_t> shapes_of_parts;  // packed: Shape nodes reading q, k or v
   bool divide = false;
 };
