@@ -1,7 +1,7 @@
 // Operators that move data without arithmetic: Transpose (a reorder through permuted strides),
 // the views Reshape/Flatten/Squeeze/Unsqueeze/Identity/Dropout and Cast to float (no data
-// movement), Slice and Split (reorders from sub-memories) and Concat; plus Softmax, which also wants a plain
-// layout.
+// movement), Slice and Split (reorders from sub-memories) and Concat; plus Softmax, which also
+// wants a plain layout.
 #include <algorithm>
 
 #include "plan.hpp"
@@ -89,20 +89,28 @@ std::vector<int64_t> split_sizes(PlanBuilder& b, const Node& n, int64_t extent) 
     if (n.has("num_outputs")) {
       if (n.attr_i("num_outputs", 0) != parts) node_error(n, "num_outputs differs from the number of outputs");
       const int64_t chunk = (extent + parts - 1) / parts;
-      for (int64_t j = 0; j < parts; ++j) sizes.push_back(std::max<int64_t>(0, std::min(chunk, extent - j * chunk)));
+      for (int64_t j = 0; j < parts; ++j) {
+        sizes.push_back(std::max<int64_t>(0, std::min(chunk, extent - j * chunk)));
+      }
     } else {
-      if (extent % parts != 0)
-        node_error(n, "an axis of " + std::to_string(extent) + " does not split into " + std::to_string(parts) + " equal pieces");
+      if (extent % parts != 0) {
+        node_error(n, "an axis of " + std::to_string(extent) + " does not split into " + std::to_string(parts) +
+                          " equal pieces");
+      }
       sizes.assign(static_cast<std::size_t>(parts), extent / parts);
     }
   }
-  if (static_cast<int64_t>(sizes.size()) != parts) node_error(n, "split has " + std::to_string(sizes.size()) + " sizes for " + std::to_string(parts) + " outputs");
+  if (static_cast<int64_t>(sizes.size()) != parts) {
+    node_error(n, "split has " + std::to_string(sizes.size()) + " sizes for " + std::to_string(parts) + " outputs");
+  }
   int64_t total = 0;
   for (int64_t size : sizes) {
     if (size < 0) node_error(n, "a negative split size");
     total += size;
   }
-  if (total != extent) node_error(n, "split sizes add up to " + std::to_string(total) + ", not the axis' " + std::to_string(extent));
+  if (total != extent) {
+    node_error(n, "split sizes add up to " + std::to_string(total) + ", not the axis' " + std::to_string(extent));
+  }
   return sizes;
 }
 

@@ -225,7 +225,9 @@ class Matcher {
     int64_t index[3] = {0, 0, 0};
     if (!taken_apart(parts, heads, index, t)) return false;
     const int split = producer_of(heads);
-    if (split < 0 || !plain_node(g_.nodes[split], "Transpose") || perm_of(g_.nodes[split]) != Perm{2, 0, 3, 1, 4}) return false;
+    if (split < 0 || !plain_node(g_.nodes[split], "Transpose") || perm_of(g_.nodes[split]) != Perm{2, 0, 3, 1, 4}) {
+      return false;
+    }
     t.nodes.push_back(static_cast<std::size_t>(split));
     t.inputs = {g_.nodes[split].input(0)};
     t.indices = {index[0], index[1], index[2]};

@@ -248,7 +248,7 @@ ARCFORGE_INLINE float exp_row(float* row, int64_t valid, int64_t padded_length, 
 }
 
 // scores (unscaled q k^T) -> exp(scaled score - row max) in place, the padding columns 0; each row's
-// log-sum-exp of the scaled scores to lse and 1 / its sum to inverse_sum. The rows are left
+// log-sum-exp of the scaled scores to lse (unless null) and 1 / its sum to inverse_sum. The rows are left
 // unnormalised: the caller scales the [T, head_dim] product with V instead of the [T, T] rows.
 template <int N>
 ARCFORGE_INLINE void exp_rows(float* scores, int64_t tokens, int64_t tokens_padded, float scale, float* lse,
@@ -259,7 +259,7 @@ ARCFORGE_INLINE void exp_rows(float* scores, int64_t tokens, int64_t tokens_padd
     const float max = (scale >= 0 ? extreme_of<N>(row, tokens) : extreme_of<N, false>(row, tokens)) * scale;
     const float sum = exp_row<N>(row, tokens, tokens_padded, scale, max);
     inverse_sum[t] = 1.0f / sum;
-    lse[t] = max + std::log(sum);
+    if (lse) lse[t] = max + std::log(sum);
   }
 }
 
@@ -277,13 +277,12 @@ ARCFORGE_INLINE void forward_pairs(const Shape& s, const HeadsView<S>& x, float*
                                    int64_t end) {
   PairTiles tiles(s, N);
   const int64_t tp = tiles.tokens_padded, hdp = tiles.dim_padded, hd = s.head_dim, d = s.dim();
-  std::vector<float> o(s.tokens * hdp), inverse_sum(s.tokens), lse_scratch(lse ? 0 : s.tokens);
+  std::vector<float> o(s.tokens * hdp), inverse_sum(s.tokens);
   for (int64_t pair = begin; pair < end; ++pair) {
     const int64_t n = pair / s.heads, h = pair % s.heads;
     load_pair<N>(tiles, s, x, n, h, /*transposed_v=*/false);
     gemm_wide<N>(s.tokens, tp, hd, tiles.q.data(), hdp, 1, tiles.kt.data(), tp, tiles.scores.data(), tp);
-    exp_rows<N>(tiles.scores.data(), s.tokens, tp, s.scale, lse ? lse + pair * s.tokens : lse_scratch.data(),
-                inverse_sum.data());
+    exp_rows<N>(tiles.scores.data(), s.tokens, tp, s.scale, lse ? lse + pair * s.tokens : nullptr, inverse_sum.data());
     gemm_narrow<N>(s.tokens, hdp, s.tokens, tiles.scores.data(), tp, 1, tiles.v.data(), hdp, o.data(), hdp);
     for (int64_t t = 0; t < s.tokens; ++t) {
       const float* ot = o.data() + t * hdp;

@@ -59,9 +59,10 @@
 #endif
 
 // The helpers here and the kernels' own take and return vectors, but are always inlined: no call
-// passes one, so GCC's ABI warnings and notes on vector arguments do not apply. The kernels'
-// files are compiled with -Wno-psabi (train/CMakeLists.txt, src/runtime/CMakeLists.txt): a pragma silences the warnings but not
-// the note "the ABI for passing parameters with 64-byte alignment has changed in GCC 4.6".
+// passes one, so GCC's ABI warnings and notes on vector arguments do not apply. The kernels' files
+// are compiled with -Wno-psabi (train/CMakeLists.txt, src/runtime/CMakeLists.txt): a pragma
+// silences the warnings but not the note "the ABI for passing parameters with 64-byte alignment has
+// changed in GCC 4.6".
 
 namespace arcforge::cpu::lanes {
 
