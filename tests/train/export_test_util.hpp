@@ -118,12 +118,16 @@ inline torch::Tensor reference(an::Backbone& b, const torch::Tensor& x) {
   return y;
 }
 
-inline torch::Tensor run_runtime(const arcforge::runtime::Model& model, const torch::Tensor& x) {
+inline arcforge::runtime::Tensor runtime_tensor(const torch::Tensor& x) {
   arcforge::runtime::Tensor in;
   in.shape = std::vector<int64_t>(x.sizes().begin(), x.sizes().end());
   const torch::Tensor c = x.to(torch::kFloat).contiguous();
   in.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-  const auto out = model.run({in});
+  return in;
+}
+
+inline torch::Tensor run_runtime(const arcforge::runtime::Model& model, const torch::Tensor& x) {
+  const auto out = model.run({runtime_tensor(x)});
   at::set_num_threads(2);  // the runtime sets the OpenMP team size of this thread
   return torch::tensor(out.at(0).data).view(out.at(0).shape);
 }

@@ -3,7 +3,9 @@
 //
 //   - vit_t with random LayerNorm, BatchNorm and bias parameters exports at opset 17, passes the
 //     checker, and runs in arcforge's runtime within 1e-4 of the output scale at batch 1 and 3,
-//     batch norms kept and folded; ONNX Runtime on the same file too;
+//     batch norms kept and folded, q, k and v as one Gemm (torch.onnx's layout) and as three (the
+//     layout written until 2026-12), every block's attention on the runtime's fused kernel; ONNX
+//     Runtime on the same files too;
 //   - the runtime's bf16 mode stays within cosine 0.999 of its fp32;
 //   - an opset below 17 and a parameter the writer does not know are clear errors; the CLI exports
 //     a seeded random ViT and checks it against libtorch. (Importing ViTs: test_vit_import.cpp.)
@@ -35,18 +37,45 @@ int ops(const arcforge::runtime::Model& model, const std::string& op) {
   return h.count(op) ? h.at(op) : 0;
 }
 
+// How many of the attention blocks a run at `x` computes with the runtime's fused kernel: the fused
+// step carries the q k^T product's name ("blocks.i.attn.scores") and no softmax step remains.
+int fused_attention_steps(const arcforge::runtime::Model& model, const torch::Tensor& x) {
+  auto session = model.new_session();
+  std::vector<arcforge::runtime::StepTiming> steps;
+  session.run({runtime_tensor(x)}, steps);
+  at::set_num_threads(2);  // the runtime sets the OpenMP team size of this thread
+  int fused = 0;
+  for (const auto& step : steps) {
+    if (step.node.find(".attn.softmax") != std::string::npos) return 0;
+    fused += step.node.find(".attn.scores") != std::string::npos && step.kernel == "loop";
+  }
+  return fused;
+}
+
+struct VitFile {
+  const char* label;
+  bool fold, separate_qkv;
+};
+
 TEST(VitExport, ParityWithLibtorchKeptAndFoldedAndWithOnnxRuntime) {
   Subject s = make_subject("vit_t");
   TempDir dir;
-  std::string kept;
-  for (bool fold : {false, true}) {
-    const std::string label = fold ? "vit_t folded" : "vit_t kept";
-    const std::string path = dir.file(fold ? "folded.onnx" : "kept.onnx");
+  std::string kept, separate;
+  // One qkv Gemm (the layout written now, torch.onnx's), and the three Gemms written until 2026-12.
+  for (const VitFile f : {VitFile{"vit_t kept", false, false}, VitFile{"vit_t folded", true, false},
+                          VitFile{"vit_t kept, separate q/k/v", false, true}}) {
+    const std::string label = f.label;
+    const std::string path = dir.file(label + ".onnx");
     io::ExportOptions options;
-    options.fold_batch_norm = fold;
+    options.fold_batch_norm = f.fold;
+    options.vit_separate_qkv = f.separate_qkv;
     const io::ExportSummary summary = io::export_onnx(*s.model, path, options);
     EXPECT_EQ(summary.opset, io::kVitMinimumOpset) << label;
-    EXPECT_EQ(summary.folded_batch_norms, fold ? 2 : 0) << label;
+    EXPECT_EQ(summary.folded_batch_norms, f.fold ? 2 : 0) << label;
+    // Per block qkv (or q, k, v), proj, fc1 and fc2; then the two feature Gemms.
+    EXPECT_EQ(summary.op_counts.at("Gemm"), kDepth * (f.separate_qkv ? 6 : 4) + 2) << label;
+    EXPECT_EQ(summary.op_counts.count("Gather") ? summary.op_counts.at("Gather") : 0, f.separate_qkv ? 0 : 3 * kDepth)
+        << label;
     EXPECT_NO_THROW(io::check_onnx_file(path)) << label;
 
     const auto model = arcforge::runtime::Model::load(path, {.threads = 2});
@@ -54,7 +83,8 @@ TEST(VitExport, ParityWithLibtorchKeptAndFoldedAndWithOnnxRuntime) {
     EXPECT_EQ(model.outputs().at(0).shape, (std::vector<int64_t>{-1, 64})) << label;
     EXPECT_EQ(ops(model, "LayerNormalization"), 2 * kDepth + 1) << label;
     EXPECT_EQ(ops(model, "Softmax"), kDepth) << label;
-    EXPECT_EQ(ops(model, "BatchNormalization"), fold ? 0 : 2) << label;
+    EXPECT_EQ(ops(model, "BatchNormalization"), f.fold ? 0 : 2) << label;
+    EXPECT_EQ(fused_attention_steps(model, s.x), kDepth) << label << ": every block's attention should run fused";
     const Gap g3 = gap(run_runtime(model, s.x), s.expected);
     const Gap g1 = gap(run_runtime(model, s.x.slice(0, 0, 1)), s.expected.slice(0, 0, 1));
     std::printf("[figures] %s: runtime vs libtorch(double) max abs diff %.3g (batch 3), %.3g (batch 1), "
@@ -62,7 +92,7 @@ TEST(VitExport, ParityWithLibtorchKeptAndFoldedAndWithOnnxRuntime) {
                 label.c_str(), g3.max_abs, g1.max_abs, g3.scale);
     EXPECT_LT(g3.relative(), kTolerance) << label;
     EXPECT_LT(g1.relative(), kTolerance) << label;
-    if (!fold) kept = path;
+    if (!f.fold) (f.separate_qkv ? separate : kept) = path;
   }
 
   // bf16: the Gemms in bf16 with fp32 accumulation; LayerNorm, softmax and attention in fp32.
@@ -78,6 +108,7 @@ TEST(VitExport, ParityWithLibtorchKeptAndFoldedAndWithOnnxRuntime) {
   EXPECT_GT(min_cosine, 0.999);
 
   EXPECT_ONNXRUNTIME_MATCHES(kept, s.x, s.expected, dir, "vit_t kept");
+  EXPECT_ONNXRUNTIME_MATCHES(separate, s.x, s.expected, dir, "vit_t kept, separate q/k/v");
 }
 
 TEST(VitExport, OpsetAndUnknownParameterAreClearErrors) {

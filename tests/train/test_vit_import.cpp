@@ -1,8 +1,9 @@
 // Importing Vision Transformer recognizers (train/export/vit_onnx_import.cpp and the reader's
 // transformer mode), checked against independent references:
 //
-//   - our own vit_t export, batch norms kept, imports back bit for bit; folded, it gives libtorch's
-//     double-precision outputs again (and restores the two feature batch norms);
+//   - our own vit_t export (one qkv Gemm, or the three of files written until 2026-12), batch norms
+//     kept, imports back bit for bit; folded, it gives libtorch's double-precision outputs again
+//     (and restores the two feature batch norms);
 //   - PyTorch's own torch.onnx export of arcface_torch's ViT (torch_layout_export.py, when Debian's
 //     python3-torch is installed) at opset 11 (LayerNorm spelled out as ReduceMean/Sub/Pow/...) and
 //     17 (LayerNormalization) imports and reproduces PyTorch's saved outputs;
@@ -70,27 +71,32 @@ onnx::TensorProto* initializer(onnx::ModelProto& model, const std::string& name)
   return nullptr;
 }
 
+// Files written now (one qkv Gemm) and by arcforge before 2026-12 (q, k and v as three Gemms).
 TEST(VitImport, ExportedFilesImportBackKeptAndFolded) {
   Subject s = make_subject("vit_t");
   TempDir dir;
-  for (bool fold : {false, true}) {
-    const std::string path = dir.file(fold ? "folded.onnx" : "kept.onnx");
-    io::ExportOptions options;
-    options.fold_batch_norm = fold;
-    io::export_onnx(*s.model, path, options);
-    const auto recognizer = io::OnnxRecognizer::read(path);
-    EXPECT_EQ(recognizer.embedding_size(), 64);
-    auto target = plain("vit_t", 64, fold ? 98 : 99);
-    const io::ImportSummary summary = recognizer.load_into(*target);
-    EXPECT_EQ(summary.batch_norms_restored, fold ? 2 : 0);
-    EXPECT_EQ(summary.layers, kVitTLayers - (fold ? 2 : 0));
-    if (!fold) {
-      expect_same_weights(*s.model, *target);
-    } else {
-      const Gap g = gap(reference(*target, s.x), s.expected);
-      std::printf("[figures] vit_t folded import(export): libtorch(double) outputs differ by %.3g (scale %.3g)\n",
-                  g.max_abs, g.scale);
-      EXPECT_LT(g.relative(), 1e-5);
+  for (const bool separate_qkv : {false, true}) {
+    for (const bool fold : {false, true}) {
+      const std::string label = std::string(fold ? "folded" : "kept") + (separate_qkv ? ", separate q/k/v" : "");
+      const std::string path = dir.file(label + ".onnx");
+      io::ExportOptions options;
+      options.fold_batch_norm = fold;
+      options.vit_separate_qkv = separate_qkv;
+      io::export_onnx(*s.model, path, options);
+      const auto recognizer = io::OnnxRecognizer::read(path);
+      EXPECT_EQ(recognizer.embedding_size(), 64) << label;
+      auto target = plain("vit_t", 64, fold ? 98 : 99);
+      const io::ImportSummary summary = recognizer.load_into(*target);
+      EXPECT_EQ(summary.batch_norms_restored, fold ? 2 : 0) << label;
+      EXPECT_EQ(summary.layers, kVitTLayers - (fold ? 2 : 0)) << label;
+      if (!fold) {
+        expect_same_weights(*s.model, *target);
+      } else {
+        const Gap g = gap(reference(*target, s.x), s.expected);
+        std::printf("[figures] vit_t %s import(export): libtorch(double) outputs differ by %.3g (scale %.3g)\n",
+                    label.c_str(), g.max_abs, g.scale);
+        EXPECT_LT(g.relative(), 1e-5) << label;
+      }
     }
   }
 }

@@ -29,6 +29,14 @@ class GraphWriter {
     return name;
   }
 
+  // An int64 scalar (rank 0) initializer, e.g. a Gather index that drops the axis it selects on.
+  std::string int64_scalar_initializer(const std::string& name, int64_t value) {
+    onnx::TensorProto t = int64_tensor(name, {value});
+    t.clear_dims();
+    *graph_->add_initializer() = t;
+    return name;
+  }
+
   onnx::NodeProto& node(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
                         const std::string& output) {
     auto* n = graph_->add_node();

@@ -212,7 +212,7 @@ std::string export_onnx_bytes(nn::Backbone& backbone, const ExportOptions& optio
   declare_tensor(graph->add_output(), kOutputName, {batch, backbone.embedding_size()}, kBatchAxis);
   GraphWriter writer(graph, summary);
   if (vit) {
-    summary.folded_batch_norms = write_vit_graph(*vit, options.fold_batch_norm, kInputName, kOutputName, writer);
+    summary.folded_batch_norms = write_vit_graph(*vit, options.fold_batch_norm, options.vit_separate_qkv, kInputName, kOutputName, writer);
   } else {
     const LayerGraph g = describe_backbone(backbone);
     const FoldPlan plan = plan_folds(g, options.fold_batch_norm);

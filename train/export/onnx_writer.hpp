@@ -27,6 +27,10 @@ struct ExportOptions {
   int opset = 0;                 // 13 .. newest_known_opset(); 0 = the lowest the backbone needs
   int64_t batch = 0;             // 0 = dynamic axis named "batch"; else a fixed batch size
   std::string source;            // stored in the model's metadata (checkpoint path or "random-init")
+  // ViTs: q, k and v as three Gemms, the layout arcforge wrote until 2026-12. The default is one qkv
+  // Gemm, as torch.onnx writes arcface_torch's ViT; the old layout stays so that tests keep the
+  // importer's and the runtime's reading of such files covered.
+  bool vit_separate_qkv = false;
 };
 
 struct ExportSummary {

@@ -137,7 +137,7 @@ class VitWriter {
 
 }  // namespace
 
-int write_vit_graph(nn::VisionTransformer& vit, bool fold_batch_norm, const std::string& input,
+int write_vit_graph(nn::VisionTransformer& vit, bool fold_batch_norm, bool separate_qkv, const std::string& input,
                     const std::string& output, GraphWriter& w) {
   const nn::VitOptions& o = vit.options();
   const int64_t d = o.embed_dim, heads = o.num_heads, head_dim = d / heads;
@@ -164,19 +164,33 @@ int write_vit_graph(nn::VisionTransformer& vit, bool fold_batch_norm, const std:
   const std::string relu6_max = w.initializer("mlp.relu6.max", torch::full({}, 6.0f));
   for (int64_t i = 0; i < o.depth; ++i) {
     const std::string b = "blocks." + std::to_string(i);
-    // Attention: q, k, v from the three row blocks of qkv.weight (arcface_torch's reshape order).
+    // Attention: one qkv Gemm split into heads as arcface_torch's forward does (what torch.onnx
+    // writes), or, in the old layout, three Gemms on the row blocks q, k, v of qkv.weight.
     const std::string h = v.layer_norm(x, b + ".norm1");
-    const torch::Tensor qkv = v.module<torch::nn::LinearImpl>(b + ".attn.qkv").weight;
-    std::string qkv_heads[3];
+    const std::string scope = b + ".attn.qkv";
+    const torch::Tensor qkv = v.module<torch::nn::LinearImpl>(scope).weight;
+    std::string qkv_heads[3];  // q and v: [N,H,T,d]; k: [N,H,d,T], ready for q.k^T
     const char* names[3] = {"q", "k", "v"};
-    for (int part = 0; part < 3; ++part) {
-      const std::string scope = b + ".attn." + names[part];
-      const std::string y = v.gemm(h, scope, qkv.narrow(0, part * d, d), b + ".attn.qkv.weight." + names[part],
-                                   torch::Tensor(), "");
-      const std::string split = v.reshape(y, scope + ".heads", {-1, t, heads, head_dim});
-      // q and v: [N,H,T,d]; k: [N,H,d,T], ready for q.k^T.
-      qkv_heads[part] = v.transpose(split, scope + ".transpose", part == 1 ? std::vector<int64_t>{0, 2, 3, 1}
+    if (!separate_qkv) {
+      const std::string y = v.gemm(h, scope, qkv, scope + ".weight", torch::Tensor(), "");
+      const std::string split = v.reshape(y, scope + ".heads", {-1, t, 3, heads, head_dim});
+      const std::string parts = v.transpose(split, scope + ".transpose", {2, 0, 3, 1, 4});  // [3,N,H,T,d]
+      for (int part = 0; part < 3; ++part) {
+        const std::string name = b + ".attn." + names[part];
+        const std::string picked = v.value(name, "out");
+        set_attribute(w.node("Gather", name, {parts, w.int64_scalar_initializer(name + ".index", part)}, picked),
+                      "axis", int64_t{0});
+        qkv_heads[part] = part == 1 ? v.transpose(picked, name + ".transpose", {0, 1, 3, 2}) : picked;
+      }
+    } else {
+      for (int part = 0; part < 3; ++part) {
+        const std::string name = b + ".attn." + names[part];
+        const std::string y = v.gemm(h, name, qkv.narrow(0, part * d, d), scope + ".weight." + names[part],
+                                     torch::Tensor(), "");
+        const std::string split = v.reshape(y, name + ".heads", {-1, t, heads, head_dim});
+        qkv_heads[part] = v.transpose(split, name + ".transpose", part == 1 ? std::vector<int64_t>{0, 2, 3, 1}
                                                                              : std::vector<int64_t>{0, 2, 1, 3});
+      }
     }
     const std::string scores = v.value(b + ".attn.scores", "out");
     w.node("MatMul", b + ".attn.scores", {qkv_heads[0], qkv_heads[1]}, scores);
