@@ -215,6 +215,13 @@ TEST(VitImport, TorchLayoutSeedReadsAsItsLayers) {
   EXPECT_NE(e.find("(ReduceMean, output 'norm1_mean') does not start a LayerNorm (the square is not Pow(d, 2))"),
             std::string::npos)
       << e;
+  // Found by fuzz_onnx_import: a MatMul with one input used to be read past its inputs.
+  e = reader_error("unary_matmul.onnx", [](onnx::ModelProto& m) {
+    for (auto& n : *m.mutable_graph()->mutable_node()) {
+      if (n.op_type() == "MatMul" && n.output(0) == "scores") n.mutable_input()->RemoveLast();
+    }
+  });
+  EXPECT_NE(e.find("(MatMul, output 'scores') has 1 inputs; MatMul takes two"), std::string::npos) << e;
   e = reader_error("axis.onnx", [](onnx::ModelProto& m) {
     for (auto& n : *m.mutable_graph()->mutable_node()) {
       if (n.output(0) == "norm_var") n.mutable_attribute(0)->set_ints(0, 1);

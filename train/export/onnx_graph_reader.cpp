@@ -299,6 +299,8 @@ class Reader {
       ops_.push_back(std::move(op));
     } else if (type == "Gemm") {
       visit_gemm(n, index);
+    } else if (type == "MatMul" && n.input_size() != 2) {
+      fail(n, index, "has " + std::to_string(n.input_size()) + " inputs; MatMul takes two");
     } else if (type == "MatMul" && (transformer_evidence_.empty() || is_constant(n.input(1)))) {
       OnnxOp op = make_op(OnnxOpKind::linear, n, index);
       const torch::Tensor b = constant(n, index, 1);
