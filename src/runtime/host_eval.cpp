@@ -129,6 +129,7 @@ HostTensor concat(const Node& node, std::size_t max_bytes, const HostLookup& hos
     dims.push_back(parts.back()->dims);
     if (parts.back()->dtype != parts[0]->dtype) node_error(node, "inputs have different element types");
   }
+  if (parts.empty()) node_error(node, "has no inputs");  // found by fuzz_model_load
   const int64_t rank = static_cast<int64_t>(dims[0].size());
   const int64_t axis = normalize_axis(node, node.attr_i("axis", 0), rank);
   HostTensor out;

@@ -159,6 +159,24 @@ TEST(ModelErrors, InputShapeMismatchAtRun) {
   EXPECT_EQ(model.run({{{1, 4}, {-1, 2, -3, 4}}})[0].data, (std::vector<float>{0, 2, 0, 4}));
 }
 
+// Found by fuzz_model_load: a Concat with no inputs was read past its (empty) list of inputs.
+TEST(ModelErrors, ConcatWithoutInputsNamesTheNode) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {1, 4}).output("y");
+  m.node("Concat", {}, {"c"}, "concat_empty");
+  m.node("Add", {"x", "c"}, {"y"});
+  const std::string path = m.save(dir.path() / "m.onnx");
+  try {
+    Model::load(path).run({{{1, 4}, {1, 2, 3, 4}}});
+    FAIL() << "ran a Concat of nothing";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("concat_empty"), std::string::npos) << what;
+    EXPECT_NE(what.find("has no inputs"), std::string::npos) << what;
+  }
+}
 
 // Found by reading the shape code while adding fuzz_model_load: shapes that overflow int64 or ask
 // for absurd amounts of memory are InputErrors naming the file and node, and an extreme but valid
