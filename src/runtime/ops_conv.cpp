@@ -149,6 +149,7 @@ void plan_conv(PlanBuilder& b, const Node& n) {
                              conv_desc(geo, wdims, dt::bf16, dt::bf16, dt::bf16, false), b.engine()))) {
     act = dt::f32;
   }
+  if (act == dt::f32 && plan_conv_winograd(b, n, geo, w, bias)) return;
   const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
   const md_t b_md({geo.out_channels}, dt::f32, tag::x);
   const dnnl::convolution_forward::desc desc = conv_desc(geo, wdims, act, act, act, bias != nullptr);

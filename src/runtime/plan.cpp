@@ -39,16 +39,33 @@ Dims pad_rank(const Dims& dims, std::size_t rank) {
 
 dnnl::memory CompiledModel::packed(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted) {
   std::lock_guard<std::mutex> lock(packed_mutex_);
-  auto& entries = packed_[key];
-  for (auto& [md, mem] : entries) {
-    if (md == wanted) return mem;
+  const dnnl::memory* found = find_packed(key, wanted);
+  return found ? *found : pack(key, t, plain, wanted);
+}
+
+dnnl::memory CompiledModel::packed(const std::string& key, const std::function<HostTensor()>& make,
+                                   const md_t& plain, const md_t& wanted) {
+  std::lock_guard<std::mutex> lock(packed_mutex_);
+  const dnnl::memory* found = find_packed(key, wanted);
+  return found ? *found : pack(key, make(), plain, wanted);
+}
+
+const dnnl::memory* CompiledModel::find_packed(const std::string& key, const md_t& wanted) const {
+  const auto entries = packed_.find(key);
+  if (entries == packed_.end()) return nullptr;
+  for (const auto& [md, mem] : entries->second) {
+    if (md == wanted) return &mem;
   }
+  return nullptr;
+}
+
+dnnl::memory CompiledModel::pack(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted) {
   dnnl::memory src(plain, engine, const_cast<float*>(t.f.data()));
   dnnl::memory dst(wanted, engine);
   dnnl::stream stream(engine);
   dnnl::reorder(src, dst).execute(stream, src, dst);
   stream.wait();
-  entries.emplace_back(wanted, dst);
+  packed_[key].emplace_back(wanted, dst);
   return dst;
 }
 
@@ -138,7 +155,7 @@ std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tens
     if (profile) {
       stream.wait();
       const auto t1 = Clock::now();
-      profile->push_back({step.node, step.custom ? "loop" : step.impl,
+      profile->push_back({step.node, step.impl,
                           std::chrono::duration<double, std::milli>(t0 - run_start).count(),
                           std::chrono::duration<double, std::milli>(t1 - t0).count()});
     }
@@ -339,6 +356,11 @@ MemRef PlanBuilder::weights(const std::string& key, const HostTensor& t, const m
   return MemRef{-1, model_.packed(key, t, plain, wanted), wanted};
 }
 
+MemRef PlanBuilder::weights(const std::string& key, const std::function<HostTensor()>& make, const md_t& plain,
+                            const md_t& wanted) {
+  return MemRef{-1, model_.packed(key, make, plain, wanted), wanted};
+}
+
 MemRef PlanBuilder::fixed(const HostTensor& t, const md_t& md) {
   if (t.dtype != DType::f32) node_error(*node_, "integer tensor used as float data");
   if (static_cast<int64_t>(md.get_size()) != t.numel() * 4) node_error(*node_, "constant has the wrong size for its use");
@@ -360,8 +382,10 @@ void PlanBuilder::add(dnnl::primitive p, std::unordered_map<int, MemRef> args) {
   plan_.steps.push_back(std::move(step));
 }
 
-void PlanBuilder::add_custom(std::vector<MemRef> refs, std::function<void(const std::vector<char*>&)> fn) {
+void PlanBuilder::add_custom(std::vector<MemRef> refs, std::function<void(const std::vector<char*>&)> fn,
+                             std::string impl) {
   Plan::Step step;
+  step.impl = std::move(impl);
   step.custom_refs = std::move(refs);
   step.custom = std::move(fn);
   step.node = node_ ? node_->name : "output";

@@ -26,11 +26,19 @@ struct CompiledModel {
   // Returns `t` reordered into `wanted` (built from `plain`, which describes t's data), packing it
   // on first use. Thread-safe.
   dnnl::memory packed(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted);
+  // The same for weights derived from the file's (e.g. transformed): `make` runs only when `key`
+  // has not been packed into `wanted` yet.
+  dnnl::memory packed(const std::string& key, const std::function<HostTensor()>& make, const md_t& plain,
+                      const md_t& wanted);
 
   std::mutex pool_mutex;
   std::vector<std::unique_ptr<Session>> idle_sessions;
 
  private:
+  // Both called with packed_mutex_ held.
+  const dnnl::memory* find_packed(const std::string& key, const md_t& wanted) const;
+  dnnl::memory pack(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted);
+
   std::mutex packed_mutex_;
   std::map<std::string, std::vector<std::pair<md_t, dnnl::memory>>> packed_;
 };
@@ -56,7 +64,7 @@ struct Plan {
     std::vector<MemRef> custom_refs;
     std::function<void(const std::vector<char*>&)> custom;  // loop kernels; gets custom_refs' pointers
     std::string node;  // for profiling and messages
-    std::string impl;  // oneDNN implementation name, for profiling
+    std::string impl;  // oneDNN implementation name (or the loop kernel's), for profiling
   };
 
   std::vector<Buffer> buffers;
@@ -120,10 +128,14 @@ class PlanBuilder {
   void set_host(const std::string& value, HostTensor t);
   // Packed weights (shared across plans and sessions).
   MemRef weights(const std::string& key, const HostTensor& t, const md_t& plain, const md_t& wanted);
+  MemRef weights(const std::string& key, const std::function<HostTensor()>& make, const md_t& plain,
+                 const md_t& wanted);
   MemRef fixed(const HostTensor& t, const md_t& md);  // plan-owned copy of host data
 
   void add(dnnl::primitive p, std::unordered_map<int, MemRef> args);
-  void add_custom(std::vector<MemRef> refs, std::function<void(const std::vector<char*>&)> fn);
+  // A loop kernel of arcforge's own; `impl` names it in profiles.
+  void add_custom(std::vector<MemRef> refs, std::function<void(const std::vector<char*>&)> fn,
+                  std::string impl = "loop");
   // Reorder-based copy between two refs (layouts may differ).
   void add_reorder(const MemRef& src, const MemRef& dst);
 
@@ -196,6 +208,11 @@ void plan_slice(PlanBuilder&, const Node&);
 void plan_split(PlanBuilder&, const Node&);
 void plan_resize(PlanBuilder&, const Node&);
 void plan_conv_int8(PlanBuilder&, const Node&);
+struct ConvGeometry;
+// A float convolution as Winograd F(4x4, 3x3) (ops_conv_winograd.cpp); false, with nothing added to
+// the plan, where that method does not apply or would not be faster.
+bool plan_conv_winograd(PlanBuilder&, const Node&, const ConvGeometry&, const HostTensor& weights,
+                        const HostTensor* bias);
 void plan_gemm_int8(PlanBuilder&, const Node&);
 void plan_quantize(PlanBuilder&, const Node&);
 void plan_dequantize(PlanBuilder&, const Node&);

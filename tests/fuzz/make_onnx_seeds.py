@@ -301,5 +301,14 @@ save("attention_sdpa", unbind_nodes() + [
     [int64s("ones", [1, 1, 1]), int64s("axis0", [0]), int64s("minus1", [-1]), int64s("int64_max", [2 ** 63 - 1]),
      helper.make_tensor("one_f", TensorProto.FLOAT, [1], [1.0])], opset=14)
 
+# A convolution that runs as Winograd F(4x4, 3x3) on AVX2-level CPUs (32 channels each side, 9 tiles)
+# with the post-ops its output transform applies: bias, PRelu per channel, the residual Add.
+save("winograd_conv", [
+    helper.make_node("Conv", ["x", "wg_w", "wg_b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    helper.make_node("PRelu", ["c", "wg_slope"], ["p"]),
+    helper.make_node("Add", ["p", "x"], ["y"]),
+], [f32("x", ["N", 32, 12, 12])], [f32("y", ["N", 32, 12, 12])],
+    [arr("wg_w", (32, 32, 3, 3)), arr("wg_b", (32,)), arr("wg_slope", (32, 1, 1))])
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))

@@ -1,0 +1,189 @@
+// fp32 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) (winograd.hpp) on CPUs whose oneDNN
+// convolutions are AVX2 kernels: oneDNN 2.6 has a Winograd convolution for AVX-512 only, and its
+// AVX2 direct kernels already run near this class of CPU's peak, so the only way past them is to do
+// fewer multiplications. Here 36 products per tile on oneDNN's batched matmul replace 144 per 16
+// outputs, with the input and output transforms and the node's post-ops (bias, activations, PReLU,
+// the residual sum) in arcforge's own loops.
+//
+// The tiles run in chunks so that the transformed input and the products of one chunk stay in cache
+// (the weights, 4x their direct size, are read once per chunk). A run whose tiles are too few to
+// amortise the weights (r50's last layer at batch 1: 4 tiles) keeps oneDNN's direct kernel, as do
+// convolutions with few channels, channel counts that are not a multiple of 8 and every other
+// precision. ARCFORGE_RUNTIME_WINOGRAD=0
+// turns the method off, to compare or to bisect.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "arcforge/cpu/isa.hpp"
+#include "conv_geometry.hpp"
+#include "winograd.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+namespace wg = winograd;
+
+// Below this many tiles in a run the 36 products are too short to amortise reading the transformed
+// weights (AVX2 EPYC, 2 threads: 512 channels at 7x7, 4 tiles 0.76x oneDNN's direct kernel, 8 tiles
+// 1.27x, 16 tiles 1.82x).
+constexpr int64_t kMinTiles = 8;
+// With fewer channels on either side the products are too short for the transforms' memory traffic
+// (SCRFD-2.5g at 640x640: 24 to 24 channels 0.58-0.75x oneDNN, 48 to 48 1.7-2.1x; 32 to 32 at
+// 160x160 1.06x, at 80x80 1.31x).
+constexpr int64_t kMinChannels = 32;
+// Transformed input and products of one chunk together, unless the weights are larger.
+constexpr double kChunkBytes = 8.0 * (1 << 20);
+
+bool enabled() {
+  const char* env = std::getenv("ARCFORGE_RUNTIME_WINOGRAD");
+  if (env && std::strcmp(env, "0") == 0) return false;
+  return cpu::cpu_kernel_active_isa() == cpu::CpuKernelIsa::avx2;
+}
+
+// The node's post-ops as the output transform applies them; false when one is not supported.
+bool epilogue_of(PlanBuilder& b, const Node& n, const Dims& out_dims, std::vector<wg::Epilogue>& epilogue,
+                 std::vector<std::string>& addends) {
+  for (const PostOp& p : n.post_ops) {
+    wg::Epilogue e;
+    switch (p.kind) {
+      case PostOp::Kind::relu:
+        e.kind = wg::Epilogue::Kind::clamp;
+        e.alpha = 0;
+        e.beta = std::numeric_limits<float>::infinity();
+        break;
+      case PostOp::Kind::clip:
+        e.kind = wg::Epilogue::Kind::clamp;
+        e.alpha = p.alpha;
+        e.beta = p.beta;
+        break;
+      case PostOp::Kind::leaky_relu:
+        e.kind = wg::Epilogue::Kind::leaky_relu;
+        e.alpha = p.alpha;
+        break;
+      case PostOp::Kind::scale:
+        e.kind = wg::Epilogue::Kind::scale;
+        e.alpha = p.alpha;
+        break;
+      case PostOp::Kind::prelu: {
+        const HostTensor* slope = b.host(p.operand);
+        if (!slope || slope->dtype != DType::f32) return false;
+        if (slope->numel() != 1 && slope->numel() != out_dims[1]) return false;
+        e.kind = wg::Epilogue::Kind::prelu;
+        e.slope = slope->f.data();
+        e.per_channel = slope->numel() != 1;
+        break;
+      }
+      case PostOp::Kind::sum:
+        if (b.dims(p.operand) != out_dims) return false;  // broadcasting addends stay with oneDNN
+        e.kind = wg::Epilogue::Kind::add;
+        e.addend = static_cast<int>(addends.size());
+        addends.push_back(p.operand);
+        break;
+      default: return false;
+    }
+    epilogue.push_back(e);
+  }
+  return true;
+}
+
+// Runs one chunk's work items [0, items) of a transform over the OpenMP team, contiguous per thread.
+template <class Transform>
+void parallel_items(int64_t items, Transform transform) {
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t begin = items * t / threads, end = items * (t + 1) / threads;
+    if (begin < end) transform(begin, end);
+  }
+}
+
+}  // namespace
+
+bool plan_conv_winograd(PlanBuilder& b, const Node& n, const ConvGeometry& geo, const HostTensor& w,
+                        const HostTensor* bias) {
+  if (!enabled() || geo.group != 1 || geo.kernel_h != 3 || geo.kernel_w != 3 || geo.stride_h != 1 ||
+      geo.stride_w != 1 || geo.dilation_h != 1 || geo.dilation_w != 1) {
+    return false;
+  }
+  const Dims& x = geo.in_dims;
+  wg::Geometry g;
+  g.batch = x[0];
+  g.in_channels = x[1];
+  g.out_channels = geo.out_channels;
+  g.in_h = x[2];
+  g.in_w = x[3];
+  g.out_h = geo.out_h;
+  g.out_w = geo.out_w;
+  g.pad_t = geo.pad_t;
+  g.pad_l = geo.pad_l;
+  if (g.in_channels % wg::kBlock != 0 || g.out_channels % wg::kBlock != 0 || g.in_channels < kMinChannels ||
+      g.out_channels < kMinChannels || g.out_h < 1 || g.out_w < 1 ||
+      g.tiles() < kMinTiles || w.numel() != g.out_channels * g.in_channels * 9) {
+    return false;
+  }
+  const Dims out_dims = {g.batch, g.out_channels, g.out_h, g.out_w};
+  std::vector<wg::Epilogue> epilogue;
+  std::vector<std::string> addend_values;
+  if (!epilogue_of(b, n, out_dims, epilogue, addend_values)) return false;
+
+  const int64_t c = g.in_channels, k = g.out_channels, tiles = g.tiles();
+  const double weight_bytes = 4.0 * wg::kPoints * c * k;
+  const double bytes_per_tile = 4.0 * wg::kPoints * static_cast<double>(c + k);
+  const auto fitting = static_cast<int64_t>(std::max(kChunkBytes, weight_bytes) / bytes_per_tile);
+  const int64_t chunk = std::min<int64_t>(tiles, std::max<int64_t>(32, fitting));
+  const md_t v_md({wg::kPoints, chunk, c}, dt::f32, tag::abc);
+  const md_t m_md({wg::kPoints, chunk, k}, dt::f32, tag::abc);
+  const md_t u_md({wg::kPoints, c, k}, dt::f32, tag::any);
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(v_md, u_md, m_md), b.engine());
+
+  const MemRef u_ref = b.weights(
+      n.name + "/winograd_weights",
+      [&] { return HostTensor::from_f32({wg::kPoints, c, k}, wg::transform_weights(w.f.data(), k, c)); },
+      plain_md({wg::kPoints, c, k}), pd.weights_desc());
+  std::vector<MemRef> refs = {b.input(n.input(0), md_t(x, dt::f32, tag::nChw8c)), b.temporary(v_md),
+                              b.temporary(m_md)};
+  for (const auto& value : addend_values) refs.push_back(b.input(value, md_t(out_dims, dt::f32, tag::nChw8c)));
+  refs.push_back(b.output(n.outputs.at(0), md_t(out_dims, dt::f32, tag::nChw8c)));
+  std::vector<float> bias_values = bias ? bias->f : std::vector<float>();
+
+  auto products = std::make_shared<dnnl::matmul>(pd);
+  const dnnl::engine engine = b.engine();
+  const dnnl::memory weights = u_ref.fixed;
+  b.add_custom(std::move(refs), [=](const std::vector<char*>& p) {
+    const float* src = reinterpret_cast<const float*>(p[0]);
+    float* v = reinterpret_cast<float*>(p[1]);
+    float* m = reinterpret_cast<float*>(p[2]);
+    std::vector<const float*> addends;
+    for (std::size_t j = 0; j < addend_values.size(); ++j) addends.push_back(reinterpret_cast<const float*>(p[3 + j]));
+    float* dst = reinterpret_cast<float*>(p.back());
+    dnnl::memory v_mem(v_md, engine, v), m_mem(m_md, engine, m);
+    dnnl::stream stream(engine);
+    for (int64_t first = 0; first < tiles; first += chunk) {
+      const wg::TileRun run{first, std::min(chunk, tiles - first), chunk};
+      // The last chunk's unused rows are multiplied too: zeros, not stale values that may be denormal.
+      if (run.count < chunk) {
+        for (int64_t point = 0; point < wg::kPoints; ++point) {
+          std::memset(v + (point * chunk + run.count) * c, 0, sizeof(float) * (chunk - run.count) * c);
+        }
+      }
+      parallel_items(run.count * c / wg::kBlock,
+                     [&](int64_t begin, int64_t end) { wg::transform_input(g, src, run, v, begin, end); });
+      products->execute(stream, {{DNNL_ARG_SRC, v_mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, m_mem}});
+      stream.wait();
+      parallel_items(run.count * k / wg::kBlock, [&](int64_t begin, int64_t end) {
+        wg::transform_output(g, m, run, bias_values.empty() ? nullptr : bias_values.data(), epilogue, addends, dst,
+                             begin, end);
+      });
+    }
+  }, "winograd_f4x4_3x3:" + std::string(pd.impl_info_str()));
+  return true;
+}
+
+}  // namespace arcforge::runtime::detail
