@@ -9,8 +9,8 @@
 // (the weights, 4x their direct size, are read once per chunk). A run whose tiles are too few to
 // amortise the weights (r50's last layer at batch 1: 4 tiles) keeps oneDNN's direct kernel, as do
 // convolutions with few channels, channel counts that are not a multiple of 8 and every other
-// precision. ARCFORGE_RUNTIME_WINOGRAD=0
-// turns the method off, to compare or to bisect.
+// precision. ARCFORGE_RUNTIME_WINOGRAD=0 turns the method off, to compare or to bisect; =all uses it
+// wherever it can run, below those thresholds too (to measure them: bench/runtime/winograd_layers.sh).
 #include <omp.h>
 
 #include <algorithm>
@@ -30,21 +30,25 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 namespace wg = winograd;
 
-// Below this many tiles in a run the 36 products are too short to amortise reading the transformed
-// weights (AVX2 EPYC, 2 threads: 512 channels at 7x7, 4 tiles 0.76x oneDNN's direct kernel, 8 tiles
-// 1.27x, 16 tiles 1.82x).
+// Measured with bench/runtime/winograd_layers.sh (AVX2 EPYC, 2 threads), speed against oneDNN's
+// direct kernel. Below this many tiles in a run the 36 products are too short to amortise reading
+// the transformed weights (512 channels at 7x7: 4 tiles 0.94x, 8 tiles 1.37x, 16 tiles 1.78x).
 constexpr int64_t kMinTiles = 8;
 // With fewer channels on either side the products are too short for the transforms' memory traffic
-// (SCRFD-2.5g at 640x640: 24 to 24 channels 0.58-0.75x oneDNN, 48 to 48 1.7-2.1x; 32 to 32 at
-// 160x160 1.06x, at 80x80 1.31x).
+// (24 channels 0.83-1.02x, in SCRFD-2.5g's backbone 0.58-0.75x; 32 channels 1.10-1.64x, 48 1.79x).
 constexpr int64_t kMinChannels = 32;
 // Transformed input and products of one chunk together, unless the weights are larger.
 constexpr double kChunkBytes = 8.0 * (1 << 20);
 
-bool enabled() {
+// ARCFORGE_RUNTIME_WINOGRAD: "0" never, "all" wherever the method can run (the thresholds above
+// ignored); otherwise where it pays.
+enum class Use { never, where_faster, wherever_possible };
+
+Use use() {
   const char* env = std::getenv("ARCFORGE_RUNTIME_WINOGRAD");
-  if (env && std::strcmp(env, "0") == 0) return false;
-  return cpu::cpu_kernel_active_isa() == cpu::CpuKernelIsa::avx2;
+  if (env && std::strcmp(env, "0") == 0) return Use::never;
+  if (cpu::cpu_kernel_active_isa() != cpu::CpuKernelIsa::avx2) return Use::never;
+  return env && std::strcmp(env, "all") == 0 ? Use::wherever_possible : Use::where_faster;
 }
 
 // The node's post-ops as the output transform applies them; false when one is not supported.
@@ -108,7 +112,8 @@ void parallel_items(int64_t items, Transform transform) {
 
 bool plan_conv_winograd(PlanBuilder& b, const Node& n, const ConvGeometry& geo, const HostTensor& w,
                         const HostTensor* bias) {
-  if (!enabled() || geo.group != 1 || geo.kernel_h != 3 || geo.kernel_w != 3 || geo.stride_h != 1 ||
+  const Use mode = use();
+  if (mode == Use::never || geo.group != 1 || geo.kernel_h != 3 || geo.kernel_w != 3 || geo.stride_h != 1 ||
       geo.stride_w != 1 || geo.dilation_h != 1 || geo.dilation_w != 1) {
     return false;
   }
@@ -123,9 +128,12 @@ bool plan_conv_winograd(PlanBuilder& b, const Node& n, const ConvGeometry& geo, 
   g.out_w = geo.out_w;
   g.pad_t = geo.pad_t;
   g.pad_l = geo.pad_l;
-  if (g.in_channels % wg::kBlock != 0 || g.out_channels % wg::kBlock != 0 || g.in_channels < kMinChannels ||
-      g.out_channels < kMinChannels || g.out_h < 1 || g.out_w < 1 ||
-      g.tiles() < kMinTiles || w.numel() != g.out_channels * g.in_channels * 9) {
+  if (g.in_channels % wg::kBlock != 0 || g.out_channels % wg::kBlock != 0 || g.out_h < 1 || g.out_w < 1 ||
+      g.tiles() < 1 || w.numel() != g.out_channels * g.in_channels * 9) {
+    return false;
+  }
+  if (mode == Use::where_faster &&
+      (g.in_channels < kMinChannels || g.out_channels < kMinChannels || g.tiles() < kMinTiles)) {
     return false;
   }
   const Dims out_dims = {g.batch, g.out_channels, g.out_h, g.out_w};

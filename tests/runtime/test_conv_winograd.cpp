@@ -223,5 +223,28 @@ TEST(ConvWinogradSwitch, EnvironmentTurnsItOffAndTheResultsAgree) {
   EXPECT_LE(ref::max_abs_diff(fast.at(0).data, want), kTolerance * ref::max_abs(want));
 }
 
+// ARCFORGE_RUNTIME_WINOGRAD=all (for measuring the thresholds) takes shapes below them, and they
+// are computed as well.
+TEST(ConvWinogradSwitch, AllTakesShapesBelowTheThresholds) {
+  ForcedAvx2 avx2;
+  if (!avx2.available()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
+  for (const WinoCase& c : {WinoCase{"24_channels", 1, 24, 16, 20, 20, {1, 1, 1, 1}, true, "prelu", true},
+                            WinoCase{"4_tiles", 1, 64, 64, 7, 7, {1, 1, 1, 1}, true, "relu", true}}) {
+    TempDir dir;
+    const Built b = build(c, dir.file("conv.onnx"));
+    const std::vector<Tensor> inputs = {
+        Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 7, -2.0f, 2.0f)}};
+    ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "all", 1);
+    const Model model = Model::load(b.path, {.threads = 2});
+    const std::string kernels = conv_kernels(model, inputs);
+    const std::vector<Tensor> y = model.run(inputs);
+    ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
+    EXPECT_TRUE(ran_winograd(kernels)) << c.name << ": " << kernels;
+    const ref::Vec want = reference(c, b, inputs[0], Tensor{});
+    const double scale = ref::max_abs(reference(c, b, inputs[0], Tensor{}, false));
+    EXPECT_LE(ref::max_abs_diff(y.at(0).data, want), kTolerance * scale) << c.name;
+  }
+}
+
 }  // namespace
 }  // namespace arcforge::test
