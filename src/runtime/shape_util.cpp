@@ -200,6 +200,7 @@ std::vector<int64_t> ints_param(const Node& node, std::size_t index, const std::
 
 SliceSpec slice_spec(const Node& node, const Dims& in, const HostLookup& host) {
   const int64_t rank = static_cast<int64_t>(in.size());
+  if (rank == 0) node_error(node, "cannot slice a scalar");  // found by fuzz_model_load
   std::vector<int64_t> starts = ints_param(node, 1, "starts", host);
   std::vector<int64_t> ends = ints_param(node, 2, "ends", host);
   std::vector<int64_t> axes = ints_param(node, 3, "axes", host);

@@ -178,6 +178,19 @@ TEST(ModelErrors, ConcatWithoutInputsNamesTheNode) {
   }
 }
 
+// Found by fuzz_model_load: a Slice of a scalar, folded at load, indexed an empty list of axes.
+TEST(ModelErrors, SliceOfAScalarNamesTheNode) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {1, 4}).output("y");
+  m.initializer("scalar", {}, {2.0f});
+  m.initializer_i64("starts", {1}, {0});
+  m.initializer_i64("ends", {1}, {1});
+  m.node("Slice", {"scalar", "starts", "ends"}, {"s"}, "slice_scalar");
+  m.node("Add", {"x", "s"}, {"y"});
+  expect_load_error(m.save(dir.path() / "m.onnx"), {"slice_scalar", "cannot slice a scalar"});
+}
+
 // Found by reading the shape code while adding fuzz_model_load: shapes that overflow int64 or ask
 // for absurd amounts of memory are InputErrors naming the file and node, and an extreme but valid
 // Slice step still works.
