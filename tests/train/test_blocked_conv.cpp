@@ -182,41 +182,48 @@ TEST(BlockedConvRouting, ModulesTakeItInFp32AndUnderBf16Autocast) {
 
 // An IResNet trained through the blocked path (forced AVX2) and the same model on libtorch's
 // convolutions (the baseline level, no blocked path), both against the model run in double: the
-// blocked path is as accurate. (The two float runs differ from each other by ~1e-4 in the
-// gradients: train-mode BatchNorm at batch 2 amplifies rounding.)
+// blocked path is as accurate. Train-mode BatchNorm at batch 2 amplifies rounding, so one batch's
+// gradient error swings by 10x with the data for either path (on an AMD EPYC Zen 4, seeds 1 to 4:
+// blocked 5.7e-5 to 3.7e-4, libtorch 1.2e-4 to 5.5e-4, each ahead on some seed); the gradients are
+// compared summed over four batches, which a systematic loss of accuracy would still fail.
 TEST(BlockedConvRouting, IResNetTrainsAsAccuratelyAsThroughLibtorch) {
   SKIP_WITHOUT_ONEDNN();
   if (an::cpu_kernel_best_isa() < an::CpuKernelIsa::avx2) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2";
-  torch::manual_seed(3);
-  const torch::Tensor images = torch::randn({2, 3, 112, 112});
-  const torch::Tensor direction = torch::randn({2, 64});
-  auto run = [&](an::CpuKernelIsa isa, torch::Dtype dtype) {
-    an::force_cpu_kernel_isa(isa);
-    torch::manual_seed(1);
-    auto model = arcforge::test::build_backbone("r18", 64);
-    model->to(dtype);
-    for (auto& p : model->parameters())  // as the trainer does
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    model->train();
-    const torch::Tensor out = model->forward(images.to(dtype).contiguous(at::MemoryFormat::ChannelsLast));
-    (out * direction.to(dtype)).sum().backward();
-    std::vector<torch::Tensor> grads;
-    for (const auto& p : model->parameters()) grads.push_back(p.grad().flatten());
-    an::clear_forced_cpu_kernel_isa();
-    return std::make_pair(out.detach().to(torch::kDouble), torch::cat(grads).to(torch::kDouble));
-  };
-  const auto [truth_out, truth_grads] = run(an::CpuKernelIsa::baseline, torch::kDouble);
-  const auto [blocked_out, blocked_grads] = run(an::CpuKernelIsa::avx2, torch::kFloat);
-  const auto [torch_out, torch_grads] = run(an::CpuKernelIsa::baseline, torch::kFloat);
   auto error = [](const torch::Tensor& got, const torch::Tensor& want) {
     return ((got - want).norm() / want.norm()).item<double>();
   };
-  const double blocked_grad = error(blocked_grads, truth_grads), torch_grad = error(torch_grads, truth_grads);
-  std::printf("[figures] r18 against double: embeddings blocked %.2e, libtorch %.2e; gradients blocked %.2e, "
-              "libtorch %.2e (relative L2)\n", error(blocked_out, truth_out), error(torch_out, truth_out),
-              blocked_grad, torch_grad);
-  EXPECT_LT(error(blocked_out, truth_out), 1e-5);
-  EXPECT_LT(blocked_grad, 2 * torch_grad + 1e-6);
+  double blocked_sum = 0, torch_sum = 0;
+  for (const int seed : {1, 2, 3, 4}) {
+    torch::manual_seed(seed);
+    const torch::Tensor images = torch::randn({2, 3, 112, 112});
+    const torch::Tensor direction = torch::randn({2, 64});
+    auto run = [&](an::CpuKernelIsa isa, torch::Dtype dtype) {
+      an::force_cpu_kernel_isa(isa);
+      torch::manual_seed(1);
+      auto model = arcforge::test::build_backbone("r18", 64);
+      model->to(dtype);
+      for (auto& p : model->parameters())  // as the trainer does
+        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+      model->train();
+      const torch::Tensor out = model->forward(images.to(dtype).contiguous(at::MemoryFormat::ChannelsLast));
+      (out * direction.to(dtype)).sum().backward();
+      std::vector<torch::Tensor> grads;
+      for (const auto& p : model->parameters()) grads.push_back(p.grad().flatten());
+      an::clear_forced_cpu_kernel_isa();
+      return std::make_pair(out.detach().to(torch::kDouble), torch::cat(grads).to(torch::kDouble));
+    };
+    const auto [truth_out, truth_grads] = run(an::CpuKernelIsa::baseline, torch::kDouble);
+    const auto [blocked_out, blocked_grads] = run(an::CpuKernelIsa::avx2, torch::kFloat);
+    const auto [torch_out, torch_grads] = run(an::CpuKernelIsa::baseline, torch::kFloat);
+    const double blocked_grad = error(blocked_grads, truth_grads), torch_grad = error(torch_grads, truth_grads);
+    std::printf("[figures] r18, seed %d, against double: embeddings blocked %.2e, libtorch %.2e; gradients blocked "
+                "%.2e, libtorch %.2e (relative L2)\n", seed, error(blocked_out, truth_out),
+                error(torch_out, truth_out), blocked_grad, torch_grad);
+    EXPECT_LT(error(blocked_out, truth_out), 1e-5) << "seed " << seed;
+    blocked_sum += blocked_grad;
+    torch_sum += torch_grad;
+  }
+  EXPECT_LT(blocked_sum, 2 * torch_sum + 1e-6);
 }
 
 }  // namespace
