@@ -3,8 +3,8 @@
 # against oneDNN's direct kernel: one-convolution models (3x3, stride 1, bias and a per-channel PRelu,
 # as in IResNet), the same binary with ARCFORGE_RUNTIME_WINOGRAD=all and =0, alternating, the best of
 # ROUNDS medians each. "all" ignores the runtime's size thresholds, so the table shows where they
-# should sit on this CPU. Meaningful where arcforge's CPU kernels run at the AVX2 level; elsewhere both
-# columns are oneDNN's.
+# should sit on this CPU. Meaningful on x86-64 CPUs with AVX2 or AVX-512; elsewhere both columns are
+# oneDNN's.
 #
 #   bench/runtime/winograd_layers.sh [BUILD_DIR] [THREADS] [ROUNDS]
 #
@@ -45,6 +45,11 @@ ms_per_batch() {  # mode model batch
     /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["ms_per_batch"])'
 }
 
+# The runtime's thresholds (ops_conv_winograd.cpp): 32 channels and 8 tiles at the AVX2 level, 16
+# and 16 at AVX-512's.
+min_channels=32
+min_tiles=8
+grep -qw avx512f /proc/cpuinfo && min_channels=16 && min_tiles=16
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u '+%F %H:%M') UTC," \
   "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -62,7 +67,7 @@ for s in $shapes; do
   done
   tiles=$((n * ((hw + 3) / 4) * ((hw + 3) / 4)))
   choice=direct
-  ((c >= 32 && tiles >= 8)) && choice=Winograd
+  ((c >= min_channels && tiles >= min_tiles)) && choice=Winograd
   printf "| %s | %sx%s | %s | %s | %.3f | %.3f | %.2f | %s |\n" "$c" "$hw" "$hw" "$n" "$tiles" "$best_w" "$best_d" \
     "$(/usr/bin/python3 -c "print($best_d / $best_w)")" "$choice"
 done

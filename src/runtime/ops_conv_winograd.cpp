@@ -1,9 +1,11 @@
-// fp32 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) (winograd.hpp) on CPUs whose oneDNN
-// convolutions are AVX2 kernels: oneDNN 2.6 has a Winograd convolution for AVX-512 only, and its
-// AVX2 direct kernels already run near this class of CPU's peak, so the only way past them is to do
-// fewer multiplications. Here 36 products per tile on oneDNN's batched matmul replace 144 per 16
-// outputs, with the input and output transforms and the node's post-ops (bias, activations, PReLU,
-// the residual sum) in arcforge's own loops.
+// fp32 3x3 stride-1 convolutions as Winograd F(4x4, 3x3) (winograd.hpp). oneDNN's direct kernels
+// already run near the CPU's peak (AVX2 and AVX-512 alike), so the only way past them is to do fewer
+// multiplications; oneDNN 2.6's own Winograd convolution is for AVX-512 only and refuses these
+// convolutions on the AMD EPYC (Zen 4) measured ("could not create a primitive descriptor").
+// Here 36 products per tile on oneDNN's batched matmul replace 144 per 16 outputs, with the input
+// and output transforms and the node's post-ops (bias, activations, PReLU, the residual sum) in
+// arcforge's own loops, on the blocked layout oneDNN's kernels use on this CPU (nChw8c on AVX2,
+// nChw16c on AVX-512), so that the neighbouring steps need no reorder.
 //
 // The tiles run in chunks so that the transformed input and the products of one chunk stay in cache
 // (the weights, 4x their direct size, are read once per chunk). A run whose tiles are too few to
@@ -30,13 +32,16 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 namespace wg = winograd;
 
-// Measured with bench/runtime/winograd_layers.sh (AVX2 EPYC, 2 threads), speed against oneDNN's
-// direct kernel. Below this many tiles in a run the 36 products are too short to amortise reading
-// the transformed weights (512 channels at 7x7: 4 tiles 0.94x, 8 tiles 1.37x, 16 tiles 1.78x).
-constexpr int64_t kMinTiles = 8;
-// With fewer channels on either side the products are too short for the transforms' memory traffic
-// (24 channels 0.83-1.02x, in SCRFD-2.5g's backbone 0.58-0.75x; 32 channels 1.10-1.64x, 48 1.79x).
-constexpr int64_t kMinChannels = 32;
+// Measured with bench/runtime/winograd_layers.sh (2 threads), speed against oneDNN's direct kernel.
+// Below this many tiles in a run the 36 products are too short to amortise reading the transformed
+// weights. 512 channels at 7x7, 4, 8 and 16 tiles: AVX2 EPYC (Zen 3) 0.94x, 1.37x, 1.78x; AVX-512
+// EPYC (Zen 4) 0.46x, 0.78x, 1.16x (there 256 channels at 14x14, 16 tiles: 2.55x).
+int64_t min_tiles() { return cpu::cpu_kernel_active_isa() >= cpu::CpuKernelIsa::avx512 ? 16 : 8; }
+// With fewer channels on either side the products are too short for the transforms' memory traffic.
+// AVX2 EPYC: 24 channels 0.83-1.02x (in SCRFD-2.5g's backbone 0.58-0.75x), 32 channels 1.10-1.64x,
+// 48 1.79x. AVX-512 EPYC, whose transforms take 16 channels at a time: 16 channels 1.49x, 24
+// 1.72-2.16x, 32 1.71-2.05x.
+int64_t min_channels() { return cpu::cpu_kernel_active_isa() >= cpu::CpuKernelIsa::avx512 ? 16 : 32; }
 // Transformed input and products of one chunk together, unless the weights are larger.
 constexpr double kChunkBytes = 8.0 * (1 << 20);
 
@@ -47,8 +52,19 @@ enum class Use { never, where_faster, wherever_possible };
 Use use() {
   const char* env = std::getenv("ARCFORGE_RUNTIME_WINOGRAD");
   if (env && std::strcmp(env, "0") == 0) return Use::never;
-  if (cpu::cpu_kernel_active_isa() != cpu::CpuKernelIsa::avx2) return Use::never;
+  if (cpu::cpu_kernel_active_isa() < cpu::CpuKernelIsa::avx2) return Use::never;
   return env && std::strcmp(env, "all") == 0 ? Use::wherever_possible : Use::where_faster;
+}
+
+// The activations' layout: the one oneDNN's direct kernels on this CPU read and write, so that the
+// neighbouring steps need no reorder (on AVX-512, oneDNN's batch norm and binary kernels take no
+// nChw8c and ran their reference code, 10x slower, when this step wrote it).
+int64_t layout_block(const wg::Geometry& g) {
+  // oneDNN's ISA values are sets of feature bits (avx2_vnni is numerically above avx512_core).
+  const auto core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  const bool avx512 = cpu::cpu_kernel_active_isa() >= cpu::CpuKernelIsa::avx512 &&
+                      (static_cast<unsigned>(dnnl::get_effective_cpu_isa()) & core) == core;
+  return avx512 && g.in_channels % 16 == 0 && g.out_channels % 16 == 0 ? 16 : wg::kBlock;
 }
 
 // The node's post-ops as the output transform applies them; false when one is not supported.
@@ -133,9 +149,11 @@ bool plan_conv_winograd(PlanBuilder& b, const Node& n, const ConvGeometry& geo, 
     return false;
   }
   if (mode == Use::where_faster &&
-      (g.in_channels < kMinChannels || g.out_channels < kMinChannels || g.tiles() < kMinTiles)) {
+      (g.in_channels < min_channels() || g.out_channels < min_channels() || g.tiles() < min_tiles())) {
     return false;
   }
+  g.layout_block = layout_block(g);
+  const tag layout = g.layout_block == 16 ? tag::nChw16c : tag::nChw8c;
   const Dims out_dims = {g.batch, g.out_channels, g.out_h, g.out_w};
   std::vector<wg::Epilogue> epilogue;
   std::vector<std::string> addend_values;
@@ -155,10 +173,10 @@ bool plan_conv_winograd(PlanBuilder& b, const Node& n, const ConvGeometry& geo, 
       n.name + "/winograd_weights",
       [&] { return HostTensor::from_f32({wg::kPoints, c, k}, wg::transform_weights(w.f.data(), k, c)); },
       plain_md({wg::kPoints, c, k}), pd.weights_desc());
-  std::vector<MemRef> refs = {b.input(n.input(0), md_t(x, dt::f32, tag::nChw8c)), b.temporary(v_md),
+  std::vector<MemRef> refs = {b.input(n.input(0), md_t(x, dt::f32, layout)), b.temporary(v_md),
                               b.temporary(m_md)};
-  for (const auto& value : addend_values) refs.push_back(b.input(value, md_t(out_dims, dt::f32, tag::nChw8c)));
-  refs.push_back(b.output(n.outputs.at(0), md_t(out_dims, dt::f32, tag::nChw8c)));
+  for (const auto& value : addend_values) refs.push_back(b.input(value, md_t(out_dims, dt::f32, layout)));
+  refs.push_back(b.output(n.outputs.at(0), md_t(out_dims, dt::f32, layout)));
   std::vector<float> bias_values = bias ? bias->f : std::vector<float>();
 
   auto products = std::make_shared<dnnl::matmul>(pd);
@@ -181,11 +199,11 @@ bool plan_conv_winograd(PlanBuilder& b, const Node& n, const ConvGeometry& geo, 
           std::memset(v + (point * chunk + run.count) * c, 0, sizeof(float) * (chunk - run.count) * c);
         }
       }
-      parallel_items(run.count * c / wg::kBlock,
+      parallel_items(run.count * c / g.layout_block,
                      [&](int64_t begin, int64_t end) { wg::transform_input(g, src, run, v, begin, end); });
       products->execute(stream, {{DNNL_ARG_SRC, v_mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, m_mem}});
       stream.wait();
-      parallel_items(run.count * k / wg::kBlock, [&](int64_t begin, int64_t end) {
+      parallel_items(run.count * k / g.layout_block, [&](int64_t begin, int64_t end) {
         wg::transform_output(g, m, run, bias_values.empty() ? nullptr : bias_values.data(), epilogue, addends, dst,
                              begin, end);
       });

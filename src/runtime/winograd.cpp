@@ -1,6 +1,7 @@
-// The F(4x4, 3x3) transforms (winograd.hpp). Every value is a vector of one pixel's 8 channels of an
-// nChw8c block, so the transforms run 8 channels at a time with no shuffles. The matrices
-// (Lavin and Gray, section 4.2; points 0, +-1, +-2 and infinity):
+// The F(4x4, 3x3) transforms (winograd.hpp). Every value is a vector of one pixel's channels of a
+// block of the nChw8c or nChw16c layout (8 or 16 lanes, as the layout's block), so the transforms
+// run a block at a time with no shuffles. The matrices (Lavin and Gray, section 4.2; points 0, +-1,
+// +-2 and infinity):
 //
 //   B^T = | 4  0 -5  0  1  0 |    G = |  1/4     0     0  |    A^T = | 1  1  1  1  1  0 |
 //         | 0 -4 -4  1  1  0 |        | -1/6  -1/6  -1/6 |          | 0  1 -1  2 -2  0 |
@@ -17,24 +18,33 @@
 namespace arcforge::runtime::detail::winograd {
 namespace {
 
-typedef float V8 __attribute__((vector_size(32)));
+// A pixel's W channels (W = 8 or 16, the layout's block).
+template <int W>
+struct Vec;
+template <>
+struct Vec<8> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<16> {
+  typedef float type __attribute__((vector_size(64)));
+};
 
-ARCFORGE_INLINE V8 load8(const float* p) {
-  V8 v;
+template <int W>
+ARCFORGE_INLINE typename Vec<W>::type load_vec(const float* p) {
+  typename Vec<W>::type v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-ARCFORGE_INLINE void store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
-
-ARCFORGE_INLINE V8 broadcast8(float x) { return V8{} + x; }
-
-ARCFORGE_INLINE V8 max8(V8 a, V8 b) { return a > b ? a : b; }
-
-ARCFORGE_INLINE V8 min8(V8 a, V8 b) { return a < b ? a : b; }
+template <class V>
+ARCFORGE_INLINE void store_vec(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 // B^T x for one column of six values (also x B for a row).
-ARCFORGE_INLINE void input_1d(const V8 (&d)[6], V8 (&r)[6]) {
+template <class V>
+ARCFORGE_INLINE void input_1d(const V (&d)[6], V (&r)[6]) {
   r[0] = 4 * d[0] - 5 * d[2] + d[4];
   r[1] = -4 * (d[1] + d[2]) + d[3] + d[4];
   r[2] = 4 * (d[1] - d[2]) - d[3] + d[4];
@@ -44,8 +54,9 @@ ARCFORGE_INLINE void input_1d(const V8 (&d)[6], V8 (&r)[6]) {
 }
 
 // A^T m for one column of six values (also m A for a row).
-ARCFORGE_INLINE void output_1d(const V8 (&m)[6], V8 (&r)[4]) {
-  const V8 a1 = m[1] + m[2], a2 = m[1] - m[2], a3 = m[3] + m[4], a4 = m[3] - m[4];
+template <class V>
+ARCFORGE_INLINE void output_1d(const V (&m)[6], V (&r)[4]) {
+  const V a1 = m[1] + m[2], a2 = m[1] - m[2], a3 = m[3] + m[4], a4 = m[3] - m[4];
   r[0] = m[0] + a1 + a3;
   r[1] = a2 + 2 * a4;
   r[2] = a1 + 4 * a3;
@@ -62,109 +73,135 @@ ARCFORGE_INLINE TileAt tile_at(const Geometry& g, int64_t tile) {
   return {tile / per_image, in_image / g.tiles_w() * kTile, in_image % g.tiles_w() * kTile};
 }
 
+template <int W>
 ARCFORGE_INLINE void input_range(const Geometry& g, const float* src, const TileRun& run, float* v, int64_t begin,
                                  int64_t end) {
-  const int64_t blocks = g.in_channels / kBlock;
-  const int64_t plane = g.in_h * g.in_w * kBlock;
+  using V = typename Vec<W>::type;
+  const int64_t blocks = g.in_channels / W;
+  const int64_t plane = g.in_h * g.in_w * W;
   for (int64_t item = begin; item < end; ++item) {
     const int64_t t = item / blocks, cb = item % blocks;
     const TileAt at = tile_at(g, run.first_tile + t);
     const float* block = src + (at.image * blocks + cb) * plane;
     const int64_t y0 = at.y - g.pad_t, x0 = at.x - g.pad_l;
-    V8 d[6][6];
+    V d[6][6];
     if (y0 >= 0 && x0 >= 0 && y0 + 6 <= g.in_h && x0 + 6 <= g.in_w) {
       for (int i = 0; i < 6; ++i) {
-        const float* row = block + ((y0 + i) * g.in_w + x0) * kBlock;
-        for (int j = 0; j < 6; ++j) d[i][j] = load8(row + j * kBlock);
+        const float* row = block + ((y0 + i) * g.in_w + x0) * W;
+        for (int j = 0; j < 6; ++j) d[i][j] = load_vec<W>(row + j * W);
       }
     } else {  // the padding reads as zeros
       for (int i = 0; i < 6; ++i) {
         for (int j = 0; j < 6; ++j) {
           const int64_t y = y0 + i, x = x0 + j;
           const bool inside = y >= 0 && y < g.in_h && x >= 0 && x < g.in_w;
-          d[i][j] = inside ? load8(block + (y * g.in_w + x) * kBlock) : V8{};
+          d[i][j] = inside ? load_vec<W>(block + (y * g.in_w + x) * W) : V{};
         }
       }
     }
-    V8 cols[6][6];  // B^T d, column by column
+    V cols[6][6];  // B^T d, column by column
     for (int j = 0; j < 6; ++j) {
-      const V8 column[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
-      V8 r[6];
+      const V column[6] = {d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]};
+      V r[6];
       input_1d(column, r);
       for (int i = 0; i < 6; ++i) cols[i][j] = r[i];
     }
-    float* out = v + t * g.in_channels + cb * kBlock;
+    float* out = v + t * g.in_channels + cb * W;
     const int64_t point_stride = run.stride * g.in_channels;
     for (int i = 0; i < 6; ++i) {
-      V8 r[6];
+      V r[6];
       input_1d(cols[i], r);
-      for (int j = 0; j < 6; ++j) store8(out + (i * 6 + j) * point_stride, r[j]);
+      for (int j = 0; j < 6; ++j) store_vec(out + (i * 6 + j) * point_stride, r[j]);
     }
   }
 }
 
-ARCFORGE_INLINE V8 apply(const Epilogue& e, V8 x, int64_t block, const float* addend) {
+template <int W>
+ARCFORGE_INLINE typename Vec<W>::type apply(const Epilogue& e, typename Vec<W>::type x, int64_t block,
+                                           const float* addend) {
+  using V = typename Vec<W>::type;
   switch (e.kind) {
-    case Epilogue::Kind::clamp: return min8(max8(x, broadcast8(e.alpha)), broadcast8(e.beta));
-    case Epilogue::Kind::leaky_relu: return x > V8{} ? x : x * e.alpha;
+    case Epilogue::Kind::clamp: {
+      const V low = V{} + e.alpha, high = V{} + e.beta;
+      x = x > low ? x : low;
+      return x < high ? x : high;
+    }
+    case Epilogue::Kind::leaky_relu: return x > V{} ? x : x * e.alpha;
     case Epilogue::Kind::scale: return x * e.alpha;
     case Epilogue::Kind::prelu: {
-      const V8 slope = e.per_channel ? load8(e.slope + block * kBlock) : broadcast8(e.slope[0]);
-      return x > V8{} ? x : x * slope;
+      const V slope = e.per_channel ? load_vec<W>(e.slope + block * W) : V{} + e.slope[0];
+      return x > V{} ? x : x * slope;
     }
-    case Epilogue::Kind::add: return x + load8(addend);
+    case Epilogue::Kind::add: return x + load_vec<W>(addend);
   }
   return x;
 }
 
+template <int W>
 ARCFORGE_INLINE void output_range(const Geometry& g, const float* m, const TileRun& run, const float* bias,
                                   const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends,
                                   float* dst, int64_t begin, int64_t end) {
-  const int64_t blocks = g.out_channels / kBlock;
-  const int64_t plane = g.out_h * g.out_w * kBlock;
+  using V = typename Vec<W>::type;
+  const int64_t blocks = g.out_channels / W;
+  const int64_t plane = g.out_h * g.out_w * W;
   const int64_t point_stride = run.stride * g.out_channels;
   for (int64_t item = begin; item < end; ++item) {
     const int64_t t = item / blocks, kb = item % blocks;
     const TileAt at = tile_at(g, run.first_tile + t);
-    const float* in = m + t * g.out_channels + kb * kBlock;
-    V8 rows[4][6];  // A^T m, column by column
+    const float* in = m + t * g.out_channels + kb * W;
+    V rows[4][6];  // A^T m, column by column
     for (int j = 0; j < 6; ++j) {
-      const V8 column[6] = {load8(in + j * point_stride), load8(in + (6 + j) * point_stride),
-                            load8(in + (12 + j) * point_stride), load8(in + (18 + j) * point_stride),
-                            load8(in + (24 + j) * point_stride), load8(in + (30 + j) * point_stride)};
-      V8 r[4];
+      const V column[6] = {load_vec<W>(in + j * point_stride),        load_vec<W>(in + (6 + j) * point_stride),
+                           load_vec<W>(in + (12 + j) * point_stride), load_vec<W>(in + (18 + j) * point_stride),
+                           load_vec<W>(in + (24 + j) * point_stride), load_vec<W>(in + (30 + j) * point_stride)};
+      V r[4];
       output_1d(column, r);
       for (int i = 0; i < 4; ++i) rows[i][j] = r[i];
     }
-    const V8 b = bias ? load8(bias + kb * kBlock) : V8{};
+    const V b = bias ? load_vec<W>(bias + kb * W) : V{};
     const int64_t offset = (at.image * blocks + kb) * plane;
     for (int i = 0; i < 4 && at.y + i < g.out_h; ++i) {
-      V8 r[4];
+      V r[4];
       output_1d(rows[i], r);
       for (int j = 0; j < 4 && at.x + j < g.out_w; ++j) {
-        const int64_t at_pixel = offset + ((at.y + i) * g.out_w + at.x + j) * kBlock;
-        V8 x = r[j] + b;
+        const int64_t at_pixel = offset + ((at.y + i) * g.out_w + at.x + j) * W;
+        V x = r[j] + b;
         for (const Epilogue& e : epilogue) {
-          x = apply(e, x, kb, e.kind == Epilogue::Kind::add ? addends[e.addend] + at_pixel : nullptr);
+          x = apply<W>(e, x, kb, e.kind == Epilogue::Kind::add ? addends[e.addend] + at_pixel : nullptr);
         }
-        store8(dst + at_pixel, x);
+        store_vec(dst + at_pixel, x);
       }
     }
   }
 }
 
+// Per instruction set, both block widths (the AVX-512 layout is only chosen where AVX-512 runs).
 #define ARCFORGE_WINOGRAD_RANGES(SUFFIX, ATTRIBUTES, N)                                                           \
+  template <int W>                                                                                                \
   ATTRIBUTES void input_##SUFFIX(const Geometry& g, const float* src, const TileRun& run, float* v, int64_t begin, \
                                  int64_t end) {                                                                   \
-    input_range(g, src, run, v, begin, end);                                                                      \
+    input_range<W>(g, src, run, v, begin, end);                                                                   \
   }                                                                                                               \
+  template <int W>                                                                                                \
   ATTRIBUTES void output_##SUFFIX(const Geometry& g, const float* m, const TileRun& run, const float* bias,        \
                                   const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends, \
                                   float* dst, int64_t begin, int64_t end) {                                       \
-    output_range(g, m, run, bias, epilogue, addends, dst, begin, end);                                            \
+    output_range<W>(g, m, run, bias, epilogue, addends, dst, begin, end);                                         \
   }
 ARCFORGE_FOR_EACH_ISA(ARCFORGE_WINOGRAD_RANGES)
 #undef ARCFORGE_WINOGRAD_RANGES
+
+template <int W>
+void input_for_isa(const Geometry& g, const float* src, const TileRun& run, float* v, int64_t begin, int64_t end) {
+  ARCFORGE_ISA_DISPATCH_TEMPLATE(input, W, g, src, run, v, begin, end)
+}
+
+template <int W>
+void output_for_isa(const Geometry& g, const float* m, const TileRun& run, const float* bias,
+                    const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends, float* dst,
+                    int64_t begin, int64_t end) {
+  ARCFORGE_ISA_DISPATCH_TEMPLATE(output, W, g, m, run, bias, epilogue, addends, dst, begin, end)
+}
 
 }  // namespace
 
@@ -213,13 +250,15 @@ std::vector<float> transform_weights(const float* weights, int64_t out_channels,
 }
 
 void transform_input(const Geometry& g, const float* src, const TileRun& run, float* v, int64_t begin, int64_t end) {
-  ARCFORGE_ISA_DISPATCH(input, g, src, run, v, begin, end)
+  if (g.layout_block == 16) return input_for_isa<16>(g, src, run, v, begin, end);
+  input_for_isa<8>(g, src, run, v, begin, end);
 }
 
 void transform_output(const Geometry& g, const float* m, const TileRun& run, const float* bias,
                       const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends, float* dst,
                       int64_t begin, int64_t end) {
-  ARCFORGE_ISA_DISPATCH(output, g, m, run, bias, epilogue, addends, dst, begin, end)
+  if (g.layout_block == 16) return output_for_isa<16>(g, m, run, bias, epilogue, addends, dst, begin, end);
+  output_for_isa<8>(g, m, run, bias, epilogue, addends, dst, begin, end);
 }
 
 }  // namespace arcforge::runtime::detail::winograd

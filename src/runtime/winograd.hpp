@@ -3,7 +3,7 @@
 // stride-1 convolution as 36 matrix products of transformed 6x6 input tiles by transformed
 // weights, 4x4 outputs per tile. The products take 36 multiply-adds per 16 outputs and channel
 // pair instead of 144. These are the transforms around the products, on activations in oneDNN's
-// nChw8c layout (blocks of 8 channels, each pixel's 8 values side by side); ops_conv_winograd.cpp
+// nChw8c or nChw16c layout (blocks of 8 or 16 channels, each pixel's values side by side); ops_conv_winograd.cpp
 // runs the products on oneDNN's batched matmul and decides where the method is used.
 #include <cstdint>
 #include <vector>
@@ -12,10 +12,13 @@ namespace arcforge::runtime::detail::winograd {
 
 constexpr int64_t kTile = 4;    // outputs per tile side
 constexpr int64_t kPoints = 36;  // 6x6 transform points per tile
-constexpr int64_t kBlock = 8;   // channels per block of nChw8c
+constexpr int64_t kBlock = 8;   // the smallest layout block (nChw8c)
 
 struct Geometry {
-  int64_t batch = 0, in_channels = 0, out_channels = 0;  // both channel counts multiples of kBlock
+  int64_t batch = 0, in_channels = 0, out_channels = 0;  // both channel counts multiples of layout_block
+  // Channels per block of the activations' layout, and per vector of the transforms: 8 (nChw8c, what
+  // oneDNN's AVX2 kernels use) or 16 (nChw16c, AVX-512's; only where AVX-512 runs).
+  int64_t layout_block = kBlock;
   int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
   int64_t pad_t = 0, pad_l = 0;  // the bottom and right padding follow from the output size
   int64_t tiles_h() const { return (out_h + kTile - 1) / kTile; }
@@ -44,12 +47,12 @@ struct TileRun {
 };
 
 // Transformed input tiles V = B^T d B into v [36][stride][C], for work items [begin, end) of
-// count * C / 8 (tile-major). src: nChw8c.
+// count * C / g.layout_block (tile-major). src: nChw8c or nChw16c (g.layout_block).
 void transform_input(const Geometry& g, const float* src, const TileRun& run, float* v, int64_t begin, int64_t end);
 
-// Output tiles A^T m A (+ bias, then the epilogue) from m [36][stride][K] into dst (nChw8c), for
-// work items [begin, end) of count * K / 8; tiles are cropped at the right and bottom edges.
-// `addends` are nChw8c tensors of dst's dims.
+// Output tiles A^T m A (+ bias, then the epilogue) from m [36][stride][K] into dst (layout as src), for
+// work items [begin, end) of count * K / g.layout_block; tiles are cropped at the right and bottom edges.
+// `addends` are tensors of dst's dims and layout.
 void transform_output(const Geometry& g, const float* m, const TileRun& run, const float* bias,
                       const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends, float* dst,
                       int64_t begin, int64_t end);

@@ -2,7 +2,7 @@
 // double-precision convolution written in the test: every fused post-op, padding on any side,
 // output sizes that are not a multiple of the 4x4 tile, several chunks of tiles with a partial last
 // one, and the shapes that must keep oneDNN's direct kernel. The method runs where arcforge's CPU
-// kernels run at the AVX2 level, so the tests force that level (any x86-64 CPU with AVX2 has it).
+// kernels run at the AVX2 or AVX-512 level, so each test runs at each of those the CPU has.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -26,25 +26,44 @@ struct WinoCase {
   std::vector<int64_t> pads;  // top, left, bottom, right
   bool bias;
   std::string post;  // "", relu, clip, leaky, prelu (per channel), prelu1 (one slope), scale, add, add_relu
-  bool winograd;     // whether the method should take the convolution
+  bool winograd;     // whether the method can take the convolution (its kind, before the size thresholds)
   int64_t stride = 1, group = 1, kernel = 3, dilation = 1;
+  int64_t tiles() const {
+    const int64_t out_h = (h + pads[0] + pads[2] - ((kernel - 1) * dilation + 1)) / stride + 1;
+    const int64_t out_w = (w + pads[1] + pads[3] - ((kernel - 1) * dilation + 1)) / stride + 1;
+    return n * ((out_h + 3) / 4) * ((out_w + 3) / 4);
+  }
 };
 
 void PrintTo(const WinoCase& c, std::ostream* os) { *os << c.name; }
 
-// Forces the AVX2 level for a test's lifetime (the level at which the method is chosen).
-class ForcedAvx2 {
- public:
-  ForcedAvx2() {
-    available_ = cpu::cpu_kernel_best_isa() >= cpu::CpuKernelIsa::avx2;
-    if (available_) cpu::force_cpu_kernel_isa(cpu::CpuKernelIsa::avx2);
+// The instruction-set levels the method runs at that this CPU has: AVX2 (nChw8c activations) and
+// AVX-512 (nChw16c where both channel counts are multiples of 16, else nChw8c).
+std::vector<cpu::CpuKernelIsa> winograd_levels() {
+  std::vector<cpu::CpuKernelIsa> levels;
+  for (auto level : {cpu::CpuKernelIsa::avx2, cpu::CpuKernelIsa::avx512}) {
+    if (cpu::cpu_kernel_best_isa() >= level) levels.push_back(level);
   }
-  ~ForcedAvx2() { cpu::clear_forced_cpu_kernel_isa(); }
-  bool available() const { return available_; }
+  return levels;
+}
 
- private:
-  bool available_ = false;
+const char* level_name(cpu::CpuKernelIsa level) { return level == cpu::CpuKernelIsa::avx2 ? "avx2" : "avx512"; }
+
+// Forces a level for a scope (the level at which the method and its layout are chosen).
+class ForcedIsa {
+ public:
+  explicit ForcedIsa(cpu::CpuKernelIsa level) { cpu::force_cpu_kernel_isa(level); }
+  ~ForcedIsa() { cpu::clear_forced_cpu_kernel_isa(); }
 };
+
+// Fewer tiles in a run, or fewer channels on either side, keep oneDNN's direct kernel
+// (ops_conv_winograd.cpp, measured per level).
+int64_t min_tiles(cpu::CpuKernelIsa level) { return level == cpu::CpuKernelIsa::avx2 ? 8 : 16; }
+int64_t min_channels(cpu::CpuKernelIsa level) { return level == cpu::CpuKernelIsa::avx2 ? 32 : 16; }
+
+bool takes_winograd(const WinoCase& c, cpu::CpuKernelIsa level) {
+  return c.winograd && c.tiles() >= min_tiles(level) && std::min(c.c, c.k) >= min_channels(level);
+}
 
 struct Built {
   std::string path;
@@ -123,7 +142,7 @@ ref::Vec reference(const WinoCase& c, const Built& b, const Tensor& x, const Ten
 }
 
 // The kernels of the profiled run's steps for the convolution, e.g. "jit:blk winograd_f4x4_3x3:..."
-// (a reorder of the input into nChw8c, then the method) or oneDNN's convolution alone.
+// (a reorder of the input into nChw8c or nChw16c, then the method) or oneDNN's convolution alone.
 std::string conv_kernels(const Model& model, const std::vector<Tensor>& inputs) {
   auto session = model.new_session();
   std::vector<runtime::StepTiming> steps;
@@ -146,30 +165,34 @@ class ConvWinograd : public ::testing::TestWithParam<WinoCase> {};
 
 TEST_P(ConvWinograd, MatchesDoubleReferenceWithEveryPostOp) {
   const WinoCase& c = GetParam();
-  ForcedAvx2 avx2;
-  if (!avx2.available()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
+  if (winograd_levels().empty()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
   TempDir dir;
   const Built b = build(c, dir.file("conv.onnx"));
-  const Model model = Model::load(b.path, {.threads = 2});
   std::vector<Tensor> inputs = {Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 4, -2.0f, 2.0f)}};
   Tensor r{{c.n, c.k, b.out_h, b.out_w}, random_values(c.n * c.k * b.out_h * b.out_w, 5, -2.0f, 2.0f)};
   if (c.post.rfind("add", 0) == 0) inputs.push_back(r);
-
-  const std::string kernel = conv_kernels(model, inputs);
-  EXPECT_EQ(ran_winograd(kernel), c.winograd) << "kernels: " << kernel;
-  EXPECT_EQ(model.optimized_node_count(), 1u) << "the post-op should be fused into the convolution";
-  const std::vector<Tensor> y = model.run(inputs);
-  ASSERT_EQ(y.size(), 1u);
-  EXPECT_EQ(y[0].shape, (std::vector<int64_t>{c.n, c.k, b.out_h, b.out_w}));
   const ref::Vec want = reference(c, b, inputs[0], r);
   // Relative to the convolution's largest output: a clip or scale after it does not shrink its error.
-  const double diff = ref::max_abs_diff(y[0].data, want), scale = ref::max_abs(reference(c, b, inputs[0], r, false));
-  std::printf("[figures] %s (%s): max |ours - double| %.3g of %.3g (%.2g)\n", c.name, kernel.c_str(), diff, scale,
-              diff / scale);
-  EXPECT_LE(diff, kTolerance * scale);
-  // The residual input is read, not overwritten.
-  if (c.post.rfind("add", 0) == 0) {
-    EXPECT_EQ(inputs[1].data, r.data);
+  const double scale = ref::max_abs(reference(c, b, inputs[0], r, false));
+
+  for (const cpu::CpuKernelIsa level : winograd_levels()) {
+    SCOPED_TRACE(level_name(level));
+    ForcedIsa forced(level);
+    const Model model = Model::load(b.path, {.threads = 2});
+    const std::string kernel = conv_kernels(model, inputs);
+    EXPECT_EQ(ran_winograd(kernel), takes_winograd(c, level)) << "kernels: " << kernel;
+    EXPECT_EQ(model.optimized_node_count(), 1u) << "the post-op should be fused into the convolution";
+    const std::vector<Tensor> y = model.run(inputs);
+    ASSERT_EQ(y.size(), 1u);
+    EXPECT_EQ(y[0].shape, (std::vector<int64_t>{c.n, c.k, b.out_h, b.out_w}));
+    const double diff = ref::max_abs_diff(y[0].data, want);
+    std::printf("[figures] %s at %s (%s): max |ours - double| %.3g of %.3g (%.2g)\n", c.name, level_name(level),
+                kernel.c_str(), diff, scale, diff / scale);
+    EXPECT_LE(diff, kTolerance * scale);
+    // The residual input is read, not overwritten.
+    if (c.post.rfind("add", 0) == 0) {
+      EXPECT_EQ(inputs[1].data, r.data);
+    }
   }
 }
 
@@ -180,19 +203,21 @@ INSTANTIATE_TEST_SUITE_P(
         WinoCase{"plain_14x14", 1, 32, 32, 14, 14, {1, 1, 1, 1}, true, "", true},
         WinoCase{"no_bias_odd_13x17_batch3", 3, 40, 48, 13, 17, {1, 1, 1, 1}, false, "", true},
         WinoCase{"relu", 2, 32, 64, 12, 12, {1, 1, 1, 1}, true, "relu", true},
-        WinoCase{"clip", 1, 64, 32, 9, 11, {1, 1, 1, 1}, true, "clip", true},
+        WinoCase{"clip", 2, 64, 32, 9, 11, {1, 1, 1, 1}, true, "clip", true},
         WinoCase{"leaky_relu", 2, 32, 32, 10, 10, {1, 1, 1, 1}, true, "leaky", true},
         WinoCase{"prelu_per_channel", 2, 48, 40, 15, 15, {1, 1, 1, 1}, true, "prelu", true},
         WinoCase{"prelu_one_slope", 1, 32, 32, 16, 16, {1, 1, 1, 1}, false, "prelu1", true},
-        WinoCase{"scale", 1, 32, 32, 12, 12, {1, 1, 1, 1}, true, "scale", true},
+        WinoCase{"scale", 1, 32, 32, 16, 16, {1, 1, 1, 1}, true, "scale", true},
         WinoCase{"residual_add", 2, 32, 32, 14, 14, {1, 1, 1, 1}, true, "add", true},
-        WinoCase{"residual_add_then_relu", 2, 64, 64, 7, 9, {1, 1, 1, 1}, true, "add_relu", true},
+        WinoCase{"residual_add_then_relu", 3, 64, 64, 7, 9, {1, 1, 1, 1}, true, "add_relu", true},
         WinoCase{"valid_no_padding", 2, 32, 32, 11, 11, {0, 0, 0, 0}, true, "", true},
+        // 9 tiles: the method at the AVX2 level, oneDNN's direct kernel at AVX-512's.
         WinoCase{"asymmetric_padding", 1, 32, 32, 10, 9, {2, 0, 0, 2}, true, "relu", true},
         WinoCase{"chunks_with_partial_last", 2, 32, 32, 124, 124, {1, 1, 1, 1}, true, "prelu", true},
-        // oneDNN's direct kernel: too few channels, too few tiles, stride 2, grouped, 5x5, dilated,
-        // channels not a multiple of 8.
-        WinoCase{"few_channels_direct", 1, 24, 24, 20, 20, {1, 1, 1, 1}, true, "relu", false},
+        // 24 channels: oneDNN's direct kernel at the AVX2 level, the method at AVX-512's.
+        WinoCase{"channels_24", 1, 24, 24, 20, 20, {1, 1, 1, 1}, true, "relu", true},
+        // oneDNN's direct kernel: too few tiles, stride 2, grouped, 5x5, dilated, channels not a
+        // multiple of 8.
         WinoCase{"four_tiles_direct", 1, 64, 64, 7, 7, {1, 1, 1, 1}, true, "", false},
         WinoCase{"stride_2_direct", 1, 32, 32, 16, 16, {1, 1, 1, 1}, true, "", false, 2},
         WinoCase{"grouped_direct", 1, 64, 64, 16, 16, {1, 1, 1, 1}, true, "", false, 1, 2},
@@ -202,47 +227,53 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<WinoCase>& info) { return std::string(info.param.name); });
 
 TEST(ConvWinogradSwitch, EnvironmentTurnsItOffAndTheResultsAgree) {
-  ForcedAvx2 avx2;
-  if (!avx2.available()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
+  if (winograd_levels().empty()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
   const WinoCase c{"switch", 2, 32, 32, 14, 14, {1, 1, 1, 1}, true, "prelu", true};
   TempDir dir;
   const Built b = build(c, dir.file("conv.onnx"));
   const std::vector<Tensor> inputs = {
       Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 6, -2.0f, 2.0f)}};
-  const Model winograd = Model::load(b.path, {.threads = 2});
-  EXPECT_TRUE(ran_winograd(conv_kernels(winograd, inputs)));
-  const std::vector<Tensor> fast = winograd.run(inputs);
+  for (const cpu::CpuKernelIsa level : winograd_levels()) {
+    SCOPED_TRACE(level_name(level));
+    ForcedIsa forced(level);
+    const Model winograd = Model::load(b.path, {.threads = 2});
+    EXPECT_TRUE(ran_winograd(conv_kernels(winograd, inputs)));
+    const std::vector<Tensor> fast = winograd.run(inputs);
 
-  ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "0", 1);
-  const Model direct = Model::load(b.path, {.threads = 2});
-  const std::string kernel = conv_kernels(direct, inputs);
-  const std::vector<Tensor> plain = direct.run(inputs);
-  ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
-  EXPECT_FALSE(ran_winograd(kernel)) << kernel;
-  const ref::Vec want = ref::to_double(plain.at(0).data);
-  EXPECT_LE(ref::max_abs_diff(fast.at(0).data, want), kTolerance * ref::max_abs(want));
+    ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "0", 1);
+    const Model direct = Model::load(b.path, {.threads = 2});
+    const std::string kernel = conv_kernels(direct, inputs);
+    const std::vector<Tensor> plain = direct.run(inputs);
+    ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
+    EXPECT_FALSE(ran_winograd(kernel)) << kernel;
+    const ref::Vec want = ref::to_double(plain.at(0).data);
+    EXPECT_LE(ref::max_abs_diff(fast.at(0).data, want), kTolerance * ref::max_abs(want));
+  }
 }
 
 // ARCFORGE_RUNTIME_WINOGRAD=all (for measuring the thresholds) takes shapes below them, and they
 // are computed as well.
 TEST(ConvWinogradSwitch, AllTakesShapesBelowTheThresholds) {
-  ForcedAvx2 avx2;
-  if (!avx2.available()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
-  for (const WinoCase& c : {WinoCase{"24_channels", 1, 24, 16, 20, 20, {1, 1, 1, 1}, true, "prelu", true},
-                            WinoCase{"4_tiles", 1, 64, 64, 7, 7, {1, 1, 1, 1}, true, "relu", true}}) {
-    TempDir dir;
-    const Built b = build(c, dir.file("conv.onnx"));
-    const std::vector<Tensor> inputs = {
-        Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 7, -2.0f, 2.0f)}};
-    ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "all", 1);
-    const Model model = Model::load(b.path, {.threads = 2});
-    const std::string kernels = conv_kernels(model, inputs);
-    const std::vector<Tensor> y = model.run(inputs);
-    ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
-    EXPECT_TRUE(ran_winograd(kernels)) << c.name << ": " << kernels;
-    const ref::Vec want = reference(c, b, inputs[0], Tensor{});
-    const double scale = ref::max_abs(reference(c, b, inputs[0], Tensor{}, false));
-    EXPECT_LE(ref::max_abs_diff(y.at(0).data, want), kTolerance * scale) << c.name;
+  if (winograd_levels().empty()) GTEST_SKIP() << "SKIPPED: this CPU has no AVX2, where the method is used";
+  for (const cpu::CpuKernelIsa level : winograd_levels()) {
+    ForcedIsa forced(level);
+    for (const WinoCase& c : {WinoCase{"24_channels", 1, 24, 16, 20, 20, {1, 1, 1, 1}, true, "prelu", true},
+                              WinoCase{"4_tiles", 1, 64, 64, 7, 7, {1, 1, 1, 1}, true, "relu", true}}) {
+      SCOPED_TRACE(std::string(level_name(level)) + " " + c.name);
+      TempDir dir;
+      const Built b = build(c, dir.file("conv.onnx"));
+      const std::vector<Tensor> inputs = {
+          Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 7, -2.0f, 2.0f)}};
+      ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "all", 1);
+      const Model model = Model::load(b.path, {.threads = 2});
+      const std::string kernels = conv_kernels(model, inputs);
+      const std::vector<Tensor> y = model.run(inputs);
+      ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
+      EXPECT_TRUE(ran_winograd(kernels)) << kernels;
+      const ref::Vec want = reference(c, b, inputs[0], Tensor{});
+      const double scale = ref::max_abs(reference(c, b, inputs[0], Tensor{}, false));
+      EXPECT_LE(ref::max_abs_diff(y.at(0).data, want), kTolerance * scale);
+    }
   }
 }
 
