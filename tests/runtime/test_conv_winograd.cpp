@@ -156,6 +156,20 @@ std::string conv_kernels(const Model& model, const std::vector<Tensor>& inputs) 
 
 bool ran_winograd(const std::string& kernels) { return kernels.find("winograd_f4x4_3x3") != std::string::npos; }
 
+struct Ran {
+  std::string kernels;
+  std::vector<Tensor> outputs;
+};
+
+// Loads and runs the model with ARCFORGE_RUNTIME_WINOGRAD=mode (read when planning), unset after.
+Ran run_with_mode(const char* mode, const std::string& path, const std::vector<Tensor>& inputs) {
+  ::setenv("ARCFORGE_RUNTIME_WINOGRAD", mode, 1);
+  const Model model = Model::load(path, {.threads = 2});
+  Ran ran{conv_kernels(model, inputs), model.run(inputs)};
+  ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
+  return ran;
+}
+
 // F(4x4, 3x3) in fp32: the input transform scales a tile's values by up to 10 and the weights' by
 // 1/24 to 1, so its rounding is several times a direct sum's (measured here on AVX2: 2.6e-6 to
 // 5.3e-6 of the convolution's largest output, against 3.6e-7 to 8.2e-7 for oneDNN's direct kernel).
@@ -240,13 +254,9 @@ TEST(ConvWinogradSwitch, EnvironmentTurnsItOffAndTheResultsAgree) {
     EXPECT_TRUE(ran_winograd(conv_kernels(winograd, inputs)));
     const std::vector<Tensor> fast = winograd.run(inputs);
 
-    ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "0", 1);
-    const Model direct = Model::load(b.path, {.threads = 2});
-    const std::string kernel = conv_kernels(direct, inputs);
-    const std::vector<Tensor> plain = direct.run(inputs);
-    ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
-    EXPECT_FALSE(ran_winograd(kernel)) << kernel;
-    const ref::Vec want = ref::to_double(plain.at(0).data);
+    const Ran direct = run_with_mode("0", b.path, inputs);
+    EXPECT_FALSE(ran_winograd(direct.kernels)) << direct.kernels;
+    const ref::Vec want = ref::to_double(direct.outputs.at(0).data);
     EXPECT_LE(ref::max_abs_diff(fast.at(0).data, want), kTolerance * ref::max_abs(want));
   }
 }
@@ -264,15 +274,11 @@ TEST(ConvWinogradSwitch, AllTakesShapesBelowTheThresholds) {
       const Built b = build(c, dir.file("conv.onnx"));
       const std::vector<Tensor> inputs = {
           Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 7, -2.0f, 2.0f)}};
-      ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "all", 1);
-      const Model model = Model::load(b.path, {.threads = 2});
-      const std::string kernels = conv_kernels(model, inputs);
-      const std::vector<Tensor> y = model.run(inputs);
-      ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD");
-      EXPECT_TRUE(ran_winograd(kernels)) << kernels;
+      const Ran all = run_with_mode("all", b.path, inputs);
+      EXPECT_TRUE(ran_winograd(all.kernels)) << all.kernels;
       const ref::Vec want = reference(c, b, inputs[0], Tensor{});
       const double scale = ref::max_abs(reference(c, b, inputs[0], Tensor{}, false));
-      EXPECT_LE(ref::max_abs_diff(y.at(0).data, want), kTolerance * scale);
+      EXPECT_LE(ref::max_abs_diff(all.outputs.at(0).data, want), kTolerance * scale);
     }
   }
 }
