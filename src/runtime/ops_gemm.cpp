@@ -102,6 +102,7 @@ void plan_matmul(PlanBuilder& b, const Node& n) {
   if (a.size() < 2 || c.size() < 2) node_error(n, "1-D operands are not supported");
   const HostTensor* bc = b.host(n.input(1));
   if (bc && c.size() == 2) {
+    bc = &b.need_constant(n, 1);  // packed as float weights (fuzz_model_load: an int32 B was read as float)
     // [..., M, K] x [K, N]: one inner product over all leading rows.
     if (a.back() != c[0]) node_error(n, "shapes " + dims_str(a) + " and " + dims_str(c) + " do not multiply");
     Dims out = a;

@@ -175,6 +175,17 @@ TEST(ModelErrors, ConcatWithoutInputsNamesTheNode) {
   expect_run_error(m.save(dir.path() / "m.onnx"), {{1, 4}, {1, 2, 3, 4}}, {"concat_empty", "has no inputs"});
 }
 
+// Found by fuzz_model_load: a MatMul's integer constant B (int32 there) was packed as if it held floats.
+TEST(ModelErrors, MatMulWithIntegerWeightsNamesTheNode) {
+  TempDir dir;
+  OnnxBuilder m;
+  m.input("x", {2, 4}).output("y");
+  m.initializer_i64("w", {4, 3}, std::vector<int64_t>(12, 1));
+  m.node("MatMul", {"x", "w"}, {"y"}, "matmul_int_weights");
+  expect_run_error(m.save(dir.path() / "m.onnx"), {{2, 4}, std::vector<float>(8, 1.0f)},
+                   {"matmul_int_weights", "must be a float constant"});
+}
+
 // Found by fuzz_model_load: a Slice of a scalar, folded at load, indexed an empty list of axes.
 TEST(ModelErrors, SliceOfAScalarNamesTheNode) {
   TempDir dir;
