@@ -46,14 +46,15 @@ int64_t min_channels() { return cpu::cpu_kernel_active_isa() >= cpu::CpuKernelIs
 constexpr double kChunkBytes = 8.0 * (1 << 20);
 
 // ARCFORGE_RUNTIME_WINOGRAD: "0" never, "all" wherever the method can run (the thresholds above
-// ignored); otherwise where it pays.
+// ignored, and at any instruction-set level: the baseline copy of the transforms too, which is what
+// the fuzz build has); otherwise where it pays, at the AVX2 and AVX-512 levels.
 enum class Use { never, where_faster, wherever_possible };
 
 Use use() {
   const char* env = std::getenv("ARCFORGE_RUNTIME_WINOGRAD");
   if (env && std::strcmp(env, "0") == 0) return Use::never;
-  if (cpu::cpu_kernel_active_isa() < cpu::CpuKernelIsa::avx2) return Use::never;
-  return env && std::strcmp(env, "all") == 0 ? Use::wherever_possible : Use::where_faster;
+  if (env && std::strcmp(env, "all") == 0) return Use::wherever_possible;
+  return cpu::cpu_kernel_active_isa() >= cpu::CpuKernelIsa::avx2 ? Use::where_faster : Use::never;
 }
 
 // The activations' layout: the one oneDNN's direct kernels on this CPU read and write, so that the

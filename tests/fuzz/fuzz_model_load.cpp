@@ -5,6 +5,9 @@
 // planning) and executes it. Only arcforge::InputError may escape; a crash, an uncaught exception,
 // std::bad_alloc, a sanitizer report, a huge allocation (-rss_limit_mb) or a hang is a bug.
 //
+// ARCFORGE_RUNTIME_WINOGRAD=all (unless set otherwise): the fuzz build's CPU kernels are the
+// baseline copy, below the level where 3x3 convolutions take the Winograd path by default.
+//
 // The runtime sources are compiled into an archive of their own (fuzz-sources), instrumented; oneDNN,
 // libonnx_proto and libprotobuf are Debian's. Seeds: tests/fuzz/make_onnx_seeds.py.
 // fuzz-sources: src/runtime
@@ -46,6 +49,11 @@ void write_file(const std::string& path, const uint8_t* data, std::size_t size) 
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "all", /*overwrite=*/0);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   const std::string& path = model_path();
