@@ -18,29 +18,9 @@
 namespace arcforge::runtime::detail::winograd {
 namespace {
 
-// A pixel's W channels (W = 8 or 16, the layout's block).
-template <int W>
-struct Vec;
-template <>
-struct Vec<8> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct Vec<16> {
-  typedef float type __attribute__((vector_size(64)));
-};
-
-template <int W>
-ARCFORGE_INLINE typename Vec<W>::type load_vec(const float* p) {
-  typename Vec<W>::type v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <class V>
-ARCFORGE_INLINE void store_vec(float* p, V v) {
-  std::memcpy(p, &v, sizeof v);
-}
+using cpu::lanes::Lanes;
+using cpu::lanes::load_lanes;
+using cpu::lanes::store_lanes;
 
 // B^T x for one column of six values (also x B for a row).
 template <class V>
@@ -76,7 +56,7 @@ ARCFORGE_INLINE TileAt tile_at(const Geometry& g, int64_t tile) {
 template <int W>
 ARCFORGE_INLINE void input_range(const Geometry& g, const float* src, const TileRun& run, float* v, int64_t begin,
                                  int64_t end) {
-  using V = typename Vec<W>::type;
+  using V = typename Lanes<W>::f32;
   const int64_t blocks = g.in_channels / W;
   const int64_t plane = g.in_h * g.in_w * W;
   for (int64_t item = begin; item < end; ++item) {
@@ -88,14 +68,14 @@ ARCFORGE_INLINE void input_range(const Geometry& g, const float* src, const Tile
     if (y0 >= 0 && x0 >= 0 && y0 + 6 <= g.in_h && x0 + 6 <= g.in_w) {
       for (int i = 0; i < 6; ++i) {
         const float* row = block + ((y0 + i) * g.in_w + x0) * W;
-        for (int j = 0; j < 6; ++j) d[i][j] = load_vec<W>(row + j * W);
+        for (int j = 0; j < 6; ++j) d[i][j] = load_lanes<W>(row + j * W);
       }
     } else {  // the padding reads as zeros
       for (int i = 0; i < 6; ++i) {
         for (int j = 0; j < 6; ++j) {
           const int64_t y = y0 + i, x = x0 + j;
           const bool inside = y >= 0 && y < g.in_h && x >= 0 && x < g.in_w;
-          d[i][j] = inside ? load_vec<W>(block + (y * g.in_w + x) * W) : V{};
+          d[i][j] = inside ? load_lanes<W>(block + (y * g.in_w + x) * W) : V{};
         }
       }
     }
@@ -111,15 +91,15 @@ ARCFORGE_INLINE void input_range(const Geometry& g, const float* src, const Tile
     for (int i = 0; i < 6; ++i) {
       V r[6];
       input_1d(cols[i], r);
-      for (int j = 0; j < 6; ++j) store_vec(out + (i * 6 + j) * point_stride, r[j]);
+      for (int j = 0; j < 6; ++j) store_lanes<W>(out + (i * 6 + j) * point_stride, r[j]);
     }
   }
 }
 
 template <int W>
-ARCFORGE_INLINE typename Vec<W>::type apply(const Epilogue& e, typename Vec<W>::type x, int64_t block,
+ARCFORGE_INLINE typename Lanes<W>::f32 apply(const Epilogue& e, typename Lanes<W>::f32 x, int64_t block,
                                            const float* addend) {
-  using V = typename Vec<W>::type;
+  using V = typename Lanes<W>::f32;
   switch (e.kind) {
     case Epilogue::Kind::clamp: {
       const V low = V{} + e.alpha, high = V{} + e.beta;
@@ -129,10 +109,10 @@ ARCFORGE_INLINE typename Vec<W>::type apply(const Epilogue& e, typename Vec<W>::
     case Epilogue::Kind::leaky_relu: return x > V{} ? x : x * e.alpha;
     case Epilogue::Kind::scale: return x * e.alpha;
     case Epilogue::Kind::prelu: {
-      const V slope = e.per_channel ? load_vec<W>(e.slope + block * W) : V{} + e.slope[0];
+      const V slope = e.per_channel ? load_lanes<W>(e.slope + block * W) : V{} + e.slope[0];
       return x > V{} ? x : x * slope;
     }
-    case Epilogue::Kind::add: return x + load_vec<W>(addend);
+    case Epilogue::Kind::add: return x + load_lanes<W>(addend);
   }
   return x;
 }
@@ -141,7 +121,7 @@ template <int W>
 ARCFORGE_INLINE void output_range(const Geometry& g, const float* m, const TileRun& run, const float* bias,
                                   const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends,
                                   float* dst, int64_t begin, int64_t end) {
-  using V = typename Vec<W>::type;
+  using V = typename Lanes<W>::f32;
   const int64_t blocks = g.out_channels / W;
   const int64_t plane = g.out_h * g.out_w * W;
   const int64_t point_stride = run.stride * g.out_channels;
@@ -151,14 +131,14 @@ ARCFORGE_INLINE void output_range(const Geometry& g, const float* m, const TileR
     const float* in = m + t * g.out_channels + kb * W;
     V rows[4][6];  // A^T m, column by column
     for (int j = 0; j < 6; ++j) {
-      const V column[6] = {load_vec<W>(in + j * point_stride),        load_vec<W>(in + (6 + j) * point_stride),
-                           load_vec<W>(in + (12 + j) * point_stride), load_vec<W>(in + (18 + j) * point_stride),
-                           load_vec<W>(in + (24 + j) * point_stride), load_vec<W>(in + (30 + j) * point_stride)};
+      const V column[6] = {load_lanes<W>(in + j * point_stride),        load_lanes<W>(in + (6 + j) * point_stride),
+                           load_lanes<W>(in + (12 + j) * point_stride), load_lanes<W>(in + (18 + j) * point_stride),
+                           load_lanes<W>(in + (24 + j) * point_stride), load_lanes<W>(in + (30 + j) * point_stride)};
       V r[4];
       output_1d(column, r);
       for (int i = 0; i < 4; ++i) rows[i][j] = r[i];
     }
-    const V b = bias ? load_vec<W>(bias + kb * W) : V{};
+    const V b = bias ? load_lanes<W>(bias + kb * W) : V{};
     const int64_t offset = (at.image * blocks + kb) * plane;
     for (int i = 0; i < 4 && at.y + i < g.out_h; ++i) {
       V r[4];
@@ -169,7 +149,7 @@ ARCFORGE_INLINE void output_range(const Geometry& g, const float* m, const TileR
         for (const Epilogue& e : epilogue) {
           x = apply<W>(e, x, kb, e.kind == Epilogue::Kind::add ? addends[e.addend] + at_pixel : nullptr);
         }
-        store_vec(dst + at_pixel, x);
+        store_lanes<W>(dst + at_pixel, x);
       }
     }
   }
