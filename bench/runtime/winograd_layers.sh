@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Per-layer speed of the runtime's Winograd F(4x4, 3x3) convolutions (src/runtime/ops_conv_winograd.cpp)
 # against oneDNN's direct kernel: one-convolution models (3x3, stride 1, bias and a per-channel PRelu,
-# as in IResNet), the same binary with ARCFORGE_RUNTIME_WINOGRAD=all and =0, alternating, the best of
+# as in IResNet), the same binary with ARCFORGE_RUNTIME_WINOGRAD=all under each of its schedules
+# (ARCFORGE_RUNTIME_WINOGRAD_SCHEDULE=per_thread, =chunked) and with =0, alternating, the best of
 # ROUNDS medians each. "all" ignores the runtime's size thresholds, so the table shows where they
-# should sit on this CPU. Meaningful on x86-64 CPUs with AVX2 or AVX-512; elsewhere both columns are
-# oneDNN's.
+# should sit on this CPU; the last column is what the runtime picks by itself, read from a profiled
+# run. Meaningful on x86-64 CPUs with AVX2 or AVX-512; elsewhere every column is oneDNN's.
 #
 #   bench/runtime/winograd_layers.sh [BUILD_DIR] [THREADS] [ROUNDS]
 #
@@ -40,34 +41,45 @@ save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path
 PY
 }
 
-ms_per_batch() {  # mode model batch
-  ARCFORGE_RUNTIME_WINOGRAD=$1 "$cli" bench-model "$2" --batch "$3" --threads "$threads" --json |
-    /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["ms_per_batch"])'
+ms_per_batch() {  # method schedule model batch
+  ARCFORGE_RUNTIME_WINOGRAD=$1 ARCFORGE_RUNTIME_WINOGRAD_SCHEDULE=$2 "$cli" bench-model "$3" --batch "$4" \
+    --threads "$threads" --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["ms_per_batch"])'
 }
 
-# The runtime's thresholds (ops_conv_winograd.cpp): 32 channels and 8 tiles at the AVX2 level, 16
-# and 16 at AVX-512's.
-min_channels=32
-min_tiles=8
-grep -qw avx512f /proc/cpuinfo && min_channels=16 && min_tiles=16
+choice() {  # model batch: the kernel the runtime picks by itself, from a profiled run
+  "$cli" bench-model "$1" --batch "$2" --threads "$threads" --repeats 1 --warmup 0 --profile "$tmp/profile.json" \
+    > /dev/null
+  /usr/bin/python3 - "$tmp/profile.json" <<'PY'
+import json, sys
+trace = json.load(open(sys.argv[1]))
+kernels = [e["args"]["kernel"] for e in trace["traceEvents"] if e.get("ph") == "X" and e["name"] == "Conv_0"]
+winograd = [k for k in kernels if k.startswith("winograd")]
+print("Winograd, per thread" if any(k.endswith("per_thread") for k in winograd) else
+      "Winograd, chunked" if winograd else "direct")
+PY
+}
+
+min() { /usr/bin/python3 -c "print(min($1, $2))"; }
+
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u '+%F %H:%M') UTC," \
   "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| channels | size | batch | tiles | Winograd ms | direct ms | direct / Winograd | the runtime's choice |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| channels | size | batch | tiles | per thread ms | chunked ms | direct ms | direct / best Winograd |" \
+  "the runtime's choice |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in $shapes; do
   IFS=: read -r c hw n <<< "$s"
   model="$tmp/conv_${c}_${hw}.onnx"
   [ -f "$model" ] || write_model "$model" "$c" "$hw"
-  best_w=1e9
+  best_t=1e9
+  best_c=1e9
   best_d=1e9
   for ((r = 0; r < rounds; ++r)); do
-    best_w=$(/usr/bin/python3 -c "print(min($best_w, $(ms_per_batch all "$model" "$n")))")
-    best_d=$(/usr/bin/python3 -c "print(min($best_d, $(ms_per_batch 0 "$model" "$n")))")
+    best_t=$(min "$best_t" "$(ms_per_batch all per_thread "$model" "$n")")
+    best_c=$(min "$best_c" "$(ms_per_batch all chunked "$model" "$n")")
+    best_d=$(min "$best_d" "$(ms_per_batch 0 "" "$model" "$n")")
   done
   tiles=$((n * ((hw + 3) / 4) * ((hw + 3) / 4)))
-  choice=direct
-  ((c >= min_channels && tiles >= min_tiles)) && choice=Winograd
-  printf "| %s | %sx%s | %s | %s | %.3f | %.3f | %.2f | %s |\n" "$c" "$hw" "$hw" "$n" "$tiles" "$best_w" "$best_d" \
-    "$(/usr/bin/python3 -c "print($best_d / $best_w)")" "$choice"
+  printf "| %s | %sx%s | %s | %s | %.3f | %.3f | %.3f | %.2f | %s |\n" "$c" "$hw" "$hw" "$n" "$tiles" "$best_t" "$best_c" \
+    "$best_d" "$(/usr/bin/python3 -c "print($best_d / min($best_t, $best_c))")" "$(choice "$model" "$n")"
 done

@@ -57,4 +57,14 @@ void transform_output(const Geometry& g, const float* m, const TileRun& run, con
                       const std::vector<Epilogue>& epilogue, const std::vector<const float*>& addends, float* dst,
                       int64_t begin, int64_t end);
 
+// Tiles per register block of multiply_points: its row counts are multiples of this.
+constexpr int64_t kProductRows = 6;
+
+// The 36 products m[p] = v[p] u[p] of one thread's block of tiles, in its cache: v [36][rows][C]
+// (transform_input with stride = rows), u [36][C][K] (transform_weights), m [36][rows][K]. rows: a
+// multiple of kProductRows (rows past the tiles are computed and ignored); K a multiple of
+// layout_block, the vector width (winograd_products.cpp).
+void multiply_points(const float* v, const float* u, float* m, int64_t rows, int64_t in_channels,
+                     int64_t out_channels, int64_t layout_block);
+
 }  // namespace arcforge::runtime::detail::winograd

@@ -67,6 +67,22 @@ bool takes_winograd(const WinoCase& c, cpu::CpuKernelIsa level) {
   return c.winograd && c.tiles() >= min_tiles(level) && std::min(c.c, c.k) >= min_channels(level);
 }
 
+// The schedule the runtime picks: per thread where a block of at least 12 tiles' transformed inputs
+// and products fits in 384 KiB (ops_conv_winograd.cpp), chunked with more channels.
+const char* default_schedule(const WinoCase& c) {
+  const int64_t fitting = static_cast<int64_t>(384.0 * 1024 / (4.0 * 36 * static_cast<double>(c.c + c.k))) / 6 * 6;
+  return fitting >= 12 ? "per_thread" : "chunked";
+}
+
+// Sets ARCFORGE_RUNTIME_WINOGRAD_SCHEDULE (read when planning) for a scope; "" leaves it unset.
+class ForcedSchedule {
+ public:
+  explicit ForcedSchedule(const std::string& schedule) {
+    if (!schedule.empty()) ::setenv("ARCFORGE_RUNTIME_WINOGRAD_SCHEDULE", schedule.c_str(), 1);
+  }
+  ~ForcedSchedule() { ::unsetenv("ARCFORGE_RUNTIME_WINOGRAD_SCHEDULE"); }
+};
+
 struct Built {
   std::string path;
   std::vector<float> weights, bias, slope, residual;
@@ -191,28 +207,42 @@ TEST_P(ConvWinograd, MatchesDoubleReferenceWithEveryPostOp) {
   // Relative to the convolution's largest output: a clip or scale after it does not shrink its error.
   const double scale = ref::max_abs(reference(c, b, inputs[0], r, false));
 
+  // Each level, with the schedule the runtime picks, then each schedule forced.
   for (const cpu::CpuKernelIsa level : winograd_levels()) {
-    SCOPED_TRACE(level_name(level));
-    ForcedIsa forced(level);
-    const Model model = Model::load(b.path, {.threads = 2});
-    const std::string kernel = conv_kernels(model, inputs);
-    EXPECT_EQ(ran_winograd(kernel), takes_winograd(c, level)) << "kernels: " << kernel;
-    EXPECT_EQ(model.optimized_node_count(), 1u) << "the post-op should be fused into the convolution";
-    const std::vector<Tensor> y = model.run(inputs);
-    ASSERT_EQ(y.size(), 1u);
-    EXPECT_EQ(y[0].shape, (std::vector<int64_t>{c.n, c.k, b.out_h, b.out_w}));
-    const double diff = ref::max_abs_diff(y[0].data, want);
-    std::printf("[figures] %s at %s (%s): max |ours - double| %.3g of %.3g (%.2g)\n", c.name, level_name(level),
-                kernel.c_str(), diff, scale, diff / scale);
-    EXPECT_LE(diff, kTolerance * scale);
-    // The residual input is read, not overwritten.
-    if (c.post.rfind("add", 0) == 0) {
-      EXPECT_EQ(inputs[1].data, r.data);
+    for (const std::string schedule : {"", "per_thread", "chunked"}) {
+      if (!schedule.empty() && !takes_winograd(c, level)) continue;  // the same direct kernel again
+      const std::string label = std::string(level_name(level)) + (schedule.empty() ? "" : ", " + schedule + " forced");
+      SCOPED_TRACE(label);
+      ForcedIsa forced(level);
+      ForcedSchedule forced_schedule(schedule);
+      const Model model = Model::load(b.path, {.threads = 2});
+      const std::string kernel = conv_kernels(model, inputs);
+      EXPECT_EQ(ran_winograd(kernel), takes_winograd(c, level)) << "kernels: " << kernel;
+      if (ran_winograd(kernel)) {
+        const bool per_thread = kernel.find(":per_thread") != std::string::npos;
+        EXPECT_EQ(per_thread, (schedule.empty() ? default_schedule(c) : schedule) == std::string("per_thread"))
+            << "kernels: " << kernel;
+      }
+      EXPECT_EQ(model.optimized_node_count(), 1u) << "the post-op should be fused into the convolution";
+      const std::vector<Tensor> y = model.run(inputs);
+      ASSERT_EQ(y.size(), 1u);
+      EXPECT_EQ(y[0].shape, (std::vector<int64_t>{c.n, c.k, b.out_h, b.out_w}));
+      const double diff = ref::max_abs_diff(y[0].data, want);
+      std::printf("[figures] %s at %s (%s): max |ours - double| %.3g of %.3g (%.2g)\n", c.name, label.c_str(),
+                  kernel.c_str(), diff, scale, diff / scale);
+      EXPECT_LE(diff, kTolerance * scale);
+      // The residual input is read, not overwritten.
+      if (c.post.rfind("add", 0) == 0) {
+        EXPECT_EQ(inputs[1].data, r.data);
+      }
     }
   }
 }
 
-// 32 to 32 channels at 124x124, two images: 1,922 tiles, in chunks of 910 (the last one partial).
+// 32 to 32 channels at 124x124, two images: 1,922 tiles, per thread in blocks of 42 (the last one
+// partial, and not a multiple of the products' 6 rows), chunked in 3 chunks of 641 (the last one
+// partial). 128 channels on both sides: chunked by default; 16 tiles on 2 threads: blocks of 12,
+// each thread's last row block partial.
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ConvWinograd,
     ::testing::Values(
@@ -220,7 +250,7 @@ INSTANTIATE_TEST_SUITE_P(
         WinoCase{"no_bias_odd_13x17_batch3", 3, 40, 48, 13, 17, {1, 1, 1, 1}, false, "", true},
         WinoCase{"relu", 2, 32, 64, 12, 12, {1, 1, 1, 1}, true, "relu", true},
         WinoCase{"clip", 2, 64, 32, 9, 11, {1, 1, 1, 1}, true, "clip", true},
-        WinoCase{"leaky_relu", 2, 32, 32, 10, 10, {1, 1, 1, 1}, true, "leaky", true},
+        WinoCase{"leaky_relu", 2, 32, 48, 10, 10, {1, 1, 1, 1}, true, "leaky", true},
         WinoCase{"prelu_per_channel", 2, 48, 40, 15, 15, {1, 1, 1, 1}, true, "prelu", true},
         WinoCase{"prelu_one_slope", 1, 32, 32, 16, 16, {1, 1, 1, 1}, false, "prelu1", true},
         WinoCase{"scale", 1, 32, 32, 16, 16, {1, 1, 1, 1}, true, "scale", true},
@@ -232,6 +262,7 @@ INSTANTIATE_TEST_SUITE_P(
         WinoCase{"chunks_with_partial_last", 2, 32, 32, 124, 124, {1, 1, 1, 1}, true, "prelu", true},
         // 24 channels: oneDNN's direct kernel at the AVX2 level, the method at AVX-512's.
         WinoCase{"channels_24", 1, 24, 24, 20, 20, {1, 1, 1, 1}, true, "relu", true},
+        WinoCase{"channels_128", 1, 128, 128, 16, 13, {1, 1, 1, 1}, true, "prelu", true},
         // oneDNN's direct kernel: too few tiles, stride 2, grouped, 5x5, dilated, channels not a
         // multiple of 8.
         WinoCase{"four_tiles_direct", 1, 64, 64, 7, 7, {1, 1, 1, 1}, true, "", false},
