@@ -51,8 +51,8 @@ choice() {  # model batch: the kernel the runtime picks by itself, from a profil
     > /dev/null
   /usr/bin/python3 - "$tmp/profile.json" <<'PY'
 import json, sys
-trace = json.load(open(sys.argv[1]))
-kernels = [e["args"]["kernel"] for e in trace["traceEvents"] if e.get("ph") == "X" and e["name"] == "Conv_0"]
+events = json.load(open(sys.argv[1]))  # Chrome's trace format: a list of events
+kernels = [e["args"]["kernel"] for e in events if e.get("ph") == "X" and e["name"] == "Conv_0"]
 winograd = [k for k in kernels if k.startswith("winograd")]
 print("Winograd, per thread" if any(k.endswith("per_thread") for k in winograd) else
       "Winograd, chunked" if winograd else "direct")
