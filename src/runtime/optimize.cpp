@@ -10,7 +10,9 @@
 //   4. PyTorch's decomposed LayerNorm (ReduceMean, Sub, Pow, ...) into one LayerNormalization
 //      (optimize_layernorm.cpp);
 //   5. a Vision Transformer's multi-head attention, from the heads' split to their merge, into one
-//      FusedAttention node (optimize_attention.cpp), before pass 3 takes its scale as a post-op.
+//      FusedAttention node (optimize_attention.cpp), before pass 3 takes its scale as a post-op;
+//   6. convolutions with few output channels reading the same input alike (a detector's heads)
+//      into one convolution and a Split (optimize_siblings.cpp), after pass 3.
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
 // (the residual addend) is computed before it runs.
 #include <algorithm>
@@ -25,6 +27,7 @@
 #include "optimize_attention.hpp"
 #include "optimize_layernorm.hpp"
 #include "optimize_quant.hpp"
+#include "optimize_siblings.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -364,6 +367,7 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
     removed += fuse_attention(g);
     removed += fold_batchnorm(g);
     removed += fuse_post_ops(g);
+    removed += merge_sibling_convs(g);
   }
   if (runs_int8(precision)) removed += absorb_output_quantize(g);
   if (floats_in_bf16(precision)) mark_bf16_gemm_outputs(g);
