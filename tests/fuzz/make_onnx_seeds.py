@@ -310,5 +310,16 @@ save("winograd_conv", [
 ], [f32("x", ["N", 32, 12, 12])], [f32("y", ["N", 32, 12, 12])],
     [arr("wg_w", (32, 32, 3, 3)), arr("wg_b", (32,)), arr("wg_slope", (32, 1, 1))])
 
+# A detector's heads: three 3x3 convolutions of one input with 2, 8 and 4 output channels. The
+# optimiser merges the last two into one convolution and a Split (optimize_siblings.cpp); the first
+# takes its Sigmoid as a post-op and stays apart.
+save("sibling_heads", [
+    helper.make_node("Conv", ["x", "hs_w", "hs_b"], ["s"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    helper.make_node("Conv", ["x", "hb_w"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    helper.make_node("Conv", ["x", "hk_w", "hk_b"], ["k"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    helper.make_node("Sigmoid", ["s"], ["score"]),
+], [f32("x", ["N", 8, 10, 10])], [f32("score", ["N", 2, 10, 10]), f32("b", ["N", 8, 10, 10]), f32("k", ["N", 4, 10, 10])],
+    [arr("hs_w", (2, 8, 3, 3)), arr("hs_b", (2,)), arr("hb_w", (8, 8, 3, 3)), arr("hk_w", (4, 8, 3, 3)), arr("hk_b", (4,))])
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))
