@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 
@@ -180,6 +181,11 @@ int64_t tiles_per_thread_block(const wg::Geometry& g) {
   return fitting >= kMinThreadBlockTiles ? fitting : 0;
 }
 
+// The transformed weights [36][C][K], computed when a plan first needs them (then kept per layout).
+std::function<HostTensor()> transformed_weights(const HostTensor& w, int64_t c, int64_t k) {
+  return [&w, c, k] { return HostTensor::from_f32({wg::kPoints, c, k}, wg::transform_weights(w.f.data(), k, c)); };
+}
+
 // Per thread, a block of tiles at a time through all three stages in its own cache: input transform,
 // the 36 products (winograd_products.cpp), output transform. Nothing but the activations and the
 // weights leaves the thread's cache, and the blocks are dealt out dynamically, so that a thread
@@ -189,9 +195,7 @@ void add_per_thread(PlanBuilder& b, const Node& n, const HostTensor& w, const St
   const wg::Geometry& g = step.g;
   const int64_t c = g.in_channels, k = g.out_channels;
   const md_t u_md = plain_md({wg::kPoints, c, k});
-  const MemRef u_ref = b.weights(
-      n.name + "/winograd_weights", [&] { return HostTensor::from_f32({wg::kPoints, c, k}, wg::transform_weights(w.f.data(), k, c)); },
-      u_md, u_md);
+  const MemRef u_ref = b.weights(n.name + "/winograd_weights", transformed_weights(w, c, k), u_md, u_md);
   const dnnl::memory weights = u_ref.fixed;
   // Blocks small enough to give every thread one where the tiles are few; each thread's buffers in
   // one temporary of the plan, which runs with the thread count it is built for (model.cpp).
@@ -222,7 +226,8 @@ void add_per_thread(PlanBuilder& b, const Node& n, const HostTensor& w, const St
         }
         wg::transform_input(g, src, run, v, 0, count * c / g.layout_block);
         wg::multiply_points(v, u, m, rows, c, k, g.layout_block);
-        wg::transform_output(g, m, run, step.bias_or_null(), step.epilogue, addends, dst, 0, count * k / g.layout_block);
+        wg::transform_output(g, m, run, step.bias_or_null(), step.epilogue, addends, dst, 0,
+                             count * k / g.layout_block);
       }
     }
   }, "winograd_f4x4_3x3:per_thread");
@@ -236,7 +241,8 @@ void add_chunked(PlanBuilder& b, const Node& n, const HostTensor& w, const Step&
   const double weight_bytes = 4.0 * wg::kPoints * c * k;
   const double bytes_per_tile = 4.0 * wg::kPoints * static_cast<double>(c + k);
   // As many chunks as the bytes need, of equal size: the last one's unused rows are multiplied too.
-  const auto fitting = std::max<int64_t>(32, static_cast<int64_t>(std::max(kChunkBytes, weight_bytes) / bytes_per_tile));
+  const auto fitting =
+      std::max<int64_t>(32, static_cast<int64_t>(std::max(kChunkBytes, weight_bytes) / bytes_per_tile));
   const int64_t chunks = (tiles + fitting - 1) / fitting;
   const int64_t chunk = (tiles + chunks - 1) / chunks;
   const md_t v_md({wg::kPoints, chunk, c}, dt::f32, tag::abc);
@@ -244,10 +250,8 @@ void add_chunked(PlanBuilder& b, const Node& n, const HostTensor& w, const Step&
   const md_t u_md({wg::kPoints, c, k}, dt::f32, tag::any);
   const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(v_md, u_md, m_md), b.engine());
 
-  const MemRef u_ref = b.weights(
-      n.name + "/winograd_weights",
-      [&] { return HostTensor::from_f32({wg::kPoints, c, k}, wg::transform_weights(w.f.data(), k, c)); },
-      plain_md({wg::kPoints, c, k}), pd.weights_desc());
+  const MemRef u_ref = b.weights(n.name + "/winograd_weights", transformed_weights(w, c, k),
+                                 plain_md({wg::kPoints, c, k}), pd.weights_desc());
   const std::size_t first_temporary = refs.size();
   refs.push_back(b.temporary(v_md));
   refs.push_back(b.temporary(m_md));

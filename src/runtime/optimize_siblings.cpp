@@ -62,7 +62,8 @@ std::vector<Node> merge(Graph& g, const std::vector<std::size_t>& group) {
     name += (name.empty() ? "" : "+") + g.nodes[k].name;
   }
   const int64_t padded = (total + 7) / 8 * 8;
-  std::vector<float> weights(static_cast<std::size_t>(padded * per_filter), 0.0f), bias(static_cast<std::size_t>(padded), 0.0f);
+  std::vector<float> weights(static_cast<std::size_t>(padded * per_filter), 0.0f);
+  std::vector<float> bias(static_cast<std::size_t>(padded), 0.0f);
   int64_t at = 0;
   for (std::size_t k : group) {
     const Node& n = g.nodes[k];

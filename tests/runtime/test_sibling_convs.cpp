@@ -107,7 +107,8 @@ std::set<std::string> check_heads(const std::vector<Head>& heads) {
 
 TEST(SiblingConvs, ScoreBoxAndLandmarkHeadsRunAsOneConvolution) {
   // SCRFD's heads: 2 + 8 + 20 = 30 channels, padded to 32 with zero filters; one without a bias.
-  const std::set<std::string> convs = check_heads({{"head_score", 2}, {"head_box", 8, {1, 1}, false}, {"head_kps", 20}});
+  const std::set<std::string> convs =
+      check_heads({{"head_score", 2}, {"head_box", 8, {1, 1}, false}, {"head_kps", 20}});
   EXPECT_EQ(convs, (std::set<std::string>{"head_score+head_box+head_kps"}));
 }
 
