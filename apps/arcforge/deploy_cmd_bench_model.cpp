@@ -26,6 +26,7 @@ struct BenchArgs {
   int warmup = 3;
   int repeats = 0;  // 0: as many as fit in about two seconds, at least 5
   std::string profile;  // Chrome trace of one more run, step by step
+  int micro_batch = 0;  // Options::micro_batch: 0 the runtime's choice, -1 the whole batch at once
   bool json = false;
 };
 
@@ -99,9 +100,11 @@ void run(const BenchArgs& a) {
   if (a.batch < 1 || a.batch > 4096) throw InputError("--batch must be in 1..4096");
   if (a.threads < 0) throw InputError("--threads must be >= 0");
   if (a.warmup < 0 || a.repeats < 0) throw InputError("--warmup and --repeats must be >= 0");
+  if (a.micro_batch < -1) throw InputError("--micro-batch must be -1, 0 or a number of images");
   runtime::Options options;
   options.precision = runtime::parse_precision(a.precision);
   options.threads = a.threads;
+  options.micro_batch = a.micro_batch;
   const auto model = runtime::Model::load(a.model, options);
   std::vector<runtime::Tensor> inputs;
   std::mt19937 gen(7);
@@ -133,6 +136,8 @@ void run(const BenchArgs& a) {
   const double median = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
   const double per_image = median / static_cast<double>(a.batch);
   const int threads = a.threads > 0 ? a.threads : -1;
+  std::vector<std::vector<int64_t>> shapes;
+  for (const auto& t : inputs) shapes.push_back(t.shape);
   nlohmann::json out = {{"model", a.model},
                         {"precision", runtime::to_string(model.options().precision)},  // as it ran
                         {"requested_precision", runtime::to_string(options.precision)},
@@ -144,19 +149,17 @@ void run(const BenchArgs& a) {
                         {"images_per_s", 1000.0 / per_image},
                         {"first_run_ms", first_ms},
                         {"repeats", n},
-                        {"arena_bytes", session.arena_bytes([&] {
-                           std::vector<std::vector<int64_t>> s;
-                           for (const auto& t : inputs) s.push_back(t.shape);
-                           return s;
-                         }())}};
+                        {"micro_batch", session.micro_batch(shapes)},
+                        {"arena_bytes", session.arena_bytes(shapes)}};
   if (!a.profile.empty()) out["profile"] = write_profile(session, inputs, a.profile);
   if (a.json) {
     std::printf("%s\n", out.dump().c_str());
     return;
   }
-  std::printf("%s: %s batch %lld, %.3f ms/image, %.1f images/s (median of %zu runs; first run %.1f ms)\n",
-              a.model.c_str(), runtime::to_string(model.options().precision).c_str(), static_cast<long long>(a.batch), per_image, 1000.0 / per_image, n,
-              first_ms);
+  std::printf("%s: %s batch %lld (%lld images per pass), %.3f ms/image, %.1f images/s "
+              "(median of %zu runs; first run %.1f ms)\n",
+              a.model.c_str(), runtime::to_string(model.options().precision).c_str(), static_cast<long long>(a.batch),
+              static_cast<long long>(session.micro_batch(shapes)), per_image, 1000.0 / per_image, n, first_ms);
   if (out.contains("profile")) {
     const auto& p = out["profile"];
     std::printf("profile: %zu steps, %.3f ms in one run, written to %s; slowest:\n", p["steps"].get<std::size_t>(),
@@ -177,6 +180,9 @@ void add_bench_model_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)");
   cmd->add_option("--input-size", args->input_size, "Input HxW for models with dynamic height/width");
   cmd->add_option("--precision", args->precision, "fp32 (default), bf16, int8 (a QDQ model from `arcforge quantize`), or int8+bf16 (int8, and what the model keeps in float in bf16)");
+  cmd->add_option("--micro-batch", args->micro_batch,
+                  "Images per pass for a larger batch: 0 (default) the runtime's choice, -1 the whole batch at once, "
+                  "N at most N (where the model computes each image alone)");
   cmd->add_option("--warmup", args->warmup, "Warm-up runs after the first (default 3)");
   cmd->add_option("--repeats", args->repeats, "Timed runs (default: about 2 s worth, at least 5)");
   cmd->add_option("--profile", args->profile,

@@ -3,18 +3,22 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <set>
 
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/log.hpp"
 #include "conv_post_ops.hpp"
 #include "host_eval.hpp"
+#include "micro_batch.hpp"
 #include "plan.hpp"
 
 namespace arcforge::runtime {
 
 using detail::CompiledModel;
 using detail::Plan;
+using detail::Dims;
 
 std::string to_string(Precision p) {
   switch (p) {
@@ -76,6 +80,15 @@ int64_t Tensor::numel() const {
 namespace {
 
 int effective_threads(const Options& o) { return o.threads > 0 ? o.threads : omp_get_num_procs(); }
+
+// The batch all inputs share on axis 0, or -1 where they do not.
+int64_t common_batch(const std::vector<std::vector<int64_t>>& shapes) {
+  if (shapes.empty() || shapes[0].empty()) return -1;
+  for (const auto& s : shapes) {
+    if (s.empty() || s[0] != shapes[0][0]) return -1;
+  }
+  return shapes[0][0];
+}
 
 void check_shapes(const CompiledModel& m, const std::vector<std::vector<int64_t>>& shapes) {
   const auto& declared = m.graph.inputs;
@@ -151,6 +164,8 @@ Model Model::load(const std::string& path, const Options& options) {
     }
   }
   log::debug(log::cat("runtime: ", path, ": ", before, " nodes, ", compiled->graph.nodes.size(), " after optimisation"));
+  compiled->may_split_batch = detail::may_split_batch(compiled->graph);
+  compiled->weight_bytes = detail::weight_bytes(compiled->graph, compiled->options.precision);
   return Model(std::move(compiled));
 }
 
@@ -186,7 +201,7 @@ Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
-Plan& Session::plan_for(const std::vector<std::vector<int64_t>>& input_shapes) {
+Plan& Session::plan_for(const Shapes& input_shapes) {
   auto it = plans_.find(input_shapes);
   if (it != plans_.end()) return *it->second;
   // Primitives are created for the thread count they will run with.
@@ -204,19 +219,132 @@ std::vector<Tensor> Session::run(const std::vector<Tensor>& inputs, std::vector<
 
 std::vector<Tensor> Session::run_plan(const std::vector<Tensor>& inputs, std::vector<StepTiming>* profile) {
   check_inputs(*compiled_, inputs);
-  std::vector<std::vector<int64_t>> shapes;
+  Shapes shapes;
   for (const auto& t : inputs) shapes.push_back(t.shape);
+  const int64_t n = common_batch(shapes);
+  if (n > 1 && slice_size(shapes) < n) return run_in_slices(inputs, shapes, profile);
   return plan_for(shapes).run(compiled_->engine, inputs, effective_threads(compiled_->options), profile);
 }
 
 void Session::prepare(const std::vector<std::vector<int64_t>>& input_shapes) {
   check_shapes(*compiled_, input_shapes);
-  plan_for(input_shapes);
+  passes(input_shapes);
 }
 
 std::size_t Session::arena_bytes(const std::vector<std::vector<int64_t>>& input_shapes) {
-  prepare(input_shapes);
-  return plans_.at(input_shapes)->arena_bytes();
+  check_shapes(*compiled_, input_shapes);
+  std::set<const Plan*> plans;
+  for (const auto& [plan, images] : passes(input_shapes)) plans.insert(plan);
+  std::size_t total = 0;
+  for (const Plan* plan : plans) total += plan->arena_bytes();
+  return total;
+}
+
+int64_t Session::micro_batch(const std::vector<std::vector<int64_t>>& input_shapes) {
+  check_shapes(*compiled_, input_shapes);
+  const int64_t n = common_batch(input_shapes);
+  if (n > 1) return slice_size(input_shapes);
+  return input_shapes.empty() || input_shapes[0].empty() ? 1 : input_shapes[0][0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large batches in slices (micro_batch.hpp)
+
+Session::Shapes Session::with_batch(const Shapes& input_shapes, int64_t batch) {
+  Shapes out = input_shapes;
+  for (auto& s : out) s[0] = batch;
+  return out;
+}
+
+int64_t Session::slice_size(const Shapes& shapes) {
+  const int64_t n = common_batch(shapes);
+  if (n <= 1) return n;
+  if (auto it = micro_batches_.find(shapes); it != micro_batches_.end()) return it->second;
+  const Options& o = compiled_->options;
+  int64_t choice = n;
+  if (o.micro_batch >= 0 && compiled_->may_split_batch) {
+    // The plans for 1 and 2 images: the first measures an image's activations, both together show
+    // whether the graph computes each image alone. Kept only where the slices use them.
+    const Shapes one = with_batch(shapes, 1), two = with_batch(shapes, 2);
+    const bool had_one = plans_.count(one) != 0, had_two = plans_.count(two) != 0;
+    try {
+      const Plan& single = plan_for(one);
+      const int64_t wanted =
+          o.micro_batch > 0 ? std::min<int64_t>(o.micro_batch, n)
+                            : detail::micro_batch_size(n, single.arena_bytes(), compiled_->weight_bytes,
+                                                       detail::last_level_cache_bytes());
+      if (wanted < n) {
+        const std::string why = detail::batch_split_obstacle(compiled_->graph, single, plan_for(two));
+        if (why.empty()) {
+          choice = wanted;
+        } else {
+          log::debug(log::cat("runtime: ", compiled_->graph.path, ": batch of ", n, " runs whole: ", why));
+        }
+      }
+    } catch (const InputError& e) {
+      log::debug(log::cat("runtime: batch of ", n, " runs whole: a smaller batch does not plan: ", e.what()));
+    }
+    const auto used = [&](int64_t images) { return choice < n && (images == choice || images == n % choice); };
+    if (!had_one && !used(1)) plans_.erase(one);
+    if (!had_two && !used(2)) plans_.erase(two);
+  }
+  micro_batches_[shapes] = choice;
+  return choice;
+}
+
+std::vector<std::pair<Plan*, int64_t>> Session::passes(const Shapes& shapes) {
+  const int64_t n = common_batch(shapes);
+  const int64_t slice = n > 1 ? slice_size(shapes) : n;
+  if (n <= 1 || slice >= n) return {{&plan_for(shapes), n}};
+  std::vector<std::pair<Plan*, int64_t>> out;
+  for (int64_t start = 0; start < n; start += slice) {
+    const int64_t images = std::min(slice, n - start);
+    out.emplace_back(&plan_for(with_batch(shapes, images)), images);
+  }
+  return out;
+}
+
+std::vector<Tensor> Session::run_in_slices(const std::vector<Tensor>& inputs, const Shapes& shapes,
+                                           std::vector<StepTiming>* profile) {
+  const int64_t n = common_batch(shapes);
+  const auto plan_passes = passes(shapes);
+  // The whole batch's outputs: the first slice's dims with n images on axis 0; every slice must agree.
+  const Plan& first = *plan_passes.front().first;
+  std::vector<Tensor> outputs(first.output_dims.size());
+  std::vector<int64_t> output_per_image(outputs.size());
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    Dims dims = first.output_dims[k];
+    output_per_image[k] = detail::numel(dims) / plan_passes.front().second;
+    dims[0] = n;
+    outputs[k].shape = dims;
+    outputs[k].data.resize(static_cast<std::size_t>(detail::numel(dims)));
+  }
+  for (const auto& [plan, images] : plan_passes) {
+    for (std::size_t k = 0; k < outputs.size(); ++k) {
+      if (plan->output_dims[k].size() != outputs[k].shape.size() ||
+          !std::equal(plan->output_dims[k].begin() + 1, plan->output_dims[k].end(), outputs[k].shape.begin() + 1)) {
+        throw Error("runtime: " + compiled_->graph.path + ": a slice of " + std::to_string(images) +
+                    " images gives output '" + compiled_->graph.outputs[k].name + "' dims " +
+                    detail::dims_str(plan->output_dims[k]) + ", not those of the batch's " +
+                    detail::dims_str(outputs[k].shape));
+      }
+    }
+  }
+  if (profile) profile->clear();
+  const int threads = effective_threads(compiled_->options);
+  const auto origin = std::chrono::steady_clock::now();
+  int64_t done = 0;
+  std::vector<const float*> in(inputs.size());
+  std::vector<float*> out(outputs.size());
+  for (const auto& [plan, images] : plan_passes) {
+    for (std::size_t k = 0; k < inputs.size(); ++k) {
+      in[k] = inputs[k].data.data() + done * (inputs[k].numel() / n);
+    }
+    for (std::size_t k = 0; k < outputs.size(); ++k) out[k] = outputs[k].data.data() + done * output_per_image[k];
+    plan->run_on(compiled_->engine, in, out, threads, profile, origin);
+    done += images;
+  }
+  return outputs;
 }
 
 }  // namespace arcforge::runtime

@@ -116,21 +116,41 @@ void Plan::finalize(const dnnl::engine& engine) {
   }
 }
 
+const Dims* Plan::dims_of(const std::string& value) const {
+  if (auto v = value_dims.find(value); v != value_dims.end()) return &v->second;
+  if (auto h = host_values.find(value); h != host_values.end()) return &h->second.dims;
+  return nullptr;
+}
+
 std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads,
                               std::vector<StepTiming>* profile) {
-  omp_set_num_threads(threads);
-  for (std::size_t k = 0; k < inputs.size(); ++k) {
-    input_ptrs[k] = reinterpret_cast<char*>(const_cast<float*>(inputs[k].data.data()));
-    for (auto& m : input_memories[k]) m.set_data_handle(input_ptrs[k]);
-  }
+  std::vector<const float*> in;
+  for (const auto& t : inputs) in.push_back(t.data.data());
   std::vector<Tensor> outputs(output_dims.size());
+  std::vector<float*> out;
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     outputs[k].shape = output_dims[k];
     outputs[k].data.resize(static_cast<std::size_t>(numel(output_dims[k])));
+    out.push_back(outputs[k].data.data());
+  }
+  if (profile) profile->clear();
+  run_on(engine, in, out, threads, profile, std::chrono::steady_clock::now());
+  return outputs;
+}
+
+void Plan::run_on(const dnnl::engine& engine, const std::vector<const float*>& inputs,
+                  const std::vector<float*>& outputs, int threads, std::vector<StepTiming>* profile,
+                  std::chrono::steady_clock::time_point origin) {
+  omp_set_num_threads(threads);
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    input_ptrs[k] = reinterpret_cast<char*>(const_cast<float*>(inputs[k]));
+    for (auto& m : input_memories[k]) m.set_data_handle(input_ptrs[k]);
+  }
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
     if (host_outputs[k]) {
-      for (int64_t j = 0; j < host_outputs[k]->numel(); ++j) outputs[k].data[j] = static_cast<float>(host_outputs[k]->at(j));
+      for (int64_t j = 0; j < host_outputs[k]->numel(); ++j) outputs[k][j] = static_cast<float>(host_outputs[k]->at(j));
     }
-    output_ptrs[k] = reinterpret_cast<char*>(outputs[k].data.data());
+    output_ptrs[k] = reinterpret_cast<char*>(outputs[k]);
     for (auto& m : output_memories[k]) m.set_data_handle(output_ptrs[k]);
   }
   dnnl::stream stream(engine);
@@ -139,9 +159,8 @@ std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tens
   static const bool print_profile = std::getenv("ARCFORGE_RUNTIME_PROFILE") != nullptr;
   std::vector<StepTiming> printed;
   if (print_profile && !profile) profile = &printed;
-  if (profile) profile->clear();
+  const std::size_t first_timed = profile ? profile->size() : 0;
   using Clock = std::chrono::steady_clock;
-  const auto run_start = Clock::now();
   for (auto& step : steps) {
     const auto t0 = profile ? Clock::now() : Clock::time_point{};
     if (step.custom) {
@@ -155,15 +174,17 @@ std::vector<Tensor> Plan::run(const dnnl::engine& engine, const std::vector<Tens
     if (profile) {
       stream.wait();
       const auto t1 = Clock::now();
-      profile->push_back({step.node, step.impl,
-                          std::chrono::duration<double, std::milli>(t0 - run_start).count(),
+      profile->push_back({step.node, step.impl, std::chrono::duration<double, std::milli>(t0 - origin).count(),
                           std::chrono::duration<double, std::milli>(t1 - t0).count()});
     }
   }
   stream.wait();
-  if (print_profile)
-    for (const auto& t : *profile) std::fprintf(stderr, "[profile] %8.3f ms  %-10s %s\n", t.ms, t.kernel.c_str(), t.node.c_str());
-  return outputs;
+  if (print_profile) {
+    for (std::size_t k = first_timed; k < profile->size(); ++k) {
+      const auto& t = (*profile)[k];
+      std::fprintf(stderr, "[profile] %8.3f ms  %-10s %s\n", t.ms, t.kernel.c_str(), t.node.c_str());
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,6 +274,7 @@ void PlanBuilder::consume(const std::string& value) {
   if (--uses_left_[value] > 0) return;
   release(it->second.buffer);
   for (auto& [md, buf] : it->second.variants) release(buf);
+  plan_.value_dims[value] = it->second.dims;
   values_.erase(it);
 }
 
@@ -508,6 +530,7 @@ void PlanBuilder::build() {
                                               " bytes, more than the " + std::to_string(max_bytes()) +
                                               "-byte limit (Options::max_activation_bytes)"));
   }
+  for (const auto& [name, value] : values_) plan_.value_dims[name] = value.dims;
   plan_.finalize(model_.engine);
 }
 

@@ -4,6 +4,7 @@
 // (ops/*.cpp), then run any number of times by one thread.
 #include <dnnl.hpp>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,6 +23,10 @@ struct CompiledModel {
   Options options;
   Graph graph;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  // For running large batches in slices (micro_batch.hpp): whether the graph may split at all, and
+  // the bytes of its weights.
+  bool may_split_batch = false;
+  std::size_t weight_bytes = 0;
 
   // Returns `t` reordered into `wanted` (built from `plain`, which describes t's data), packing it
   // on first use. Thread-safe.
@@ -76,13 +81,21 @@ struct Plan {
   std::vector<std::vector<dnnl::memory>> input_memories, output_memories;  // handles set per run
   std::vector<char*> input_ptrs, output_ptrs;
   std::map<std::string, HostTensor> host_values;  // shape arithmetic of this plan
+  std::map<std::string, Dims> value_dims;         // every run-time value the plan computes
   std::vector<dnnl::memory> owned;                // materialised constants
 
   std::size_t arena_bytes() const;
+  // The dims of a value of this plan (run-time or host), nullptr when it has none.
+  const Dims* dims_of(const std::string& value) const;
   void finalize(const dnnl::engine& engine);
   // `profile`: when given, every step is waited for and timed into it.
   std::vector<Tensor> run(const dnnl::engine& engine, const std::vector<Tensor>& inputs, int threads,
                           std::vector<StepTiming>* profile = nullptr);
+  // The same on caller-owned memory: one pointer per graph input (of the plan's input shapes) and
+  // per graph output (room for output_dims). Timed steps are appended to `profile`, their start
+  // measured from `origin`.
+  void run_on(const dnnl::engine& engine, const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+              int threads, std::vector<StepTiming>* profile, std::chrono::steady_clock::time_point origin);
 
  private:
   char* pointer(const MemRef& ref) const;

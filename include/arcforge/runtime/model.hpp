@@ -69,6 +69,13 @@ struct Options {
   // Intermediate values to return after the graph outputs (in this order), e.g. for calibration.
   // Each must be produced by a node or be a graph input; fusions stop at them.
   std::vector<std::string> extra_outputs{};
+  // Images per pass for a batch larger than that: 0 lets the runtime choose, -1 always runs the
+  // whole batch at once. Where the graph computes each image alone (every value carries the batch
+  // on axis 0; checked once per input shape), a batch whose activations would not fit in the
+  // last-level cache runs in slices of as many images as fit, the outputs written in place: a light
+  // network on large images (SCRFD-500m at 640x640) then keeps each layer's output in cache for the
+  // next. The choice leaves the batch whole where the weights outweigh the activations (r50).
+  int micro_batch = 0;
 };
 
 // A dense float32 tensor in C order (NCHW for images).
@@ -140,14 +147,27 @@ class Session {
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, std::vector<StepTiming>& profile);
   // Builds (or finds) the plan for these input shapes without running it.
   void prepare(const std::vector<std::vector<int64_t>>& input_shapes);
-  // Bytes of activation memory the plan for these shapes holds (after buffer reuse).
+  // Bytes of activation memory the plans that run these shapes hold (after buffer reuse).
   std::size_t arena_bytes(const std::vector<std::vector<int64_t>>& input_shapes);
+  // Images per pass run() takes for these shapes: the batch itself, or fewer where it runs the
+  // batch in slices (Options::micro_batch).
+  int64_t micro_batch(const std::vector<std::vector<int64_t>>& input_shapes);
 
  private:
-  detail::Plan& plan_for(const std::vector<std::vector<int64_t>>& input_shapes);
+  using Shapes = std::vector<std::vector<int64_t>>;
+  detail::Plan& plan_for(const Shapes& input_shapes);
+  // The input shapes with axis 0 set to `batch`.
+  static Shapes with_batch(const Shapes& input_shapes, int64_t batch);
+  // Images per pass for a batch of these shapes (the choice micro_batch() reports, made once).
+  int64_t slice_size(const Shapes& input_shapes);
+  // The plans that run a batch of these shapes, in order, with the images each takes.
+  std::vector<std::pair<detail::Plan*, int64_t>> passes(const Shapes& input_shapes);
   std::vector<Tensor> run_plan(const std::vector<Tensor>& inputs, std::vector<StepTiming>* profile);
+  std::vector<Tensor> run_in_slices(const std::vector<Tensor>& inputs, const Shapes& shapes,
+                                    std::vector<StepTiming>* profile);
   std::shared_ptr<detail::CompiledModel> compiled_;
-  std::map<std::vector<std::vector<int64_t>>, std::unique_ptr<detail::Plan>> plans_;
+  std::map<Shapes, std::unique_ptr<detail::Plan>> plans_;
+  std::map<Shapes, int64_t> micro_batches_;  // the choice per batch shape, made once
 };
 
 }  // namespace arcforge::runtime
