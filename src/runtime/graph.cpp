@@ -69,8 +69,8 @@ bool is_supported_op(const std::string& op) {
       "GlobalMaxPool", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Exp", "Sqrt", "Abs",
       "Neg", "HardSwish", "Elu", "Add", "Sub", "Mul", "Div", "Max", "Min", "Softmax", "Concat",
       "Transpose", "Slice", "Split", "LayerNormalization", "ReduceMean", "Pow",
-      // computed with loops (cheap, memory-bound)
-      "Resize", "Upsample",
+      // computed with loops (cheap, memory-bound); a zero Pad before a Conv is folded into it
+      "Resize", "Upsample", "Pad",
       // views: no data movement
       "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
       // shape arithmetic, evaluated at plan time

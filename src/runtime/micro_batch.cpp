@@ -23,7 +23,7 @@ bool judged_op(const std::string& op) {
       "Clip", "PRelu", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Softmax", "LayerNormalization",
       fused_attention_op, "Concat", "Transpose", "Slice", "Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
       "Identity", "Dropout", "Cast", "Gather", "ReduceMean", "Resize", "Upsample", "QuantizeLinear",
-      "DequantizeLinear", "Shape", "ConstantOfShape"};
+      "DequantizeLinear", "Shape", "ConstantOfShape", "Pad"};
   return ops.count(op) != 0;
 }
 
@@ -31,6 +31,7 @@ bool judged_op(const std::string& op) {
 // sizes, a Slice's bounds, ... Only these may hold values computed from the batch size (Shape).
 bool is_size_operand(const Node& n, std::size_t k) {
   static const std::set<std::string> ops = {"Reshape", "Resize", "Upsample", "Slice", "Split", "Squeeze", "Unsqueeze"};
+  if (n.op == "Pad") return k == 1 || k == 3;  // pads and axes; not the constant
   return k > 0 && ops.count(n.op) != 0;
 }
 
@@ -105,6 +106,14 @@ std::string axis_rule_broken(const Views& v, const Node& n, const std::vector<bo
     if (from_inputs(0) && v.rank(n.input(0)) < 2) return "contracts the batch axis";
     if (from_inputs(1) && (v.rank(n.input(1)) < 3 || (from_inputs(0) && v.rank(n.input(0)) != v.rank(n.input(1))))) {
       return "contracts or broadcasts the batch axis";
+    }
+  } else if (n.op == "Pad") {
+    // Pads (or crops) of axis 0 would add images, or shift them between slices.
+    for (const Plan* plan : {&v.one, &v.two}) {
+      const Dims* in = plan->dims_of(n.input(0));
+      if (!in) return "pads a value of unknown dims";
+      const PadSpec s = pad_spec(n, *in, v.lookup(*plan));
+      if (!s.begin.empty() && (s.begin[0] != 0 || s.end[0] != 0)) return "pads the batch axis";
     }
   } else if (n.op == "Slice") {
     // Axis 0 may only be taken whole: from 0 (or from before the start) to the end (or to the batch

@@ -42,6 +42,7 @@ OpPlanner find_planner(const std::string& op) {
       {"Transpose", plan_transpose},
       {"Slice", plan_slice},
       {"Split", plan_split},
+      {"Pad", plan_pad},
       {"Reshape", plan_view},
       {"Flatten", plan_view},
       {"Squeeze", plan_view},

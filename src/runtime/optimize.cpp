@@ -12,7 +12,9 @@
 //   5. a Vision Transformer's multi-head attention, from the heads' split to their merge, into one
 //      FusedAttention node (optimize_attention.cpp), before pass 3 takes its scale as a post-op;
 //   6. convolutions with few output channels reading the same input alike (a detector's heads)
-//      into one convolution and a Split (optimize_siblings.cpp), after pass 3.
+//      into one convolution and a Split (optimize_siblings.cpp), after pass 3;
+//   7. a zero Pad of the spatial axes into the padding of the convolutions it feeds
+//      (optimize_pad.cpp), before the others.
 // A fused node takes the position of the last node it absorbs, so every operand of a post-op
 // (the residual addend) is computed before it runs.
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include "host_eval.hpp"
 #include "optimize_attention.hpp"
 #include "optimize_layernorm.hpp"
+#include "optimize_pad.hpp"
 #include "optimize_quant.hpp"
 #include "optimize_siblings.hpp"
 
@@ -363,6 +366,7 @@ int optimize_graph(Graph& g, Precision precision, std::size_t max_tensor_bytes) 
   // ARCFORGE_RUNTIME_FUSE=0 turns the fusions off: a debugging aid for bisecting a wrong output.
   const char* fuse = std::getenv("ARCFORGE_RUNTIME_FUSE");
   if (!fuse || std::string(fuse) != "0") {
+    removed += fold_pad_into_conv(g);
     removed += fuse_layernorm(g);
     removed += fuse_attention(g);
     removed += fold_batchnorm(g);

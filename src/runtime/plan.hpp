@@ -219,6 +219,7 @@ void plan_transpose(PlanBuilder&, const Node&);
 void plan_view(PlanBuilder&, const Node&);
 void plan_slice(PlanBuilder&, const Node&);
 void plan_split(PlanBuilder&, const Node&);
+void plan_pad(PlanBuilder&, const Node&);
 void plan_resize(PlanBuilder&, const Node&);
 void plan_conv_int8(PlanBuilder&, const Node&);
 struct ConvGeometry;

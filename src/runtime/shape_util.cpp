@@ -239,4 +239,57 @@ SliceSpec slice_spec(const Node& node, const Dims& in, const HostLookup& host) {
   return s;
 }
 
+PadSpec pad_spec(const Node& node, const Dims& in, const HostLookup& host) {
+  const int64_t rank = static_cast<int64_t>(in.size());
+  PadSpec s{Dims(rank, 0), Dims(rank, 0), in};
+  const std::string mode = node.attr_s("mode", "constant");
+  if (mode == "constant") s.mode = PadSpec::Mode::constant;
+  else if (mode == "reflect") s.mode = PadSpec::Mode::reflect;
+  else if (mode == "edge") s.mode = PadSpec::Mode::edge;
+  else if (mode == "wrap") s.mode = PadSpec::Mode::wrap;
+  else node_error(node, "unknown mode '" + mode + "' (constant, reflect, edge or wrap)");
+  bool found = false;
+  const std::vector<int64_t> pads = ints_param(node, 1, "pads", host, &found);
+  if (!found) node_error(node, "no pads");
+  std::vector<int64_t> axes = ints_param(node, 3, "axes", host);
+  if (axes.empty()) {
+    for (int64_t k = 0; k < rank; ++k) axes.push_back(k);
+  }
+  if (pads.size() != 2 * axes.size()) {
+    node_error(node, std::to_string(pads.size()) + " pads for " + std::to_string(axes.size()) +
+                         " axes (one before and one after each)");
+  }
+  for (int64_t p : pads) {
+    // Keeps the extent arithmetic below far from overflow; check_size refuses large outputs.
+    constexpr int64_t far = int64_t{1} << 40;
+    if (p < -far || p > far) node_error(node, "pad " + std::to_string(p) + " is out of range");
+  }
+  std::vector<bool> seen(rank, false);
+  for (std::size_t k = 0; k < axes.size(); ++k) {
+    const int64_t axis = normalize_axis(node, axes[k], rank);
+    if (seen[axis]) node_error(node, "repeated axis " + std::to_string(axis));
+    seen[axis] = true;
+    s.begin[axis] = pads[k];
+    s.end[axis] = pads[k + axes.size()];
+  }
+  for (int64_t k = 0; k < rank; ++k) {
+    // The input's extent after the negative pads' cropping: what the positive ones pad around.
+    const int64_t kept = in[k] - std::max<int64_t>(0, -s.begin[k]) - std::max<int64_t>(0, -s.end[k]);
+    if (kept < 0) node_error(node, "pads remove more than axis " + std::to_string(k) + "'s " + std::to_string(in[k]));
+    if (kept == 0 && s.mode != PadSpec::Mode::constant && (s.begin[k] > 0 || s.end[k] > 0)) {
+      node_error(node, "mode " + mode + " pads an empty axis " + std::to_string(k));
+    }
+    s.out[k] = kept + std::max<int64_t>(0, s.begin[k]) + std::max<int64_t>(0, s.end[k]);
+  }
+  if (node.has("value")) {
+    s.value = node.attr_f("value", 0.0f);
+  } else if (!node.input(2).empty()) {
+    const HostTensor* t = host(node.input(2));
+    if (!t) node_error(node, "constant_value '" + node.input(2) + "' must be known before running");
+    if (t->numel() != 1) node_error(node, "constant_value must be a scalar");
+    s.value = static_cast<float>(t->at(0));
+  }
+  return s;
+}
+
 }  // namespace arcforge::runtime::detail

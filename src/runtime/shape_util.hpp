@@ -45,6 +45,18 @@ struct SliceSpec {
 };
 SliceSpec slice_spec(const Node& node, const Dims& in, const HostLookup& host);
 
+// A normalised Pad: per axis of the input, the elements added before and after it (negative:
+// removed, as a Slice would), the mode, the constant of mode constant, and the output dims.
+struct PadSpec {
+  enum class Mode { constant, reflect, edge, wrap };
+  Dims begin, end, out;
+  Mode mode = Mode::constant;
+  float value = 0;
+};
+// Reads opset 2's attributes (pads, value, mode) and opset 11+'s inputs (pads, constant_value and
+// opset 18's axes), which must be known before running.
+PadSpec pad_spec(const Node& node, const Dims& in, const HostLookup& host);
+
 // An integer list given as attribute `attr` (older opsets) or as input `index` (newer ones).
 // `found` tells whether either was present.
 std::vector<int64_t> ints_param(const Node& node, std::size_t index, const std::string& attr, const HostLookup& host,

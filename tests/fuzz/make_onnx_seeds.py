@@ -321,5 +321,15 @@ save("sibling_heads", [
 ], [f32("x", ["N", 8, 10, 10])], [f32("score", ["N", 2, 10, 10]), f32("b", ["N", 8, 10, 10]), f32("k", ["N", 4, 10, 10])],
     [arr("hs_w", (2, 8, 3, 3)), arr("hs_b", (2,)), arr("hb_w", (8, 8, 3, 3)), arr("hk_w", (4, 8, 3, 3)), arr("hk_b", (4,))])
 
+# TensorFlow's "same" padding as exported: a zero Pad before a stride-2 convolution (folded into
+# its padding, optimize_pad.cpp), and a reflect Pad with a crop (planned as a loop, ops_pad.cpp).
+save("pad_conv", [
+    helper.make_node("Pad", ["x", "pc_zero_pads"], ["zp"]),
+    helper.make_node("Conv", ["zp", "pc_w"], ["c"], kernel_shape=[3, 3], strides=[2, 2]),
+    helper.make_node("Pad", ["c", "pc_reflect_pads"], ["y"], mode="reflect"),
+], [f32("x", ["N", 3, 9, 8])], [f32("y", ["N", 4, 6, 5])],
+    [int64s("pc_zero_pads", [0, 0, 0, 0, 0, 0, 1, 1]), arr("pc_w", (4, 3, 3, 3)),
+     int64s("pc_reflect_pads", [0, 0, 1, -1, 0, 0, 1, 2])])
+
 for out in OUTS + [IMPORT_OUT]:
     print("wrote", out, sorted(os.listdir(out)))

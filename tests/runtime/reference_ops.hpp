@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace arcforge::test::ref {
@@ -36,6 +37,44 @@ inline Vec conv2d(const Vec& x, int64_t n, int64_t c, int64_t h, int64_t w, cons
           y[((b * oc + o) * oh + i) * ow + j] = acc;
         }
     }
+  return y;
+}
+
+// ONNX Pad of x (dims `in`) by `begin`/`end` per axis (negative: crop), mode "constant", "edge",
+// "reflect" or "wrap"; the padded positions are mapped back into the kept range [lo, hi) one
+// reflection at a time. Returns the output, its dims in `out`.
+inline Vec pad(const Vec& x, const std::vector<int64_t>& in, const std::vector<int64_t>& begin,
+               const std::vector<int64_t>& end, const std::string& mode, double value, std::vector<int64_t>& out) {
+  const std::size_t rank = in.size();
+  out.resize(rank);
+  int64_t total = 1;
+  for (std::size_t k = 0; k < rank; ++k) total *= (out[k] = in[k] + begin[k] + end[k]);
+  Vec y(static_cast<std::size_t>(total), value);
+  for (int64_t flat = 0; flat < total; ++flat) {
+    int64_t rest = flat, offset = 0, stride = 1;
+    bool constant = false;
+    for (std::size_t k = rank; k-- > 0;) {
+      const int64_t o = rest % out[k];
+      rest /= out[k];
+      const int64_t lo = std::max<int64_t>(0, -begin[k]), hi = in[k] - std::max<int64_t>(0, -end[k]);
+      int64_t i = o - begin[k];  // the input index this output position sits over
+      if (i < lo || i >= hi) {
+        if (mode == "constant") {
+          constant = true;
+        } else if (mode == "edge") {
+          i = std::clamp(i, lo, hi - 1);
+        } else if (mode == "wrap") {
+          i = lo + ((i - lo) % (hi - lo) + (hi - lo)) % (hi - lo);
+        } else {  // reflect
+          while (hi - lo > 1 && (i < lo || i >= hi)) i = i < lo ? 2 * lo - i : 2 * (hi - 1) - i;
+          if (hi - lo == 1) i = lo;
+        }
+      }
+      offset += i * stride;
+      stride *= in[k];
+    }
+    if (!constant) y[static_cast<std::size_t>(flat)] = x[static_cast<std::size_t>(offset)];
+  }
   return y;
 }
 

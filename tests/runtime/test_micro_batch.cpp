@@ -18,7 +18,7 @@ using runtime::Tensor;
 
 constexpr int64_t kChannels = 8, kSize = 20;
 
-// SCRFD's shape: conv -> relu -> depthwise conv -> a 3x3 head -> NHWC -> reshaped to
+// SCRFD's shape: reflect pad -> conv -> relu -> depthwise conv -> a 3x3 head -> NHWC -> reshaped to
 // [N, H*W*2, 2] through Shape -> Gather -> Unsqueeze -> Concat (as torch.onnx writes
 // x.reshape(x.shape[0], -1, 2)) -> Sigmoid; a second output flattened by a constant [0, -1].
 void add_detector(OnnxBuilder& m) {
@@ -28,7 +28,10 @@ void add_detector(OnnxBuilder& m) {
   m.initializer("w1", {kChannels, 1, 3, 3}, random_values(kChannels * 9, 3, -0.4f, 0.4f));
   m.initializer("w2", {4, kChannels, 3, 3}, random_values(4 * kChannels * 9, 4, -0.3f, 0.3f));
   auto pads = std::vector<int64_t>{1, 1, 1, 1};
-  OnnxBuilder::attr(m.node("Conv", {"x", "w0", "b0"}, {"c0"}), "pads", pads);
+  // The first convolution's padding as a reflect Pad (which stays a Pad: only zeros fold).
+  m.initializer_i64("reflect_pads", {8}, {0, 0, 1, 1, 0, 0, 1, 1});
+  OnnxBuilder::attr(m.node("Pad", {"x", "reflect_pads"}, {"xp"}), "mode", std::string("reflect"));
+  m.node("Conv", {"xp", "w0", "b0"}, {"c0"});
   m.node("Relu", {"c0"}, {"r0"});
   auto& dw = m.node("Conv", {"r0", "w1"}, {"c1"});
   OnnxBuilder::attr(dw, "pads", pads);
@@ -185,6 +188,11 @@ TEST(MicroBatch, GraphsThatMixImagesRunWhole) {
          OnnxBuilder::attr(m.node("Gather", {"shape", "zero"}, {"n"}), "axis", int64_t{0});
          OnnxBuilder::attr(m.node("Cast", {"n"}, {"n_float"}), "to", int64_t{1});
          m.node("Mul", {"x", "n_float"}, {"y"});
+       }},
+      {"batch_shifted_by_pads",
+       [](OnnxBuilder& m) {
+         m.initializer_i64("pads", {8}, {-1, 0, 0, 0, 1, 0, 0, 0});
+         m.node("Pad", {"x", "pads"}, {"y"});
        }},
       {"first_image_broadcast",
        [](OnnxBuilder& m) {

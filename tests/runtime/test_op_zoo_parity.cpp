@@ -1,6 +1,7 @@
 // Operator variants the shared models do not exercise (auto_pad, dilation, Gemm alpha/beta without
 // transB, MatMul of two run-time tensors, legacy Softmax flattening, Upsample, negative-step Slice,
-// Concat of a convolution with a constant, LayerNormalization), each a small model checked against ONNX Runtime.
+// Concat of a convolution with a constant, LayerNormalization, Pad in every mode and folded into a
+// Conv), each a small model checked against ONNX Runtime.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -107,6 +108,37 @@ INSTANTIATE_TEST_SUITE_P(
                   auto& n = m.node("Resize", {"x0", "", "", "sz"}, {"y"});
                   B::attr(n, "mode", std::string("linear"));
                   B::attr(n, "coordinate_transformation_mode", std::string("align_corners"));
+                }},
+        ZooCase{"pad_zero_then_conv_stride2_folded", 13, {{1, 4, 9, 8}},
+                [](B& m) {
+                  m.initializer_i64("p", {8}, {0, 0, 0, 1, 0, 0, 1, 1});
+                  m.node("Pad", {"x0", "p"}, {"padded"});
+                  m.initializer("w", {6, 4, 3, 3}, random_values(6 * 4 * 9, 13));
+                  B::attr(m.node("Conv", {"padded", "w"}, {"y"}), "strides", std::vector<int64_t>{2, 2});
+                }},
+        ZooCase{"pad_reflect_opset11_then_conv", 11, {{2, 3, 6, 7}},
+                [](B& m) {
+                  m.initializer_i64("p", {8}, {0, 0, 2, 1, 0, 0, 1, 2});
+                  B::attr(m.node("Pad", {"x0", "p"}, {"padded"}), "mode", std::string("reflect"));
+                  m.initializer("w", {5, 3, 3, 3}, random_values(5 * 3 * 9, 14));
+                  m.node("Conv", {"padded", "w"}, {"y"});
+                }},
+        ZooCase{"pad_edge_and_crop", 13, {{2, 3, 6, 7}},
+                [](B& m) {
+                  m.initializer_i64("p", {8}, {0, 1, -1, 3, 0, 0, 2, -2});
+                  B::attr(m.node("Pad", {"x0", "p"}, {"y"}), "mode", std::string("edge"));
+                }},
+        ZooCase{"pad_constant_value_opset2", 10, {{2, 3, 4}},
+                [](B& m) {
+                  auto& n = m.node("Pad", {"x0"}, {"y"});
+                  B::attr(n, "pads", std::vector<int64_t>{1, 0, 2, 0, 2, 1});
+                  B::attr(n, "value", -0.5f);
+                }},
+        ZooCase{"pad_wrap_opset19_axes", 19, {{1, 2, 5, 6}},
+                [](B& m) {
+                  m.initializer_i64("p", {4}, {2, 3, 1, 4});
+                  m.initializer_i64("ax", {2}, {-2, 3});
+                  B::attr(m.node("Pad", {"x0", "p", "", "ax"}, {"y"}), "mode", std::string("wrap"));
                 }},
         ZooCase{"slice_negative_step", 13, {{2, 7, 3}},
                 [](B& m) {
