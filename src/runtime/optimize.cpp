@@ -1,7 +1,7 @@
 // Load-time graph rewrites. Each pass keeps the graph's meaning exactly (up to float rounding):
 //   1. constant folding: nodes whose inputs are all constants become constants;
-//   2. BatchNormalization folded into the Conv or Gemm that feeds it (into an int8 convolution's
-//      per-channel weight scales and bias);
+//   2. BatchNormalization, or a multiplication by a scalar constant, folded into the Conv or Gemm
+//      that feeds it (into an int8 convolution's per-channel weight scales and bias);
 //   3. activations (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish, PRelu), multiplications by a
 //      scalar constant and residual Adds become post-ops of the Conv that feeds them; the same (PRelu
 //      excepted) for a Gemm with constant weights and for a MatMul with constant 2-D weights (which
@@ -118,8 +118,25 @@ bool batchnorm_affine(const Graph& g, const Node& bn, int64_t channels, std::vec
   return true;
 }
 
-// Folds BN into Conv (weights [OC, ...]) or Gemm with transB=1 (weights [N, K]); new constants are
-// named after the node so shared initializers are never modified.
+// The per-channel scale and shift of `next` applied to `value` (`channels` of them): an inference
+// BatchNormalization, or a multiplication by a scalar constant (SCRFD's per-level box scales).
+bool affine_of(const Graph& g, const Node& next, const std::string& value, int64_t channels, std::vector<float>& scale,
+               std::vector<float>& shift) {
+  if (next.op == "BatchNormalization") {
+    return next.input(0) == value && batchnorm_affine(g, next, channels, scale, shift);
+  }
+  if (next.op != "Mul" || next.inputs.size() != 2 || next.outputs.size() != 1) return false;
+  const std::string& other = next.inputs[0] == value ? next.inputs[1] : next.inputs[0];
+  const HostTensor* c = constant_f32(g, other);
+  if (other == value || !c || c->numel() != 1 || !std::isfinite(c->f[0])) return false;
+  scale.assign(static_cast<std::size_t>(channels), c->f[0]);
+  shift.assign(static_cast<std::size_t>(channels), 0.0f);
+  return true;
+}
+
+// Folds BN, or a multiplication by a scalar constant, into the Conv (weights [OC, ...]) or Gemm with
+// transB=1 (weights [N, K]) before it; new constants are named after the node so shared
+// initializers are never modified.
 int fold_batchnorm(Graph& g) {
   int folded = 0;
   Uses u = find_uses(g);
@@ -133,7 +150,7 @@ int fold_batchnorm(Graph& g) {
     if ((!conv && !gemm) || !producer.post_ops.empty() || producer.outputs.size() != 1) continue;
     if (quantized && (producer.quant.dst_quantized || producer.quant.weight_scales.empty())) continue;
     const int c = single_consumer(u, producer.outputs[0]);
-    if (c < 0 || g.nodes[c].op != "BatchNormalization" || g.nodes[c].input(0) != producer.outputs[0]) continue;
+    if (c < 0) continue;
     if (gemm && producer.attr_f("alpha", 1.0f) != 1.0f) continue;
     const HostTensor* w = constant_f32(g, producer.input(1));
     if (!w || w->dims.empty()) continue;
@@ -142,7 +159,7 @@ int fold_batchnorm(Graph& g) {
     if (!producer.input(2).empty() && (!b || b->numel() != channels)) continue;
     if (gemm && b && producer.attr_f("beta", 1.0f) != 1.0f) continue;
     std::vector<float> scale, shift;
-    if (!batchnorm_affine(g, g.nodes[c], channels, scale, shift)) continue;
+    if (!affine_of(g, g.nodes[c], producer.outputs[0], channels, scale, shift)) continue;
 
     HostTensor new_w = *w;
     const int64_t per_channel = w->numel() / channels;

@@ -1,7 +1,7 @@
 // Sibling convolutions (a detector's score, box and landmark heads: one input, one geometry, a few
 // output channels each) merged into one convolution and a Split (src/runtime/optimize_siblings.cpp),
-// against a double-precision convolution per head written in the test; and the siblings that must
-// stay apart.
+// against a double-precision convolution per head written in the test (a box head scaled by a
+// constant, as SCRFD-2.5g's, included); and the siblings that must stay apart.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,6 +24,7 @@ struct Head {
   std::vector<int64_t> strides = {1, 1};
   bool bias = true;
   int64_t kernel = 3;
+  float scale = 1;  // other than 1: the output is multiplied by this scalar (SCRFD's box scales)
 };
 
 constexpr int64_t kBatch = 2, kChannels = 32, kSize = 18;
@@ -50,9 +51,14 @@ Built build(const std::vector<Head>& heads, const std::string& path) {
       inputs.push_back(h.name + "_b");
     }
     const int64_t pad = h.kernel / 2;
-    auto& conv = m.node("Conv", inputs, {h.name}, h.name);
+    const std::string conv_out = h.scale != 1 ? h.name + "_unscaled" : h.name;
+    auto& conv = m.node("Conv", inputs, {conv_out}, h.name);
     OnnxBuilder::attr(conv, "pads", std::vector<int64_t>{pad, pad, pad, pad});
     OnnxBuilder::attr(conv, "strides", h.strides);
+    if (h.scale != 1) {
+      m.initializer(h.name + "_scale", {}, {h.scale});
+      m.node("Mul", {conv_out, h.name + "_scale"}, {h.name});
+    }
     m.output(h.name);
   }
   m.node("Sigmoid", {heads[0].name}, {"score"});
@@ -87,9 +93,10 @@ std::set<std::string> check_heads(const std::vector<Head>& heads) {
     const Head& h = heads[j];
     int64_t oh = 0, ow = 0;
     const int64_t pad = h.kernel / 2;
-    const ref::Vec want = ref::conv2d(ref::to_double(inputs[0].data), kBatch, kChannels, kSize, kSize,
-                                      ref::to_double(b.weights[j]), h.channels, h.kernel, h.kernel,
-                                      ref::to_double(b.biases[j]), h.strides[0], pad, pad, pad, pad, 1, 1, oh, ow);
+    ref::Vec want = ref::conv2d(ref::to_double(inputs[0].data), kBatch, kChannels, kSize, kSize,
+                                ref::to_double(b.weights[j]), h.channels, h.kernel, h.kernel,
+                                ref::to_double(b.biases[j]), h.strides[0], pad, pad, pad, pad, 1, 1, oh, ow);
+    for (double& v : want) v *= h.scale;
     EXPECT_EQ(y[j].shape, (std::vector<int64_t>{kBatch, h.channels, oh, ow})) << h.name;
     const double diff = ref::max_abs_diff(y[j].data, want), scale = ref::max_abs(want);
     std::printf("[figures] %s (%ld channels): max |ours - double| %.3g of %.3g\n", h.name.c_str(),
@@ -110,6 +117,15 @@ TEST(SiblingConvs, ScoreBoxAndLandmarkHeadsRunAsOneConvolution) {
   const std::set<std::string> convs =
       check_heads({{"head_score", 2}, {"head_box", 8, {1, 1}, false}, {"head_kps", 20}});
   EXPECT_EQ(convs, (std::set<std::string>{"head_score+head_box+head_kps"}));
+}
+
+TEST(SiblingConvs, ABoxHeadMultipliedByItsScaleMergesToo) {
+  // SCRFD-2.5g multiplies each level's box head by a learnt scalar: folded into that head's weights
+  // and bias (optimize.cpp, fold_batchnorm), it is a plain sibling again. A negative scale too.
+  EXPECT_EQ(check_heads({{"head_score", 2}, {"head_box", 8, {1, 1}, true, 3, 1.75f}, {"head_kps", 20}}),
+            (std::set<std::string>{"head_score+head_box+head_kps"}));
+  EXPECT_EQ(check_heads({{"head_score", 2}, {"head_box", 8, {1, 1}, false, 3, -0.5f}}),
+            (std::set<std::string>{"head_score+head_box"}));
 }
 
 TEST(SiblingConvs, OnlyTheSameGeometryMerges) {
