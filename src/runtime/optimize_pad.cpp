@@ -30,11 +30,14 @@ std::optional<std::pair<Dims, Dims>> zero_pad_amounts(const Graph& g, const Node
   }
   if (pads.size() != 2 * axes.size()) return std::nullopt;  // the planner reports it
   Dims begin(rank, 0), end(rank, 0);
+  std::vector<bool> seen(rank, false);
   for (std::size_t k = 0; k < axes.size(); ++k) {
     const int64_t axis = axes[k] < 0 ? axes[k] + static_cast<int64_t>(rank) : axes[k];
-    if (axis < 0 || axis >= static_cast<int64_t>(rank)) return std::nullopt;
-    begin[axis] += pads[k];
-    end[axis] += pads[k + axes.size()];
+    // Out of range or repeated: left for the planner, which names the problem.
+    if (axis < 0 || axis >= static_cast<int64_t>(rank) || seen[axis]) return std::nullopt;
+    seen[axis] = true;
+    begin[axis] = pads[k];
+    end[axis] = pads[k + axes.size()];
   }
   return std::make_pair(begin, end);
 }

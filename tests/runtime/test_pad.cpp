@@ -270,19 +270,30 @@ TEST(PadFold, APadTwoConvolutionsReadIsFoldedIntoBoth) {
   }
 }
 
+// x -> zero Pad (`pads` over every axis) -> 3x3 Conv, no bias, weights from `weight_seed` in
+// [-range, range] -> y, saved as `file` in `dir`.
+std::string save_zero_pad_conv(const TempDir& dir, const std::string& file, const std::vector<int64_t>& x_dims,
+                               const std::vector<int64_t>& pads, int64_t out_channels, uint32_t weight_seed,
+                               float range) {
+  OnnxBuilder m(13);
+  m.input("x", x_dims);
+  m.initializer_i64("pads", {8}, pads);
+  m.node("Pad", {"x", "pads"}, {"padded"});
+  const int64_t in_channels = x_dims[1] + pads[1] + pads[5];
+  m.initializer("w", {out_channels, in_channels, 3, 3},
+                random_values(static_cast<std::size_t>(out_channels * in_channels * 9), weight_seed, -range, range));
+  m.node("Conv", {"padded", "w"}, {"y"});
+  m.output("y");
+  return m.save(dir.file(file));
+}
+
 // The folded padding is asymmetric (only bottom and right): Winograd's tiles must take it as the
 // direct kernels do.
 TEST(PadFold, AnAsymmetricPadFoldedIntoAWinogradConvolution) {
   constexpr int64_t c = 16, h = 12, w = 11;
   TempDir dir;
-  OnnxBuilder m(13);
-  m.input("x", {1, c, h, w});
-  m.initializer_i64("pads", {8}, {0, 0, 0, 2, 0, 0, 1, 0});
-  m.node("Pad", {"x", "pads"}, {"padded"});
-  m.initializer("w", {c, c, 3, 3}, random_values(c * c * 9, 31, -0.2f, 0.2f));
-  m.node("Conv", {"padded", "w"}, {"y"});
-  m.output("y");
-  const std::string path = m.save(dir.file("pad_winograd.onnx"));
+  const std::string path =
+      save_zero_pad_conv(dir, "pad_winograd.onnx", {1, c, h, w}, {0, 0, 0, 2, 0, 0, 1, 0}, c, 31, 0.2f);
   const Tensor x = input_tensor({1, c, h, w}, 12);
   ::setenv("ARCFORGE_RUNTIME_WINOGRAD", "all", 1);  // read when planning
   std::vector<StepTiming> steps;
@@ -319,14 +330,8 @@ TEST(PadFold, PadsTheConvolutionCannotTakeStay) {
 
 TEST(PadFold, AChannelPadStays) {
   TempDir dir;
-  OnnxBuilder m(13);
-  m.input("x", {1, kC - 1, kH, kW});
-  m.initializer_i64("pads", {8}, {0, 1, 0, 0, 0, 0, 0, 0});
-  m.node("Pad", {"x", "pads"}, {"padded"});
-  m.initializer("w", {kOC, kC, 3, 3}, random_values(kOC * kC * 9, 21, -0.5f, 0.5f));
-  m.node("Conv", {"padded", "w"}, {"y"});
-  m.output("y");
-  const std::string path = m.save(dir.file("channel_pad.onnx"));
+  const std::string path =
+      save_zero_pad_conv(dir, "channel_pad.onnx", {1, kC - 1, kH, kW}, {0, 1, 0, 0, 0, 0, 0, 0}, kOC, 21, 0.5f);
   const Tensor x = input_tensor({1, kC - 1, kH, kW}, 10);
   std::vector<StepTiming> steps;
   const auto y = run_profiled(path, x, &steps);
@@ -340,10 +345,10 @@ TEST(PadFold, AChannelPadStays) {
   EXPECT_LE(ref::max_abs_diff(y.at(0).data, want), 1e-5 * std::max(1.0, ref::max_abs(want)));
 }
 
-// `build` adds a Pad reading "x" [1, 2, 3, 4] and writing "y".
-void expect_pad_error(const std::function<void(OnnxBuilder&)>& build, const std::string& needle) {
+// `build` adds a Pad named "bad" reading "x" [1, 2, 3, 4], and nodes that end in "y".
+void expect_pad_error(const std::function<void(OnnxBuilder&)>& build, const std::string& needle, int opset = 13) {
   TempDir dir;
-  OnnxBuilder m(13);
+  OnnxBuilder m(opset);
   m.input("x", {1, 2, 3, 4});
   build(m);
   m.output("y");
@@ -396,6 +401,16 @@ TEST(PadErrors, NameTheFileTheNodeAndTheProblem) {
         m.node("Pad", {"x", "pads"}, {"y"}, "bad");
       },
       "Options::max_activation_bytes");
+  // Before a convolution the Pad is not folded either: the fold would add up the repeats.
+  expect_pad_error(
+      [](OnnxBuilder& m) {
+        m.initializer_i64("pads", {4}, {1, 1, 0, 0});
+        m.initializer_i64("axes", {2}, {2, -2});
+        m.node("Pad", {"x", "pads", "", "axes"}, {"padded"}, "bad");
+        m.initializer("w", {3, 2, 3, 3}, random_values(3 * 2 * 9, 7));
+        m.node("Conv", {"padded", "w"}, {"y"});
+      },
+      "repeated axis 2", 18);
 }
 
 }  // namespace
