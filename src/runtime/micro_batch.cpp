@@ -246,10 +246,10 @@ std::size_t last_level_cache_bytes() {
     if (!(type >> kind)) break;
     if (kind != "Instruction") largest = std::max(largest, sysfs_size(dir + "size"));
   }
-  if (largest > 0) return largest;
+  if (largest > 0) return std::min(largest, kCoreCacheShareCap);
   for (int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
     const long bytes = sysconf(name);
-    if (bytes > 0) return static_cast<std::size_t>(bytes);
+    if (bytes > 0) return std::min(static_cast<std::size_t>(bytes), kCoreCacheShareCap);
   }
   return std::size_t{8} << 20;
 }

@@ -241,6 +241,11 @@ TEST(MicroBatch, TheRuntimesChoiceFollowsTheCacheRule) {
   EXPECT_EQ(runtime::detail::micro_batch_size(32, 137 * MiB / 10, 174 * MiB, cache), 32);   // r50: weights rule
   EXPECT_EQ(runtime::detail::micro_batch_size(3, 1 * MiB, 0, cache), 3);                    // fits whole
   EXPECT_EQ(runtime::detail::micro_batch_size(1, 100 * MiB, 0, cache), 1);
+  // A whole socket's L3 (a VM on a server sees the host's) counts as one core's share of it.
+  const std::size_t llc = runtime::detail::last_level_cache_bytes();
+  EXPECT_GT(llc, 0u);
+  EXPECT_LE(llc, runtime::detail::kCoreCacheShareCap);
+  std::printf("[micro-batch] cache share per core: %zu KiB\n", llc >> 10);
 }
 
 }  // namespace
