@@ -9,7 +9,6 @@
 
 #include "arcforge/common/error.hpp"
 #include "arcforge/common/log.hpp"
-#include "conv_post_ops.hpp"
 #include "host_eval.hpp"
 #include "micro_batch.hpp"
 #include "plan.hpp"
@@ -19,57 +18,6 @@ namespace arcforge::runtime {
 using detail::CompiledModel;
 using detail::Plan;
 using detail::Dims;
-
-std::string to_string(Precision p) {
-  switch (p) {
-    case Precision::fp32: return "fp32";
-    case Precision::bf16: return "bf16";
-    case Precision::int8: return "int8";
-    case Precision::int8_bf16: return "int8+bf16";
-  }
-  return "?";
-}
-
-Precision parse_precision(const std::string& text) {
-  if (text == "fp32") return Precision::fp32;
-  if (text == "bf16") return Precision::bf16;
-  if (text == "int8") return Precision::int8;
-  if (text == "int8+bf16") return Precision::int8_bf16;
-  throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16, int8 or int8+bf16)");
-}
-
-bool cpu_runs_bf16() {
-  static const bool runs = [] {
-    using md = dnnl::memory::desc;
-    using dt = dnnl::memory::data_type;
-    using tag = dnnl::memory::format_tag;
-    try {
-      const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-      const md src({1, 16, 8, 8}, dt::bf16, tag::any), weights({16, 16, 3, 3}, dt::bf16, tag::any),
-          dst({1, 16, 8, 8}, dt::bf16, tag::any);
-      const dnnl::convolution_forward::primitive_desc pd(
-          {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, weights, dst, {1, 1}, {1, 1},
-           {1, 1}},
-          engine);
-      return !detail::is_reference_impl(pd);
-    } catch (const dnnl::error&) {
-      return false;  // no bf16 convolution at all (oneDNN 2.x below AVX-512)
-    }
-  }();
-  return runs;
-}
-
-Precision effective_precision(Precision requested) {
-  if (!floats_in_bf16(requested) || cpu_runs_bf16()) return requested;
-  return requested == Precision::bf16 ? Precision::fp32 : Precision::int8;
-}
-
-bool cpu_has_int8_dot_product() {
-  using isa = dnnl::cpu_isa;
-  const isa effective = dnnl::get_effective_cpu_isa();  // honours ONEDNN_MAX_CPU_ISA
-  return effective == isa::avx512_core_vnni || effective == isa::avx512_core_bf16 ||
-         effective == isa::avx512_core_amx || effective == isa::avx2_vnni;
-}
 
 int64_t Tensor::numel() const {
   int64_t n = 1;
@@ -146,9 +94,12 @@ Model Model::load(const std::string& path, const Options& options) {
   compiled->graph = detail::load_onnx(path, options.max_model_bytes);
   // Decided once the file has parsed, so that a missing or broken file shows its error alone.
   compiled->options.precision = effective_precision(options.precision);
-  if (compiled->options.precision != options.precision) {
+  if (options.precision != Precision::automatic && compiled->options.precision != options.precision) {
     log::warn(log::cat("runtime: ", path, ": runs in ", to_string(compiled->options.precision), ", not ",
                        to_string(options.precision), ": oneDNN has no bf16 convolutions on this CPU (they need AVX-512)"));
+  } else if (floats_in_bf16(options.precision) && !cpu_bf16_outpaces_fp32()) {
+    log::warn(log::cat("runtime: ", path, ": bf16 is likely slower than fp32 on this CPU, which has neither AMX ",
+                       "nor AMD's full-rate AVX512-BF16 (precision `auto` chooses by the CPU)"));
   }
   if (runs_int8(options.precision) && !cpu_has_int8_dot_product()) {
     log::warn(log::cat("runtime: ", path, ": this CPU has no VNNI, so oneDNN adds int8 products in pairs in 16 bits ",

@@ -6,6 +6,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "arcforge/cpu/bf16_speed.hpp"
 #include "arcforge/runtime/model.hpp"
 #include "arcforge/runtime/quantize.hpp"
 
@@ -101,16 +102,21 @@ TEST(Cli, BenchModelPrintsTheJsonFields) {
   EXPECT_EQ(nlohmann::json::parse(bf16).at("precision"), runtime::cpu_runs_bf16() ? "bf16" : "fp32");
 }
 
+// x [N, 8, 6, 6] -> 3x3 Conv to 16 channels -> y: one convolution, the layer bf16 changes.
+std::string conv_model(const TempDir& dir) {
+  OnnxBuilder m(13);
+  m.input("x", {-1, 8, 6, 6}).output("y").initializer("w", {16, 8, 3, 3}, std::vector<float>(16 * 8 * 9, 0.01f));
+  m.node("Conv", {"x", "w"}, {"y"});
+  return m.save(dir.path() / "conv.onnx");
+}
+
 // On a CPU without bf16 convolutions in oneDNN (AVX2; forced here with oneDNN's own
 // ONEDNN_MAX_CPU_ISA, which it reads at start-up), a bf16 request runs fp32 rather than failing on
 // the first convolution: stderr says so, naming the model, --json reports both precisions, and the
 // outputs are fp32's exactly.
 TEST(Cli, Bf16RunsAsFp32WhereTheCpuHasNoBf16Convolutions) {
   TempDir dir;
-  OnnxBuilder m(13);
-  m.input("x", {-1, 8, 6, 6}).output("y").initializer("w", {16, 8, 3, 3}, std::vector<float>(16 * 8 * 9, 0.01f));
-  m.node("Conv", {"x", "w"}, {"y"});
-  const std::string model = m.save(dir.path() / "conv.onnx");
+  const std::string model = conv_model(dir);
   const std::string bench = std::string(ARCFORGE_CLI) + " bench-model " + model + " --precision bf16 --threads 1 --repeats 2 --json";
   int rc = 0;
   const auto forced = nlohmann::json::parse(stdout_of("ONEDNN_MAX_CPU_ISA=AVX2 " + bench, &rc, dir.file("stderr.txt")));
@@ -256,6 +262,80 @@ TEST(Precision, EffectivePrecisionIsWhatThisCpuRuns) {
   EXPECT_EQ(runtime::effective_precision(Precision::int8_bf16), bf16 ? Precision::int8_bf16 : Precision::int8);
   EXPECT_EQ(runtime::effective_precision(Precision::fp32), Precision::fp32);
   EXPECT_EQ(runtime::effective_precision(Precision::int8), Precision::int8);
+}
+
+// The rule behind precision "auto", for each kind of CPU: AMX, or AVX512-BF16 at AMD's full rate.
+TEST(Precision, Bf16OutpacesFp32WithAmxOrOnAmdsAvx512Bf16) {
+  using cpu::Bf16Hardware;
+  EXPECT_TRUE(cpu::bf16_outpaces_fp32(Bf16Hardware{.amx = true, .avx512_bf16 = true}));   // Sapphire Rapids
+  EXPECT_TRUE(cpu::bf16_outpaces_fp32(Bf16Hardware{.avx512_bf16 = true, .amd = true}));   // Zen 4
+  EXPECT_FALSE(cpu::bf16_outpaces_fp32(Bf16Hardware{.avx512_bf16 = true}));               // Cooper Lake, AMX hidden
+  EXPECT_FALSE(cpu::bf16_outpaces_fp32(Bf16Hardware{.amd = true}));                       // Zen 3
+  EXPECT_FALSE(cpu::bf16_outpaces_fp32(Bf16Hardware{}));                                  // Skylake-SP, Ice Lake
+  // cpuid's answers against the compiler's own detection.
+  const Bf16Hardware here = cpu::this_cpus_bf16_hardware();
+  EXPECT_EQ(here.avx512_bf16, __builtin_cpu_supports("avx512bf16") != 0);
+  EXPECT_EQ(here.amd, __builtin_cpu_is("amd") != 0);
+  std::printf("[bf16] this CPU: AMX %d, AVX512-BF16 %d, AMD %d; oneDNN runs bf16 %d, faster than fp32 %d\n", here.amx,
+              here.avx512_bf16, here.amd, runtime::cpu_runs_bf16(), runtime::cpu_bf16_outpaces_fp32());
+  if (runtime::cpu_bf16_outpaces_fp32()) {
+    EXPECT_TRUE(runtime::cpu_runs_bf16());
+  }
+}
+
+// "auto" resolves at load to bf16 where bf16 outpaces fp32 and to fp32 elsewhere; the model says
+// which, and its outputs are that precision's.
+TEST(Precision, AutoLoadsAsTheFasterOfBf16AndFp32) {
+  using runtime::Precision;
+  EXPECT_EQ(runtime::parse_precision("auto"), Precision::automatic);
+  EXPECT_EQ(runtime::to_string(Precision::automatic), "auto");
+  const Precision faster = runtime::cpu_bf16_outpaces_fp32() ? Precision::bf16 : Precision::fp32;
+  EXPECT_EQ(runtime::effective_precision(Precision::automatic), faster);
+  TempDir dir;
+  OnnxBuilder m(13);
+  m.input("x", {1, 16, 6, 6}).output("y").initializer("w", {16, 16, 3, 3}, random_values(16 * 16 * 9, 3));
+  m.node("Conv", {"x", "w"}, {"y"});
+  const std::string model = m.save(dir.path() / "conv.onnx");
+  const auto automatic = runtime::Model::load(model, {.precision = Precision::automatic, .threads = 1});
+  const auto chosen = runtime::Model::load(model, {.precision = faster, .threads = 1});
+  EXPECT_EQ(automatic.options().precision, faster);
+  const runtime::Tensor x{{1, 16, 6, 6}, random_values(16 * 36, 4)};
+  EXPECT_EQ(automatic.run({x}).at(0).data, chosen.run({x}).at(0).data);
+}
+
+// bf16 asked for where it does not outpace fp32 runs, with a warning that names the model and
+// points at "auto". oneDNN capped at plain AVX-512 (no AVX512-BF16) stands for such a CPU; where
+// even that is above the CPU, the fp32 fallback's warning comes instead.
+TEST(Cli, Bf16WhereItIsSlowerThanFp32RunsWithAWarningAndAutoPicksFp32) {
+  TempDir dir;
+  const std::string model = conv_model(dir);
+  const std::string bench = "ONEDNN_MAX_CPU_ISA=AVX512_CORE " + std::string(ARCFORGE_CLI) + " bench-model " + model +
+                            " --threads 1 --repeats 2 --json --precision ";
+  int rc = 0;
+  const auto bf16 = nlohmann::json::parse(stdout_of(bench + "bf16", &rc, dir.file("stderr.txt")));
+  ASSERT_EQ(rc, 0);
+  std::ifstream err_file(dir.file("stderr.txt"));
+  const std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+  if (bf16.at("precision") == "bf16") {
+    EXPECT_NE(err.find(model + ": bf16 is likely slower than fp32 on this CPU"), std::string::npos) << err;
+    EXPECT_NE(err.find("precision `auto`"), std::string::npos) << err;
+  } else {
+    EXPECT_NE(err.find(model + ": runs in fp32, not bf16"), std::string::npos) << err;
+  }
+  const auto automatic = nlohmann::json::parse(stdout_of(bench + "auto", &rc, dir.file("stderr.txt")));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(automatic.at("requested_precision"), "auto");
+  EXPECT_EQ(automatic.at("precision"), "fp32");
+  std::ifstream auto_err(dir.file("stderr.txt"));
+  const std::string quiet((std::istreambuf_iterator<char>(auto_err)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(quiet.find("likely slower"), std::string::npos) << "auto chose; nothing to warn about: " << quiet;
+  EXPECT_EQ(quiet.find("not bf16"), std::string::npos) << "auto chose; nothing to warn about: " << quiet;
+  // Uncapped, this CPU's own choice.
+  const auto native = nlohmann::json::parse(stdout_of(std::string(ARCFORGE_CLI) + " bench-model " + model +
+                                                          " --threads 1 --repeats 2 --json --precision auto",
+                                                      &rc));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(native.at("precision"), runtime::cpu_bf16_outpaces_fp32() ? "bf16" : "fp32");
 }
 
 // --profile: one more run timed step by step, written as a Chrome trace (ONNX Runtime's profile

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "arcforge/cpu/bf16_speed.hpp"
 #include "train/nn/cpu_kernel_isa.hpp"
 #include "train/train/checkpoint.hpp"
 #include "train/train/grad_scaler.hpp"
@@ -244,21 +245,24 @@ TEST(Trainer, CudaGraphOnTheCpuIsAConfigError) {
   fs::remove_all(dir);
 }
 
-// train.precision "auto": bf16 on a GPU with bf16 tensor cores and on a CPU that computes bf16
-// natively (AVX512-BF16, which the kernels' instruction-set level says), fp16 on older GPUs, fp32 on
-// other CPUs; the run reports what it used.
+// train.precision "auto": bf16 on a GPU with bf16 tensor cores and on a CPU where bf16 outpaces
+// fp32 (AVX512-BF16, which the kernels' instruction-set level says, with AMX or from AMD), fp16 on
+// older GPUs, fp32 on other CPUs; the run reports what it used.
 TEST(Trainer, AutoPrecisionIsBf16WhereTheDeviceHasItFp16OnOlderGpusFp32Elsewhere) {
   namespace an = arcforge::nn;
   const bool native = an::cpu_kernel_best_isa() == an::CpuKernelIsa::avx512_bf16;
-  EXPECT_EQ(resolve_precision("auto", torch::kCPU), native ? "bf16" : "fp32");
+  const bool fast = native && cpu::bf16_outpaces_fp32(cpu::this_cpus_bf16_hardware());
+  EXPECT_EQ(resolve_precision("auto", torch::kCPU), fast ? "bf16" : "fp32");
   for (const bool cpu_bf16 : {false, true}) {  // on a GPU the CPU does not matter
-    EXPECT_EQ(resolve_precision("auto", PrecisionSupport{true, true, cpu_bf16}), "bf16");   // A100, H100
-    EXPECT_EQ(resolve_precision("auto", PrecisionSupport{true, false, cpu_bf16}), "fp16");  // V100, T4
+    EXPECT_EQ(resolve_precision("auto", PrecisionSupport{true, true, cpu_bf16, cpu_bf16, cpu_bf16}), "bf16");  // H100
+    EXPECT_EQ(resolve_precision("auto", PrecisionSupport{true, false, cpu_bf16, cpu_bf16, cpu_bf16}), "fp16");  // V100
   }
-  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, true}), "bf16");
-  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, false}), "fp32");
+  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, true, true, true}), "bf16");    // AMX, Zen 4
+  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, true, true, false}), "fp32");   // Intel, no AMX
+  EXPECT_EQ(resolve_precision("auto", PrecisionSupport{false, false, false, false, false}), "fp32");
   EXPECT_EQ(resolve_precision("bf16", PrecisionSupport{true, false, false}), "bf16");  // asked for: kept
   EXPECT_EQ(precision_support(torch::kCPU).cpu_bf16, native);
+  EXPECT_EQ(precision_support(torch::kCPU).cpu_bf16_fast, fast);
   EXPECT_FALSE(precision_support(torch::kCPU).cuda);
   for (const std::string name : {"fp32", "bf16", "fp16"}) EXPECT_EQ(resolve_precision(name, torch::kCPU), name);
   // A CPU without it, as the AVX2 level stands for one.
@@ -270,24 +274,30 @@ TEST(Trainer, AutoPrecisionIsBf16WhereTheDeviceHasItFp16OnOlderGpusFp32Elsewhere
   TrainConfig c = small_config(dir, 2);
   c.train.precision = "auto";
   const TrainResult r = run_training(c);
-  EXPECT_EQ(r.precision, native ? "bf16" : "fp32");
+  EXPECT_EQ(r.precision, fast ? "bf16" : "fp32");
   EXPECT_EQ(r.steps, 2);
   fs::remove_all(dir);
 }
 
 // bf16 asked for where the device cannot compute it well gets a warning that says what happens:
-// a CPU without AVX-512 (no oneDNN bf16 kernels: the dense layers compute in fp32) and a GPU
-// without bf16 tensor cores (use fp16). Nothing for the precisions that run well.
+// a CPU without AVX-512 (no oneDNN bf16 kernels: the dense layers compute in fp32), an AVX-512 CPU
+// where bf16 is slower than fp32 (Intel without AMX), and a GPU without bf16 tensor cores (use
+// fp16). Nothing for the precisions that run well.
 TEST(Trainer, Bf16WhereTheDeviceLacksItIsWarnedAbout) {
   namespace an = arcforge::nn;
   const PrecisionSupport avx2_cpu{false, false, false, false}, avx512_cpu{false, false, false, true},
-      amx_cpu{false, false, true, true}, v100{true, false, false, false}, h100{true, true, false, false};
+      intel_bf16_cpu{false, false, true, true, false}, amx_cpu{false, false, true, true, true},
+      v100{true, false, false, false}, h100{true, true, false, false};
   const std::string cpu_warning = precision_warning("bf16", avx2_cpu);
   EXPECT_NE(cpu_warning.find("without AVX-512"), std::string::npos) << cpu_warning;
   EXPECT_NE(cpu_warning.find("compute in fp32"), std::string::npos) << cpu_warning;
+  for (const auto& slow : {avx512_cpu, intel_bf16_cpu}) {
+    const std::string warning = precision_warning("bf16", slow);
+    EXPECT_NE(warning.find("likely slower than fp32"), std::string::npos) << warning;
+  }
   EXPECT_NE(precision_warning("bf16", v100).find("fp16"), std::string::npos);
-  for (const auto& ok : {avx512_cpu, amx_cpu, h100}) EXPECT_EQ(precision_warning("bf16", ok), "");
-  for (const auto& any : {avx2_cpu, avx512_cpu, amx_cpu, v100, h100}) {
+  for (const auto& ok : {amx_cpu, h100}) EXPECT_EQ(precision_warning("bf16", ok), "");
+  for (const auto& any : {avx2_cpu, avx512_cpu, intel_bf16_cpu, amx_cpu, v100, h100}) {
     for (const std::string name : {"fp32", "fp16"}) EXPECT_EQ(precision_warning(name, any), "");
   }
   EXPECT_EQ(precision_support(torch::kCPU).cpu_avx512, an::cpu_kernel_best_isa() >= an::CpuKernelIsa::avx512);

@@ -10,6 +10,7 @@
 
 #include "arcforge/common/log.hpp"
 #include "arcforge/common/progress.hpp"
+#include "arcforge/cpu/bf16_speed.hpp"
 #include "arcforge/eval/report_json.hpp"
 #include "train/compat/torch_compat.hpp"
 #include "train/dist/collectives.hpp"
@@ -105,6 +106,7 @@ PrecisionSupport precision_support(const torch::Device& device) {
   if (support.cuda) support.cuda_bf16 = at::detail::getCUDAHooks().supportsBFloat16ConvolutionWithCuDNNv8();
   support.cpu_bf16 = nn::cpu_kernel_active_isa() == nn::CpuKernelIsa::avx512_bf16;
   support.cpu_avx512 = nn::cpu_kernel_active_isa() >= nn::CpuKernelIsa::avx512;
+  support.cpu_bf16_fast = support.cpu_bf16 && cpu::bf16_outpaces_fp32(cpu::this_cpus_bf16_hardware());
   return support;
 }
 
@@ -115,7 +117,11 @@ std::string precision_warning(const std::string& precision, const PrecisionSuppo
     return "train.precision bf16 on a GPU without bf16 tensor cores (compute capability below 8.0): bf16 is "
            "emulated there; fp16 (what 'auto' picks on this GPU) is the fast mixed precision";
   }
-  if (support.cpu_avx512) return "";
+  if (support.cpu_bf16_fast) return "";
+  if (support.cpu_avx512) {
+    return "train.precision bf16 on a CPU with neither AMX nor AMD's full-rate AVX512-BF16: bf16 is likely "
+           "slower than fp32 here (fp32 is what 'auto' picks on this CPU)";
+  }
   return "train.precision bf16 on a CPU without AVX-512: oneDNN has no bf16 kernels below AVX-512, so "
          "dense convolutions and Linear layers compute in fp32 and store their outputs in bf16; bf16 saves "
          "memory here, not time (fp32, what 'auto' picks on this CPU, is as fast or faster), and is not "
@@ -125,7 +131,7 @@ std::string precision_warning(const std::string& precision, const PrecisionSuppo
 std::string resolve_precision(const std::string& name, const PrecisionSupport& support) {
   if (name != "auto") return name;
   if (support.cuda) return support.cuda_bf16 ? "bf16" : "fp16";
-  return support.cpu_bf16 ? "bf16" : "fp32";
+  return support.cpu_bf16_fast ? "bf16" : "fp32";
 }
 
 std::string resolve_precision(const std::string& name, const torch::Device& device) {

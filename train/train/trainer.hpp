@@ -64,19 +64,21 @@ struct PrecisionSupport {
   bool cuda_bf16 = false;  // that GPU has bf16 tensor cores (compute capability 8.0+: A100, H100...)
   bool cpu_bf16 = false;   // the CPU has AVX512-BF16 (every CPU with AMX has it)
   bool cpu_avx512 = false; // the CPU has AVX-512: oneDNN 2.x's jit bf16 kernels need it
+  bool cpu_bf16_fast = false;  // and bf16 outpaces fp32 there: AMX, or AMD's AVX512-BF16 (cpu/bf16_speed.hpp)
 };
 PrecisionSupport precision_support(const torch::Device& device);
 
 // What to tell a user who asked for a precision the device cannot compute well (empty when it
 // can): bf16 on a CPU without AVX-512, where oneDNN has no bf16 kernels and the dense layers
-// compute in fp32 instead (nn::bf16_layer_computes_in_fp32), or on a GPU without bf16 tensor cores.
+// compute in fp32 instead (nn::bf16_layer_computes_in_fp32), on an AVX-512 CPU where bf16 is slower
+// than fp32 (Intel without AMX), or on a GPU without bf16 tensor cores.
 std::string precision_warning(const std::string& precision, const PrecisionSupport& support);
 
-// train.precision as the run uses it. "auto" is bf16 where the device computes it natively (a GPU
-// of compute capability 8.0 or newer; a CPU with AVX512-BF16); fp16 with loss scaling on older
-// GPUs (V100, T4: fp16 tensor cores, bf16 emulated), which is arcface_torch's default; fp32 on
-// other CPUs, where bf16 would be no faster than fp32 (see precision_warning). The other names
-// stay as they are.
+// train.precision as the run uses it. "auto" is bf16 where the device computes it faster than fp32
+// (a GPU of compute capability 8.0 or newer; a CPU with AMX, or AMD's AVX512-BF16); fp16 with loss
+// scaling on older GPUs (V100, T4: fp16 tensor cores, bf16 emulated), which is arcface_torch's
+// default; fp32 on other CPUs, where bf16 would be no faster than fp32 (see precision_warning). The
+// other names stay as they are.
 std::string resolve_precision(const std::string& name, const PrecisionSupport& support);
 std::string resolve_precision(const std::string& name, const torch::Device& device);
 

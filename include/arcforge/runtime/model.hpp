@@ -32,7 +32,10 @@ namespace arcforge::runtime {
 //         convolutions `arcforge quantize --keep-fp32` left unquantized, a float Gemm head) runs
 //         as under bf16, depthwise convolutions excepted: mixed precision, like OpenVINO's bf16
 //         inference precision on an int8 model.
-enum class Precision { fp32, bf16, int8, int8_bf16 };
+//   automatic ("auto"): bf16 where it outpaces fp32 on this CPU (cpu_bf16_outpaces_fp32: AMX, or
+//         AVX512-BF16 on AMD), fp32 elsewhere; resolved by Model::load, so Model::options() says
+//         which. Like OpenVINO's default inference precision, bf16 on AMX.
+enum class Precision { fp32, bf16, int8, int8_bf16, automatic };
 // Whether a precision runs QDQ convolutions as int8 convolutions (int8, int8_bf16).
 inline bool runs_int8(Precision p) { return p == Precision::int8 || p == Precision::int8_bf16; }
 // Whether a precision computes floating-point convolutions and inner products in bf16.
@@ -43,9 +46,15 @@ Precision parse_precision(const std::string& text);  // throws ConfigError
 // Whether oneDNN runs bf16 convolutions on this CPU with a real kernel: AVX-512 and newer (fast
 // with AVX512-BF16 or AMX, emulated on plain AVX-512). On an AVX2 CPU it has none at all.
 bool cpu_runs_bf16();
+// Whether those bf16 convolutions are also faster than fp32 ones: with AMX, or with AVX512-BF16 on
+// an AMD CPU (Zen 4: 1.16-1.7x measured). Not on Intel without AMX, whose bf16 dot product issues
+// at half the rate of an fp32 FMA (a Xeon with AMX hidden by its hypervisor: 0.57-0.87x), nor
+// where oneDNN emulates bf16 on plain AVX-512. Model::load warns when bf16 is asked for anyway.
+bool cpu_bf16_outpaces_fp32();
 // The precision a model asked to run in `requested` runs in here: bf16 becomes fp32 and int8+bf16
 // becomes int8 where the CPU does not run bf16 (Model::load then warns, naming the model); the
 // convolutions already fall back to fp32 one by one where oneDNN has only a reference bf16 kernel.
+// `automatic` becomes bf16 where cpu_bf16_outpaces_fp32(), fp32 elsewhere.
 Precision effective_precision(Precision requested);
 // Whether this CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI; AMX too) as oneDNN
 // sees it. Without one, oneDNN 2.6 adds pairs of u8 x s8 products in 16 bits with saturation
