@@ -107,8 +107,13 @@ TEST(Trainer, LossFallsAndHeldOutAccuracyRises) {
     last = j["loss"];
   }
   EXPECT_LT(last, first * 0.9) << "first " << first << " last " << last;
-  EXPECT_GT(r.eval_after->accuracy, r.eval_before->accuracy + 0.03)
+  // Accuracy over 300 pairs moves in steps of 1/300 and rose by exactly 0.03 on one CPU (Emerald
+  // Rapids: 0.603 -> 0.633); the AUC, which ranks every pair, is the steadier measure of learning
+  // (there 0.642 -> 0.736).
+  EXPECT_GT(r.eval_after->accuracy, r.eval_before->accuracy)
       << "before " << r.eval_before->accuracy << " after " << r.eval_after->accuracy;
+  EXPECT_GT(r.eval_after->auc, r.eval_before->auc + 0.05)
+      << "AUC before " << r.eval_before->auc << " after " << r.eval_after->auc;
   fs::remove_all(dir);
 }
 
