@@ -255,9 +255,17 @@ std::size_t last_level_cache_bytes() {
 }
 
 std::size_t weight_bytes(const Graph& graph, Precision precision) {
-  const std::size_t per_value = floats_in_bf16(precision) ? 2 : 4;
+  // An int8 convolution's or inner product's weights are held as integer-valued floats in the graph
+  // but reordered to one byte each for its kernel.
+  std::set<std::string> int8_weights;
+  for (const Node& n : graph.nodes) {
+    if (n.quant.active && n.inputs.size() > 1) int8_weights.insert(n.inputs[1]);
+  }
+  const std::size_t per_float = floats_in_bf16(precision) ? 2 : 4;
   std::size_t total = 0;
-  for (const auto& [name, t] : graph.constants) total += static_cast<std::size_t>(t.numel()) * per_value;
+  for (const auto& [name, t] : graph.constants) {
+    total += static_cast<std::size_t>(t.numel()) * (int8_weights.count(name) ? 1 : per_float);
+  }
   return total;
 }
 

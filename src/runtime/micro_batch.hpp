@@ -39,8 +39,8 @@ std::size_t last_level_cache_bytes();
 // in the slices of 8 the whole L3 gave, 11.5 ms in slices of 1.
 constexpr std::size_t kCoreCacheShareCap = std::size_t{32} << 20;
 
-// Bytes of the graph's constants as the convolutions and inner products read them: 2 per value
-// where they compute in bf16, else 4.
+// Bytes of the graph's constants as the convolutions and inner products read them: 1 per value of
+// an int8 kernel's weights, 2 per other value where they compute in bf16, else 4.
 std::size_t weight_bytes(const Graph& graph, Precision precision);
 
 }  // namespace arcforge::runtime::detail

@@ -248,5 +248,32 @@ TEST(MicroBatch, TheRuntimesChoiceFollowsTheCacheRule) {
   std::printf("[micro-batch] cache share per core: %zu KiB\n", llc >> 10);
 }
 
+// The weights rule counts what the kernels read: an int8 kernel's weights (held in the graph as
+// integer-valued floats) one byte each, other constants 2 bytes in bf16 and 4 in fp32.
+TEST(MicroBatch, WeightBytesCountInt8WeightsAtOneByte) {
+  runtime::detail::Graph g;
+  g.constants["conv/int8_weight"] = runtime::detail::HostTensor::from_f32({4, 25}, std::vector<float>(100, 3.0f));
+  g.constants["conv/int8_bias"] = runtime::detail::HostTensor::from_f32({4}, std::vector<float>(4, 0.5f));
+  g.constants["fc_weight"] = runtime::detail::HostTensor::from_f32({10}, std::vector<float>(10, 0.1f));
+  runtime::detail::Node conv;
+  conv.name = "conv";
+  conv.op = "Conv";
+  conv.inputs = {"x_q", "conv/int8_weight", "conv/int8_bias"};
+  conv.outputs = {"y"};
+  conv.quant.active = true;
+  runtime::detail::Node fc;
+  fc.name = "fc";
+  fc.op = "Gemm";
+  fc.inputs = {"y", "fc_weight"};
+  fc.outputs = {"z"};
+  g.nodes = {conv, fc};
+  using runtime::Precision;
+  EXPECT_EQ(runtime::detail::weight_bytes(g, Precision::int8), 100u * 1 + 14u * 4);
+  EXPECT_EQ(runtime::detail::weight_bytes(g, Precision::int8_bf16), 100u * 1 + 14u * 2);
+  g.nodes[0].quant.active = false;  // the same graph run in float
+  EXPECT_EQ(runtime::detail::weight_bytes(g, Precision::fp32), 114u * 4);
+  EXPECT_EQ(runtime::detail::weight_bytes(g, Precision::bf16), 114u * 2);
+}
+
 }  // namespace
 }  // namespace arcforge::test
