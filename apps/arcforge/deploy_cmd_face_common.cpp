@@ -20,8 +20,8 @@ void add_face_model_options(CLI::App* cmd, FaceModelArgs& a, bool embeds, bool r
   }
   if (runtime_options) {
     cmd->add_option("--precision", a.precision,
-                    "Runtime precision: fp32 | bf16 | auto (bf16 where faster here) | int8 | int8+bf16 (int8 needs a "
-                    "quantized model)");
+                    "Runtime precision: fp32 | bf16 | auto (bf16 where faster here) | int8 | int8+bf16 | int8+auto "
+                    "(int8+bf16 where faster here; int8 needs a quantized model)");
     cmd->add_option("--threads", a.threads, "Runtime threads (default all cores)");
   }
   cmd->add_option("--det-precision", a.det_precision,

@@ -57,7 +57,8 @@ void add_infer_command(CLI::App& app) {
   cmd->add_option("--output", args->outputs, ".npy file to write, once per model output")->required();
   cmd->add_option("--threads", args->threads, "CPU threads (default: all cores)");
   cmd->add_option("--precision", args->precision,
-                  "fp32 (default), bf16, auto (bf16 where this CPU runs it faster), int8 or int8+bf16 (a QDQ model)");
+                  "fp32 (default), bf16, auto (bf16 where this CPU runs it faster), int8, int8+bf16 or int8+auto "
+                  "(int8+bf16 where faster here; a QDQ model)");
   cmd->callback([args] { run(*args); });
 }
 

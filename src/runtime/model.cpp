@@ -94,7 +94,8 @@ Model Model::load(const std::string& path, const Options& options) {
   compiled->graph = detail::load_onnx(path, options.max_model_bytes);
   // Decided once the file has parsed, so that a missing or broken file shows its error alone.
   compiled->options.precision = effective_precision(options.precision);
-  if (options.precision != Precision::automatic && compiled->options.precision != options.precision) {
+  const bool chosen_here = options.precision == Precision::automatic || options.precision == Precision::int8_automatic;
+  if (!chosen_here && compiled->options.precision != options.precision) {
     log::warn(log::cat("runtime: ", path, ": runs in ", to_string(compiled->options.precision), ", not ",
                        to_string(options.precision), ": oneDNN has no bf16 convolutions on this CPU (they need AVX-512)"));
   } else if (floats_in_bf16(options.precision) && !cpu_bf16_outpaces_fp32()) {

@@ -14,6 +14,7 @@ std::string to_string(Precision p) {
     case Precision::automatic: return "auto";
     case Precision::int8: return "int8";
     case Precision::int8_bf16: return "int8+bf16";
+    case Precision::int8_automatic: return "int8+auto";
   }
   return "?";
 }
@@ -24,7 +25,8 @@ Precision parse_precision(const std::string& text) {
   if (text == "auto") return Precision::automatic;
   if (text == "int8") return Precision::int8;
   if (text == "int8+bf16") return Precision::int8_bf16;
-  throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16, auto, int8 or int8+bf16)");
+  if (text == "int8+auto") return Precision::int8_automatic;
+  throw ConfigError("unknown precision '" + text + "' (expected fp32, bf16, auto, int8, int8+bf16 or int8+auto)");
 }
 
 bool cpu_runs_bf16() {
@@ -73,6 +75,7 @@ bool cpu_bf16_outpaces_fp32() {
 
 Precision effective_precision(Precision requested) {
   if (requested == Precision::automatic) return cpu_bf16_outpaces_fp32() ? Precision::bf16 : Precision::fp32;
+  if (requested == Precision::int8_automatic) return cpu_bf16_outpaces_fp32() ? Precision::int8_bf16 : Precision::int8;
   if (!floats_in_bf16(requested) || cpu_runs_bf16()) return requested;
   return requested == Precision::bf16 ? Precision::fp32 : Precision::int8;
 }

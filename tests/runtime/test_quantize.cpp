@@ -329,16 +329,23 @@ TEST(Quantize, BiasCorrectionCancelsTheMeanShiftOnTheCalibrationData) {
 
 // int8+bf16: the convolutions kept in float run in bf16 where oneDNN has a native bf16 kernel,
 // except the depthwise one (memory-bound between int8 convolutions); the int8 ones are unchanged.
-TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
-  REQUIRE_CPU_BF16();
-  TempDir dir;
-  const std::string fp32_path = small_net(dir);
+// small_net quantized with only conv1 in int8 (conv2, the depthwise conv3_dw and the last kept in
+// float), as dir/q.onnx.
+std::string small_net_int8_conv1_only(TempDir& dir, uint32_t seed) {
   runtime::QuantizeOptions o;
   o.keep_fp32 = {"conv2", "conv3_dw", "last"};
   o.threads = 2;
   const std::string q = dir.file("q.onnx");
-  const auto report = runtime::quantize_model(fp32_path, calibration_batches(4, 960), q, o);
+  const auto report = runtime::quantize_model(small_net(dir), calibration_batches(4, seed), q, o);
   EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"conv1"}));
+  return q;
+}
+
+TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
+  REQUIRE_CPU_BF16();
+  TempDir dir;
+  const std::string q = small_net_int8_conv1_only(dir, 960);
+  const std::string fp32_path = small_net(dir);
   const Tensor x{{3, 3, 16, 16}, random_values(3 * 3 * 16 * 16, 961, -1.0f, 1.0f)};
   auto kernels = [&](const std::string& path, Precision p, std::vector<Tensor>& out) {
     std::map<std::string, std::string> by_node;  // node -> the convolution's oneDNN kernel
@@ -369,6 +376,25 @@ TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
   }
   EXPECT_GE(min_cosine(mixed[0], qdq[0]), 0.999);
   EXPECT_GE(min_cosine(mixed[0], int8[0]), 0.999);
+}
+
+// "int8+auto" resolves at load to int8+bf16 where bf16 outpaces fp32 and to int8 elsewhere, and
+// runs as the precision it names; like int8, it needs a QDQ model.
+TEST(Quantize, Int8AutoLoadsAsInt8WithBf16WhereBf16IsFaster) {
+  EXPECT_EQ(runtime::parse_precision("int8+auto"), Precision::int8_automatic);
+  EXPECT_EQ(runtime::to_string(Precision::int8_automatic), "int8+auto");
+  EXPECT_TRUE(runtime::runs_int8(Precision::int8_automatic));
+  const Precision chosen = runtime::cpu_bf16_outpaces_fp32() ? Precision::int8_bf16 : Precision::int8;
+  EXPECT_EQ(runtime::effective_precision(Precision::int8_automatic), chosen);
+  TempDir dir;
+  const std::string q = small_net_int8_conv1_only(dir, 970);
+  const std::string fp32_path = small_net(dir);
+  const Model automatic = Model::load(q, {.precision = Precision::int8_automatic, .threads = 2});
+  EXPECT_EQ(automatic.options().precision, chosen);
+  const Tensor x{{2, 3, 16, 16}, random_values(2 * 3 * 16 * 16, 971, -1.0f, 1.0f)};
+  const Model named = Model::load(q, {.precision = chosen, .threads = 2});
+  EXPECT_EQ(automatic.new_session().run({x}).at(0).data, named.new_session().run({x}).at(0).data);
+  EXPECT_THROW(Model::load(fp32_path, {.precision = Precision::int8_automatic, .threads = 2}), InputError);
 }
 
 // A ViT-style MLP with int8 Gemms: x -> Gemm (transB 1, C) -> Clip(0, 6) -> Gemm (transB 0, no C)

@@ -35,9 +35,13 @@ namespace arcforge::runtime {
 //   automatic ("auto"): bf16 where it outpaces fp32 on this CPU (cpu_bf16_outpaces_fp32: AMX, or
 //         AVX512-BF16 on AMD), fp32 elsewhere; resolved by Model::load, so Model::options() says
 //         which. Like OpenVINO's default inference precision, bf16 on AMX.
-enum class Precision { fp32, bf16, int8, int8_bf16, automatic };
-// Whether a precision runs QDQ convolutions as int8 convolutions (int8, int8_bf16).
-inline bool runs_int8(Precision p) { return p == Precision::int8 || p == Precision::int8_bf16; }
+//   int8_automatic ("int8+auto"): int8+bf16 where bf16 outpaces fp32, int8 elsewhere; resolved by
+//         Model::load like `automatic`.
+enum class Precision { fp32, bf16, int8, int8_bf16, automatic, int8_automatic };
+// Whether a precision runs QDQ convolutions as int8 convolutions (int8, int8_bf16, int8_automatic).
+inline bool runs_int8(Precision p) {
+  return p == Precision::int8 || p == Precision::int8_bf16 || p == Precision::int8_automatic;
+}
 // Whether a precision computes floating-point convolutions and inner products in bf16.
 inline bool floats_in_bf16(Precision p) { return p == Precision::bf16 || p == Precision::int8_bf16; }
 std::string to_string(Precision p);
@@ -54,7 +58,8 @@ bool cpu_bf16_outpaces_fp32();
 // The precision a model asked to run in `requested` runs in here: bf16 becomes fp32 and int8+bf16
 // becomes int8 where the CPU does not run bf16 (Model::load then warns, naming the model); the
 // convolutions already fall back to fp32 one by one where oneDNN has only a reference bf16 kernel.
-// `automatic` becomes bf16 where cpu_bf16_outpaces_fp32(), fp32 elsewhere.
+// `automatic` becomes bf16 where cpu_bf16_outpaces_fp32(), fp32 elsewhere; `int8_automatic`
+// int8_bf16 there, int8 elsewhere.
 Precision effective_precision(Precision requested);
 // Whether this CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI; AMX too) as oneDNN
 // sees it. Without one, oneDNN 2.6 adds pairs of u8 x s8 products in 16 bits with saturation
