@@ -182,7 +182,7 @@ void add_bench_model_command(CLI::App& app) {
   cmd->add_option("--precision", args->precision,
                   "fp32 (default), bf16, auto (bf16 where this CPU runs it faster than fp32), int8 (a QDQ model "
                   "from `arcforge quantize`), int8+bf16 (int8, and what the model keeps in float in bf16), or int8+auto "
-                  "(int8+bf16 where bf16 is the faster here, else int8)");
+                  "(int8+bf16 where bf16 is faster here, else int8)");
   cmd->add_option("--micro-batch", args->micro_batch,
                   "Images per pass for a larger batch: 0 (default) the runtime's choice, -1 the whole batch at once, "
                   "N at most N (where the model computes each image alone)");
