@@ -327,8 +327,6 @@ TEST(Quantize, BiasCorrectionCancelsTheMeanShiftOnTheCalibrationData) {
   }
 }
 
-// int8+bf16: the convolutions kept in float run in bf16 where oneDNN has a native bf16 kernel,
-// except the depthwise one (memory-bound between int8 convolutions); the int8 ones are unchanged.
 // small_net quantized with only conv1 in int8 (conv2, the depthwise conv3_dw and the last kept in
 // float), as dir/q.onnx.
 std::string small_net_int8_conv1_only(TempDir& dir, uint32_t seed) {
@@ -341,6 +339,8 @@ std::string small_net_int8_conv1_only(TempDir& dir, uint32_t seed) {
   return q;
 }
 
+// int8+bf16: the convolutions kept in float run in bf16 where oneDNN has a native bf16 kernel,
+// except the depthwise one (memory-bound between int8 convolutions); the int8 ones are unchanged.
 TEST(Quantize, Int8WithBf16RunsTheKeptConvolutionsInBf16) {
   REQUIRE_CPU_BF16();
   TempDir dir;
