@@ -17,6 +17,12 @@ dnnl::primitive_attr scaled_attr(const std::vector<float>& scales, float extra);
 void add_quantizing_reorder(PlanBuilder& b, const MemRef& fp32, const std::string& out, dnnl::memory::data_type quant_t,
                             float dst_scale);
 
+// A node's single PReLU post-op (oneDNN 2.6 fuses none into a convolution) and the quantization of
+// its fp32 result x into the node's u8/s8 output `out`, in one pass. False (nothing added) when
+// the post-ops are not one PReLU, or neither the quantizing loop nor oneDNN's binary takes them.
+bool add_prelu_and_quantize(PlanBuilder& b, const Node& n, const MemRef& x, const std::string& out,
+                            dnnl::memory::data_type quant_t, const Dims& out_dims);
+
 // Source, packed s8 weights, the accumulator bias (when there is one) and the post-ops' operands of
 // an int8 primitive whose descriptor is `pd`.
 template <class PrimitiveDesc>

@@ -6,6 +6,7 @@
 
 #include "conv_geometry.hpp"
 #include "conv_post_ops.hpp"
+#include "int8_primitive.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -149,7 +150,10 @@ void plan_conv(PlanBuilder& b, const Node& n) {
                              conv_desc(geo, wdims, dt::bf16, dt::bf16, dt::bf16, false), b.engine()))) {
     act = dt::f32;
   }
-  if (act == dt::f32 && plan_conv_winograd(b, n, geo, w, bias)) return;
+  // A float convolution that writes a QuantizeLinear's output (optimize_quant.cpp absorbs it where
+  // the last post-op is a PReLU, which then runs in the quantizing pass) runs on oneDNN.
+  const bool quantize_after = n.quant.dst_quantized;
+  if (act == dt::f32 && !quantize_after && plan_conv_winograd(b, n, geo, w, bias)) return;
   const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);
   const md_t b_md({geo.out_channels}, dt::f32, tag::x);
   const dnnl::convolution_forward::desc desc = conv_desc(geo, wdims, act, act, act, bias != nullptr);
@@ -164,11 +168,19 @@ void plan_conv(PlanBuilder& b, const Node& n) {
   if (bias) args[DNNL_ARG_BIAS] = b.weights(n.name + "/bias", *bias, b_md, pd.bias_desc());
   for (auto& [arg, ref] : post.args) args[arg] = ref;
   const std::string& out = n.outputs.at(0);
-  MemRef dst = post.sum_in_place ? b.output_accumulating(out, post.sum_addend, pd.dst_desc())
-                                 : b.output(out, pd.dst_desc());
+  MemRef dst = quantize_after      ? b.temporary(pd.dst_desc())
+               : post.sum_in_place ? b.output_accumulating(out, post.sum_addend, pd.dst_desc())
+                                   : b.output(out, pd.dst_desc());
   args[DNNL_ARG_DST] = dst;
   b.add(dnnl::convolution_forward(pd), std::move(args));
+  if (!quantize_after) {
+    if (!fused) add_unfused_post_ops(b, n, dst, out_dims);
+    return;
+  }
+  const dt quant_t = n.quant.dst_signed ? dt::s8 : dt::u8;
+  if (!fused && add_prelu_and_quantize(b, n, dst, out, quant_t, out_dims)) return;
   if (!fused) add_unfused_post_ops(b, n, dst, out_dims);
+  add_quantizing_reorder(b, dst, out, quant_t, n.quant.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

@@ -10,40 +10,6 @@
 namespace arcforge::runtime::detail {
 namespace {
 
-// A PReLU post-op that oneDNN cannot fuse into the int8 convolution, and the quantization after
-// it, as one binary primitive over the fp32 result x: with every slope w in [0, 1],
-// prelu(x) = max(w * x, x), so x * w (per channel), then a max with x itself (a full-tensor binary
-// post-op), then 1 / s_y, rounded and saturated into u8/s8. One pass instead of two. Returns
-// false (nothing added) when the slopes or oneDNN do not allow it.
-bool add_prelu_and_quantize(PlanBuilder& b, const Node& n, const MemRef& x, const std::string& out,
-                            dnnl::memory::data_type quant_t, const Dims& out_dims) {
-  if (n.post_ops.size() != 1 || n.post_ops[0].kind != PostOp::Kind::prelu) return false;
-  const HostTensor* slope = b.host(n.post_ops[0].operand);
-  if (!slope || slope->dtype != DType::f32) return false;
-  for (float w : slope->f) {
-    if (!(w >= 0.0f && w <= 1.0f)) return false;
-  }
-  const int64_t channels = out_dims[1];
-  if (slope->numel() != 1 && slope->numel() != channels) return false;
-  HostTensor per_channel = HostTensor::from_f32({channels}, std::vector<float>(static_cast<size_t>(channels)));
-  for (int64_t c = 0; c < channels; ++c) per_channel.f[c] = slope->f[slope->numel() == 1 ? 0 : c];
-  const md_t wmd = plain_md({1, channels, 1, 1});
-  dnnl::post_ops ops;
-  ops.append_binary(dnnl::algorithm::binary_max, x.md);
-  ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / n.quant.dst_scale, 0.0f);
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(ops);
-  const md_t dst_md = with_type(x.md, quant_t);
-  dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_mul, x.md, wmd, dst_md}, attr, b.engine());
-  if (is_reference_impl(pd)) return false;
-  MemRef dst = b.output(out, dst_md);
-  b.add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, x},
-                           {DNNL_ARG_SRC_1, b.fixed(per_channel, wmd)},
-                           {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, x},
-                           {DNNL_ARG_DST, dst}});
-  return true;
-}
-
 // An int8 convolution for which oneDNN has only a reference kernel (on AVX2: grouped with 2 input
 // channels per group, as mbf's second layer: 190 ms a call where fp32 takes about 1) runs with the
 // float semantics the QDQ file defines instead: x * s_x, an fp32 convolution with w * s_w[c] and the

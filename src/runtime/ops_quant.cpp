@@ -2,14 +2,15 @@
 //   Q:  y = saturate(round_half_even(x / s) + zp)   into u8 or s8 (the zero point's type)
 //   DQ: y = (x - zp) * s
 // Quantized tensors live in u8/s8 memory. With a zero zero point (what `arcforge quantize` writes)
-// both are oneDNN reorders with a scale, in whatever layout the value has; otherwise a loop over
-// the plain layout.
+// Q is arcforge's quantizing loop (quantize_loop.hpp) and DQ a oneDNN reorder with a scale, in
+// whatever layout the value has; otherwise a loop over the plain layout.
 #include <omp.h>
 
 #include <cmath>
 
 #include "optimize_quant.hpp"
 #include "plan.hpp"
+#include "quantize_loop.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -34,6 +35,7 @@ void plan_quantize(PlanBuilder& b, const Node& n) {
     const md_t src = b.desc(x);
     MemRef in = b.input(x, src);
     MemRef out = b.output(n.outputs.at(0), with_type(src, out_t));
+    if (add_quantize_loop(b, in, out, plain_quantization(1.0f / q.scale[0], out_t == dt::s8))) return;
     add_scaling_reorder(b, in, out, 0, {1.0f / q.scale[0]});
     return;
   }

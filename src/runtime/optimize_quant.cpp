@@ -171,9 +171,16 @@ int absorb_output_quantize(Graph& g) {
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
     Node& conv = g.nodes[k];
     // An int8 convolution, or a stand-alone BatchNormalization (IResNet's pre-activation BN before
-    // an int8 convolution), writes the quantized output itself.
+    // an int8 convolution), writes the quantized output itself; so does a float convolution whose
+    // last post-op is a PReLU (a depthwise one kept in fp32), which oneDNN cannot fuse: the
+    // quantizing pass applies it (ops_conv.cpp), one pass over the output less.
     const bool batch_norm = conv.op == "BatchNormalization" && conv.post_ops.empty();
-    if ((!conv.quant.active && !batch_norm) || conv.quant.dst_quantized || conv.outputs.size() != 1) continue;
+    const bool float_conv_prelu = conv.op == "Conv" && !conv.quant.active && !conv.post_ops.empty() &&
+                                  conv.post_ops.back().kind == PostOp::Kind::prelu;
+    if ((!conv.quant.active && !batch_norm && !float_conv_prelu) || conv.quant.dst_quantized ||
+        conv.outputs.size() != 1) {
+      continue;
+    }
     bool has_sum = false;
     for (const auto& p : conv.post_ops) has_sum = has_sum || p.kind == PostOp::Kind::sum;
     if (has_sum) continue;  // the in-place sum would have to read an int8 addend

@@ -9,7 +9,8 @@ namespace arcforge::runtime::detail {
 // alpha 1, beta 1), whose weights become [N, K] (transB 1). Returns the number of fused nodes.
 int fuse_quantized_nodes(Graph& g);
 // A QuantizeLinear that is the single consumer of a fused int8 Conv (after post-op fusion, without
-// a residual sum) becomes the Conv's int8 output.
+// a residual sum), of a BatchNormalization, or of a float Conv whose last post-op is a PReLU
+// becomes the node's int8 output.
 int absorb_output_quantize(Graph& g);
 // DequantizeLinear of a constant becomes a float constant.
 int fold_dequantize(Graph& g);

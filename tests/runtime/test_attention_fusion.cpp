@@ -21,7 +21,7 @@
 #include <optional>
 #include <stdexcept>
 
-#include "arcforge/cpu/isa.hpp"
+#include "forced_isa.hpp"
 #include "parity_util.hpp"
 
 namespace arcforge::test {
@@ -570,25 +570,6 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---------------------------------------------------------------------------------------------
 // The fused kernel at every instruction-set level this CPU runs.
-
-// Forces an instruction-set level for its lifetime; clears it even when an assertion fails.
-class ForcedIsa {
- public:
-  explicit ForcedIsa(cpu::CpuKernelIsa isa) { cpu::force_cpu_kernel_isa(isa); }
-  ~ForcedIsa() { cpu::clear_forced_cpu_kernel_isa(); }
-  ForcedIsa(const ForcedIsa&) = delete;
-  ForcedIsa& operator=(const ForcedIsa&) = delete;
-};
-
-const char* isa_name(cpu::CpuKernelIsa isa) {
-  switch (isa) {
-    case cpu::CpuKernelIsa::baseline: return "baseline";
-    case cpu::CpuKernelIsa::avx2: return "avx2";
-    case cpu::CpuKernelIsa::avx512: return "avx512";
-    case cpu::CpuKernelIsa::avx512_bf16: return "avx512_bf16";
-  }
-  return "?";
-}
 
 TEST(AttentionFusionIsa, SameResultAtEveryKernelIsa) {
   // Packed torch layout with the Casts, 19 tokens and head_dim 20 (partial vectors at every width).

@@ -9,8 +9,8 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "arcforge/cpu/isa.hpp"
 #include "arcforge/runtime/model.hpp"
+#include "forced_isa.hpp"
 #include "onnx_builder.hpp"
 #include "reference_ops.hpp"
 
@@ -46,17 +46,6 @@ std::vector<cpu::CpuKernelIsa> winograd_levels() {
   }
   return levels;
 }
-
-const char* level_name(cpu::CpuKernelIsa level) {
-  return level == cpu::CpuKernelIsa::baseline ? "baseline" : level == cpu::CpuKernelIsa::avx2 ? "avx2" : "avx512";
-}
-
-// Forces a level for a scope (the level at which the method and its layout are chosen).
-class ForcedIsa {
- public:
-  explicit ForcedIsa(cpu::CpuKernelIsa level) { cpu::force_cpu_kernel_isa(level); }
-  ~ForcedIsa() { cpu::clear_forced_cpu_kernel_isa(); }
-};
 
 // Fewer tiles in a run, or fewer channels on either side, keep oneDNN's direct kernel
 // (ops_conv_winograd.cpp, measured per level).
@@ -211,7 +200,7 @@ TEST_P(ConvWinograd, MatchesDoubleReferenceWithEveryPostOp) {
   for (const cpu::CpuKernelIsa level : winograd_levels()) {
     for (const std::string schedule : {"", "per_thread", "chunked"}) {
       if (!schedule.empty() && !takes_winograd(c, level)) continue;  // the same direct kernel again
-      const std::string label = std::string(level_name(level)) + (schedule.empty() ? "" : ", " + schedule + " forced");
+      const std::string label = std::string(isa_name(level)) + (schedule.empty() ? "" : ", " + schedule + " forced");
       SCOPED_TRACE(label);
       ForcedIsa forced(level);
       ForcedSchedule forced_schedule(schedule);
@@ -281,7 +270,7 @@ TEST(ConvWinogradSwitch, EnvironmentTurnsItOffAndTheResultsAgree) {
   const std::vector<Tensor> inputs = {
       Tensor{{c.n, c.c, c.h, c.w}, random_values(c.n * c.c * c.h * c.w, 6, -2.0f, 2.0f)}};
   for (const cpu::CpuKernelIsa level : winograd_levels()) {
-    SCOPED_TRACE(level_name(level));
+    SCOPED_TRACE(isa_name(level));
     ForcedIsa forced(level);
     const Model winograd = Model::load(b.path, {.threads = 2});
     EXPECT_TRUE(ran_winograd(conv_kernels(winograd, inputs)));
@@ -303,7 +292,7 @@ TEST(ConvWinogradSwitch, AllTakesShapesBelowTheThresholds) {
     ForcedIsa forced(level);
     for (const WinoCase& c : {WinoCase{"24_channels", 1, 24, 16, 20, 20, {1, 1, 1, 1}, true, "prelu", true},
                               WinoCase{"4_tiles", 1, 64, 64, 7, 7, {1, 1, 1, 1}, true, "relu", true}}) {
-      SCOPED_TRACE(std::string(level_name(level)) + " " + c.name);
+      SCOPED_TRACE(std::string(isa_name(level)) + " " + c.name);
       TempDir dir;
       const Built b = build(c, dir.file("conv.onnx"));
       const std::vector<Tensor> inputs = {

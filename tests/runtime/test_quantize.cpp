@@ -124,6 +124,15 @@ double min_cosine(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
+// The kernels of the steps planned for one node, in order.
+std::vector<std::string> kernels_of(const std::vector<runtime::StepTiming>& steps, const std::string& node) {
+  std::vector<std::string> out;
+  for (const auto& step : steps) {
+    if (step.node == node) out.push_back(step.kernel);
+  }
+  return out;
+}
+
 TEST(Quantize, WritesAQdqModelThatBothRuntimesRun) {
   REQUIRE_CPU_VNNI();
   TempDir dir;
@@ -173,8 +182,8 @@ TEST(Quantize, WritesAQdqModelThatBothRuntimesRun) {
 
 // An IResNet block as an int8 model runs it: pre-activation BN -> Q -> conv1 -> PReLU -> Q -> conv2,
 // plus the identity. The runtime writes the quantized BN output and the PReLU + quantization after
-// conv1 in one pass each (slopes in [0, 1]; a negative slope takes the two-pass path): both must
-// agree with ONNX Runtime on the same QDQ file.
+// conv1 in one pass each (the quantizing loop, for slopes in [0, 1] and a negative one alike):
+// both must agree with ONNX Runtime on the same QDQ file.
 std::string iresnet_block_net(const TempDir& dir, bool negative_slope) {
   constexpr int64_t C = 16;
   OnnxBuilder m(13);
@@ -220,6 +229,7 @@ TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
     for (const auto& step : steps) quantize_steps += step.node.find("QuantizeLinear") != std::string::npos;
     EXPECT_EQ(quantize_steps, 0) << (negative_slope ? "negative slope" : "slopes in [0, 1]");
     for (const auto& step : steps) conv1_steps[negative_slope] += step.node == "conv1";
+    EXPECT_EQ(kernels_of(steps, "conv1").back(), "loop:quantize") << "PReLU and quantization in one loop";
     const auto qdq_fp32 = Model::load(out, {.precision = Precision::fp32, .threads = 2}).run({x});
     EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
     const std::string why = ort_unavailable_reason();
@@ -233,7 +243,76 @@ TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
                 negative_slope ? " (a negative slope)" : "", d.max_abs, d.scale);
     EXPECT_LE(d.max_abs, 1e-3 * d.scale);
   }
-  EXPECT_EQ(conv1_steps[1], conv1_steps[0] + 1) << "PReLU and quantization: one pass, or two with a negative slope";
+  EXPECT_EQ(conv1_steps[1], conv1_steps[0]) << "PReLU and quantization: one pass, whatever the slopes' signs";
+}
+
+// A MobileFaceNet block as `--keep-fp32 depthwise` quantizes it: Q -> expand (1x1) -> PReLU ->
+// depthwise 3x3 in fp32 -> PReLU -> Q -> project (1x1), plus the identity. The depthwise conv's
+// PReLU (slopes negative, in [0, 1] and above 1) runs in the quantizing pass after it: no step of
+// its own, no QuantizeLinear step.
+std::string mobilefacenet_block_net(const TempDir& dir) {
+  constexpr int64_t C = 16, E = 32;
+  OnnxBuilder m(13);
+  m.input("x", {-1, C, 10, 10}).output("y");
+  std::vector<float> slope2 = random_values(E, 83, 0.0f, 0.5f);
+  slope2[2] = -0.3f;
+  slope2[9] = 1.7f;
+  m.initializer("we", {E, C, 1, 1}, random_values(E * C, 81, -0.3f, 0.3f)).initializer("be", {E}, random_values(E, 82));
+  m.initializer("s1", {E, 1, 1}, random_values(E, 84, 0.0f, 0.4f)).initializer("s2", {E, 1, 1}, slope2);
+  m.initializer("wd", {E, 1, 3, 3}, random_values(E * 9, 85, -0.5f, 0.5f)).initializer("bd", {E}, random_values(E, 86));
+  m.initializer("wp", {C, E, 1, 1}, random_values(C * E, 87, -0.3f, 0.3f));
+  m.node("Conv", {"x", "we", "be"}, {"e"}, "expand");
+  m.node("PRelu", {"e", "s1"}, {"pe"}, "prelu_e");
+  auto& dw = m.node("Conv", {"pe", "wd", "bd"}, {"d"}, "dw");
+  OnnxBuilder::attr(dw, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  OnnxBuilder::attr(dw, "group", int64_t{E});
+  m.node("PRelu", {"d", "s2"}, {"pd"}, "prelu_d");
+  m.node("Conv", {"pd", "wp"}, {"p"}, "project");
+  m.node("Add", {"p", "x"}, {"y"}, "residual");
+  return m.save(dir.path() / "mbf_block.onnx");
+}
+
+TEST(Quantize, DepthwiseKeptInFp32QuantizesWithItsPReLUInOnePass) {
+  REQUIRE_CPU_VNNI();
+  TempDir dir;
+  const std::string out = dir.file("mbf_block.int8.onnx");
+  std::vector<Tensor> calib;
+  for (uint32_t k = 0; k < 4; ++k) {
+    calib.push_back({{2, 16, 10, 10}, random_values(2 * 16 * 100, 880 + k, -2.0f, 2.0f)});
+  }
+  runtime::QuantizeOptions o;
+  o.threads = 2;
+  o.keep_fp32 = {"depthwise"};
+  const auto report = runtime::quantize_model(mobilefacenet_block_net(dir), calib, out, o);
+  EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"expand", "project"}));
+  EXPECT_EQ(report.kept_fp32, (std::vector<std::string>{"dw"}));
+  const Tensor x{{3, 16, 10, 10}, random_values(3 * 16 * 100, 890, -2.0f, 2.0f)};
+  const auto qdq_fp32 = Model::load(out, {.precision = Precision::fp32, .threads = 2}).run({x});
+  const std::string why = ort_unavailable_reason();
+  const auto ort = why.empty() ? run_onnxruntime(out, {x}) : std::vector<Tensor>{};
+  std::vector<Precision> precisions = {Precision::int8};
+  if (runtime::cpu_runs_bf16()) precisions.push_back(Precision::int8_bf16);  // the depthwise conv stays fp32
+  for (const Precision p : precisions) {
+    SCOPED_TRACE(to_string(p));
+    const auto model = Model::load(out, {.precision = p, .threads = 2});
+    std::vector<runtime::StepTiming> steps;
+    const auto int8 = model.new_session().run({x}, steps);
+    EXPECT_TRUE(kernels_of(steps, "pd_QuantizeLinear").empty());
+    EXPECT_TRUE(kernels_of(steps, "prelu_d").empty());
+    const std::vector<std::string> dw = kernels_of(steps, "dw");
+    ASSERT_FALSE(dw.empty());
+    EXPECT_EQ(dw.back(), "loop:quantize") << "the depthwise conv's PReLU and the quantization in one loop";
+    EXPECT_EQ(kernels_of(steps, "x_QuantizeLinear"), std::vector<std::string>{"loop:quantize"});
+    EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
+    if (!why.empty()) {
+      std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
+      continue;
+    }
+    const Difference d = compare(int8[0], ort[0]);
+    std::printf("[quantize] MobileFaceNet block, %s: ONNX Runtime vs arcforge max abs diff %.3g of scale %.3g\n",
+                to_string(p).c_str(), d.max_abs, d.scale);
+    EXPECT_LE(d.max_abs, 1e-3 * d.scale);
+  }
 }
 
 TEST(Quantize, KeepsFirstAndLastInFp32AndRaisesOldOpsets) {

@@ -118,7 +118,8 @@ class Session;
 // for the step to finish. `arcforge bench-model --profile` writes these as a Chrome trace.
 struct StepTiming {
   std::string node;    // the ONNX node's name (op_type + index when the file gives none)
-  std::string kernel;  // oneDNN's implementation name (e.g. "brg:avx512_core"), or "loop"
+  std::string kernel;  // oneDNN's implementation name (e.g. "brg:avx512_core"), or "loop" and
+                       // "loop:quantize" for arcforge's own
   double start_ms = 0; // from the start of the run
   double ms = 0;
 };

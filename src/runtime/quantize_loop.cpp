@@ -1,0 +1,116 @@
+// The quantizing loop (quantize_loop.hpp): N float lanes at a time in GCC's vector extensions, one
+// copy per instruction set (arcforge/cpu/lanes.hpp). Clamping before rounding gives the same integer
+// as rounding before saturating, since the bounds are integers; the rounding adds and subtracts
+// 1.5 * 2^23, which rounds half to even in the default rounding mode, as oneDNN's conversion does.
+#include "quantize_loop.hpp"
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "arcforge/cpu/lanes.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+using cpu::lanes::Lanes;
+using cpu::lanes::load_lanes;
+using dt = dnnl::memory::data_type;
+
+template <typename T>
+constexpr float low_end = std::is_signed_v<T> ? -128.0f : 0.0f;
+template <typename T>
+constexpr float high_end = std::is_signed_v<T> ? 127.0f : 255.0f;
+
+// count values of x into y; with a slope, slope[k] applies to x[k] when it is negative.
+template <int N, typename T, bool WithSlope>
+ARCFORGE_INLINE void quantize_block(const float* x, T* y, int64_t count, float inv_scale, const float* slope) {
+  int64_t k = 0;
+  if constexpr (N > 0) {
+    using F = typename Lanes<N>::f32;
+    typedef T Bytes __attribute__((vector_size(N)));
+    const F magic = F{} + 12582912.0f;  // 1.5 * 2^23
+    for (; k + N <= count; k += N) {
+      F v = load_lanes<N>(x + k);
+      if constexpr (WithSlope) v = v < 0.0f ? v * load_lanes<N>(slope + k) : v;
+      v = v * inv_scale;
+      v = v > low_end<T> ? v : F{} + low_end<T>;  // NaN too
+      v = v < high_end<T> ? v : F{} + high_end<T>;
+      v = (v + magic) - magic;
+      const Bytes out = __builtin_convertvector(__builtin_convertvector(v, typename Lanes<N>::i32), Bytes);
+      std::memcpy(y + k, &out, sizeof out);
+    }
+  }
+  for (; k < count; ++k) {
+    float v = x[k];
+    if constexpr (WithSlope) v = v < 0.0f ? v * slope[k] : v;
+    v *= inv_scale;
+    v = v > low_end<T> ? v : low_end<T>;
+    v = v < high_end<T> ? v : high_end<T>;
+    y[k] = static_cast<T>(std::nearbyint(v));
+  }
+}
+
+template <int N, typename T>
+ARCFORGE_INLINE void quantize_typed(const QuantizeLoop& q, const float* x, T* y, int64_t begin, int64_t end) {
+  if (q.slope.empty()) return quantize_block<N, T, false>(x + begin, y + begin, end - begin, q.inv_scale, nullptr);
+  for (int64_t at = begin; at < end; at += q.channels) {
+    quantize_block<N, T, true>(x + at, y + at, q.channels, q.inv_scale, q.slope.data());
+  }
+}
+
+#define ARCFORGE_QUANTIZE_RANGES(SUFFIX, ATTRIBUTES, N)                                                     \
+  ATTRIBUTES void quantize_range_##SUFFIX(const QuantizeLoop& q, const float* x, void* y, int64_t begin,   \
+                                          int64_t end) {                                                   \
+    if (q.is_signed) return quantize_typed<N>(q, x, static_cast<int8_t*>(y), begin, end);                  \
+    quantize_typed<N>(q, x, static_cast<uint8_t*>(y), begin, end);                                         \
+  }
+ARCFORGE_FOR_EACH_ISA(ARCFORGE_QUANTIZE_RANGES)
+#undef ARCFORGE_QUANTIZE_RANGES
+
+// The channels-last layout of these dims, as oneDNN names it (rank 2 to 5).
+bool channels_last(const md_t& md) {
+  using tag = dnnl::memory::format_tag;
+  const Dims dims = md.dims();
+  static const tag tags[] = {tag::ab, tag::acb, tag::acdb, tag::acdeb};
+  if (dims.size() < 2 || dims.size() > 5) return false;
+  return md == md_t(dims, md.data_type(), tags[dims.size() - 2]);
+}
+
+}  // namespace
+
+void quantize_range(const QuantizeLoop& q, const float* x, void* y, int64_t begin, int64_t end) {
+  ARCFORGE_ISA_DISPATCH(quantize_range, q, x, y, begin, end)
+}
+
+bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q) {
+  const dt quant_t = q.is_signed ? dt::s8 : dt::u8;
+  if (src.data_type() != dt::f32 || dst != with_type(src, quant_t)) return false;
+  if (dst.get_size() * 4 != src.get_size()) return false;  // one byte each, padding included
+  return q.slope.empty() || (channels_last(src) && src.dims()[1] == static_cast<int64_t>(q.slope.size()));
+}
+
+bool add_quantize_loop(PlanBuilder& b, const MemRef& src, const MemRef& dst, QuantizeLoop q) {
+  if (!quantize_loop_fits(src.md, dst.md, q)) return false;
+  if (!q.slope.empty()) q.channels = static_cast<int64_t>(q.slope.size());
+  const int64_t count = static_cast<int64_t>(dst.md.get_size());
+  if (count == 0) return true;
+  // Whole channel rows with a slope; else runs of 64 (a cache line of output).
+  const int64_t unit = q.slope.empty() ? 64 : q.channels;
+  b.add_custom({src, dst}, [q, count, unit](const std::vector<char*>& p) {
+    const float* x = reinterpret_cast<const float*>(p[0]);
+    const int64_t units = (count + unit - 1) / unit;
+#pragma omp parallel
+    {
+      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t begin = std::min(count, units * t / threads * unit);
+      const int64_t end = std::min(count, units * (t + 1) / threads * unit);
+      if (begin < end) quantize_range(q, x, p[1], begin, end);
+    }
+  }, "loop:quantize");
+  return true;
+}
+
+}  // namespace arcforge::runtime::detail
