@@ -57,7 +57,8 @@ bool add_prelu_and_quantize(PlanBuilder& b, const Node& n, const MemRef& x, cons
   HostTensor per_channel = HostTensor::from_f32({channels}, std::vector<float>(static_cast<size_t>(channels)));
   for (int64_t c = 0; c < channels; ++c) per_channel.f[c] = slope->f[slope->numel() == 1 ? 0 : c];
   const md_t dst_md = with_type(x.md, quant_t);
-  const QuantizeLoop loop{1.0f / n.quant.dst_scale, quant_t == dnnl::memory::data_type::s8, per_channel.f, channels};
+  const QuantizeLoop loop{1.0f / n.quant.dst_scale, quant_t == dnnl::memory::data_type::s8, per_channel.f, channels,
+                          false};  // add_quantize_loop sets the source type
   if (quantize_loop_fits(x.md, dst_md, loop)) return add_quantize_loop(b, x, b.output(out, dst_md), loop);
   for (float w : slope->f) {
     if (!(w >= 0.0f && w <= 1.0f)) return false;

@@ -45,29 +45,32 @@ std::unordered_map<int, MemRef> int8_arguments(PlanBuilder& b, const Node& n, co
 MemRef fused_int8_destination(PlanBuilder& b, const PostOpPlan& post, const std::string& out, const md_t& dst);
 
 // The primitive for an int8 node: everything fused (post-ops, and a quantized destination) when
-// oneDNN has an optimised kernel for it; otherwise the plain primitive writing fp32 (`fused`
+// oneDNN has an optimised kernel for it; otherwise the plain primitive writing `float_t` (`fused`
 // false: the caller runs the post-ops and the quantization after it, or, when even the plain
-// primitive is a reference kernel, something else). `make_pd(dst_type, attr)` builds the primitive
-// descriptor. The post-ops' arguments are bound only when they are fused.
+// primitive is a reference kernel, something else). `float_t` (fp32, or bf16 for a convolution
+// under int8+bf16) is also the type of an output that is not quantized. `make_pd(dst_type, attr)`
+// builds the primitive descriptor. The post-ops' arguments are bound only when they are fused.
 template <class PrimitiveDesc, class MakePd>
 PostOpChoice<PrimitiveDesc> choose_int8_primitive(PlanBuilder& b, const Node& n, const Dims& out_dims,
-                                                  const std::vector<float>& scales, MakePd make_pd) {
+                                                  const std::vector<float>& scales, dnnl::memory::data_type float_t,
+                                                  MakePd make_pd) {
   using dt = dnnl::memory::data_type;
   const QuantConv& q = n.quant;
   const dt quant_t = q.dst_signed ? dt::s8 : dt::u8;
   PostOpChoice<PrimitiveDesc> c;
   if (n.post_ops.empty()) {
-    c.pd = make_pd(q.dst_quantized ? quant_t : dt::f32, scaled_attr(scales, q.dst_quantized ? 1.0f / q.dst_scale : 1.0f));
+    const float extra = q.dst_quantized ? 1.0f / q.dst_scale : 1.0f;
+    c.pd = make_pd(q.dst_quantized ? quant_t : float_t, scaled_attr(scales, extra));
     return c;
   }
-  c.pd = make_pd(dt::f32, scaled_attr(scales, 1.0f));
+  c.pd = make_pd(float_t, scaled_attr(scales, 1.0f));
   c.fused = false;
   if (is_reference_impl(c.pd)) return c;
   dnnl::post_ops chain = post_op_chain(b, n, out_dims);
   if (q.dst_quantized) chain.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.dst_scale, 0.0f);
   dnnl::primitive_attr attr = scaled_attr(scales, 1.0f);
   attr.set_post_ops(chain);
-  PrimitiveDesc fused_pd = make_pd(q.dst_quantized ? quant_t : dt::f32, attr);
+  PrimitiveDesc fused_pd = make_pd(q.dst_quantized ? quant_t : float_t, attr);
   // oneDNN 2.6 has only reference int8 kernels for some chains (PReLU): run them unfused.
   if (is_reference_impl(fused_pd)) return c;
   c.pd = fused_pd;

@@ -141,10 +141,6 @@ void plan_conv(PlanBuilder& b, const Node& n) {
   // nothing measurable; and where oneDNN has only a reference bf16 kernel (no avx512_core).
   dt act = b.compute_type();
   if (act == dt::bf16 && geo.out_h * geo.out_w == 1) act = dt::f32;
-  // int8+bf16: depthwise convolutions stay fp32. They are memory-bound and sit between int8
-  // convolutions that write fp32, so bf16 would add two conversions and save less than they cost
-  // (paddle MobileFaceNet batch 32: 1.10 ms per image with them in fp32, 1.31 in bf16).
-  if (act == dt::bf16 && runs_int8(b.precision()) && geo.group > 1 && w.dims[1] == 1) act = dt::f32;
   const Dims wdims = conv_weight_dims(geo, w.dims);
   if (act == dt::bf16 && is_reference_impl(dnnl::convolution_forward::primitive_desc(
                              conv_desc(geo, wdims, dt::bf16, dt::bf16, dt::bf16, false), b.engine()))) {

@@ -72,8 +72,13 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
     return dnnl::convolution_forward::primitive_desc(conv_desc(geo, wdims, src_t, dt::s8, dst_t, bias != nullptr), attr,
                                                      b.engine());
   };
+  // int8+bf16: a float output in bf16, the type the float layers after it compute in (half the
+  // bytes to write and read), but fp32 with a 1x1 output (an embedding head), as under bf16, and
+  // where oneDNN would write bf16 only with a reference kernel.
+  dt float_t = geo.out_h * geo.out_w == 1 ? dt::f32 : b.compute_type();
+  if (float_t == dt::bf16 && is_reference_impl(make_pd(dt::bf16, scaled_attr(scales, 1.0f)))) float_t = dt::f32;
   auto [pd, post, fused] =
-      choose_int8_primitive<dnnl::convolution_forward::primitive_desc>(b, n, out_dims, scales, make_pd);
+      choose_int8_primitive<dnnl::convolution_forward::primitive_desc>(b, n, out_dims, scales, float_t, make_pd);
   if (is_reference_impl(pd)) return plan_dequantized_conv(b, n, geo, w, bias, wdims, w_plain);
 
   auto args = int8_arguments(b, n, b.input(n.input(0), pd.src_desc()), w, w_plain, bias ? &acc_bias : nullptr, pd, post);
@@ -83,7 +88,7 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
     b.add(dnnl::convolution_forward(pd), std::move(args));
     return;
   }
-  // Unfused: fp32 result, the post-ops in place, then (quantized output) one scaling reorder.
+  // Unfused: float result, the post-ops in place, then (quantized output) the quantizing pass.
   if (!q.dst_quantized) {
     MemRef dst = b.output(out, pd.dst_desc());
     args[DNNL_ARG_DST] = dst;

@@ -36,7 +36,7 @@ void plan_gemm_int8(PlanBuilder& b, const Node& n) {
     return dnnl::inner_product_forward::primitive_desc(d, attr, b.engine());
   };
   auto [pd, post, fused] =
-      choose_int8_primitive<dnnl::inner_product_forward::primitive_desc>(b, n, {m, cols}, scales, make_pd);
+      choose_int8_primitive<dnnl::inner_product_forward::primitive_desc>(b, n, {m, cols}, scales, dt::f32, make_pd);
 
   auto args = int8_arguments(b, n, x, w, w_plain, bias ? &acc_bias : nullptr, pd, post);
   const std::string& out = n.outputs.at(0);

@@ -1,7 +1,8 @@
-// The quantizing loop (quantize_loop.hpp): N float lanes at a time in GCC's vector extensions, one
-// copy per instruction set (arcforge/cpu/lanes.hpp). Clamping before rounding gives the same integer
-// as rounding before saturating, since the bounds are integers; the rounding adds and subtracts
-// 1.5 * 2^23, which rounds half to even in the default rounding mode, as oneDNN's conversion does.
+// The quantizing loop (quantize_loop.hpp): N float lanes at a time in GCC's vector extensions (a
+// bf16 source widened to float as it is loaded), one copy per instruction set
+// (arcforge/cpu/lanes.hpp). Clamping before rounding gives the same integer as rounding before
+// saturating, since the bounds are integers; the rounding adds and subtracts 1.5 * 2^23, which
+// rounds half to even in the default rounding mode, as oneDNN's conversion does.
 #include "quantize_loop.hpp"
 
 #include <omp.h>
@@ -24,9 +25,10 @@ constexpr float low_end = std::is_signed_v<T> ? -128.0f : 0.0f;
 template <typename T>
 constexpr float high_end = std::is_signed_v<T> ? 127.0f : 255.0f;
 
-// count values of x into y; with a slope, slope[k] applies to x[k] when it is negative.
-template <int N, typename T, bool WithSlope>
-ARCFORGE_INLINE void quantize_block(const float* x, T* y, int64_t count, float inv_scale, const float* slope) {
+// count values of x (float, or bf16 bits) into y; with a slope, slope[k] applies to x[k] when it
+// is negative.
+template <int N, typename S, typename T, bool WithSlope>
+ARCFORGE_INLINE void quantize_block(const S* x, T* y, int64_t count, float inv_scale, const float* slope) {
   int64_t k = 0;
   if constexpr (N > 0) {
     using F = typename Lanes<N>::f32;
@@ -44,7 +46,7 @@ ARCFORGE_INLINE void quantize_block(const float* x, T* y, int64_t count, float i
     }
   }
   for (; k < count; ++k) {
-    float v = x[k];
+    float v = cpu::lanes::load(x[k]);
     if constexpr (WithSlope) v = v < 0.0f ? v * slope[k] : v;
     v *= inv_scale;
     v = v > low_end<T> ? v : low_end<T>;
@@ -53,19 +55,25 @@ ARCFORGE_INLINE void quantize_block(const float* x, T* y, int64_t count, float i
   }
 }
 
-template <int N, typename T>
-ARCFORGE_INLINE void quantize_typed(const QuantizeLoop& q, const float* x, T* y, int64_t begin, int64_t end) {
-  if (q.slope.empty()) return quantize_block<N, T, false>(x + begin, y + begin, end - begin, q.inv_scale, nullptr);
+template <int N, typename S, typename T>
+ARCFORGE_INLINE void quantize_typed(const QuantizeLoop& q, const S* x, T* y, int64_t begin, int64_t end) {
+  if (q.slope.empty()) return quantize_block<N, S, T, false>(x + begin, y + begin, end - begin, q.inv_scale, nullptr);
   for (int64_t at = begin; at < end; at += q.channels) {
-    quantize_block<N, T, true>(x + at, y + at, q.channels, q.inv_scale, q.slope.data());
+    quantize_block<N, S, T, true>(x + at, y + at, q.channels, q.inv_scale, q.slope.data());
   }
 }
 
-#define ARCFORGE_QUANTIZE_RANGES(SUFFIX, ATTRIBUTES, N)                                                     \
-  ATTRIBUTES void quantize_range_##SUFFIX(const QuantizeLoop& q, const float* x, void* y, int64_t begin,   \
-                                          int64_t end) {                                                   \
-    if (q.is_signed) return quantize_typed<N>(q, x, static_cast<int8_t*>(y), begin, end);                  \
-    quantize_typed<N>(q, x, static_cast<uint8_t*>(y), begin, end);                                         \
+template <int N, typename S>
+ARCFORGE_INLINE void quantize_from(const QuantizeLoop& q, const S* x, void* y, int64_t begin, int64_t end) {
+  if (q.is_signed) return quantize_typed<N>(q, x, static_cast<int8_t*>(y), begin, end);
+  quantize_typed<N>(q, x, static_cast<uint8_t*>(y), begin, end);
+}
+
+#define ARCFORGE_QUANTIZE_RANGES(SUFFIX, ATTRIBUTES, N)                                                   \
+  ATTRIBUTES void quantize_range_##SUFFIX(const QuantizeLoop& q, const void* x, void* y, int64_t begin,  \
+                                          int64_t end) {                                                 \
+    if (q.bf16_source) return quantize_from<N>(q, static_cast<const uint16_t*>(x), y, begin, end);      \
+    quantize_from<N>(q, static_cast<const float*>(x), y, begin, end);                                    \
   }
 ARCFORGE_FOR_EACH_ISA(ARCFORGE_QUANTIZE_RANGES)
 #undef ARCFORGE_QUANTIZE_RANGES
@@ -81,26 +89,28 @@ bool channels_last(const md_t& md) {
 
 }  // namespace
 
-void quantize_range(const QuantizeLoop& q, const float* x, void* y, int64_t begin, int64_t end) {
+void quantize_range(const QuantizeLoop& q, const void* x, void* y, int64_t begin, int64_t end) {
   ARCFORGE_ISA_DISPATCH(quantize_range, q, x, y, begin, end)
 }
 
 bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q) {
   const dt quant_t = q.is_signed ? dt::s8 : dt::u8;
-  if (src.data_type() != dt::f32 || dst != with_type(src, quant_t)) return false;
-  if (dst.get_size() * 4 != src.get_size()) return false;  // one byte each, padding included
+  const std::size_t source_bytes = src.data_type() == dt::f32 ? 4 : src.data_type() == dt::bf16 ? 2 : 0;
+  if (source_bytes == 0 || dst != with_type(src, quant_t)) return false;
+  if (dst.get_size() * source_bytes != src.get_size()) return false;  // one byte each, padding included
   return q.slope.empty() || (channels_last(src) && src.dims()[1] == static_cast<int64_t>(q.slope.size()));
 }
 
 bool add_quantize_loop(PlanBuilder& b, const MemRef& src, const MemRef& dst, QuantizeLoop q) {
   if (!quantize_loop_fits(src.md, dst.md, q)) return false;
   if (!q.slope.empty()) q.channels = static_cast<int64_t>(q.slope.size());
+  q.bf16_source = src.md.data_type() == dt::bf16;
   const int64_t count = static_cast<int64_t>(dst.md.get_size());
   if (count == 0) return true;
   // Whole channel rows with a slope; else runs of 64 (a cache line of output).
   const int64_t unit = q.slope.empty() ? 64 : q.channels;
   b.add_custom({src, dst}, [q, count, unit](const std::vector<char*>& p) {
-    const float* x = reinterpret_cast<const float*>(p[0]);
+    const char* x = p[0];
     const int64_t units = (count + unit - 1) / unit;
 #pragma omp parallel
     {

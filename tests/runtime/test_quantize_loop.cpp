@@ -1,7 +1,7 @@
 // arcforge's quantizing loop (src/runtime/quantize_loop.hpp) at every instruction-set level this CPU
 // runs, against a per-element reference (the fp32 products a oneDNN reorder with an output scale
-// forms, then round half to even and saturation in double) and, without a slope, against that
-// oneDNN reorder itself, bit for bit (NaN aside).
+// forms from float or bf16 values, then round half to even and saturation in double) and, without
+// a slope, against that oneDNN reorder itself, bit for bit (NaN aside).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 
 #include <dnnl.hpp>
 
+#include "arcforge/cpu/lanes.hpp"
 #include "forced_isa.hpp"
 #include "quantize_loop.hpp"
 
@@ -45,9 +46,24 @@ int expected(float x, float slope, const QuantizeLoop& q) {
   return static_cast<int>(std::nearbyint(std::min(hi, std::max(lo, v))));
 }
 
+// bf16 bits of each value, rounded to nearest even (NaN kept a NaN), and those bits widened back.
+std::vector<uint16_t> to_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (std::size_t k = 0; k < x.size(); ++k) cpu::lanes::store(out[k], x[k]);
+  return out;
+}
+std::vector<float> widened(const std::vector<uint16_t>& bits) {
+  std::vector<float> out(bits.size());
+  for (std::size_t k = 0; k < bits.size(); ++k) out[k] = cpu::lanes::load(bits[k]);
+  return out;
+}
+
+// The loop over x, or over x's bf16 bits with q.bf16_source.
 std::vector<int> run_loop(const QuantizeLoop& q, const std::vector<float>& x, int64_t begin, int64_t end) {
   std::vector<int8_t> y(x.size(), 99);
-  runtime::detail::quantize_range(q, x.data(), y.data(), begin, end);
+  const std::vector<uint16_t> bits = to_bf16(x);
+  const void* source = q.bf16_source ? static_cast<const void*>(bits.data()) : static_cast<const void*>(x.data());
+  runtime::detail::quantize_range(q, source, y.data(), begin, end);
   std::vector<int> out(x.size());
   for (std::size_t k = 0; k < x.size(); ++k) out[k] = q.is_signed ? y[k] : static_cast<uint8_t>(y[k]);
   return out;
@@ -58,16 +74,19 @@ TEST(QuantizeLoop, MatchesTheReferenceAtEveryIsa) {
     ForcedIsa forced(isa);
     for (const bool is_signed : {false, true}) {
       for (const float inv_scale : {0.5f, 1.0f, 12.547647f, 0.0371f}) {
-        SCOPED_TRACE(std::string(isa_name(isa)) + (is_signed ? " s8" : " u8") + " inv_scale " +
-                     std::to_string(inv_scale));
-        const QuantizeLoop q{inv_scale, is_signed, {}, 1};
-        // Ranges that start and end inside vectors: the loop's tails.
-        const std::vector<float> x = awkward_values(301, 11 + static_cast<uint32_t>(inv_scale * 100));
-        for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{0, 301}, {3, 290}, {17, 18}, {0, 15}}) {
-          const std::vector<int> y = run_loop(q, x, begin, end);
-          for (int64_t k = 0; k < 301; ++k) {
-            const int want = k >= begin && k < end ? expected(x[k], 1.0f, q) : 99;
-            ASSERT_EQ(y[k], want) << "element " << k << " = " << x[k] << " of [" << begin << ", " << end << ")";
+        for (const bool bf16 : {false, true}) {
+          SCOPED_TRACE(std::string(isa_name(isa)) + (is_signed ? " s8" : " u8") + (bf16 ? " from bf16" : "") +
+                       " inv_scale " + std::to_string(inv_scale));
+          const QuantizeLoop q{inv_scale, is_signed, {}, 1, bf16};
+          // Ranges that start and end inside vectors: the loop's tails.
+          std::vector<float> x = awkward_values(301, 11 + static_cast<uint32_t>(inv_scale * 100));
+          if (bf16) x = widened(to_bf16(x));  // what the loop reads
+          for (const auto& [begin, end] : {std::pair<int64_t, int64_t>{0, 301}, {3, 290}, {17, 18}, {0, 15}}) {
+            const std::vector<int> y = run_loop(q, x, begin, end);
+            for (int64_t k = 0; k < 301; ++k) {
+              const int want = k >= begin && k < end ? expected(x[k], 1.0f, q) : 99;
+              ASSERT_EQ(y[k], want) << "element " << k << " = " << x[k] << " of [" << begin << ", " << end << ")";
+            }
           }
         }
       }
@@ -80,14 +99,16 @@ TEST(QuantizeLoop, PReLUPerChannelAtEveryIsa) {
     ForcedIsa forced(isa);
     for (const int64_t channels : {3, 16, 24, 40}) {
       for (const bool is_signed : {false, true}) {
+        const bool bf16 = is_signed;  // both sources, each with one output type
         SCOPED_TRACE(std::string(isa_name(isa)) + " channels " + std::to_string(channels) +
-                     (is_signed ? " s8" : " u8"));
+                     (is_signed ? " s8 from bf16" : " u8"));
         std::vector<float> slope(static_cast<std::size_t>(channels));
         // Some negative, some above 1.
         for (int64_t c = 0; c < channels; ++c) slope[c] = -0.6f + 0.2f * static_cast<float>(c % 10);
-        const QuantizeLoop q{0.37f, is_signed, slope, channels};
+        const QuantizeLoop q{0.37f, is_signed, slope, channels, bf16};
         const int64_t pixels = 7;
-        const std::vector<float> x = awkward_values(static_cast<std::size_t>(pixels * channels), 29);
+        std::vector<float> x = awkward_values(static_cast<std::size_t>(pixels * channels), 29);
+        if (bf16) x = widened(to_bf16(x));
         const std::vector<int> y = run_loop(q, x, channels, 6 * channels);  // pixels 1 to 5
         for (int64_t k = 0; k < pixels * channels; ++k) {
           const bool inside = k >= channels && k < 6 * channels;
@@ -117,7 +138,7 @@ TEST(QuantizeLoop, BitIdenticalToOneDnnScalingReorder) {
       attr.set_output_scales(0, {inv_scale});
       dnnl::reorder(dnnl::reorder::primitive_desc(eng, src, eng, dst, attr)).execute(stream, from, to);
       stream.wait();
-      const std::vector<int> ours = run_loop({inv_scale, is_signed, {}, 1}, x, 0, count);
+      const std::vector<int> ours = run_loop({inv_scale, is_signed, {}, 1, false}, x, 0, count);
       for (int64_t k = 0; k < count; ++k) {
         const int theirs = is_signed ? by_onednn[k] : static_cast<uint8_t>(by_onednn[k]);
         ASSERT_EQ(ours[k], theirs) << "element " << k << " = " << x[k];
