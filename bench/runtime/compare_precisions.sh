@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# arcforge fp32 / bf16 / int8 against ONNX Runtime (fp32 model, and the same QDQ model) on
+# arcforge fp32 / bf16 / int8 / int8+bf16 against ONNX Runtime (fp32 model, and the same QDQ model) on
 # paddle MobileFaceNet-128, alternating ROUNDS times and keeping each one's best median. The int8
 # model is made here with `arcforge quantize` (mse, calibrated on small_lfw.bin, depthwise and last
 # conv kept in fp32) unless INT8_MODEL names one. Prints a markdown table of ms per image.
@@ -36,18 +36,19 @@ min() { node -e "console.log(Math.min(${1:-Infinity}, $2))"; }
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u +%F)," \
   "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| batch | arcforge fp32 | arcforge bf16 | arcforge int8 | ORT fp32 | ORT int8 (same QDQ file) |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| batch | arcforge fp32 | arcforge bf16 | arcforge int8 | arcforge int8+bf16 | ORT fp32 | ORT int8 (same QDQ file) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for batch in 1 32; do
-  f=""; b=""; i=""; o=""; oq=""
+  f=""; b=""; i=""; ib=""; o=""; oq=""
   for ((r = 0; r < rounds; ++r)); do
     f=$(min "$f" "$(ours "$model" fp32 "$batch")")
     b=$(min "$b" "$(ours "$model" bf16 "$batch")")
     i=$(min "$i" "$(ours "$int8" int8 "$batch")")
+    ib=$(min "$ib" "$(ours "$int8" int8+bf16 "$batch")")
     o=$(min "$o" "$(ort "$model" "$batch")")
     oq=$(min "$oq" "$(ort "$int8" "$batch")")
   done
-  printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n" "$batch" "$f" "$b" "$i" "$o" "$oq"
+  printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n" "$batch" "$f" "$b" "$i" "$ib" "$o" "$oq"
 done
 echo
 echo "(ms per image, best median of $rounds rounds)"
