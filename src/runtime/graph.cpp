@@ -28,6 +28,17 @@ HostTensor HostTensor::from_f32(std::vector<int64_t> dims, std::vector<float> va
   return t;
 }
 
+std::vector<std::string> Node::values_read() const {
+  std::vector<std::string> out;
+  for (const auto& in : inputs) {
+    if (!in.empty()) out.push_back(in);
+  }
+  for (const auto& p : post_ops) {
+    if (!p.operand.empty()) out.push_back(p.operand);
+  }
+  return out;
+}
+
 int64_t Node::attr_i(const std::string& key, int64_t fallback) const {
   auto it = attrs.find(key);
   if (it == attrs.end()) return fallback;

@@ -89,6 +89,8 @@ struct Node {
   std::string input(std::size_t k) const { return k < inputs.size() ? inputs[k] : std::string(); }
   // "node 'Conv_12' (Conv)": the prefix of every message about this node.
   std::string describe() const { return "node '" + name + "' (" + op + ")"; }
+  // Every value the node reads: its inputs, and its post-ops' operands.
+  std::vector<std::string> values_read() const;
 };
 
 struct Graph {

@@ -9,12 +9,7 @@ namespace arcforge::runtime::detail {
 
 Readers::Readers(const Graph& g) {
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
-    for (const auto& in : g.nodes[k].inputs) {
-      if (!in.empty()) of[in].push_back(k);
-    }
-    for (const auto& p : g.nodes[k].post_ops) {
-      if (!p.operand.empty()) of[p.operand].push_back(k);
-    }
+    for (const auto& value : g.nodes[k].values_read()) of[value].push_back(k);
   }
   for (const auto& o : g.outputs) graph_outputs.insert(o.name);
 }

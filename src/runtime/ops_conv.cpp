@@ -146,8 +146,10 @@ void plan_conv(PlanBuilder& b, const Node& n) {
                              conv_desc(geo, wdims, dt::bf16, dt::bf16, dt::bf16, false), b.engine()))) {
     act = dt::f32;
   }
-  // A float convolution that writes a QuantizeLinear's output (optimize_quant.cpp absorbs it where
-  // the last post-op is a PReLU, which then runs in the quantizing pass) runs on oneDNN.
+  // A depthwise 3x3 runs on arcforge's loop, its PReLU and any quantization of its output included.
+  if (plan_conv_depthwise(b, n, geo, w, bias, act)) return;
+  // Any other float convolution that writes a QuantizeLinear's output (optimize_quant.cpp absorbs it
+  // where the last post-op is a PReLU, which then runs in the quantizing pass) runs on oneDNN.
   const bool quantize_after = n.quant.dst_quantized;
   if (act == dt::f32 && !quantize_after && plan_conv_winograd(b, n, geo, w, bias)) return;
   const md_t w_plain(wdims, dt::f32, geo.group == 1 ? tag::oihw : tag::goihw);

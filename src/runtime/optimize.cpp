@@ -43,12 +43,7 @@ struct Uses {
 Uses find_uses(const Graph& g) {
   Uses u;
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {
-    for (const auto& in : g.nodes[k].inputs) {
-      if (!in.empty()) u.consumers[in].push_back(k);
-    }
-    for (const auto& p : g.nodes[k].post_ops) {
-      if (!p.operand.empty()) u.consumers[p.operand].push_back(k);
-    }
+    for (const auto& value : g.nodes[k].values_read()) u.consumers[value].push_back(k);
   }
   for (const auto& o : g.outputs) u.graph_outputs.insert(o.name);
   return u;

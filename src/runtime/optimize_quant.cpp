@@ -33,12 +33,7 @@ std::unordered_map<std::string, std::size_t> producers(const Graph& g) {
 std::unordered_map<std::string, int> read_counts(const Graph& g) {
   std::unordered_map<std::string, int> c;
   for (const auto& n : g.nodes) {
-    for (const auto& in : n.inputs) {
-      if (!in.empty()) ++c[in];
-    }
-    for (const auto& p : n.post_ops) {
-      if (!p.operand.empty()) ++c[p.operand];
-    }
+    for (const auto& value : n.values_read()) ++c[value];
   }
   for (const auto& o : g.outputs) ++c[o.name];
   return c;
@@ -247,8 +242,7 @@ int remove_dead_nodes(Graph& g) {
     const Node& n = g.nodes[k];
     for (const auto& o : n.outputs) live[k] = live[k] || (!o.empty() && needed.count(o));
     if (!live[k]) continue;
-    for (const auto& in : n.inputs) needed.insert(in);
-    for (const auto& p : n.post_ops) needed.insert(p.operand);
+    for (const auto& value : n.values_read()) needed.insert(value);
   }
   std::vector<Node> kept;
   for (std::size_t k = 0; k < g.nodes.size(); ++k) {

@@ -434,12 +434,7 @@ void PlanBuilder::plan_node(const Node& node) {
 void PlanBuilder::finish_node(const Node& n) {
   for (int buf : temporaries_) release(buf);
   temporaries_.clear();
-  for (const auto& in : n.inputs) {
-    if (!in.empty()) consume(in);
-  }
-  for (const auto& p : n.post_ops) {
-    if (!p.operand.empty()) consume(p.operand);
-  }
+  for (const auto& value : n.values_read()) consume(value);
   for (const auto& out : n.outputs) {
     if (!out.empty() && uses_left_[out] == 0 && values_.count(out)) {
       ++uses_left_[out];
@@ -453,12 +448,7 @@ void PlanBuilder::plan_unfused(const std::vector<Node>& nodes) {
   // Every inner read takes a use that finish_node gives back: the node's own inputs stay counted
   // until build() finishes the node, and the values made inside are released after their last read.
   for (const auto& inner : nodes) {
-    for (const auto& in : inner.inputs) {
-      if (!in.empty()) ++uses_left_[in];
-    }
-    for (const auto& p : inner.post_ops) {
-      if (!p.operand.empty()) ++uses_left_[p.operand];
-    }
+    for (const auto& value : inner.values_read()) ++uses_left_[value];
   }
   for (const auto& inner : nodes) {
     node_ = &inner;
@@ -471,12 +461,7 @@ void PlanBuilder::plan_unfused(const std::vector<Node>& nodes) {
 void PlanBuilder::build() {
   const Graph& g = model_.graph;
   for (const auto& n : g.nodes) {
-    for (const auto& in : n.inputs) {
-      if (!in.empty()) ++uses_left_[in];
-    }
-    for (const auto& p : n.post_ops) {
-      if (!p.operand.empty()) ++uses_left_[p.operand];
-    }
+    for (const auto& value : n.values_read()) ++uses_left_[value];
   }
   for (const auto& o : g.outputs) ++uses_left_[o.name];
 

@@ -227,6 +227,10 @@ struct ConvGeometry;
 // the plan, where that method does not apply or would not be faster.
 bool plan_conv_winograd(PlanBuilder&, const Node&, const ConvGeometry&, const HostTensor& weights,
                         const HostTensor* bias);
+// A float depthwise 3x3 convolution on arcforge's depthwise loop (ops_conv_depthwise.cpp), writing
+// `act` (or the quantized type its QuantConv says); false, with nothing added, where it does not fit.
+bool plan_conv_depthwise(PlanBuilder&, const Node&, const ConvGeometry&, const HostTensor& weights,
+                         const HostTensor* bias, dnnl::memory::data_type act);
 void plan_gemm_int8(PlanBuilder&, const Node&);
 void plan_quantize(PlanBuilder&, const Node&);
 void plan_dequantize(PlanBuilder&, const Node&);

@@ -1,17 +1,11 @@
 // The quantizing loop (quantize_loop.hpp): N float lanes at a time in GCC's vector extensions (a
 // bf16 source widened to float as it is loaded), one copy per instruction set
-// (arcforge/cpu/lanes.hpp). Clamping before rounding gives the same integer as rounding before
-// saturating, since the bounds are integers; the rounding adds and subtracts 1.5 * 2^23, which
-// rounds half to even in the default rounding mode, as oneDNN's conversion does.
+// (arcforge/cpu/lanes.hpp); the rounding itself is quantize_lanes.hpp's.
 #include "quantize_loop.hpp"
 
 #include <omp.h>
 
-#include <cmath>
-#include <cstring>
-#include <type_traits>
-
-#include "arcforge/cpu/lanes.hpp"
+#include "quantize_lanes.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -20,38 +14,22 @@ using cpu::lanes::Lanes;
 using cpu::lanes::load_lanes;
 using dt = dnnl::memory::data_type;
 
-template <typename T>
-constexpr float low_end = std::is_signed_v<T> ? -128.0f : 0.0f;
-template <typename T>
-constexpr float high_end = std::is_signed_v<T> ? 127.0f : 255.0f;
-
 // count values of x (float, or bf16 bits) into y; with a slope, slope[k] applies to x[k] when it
 // is negative.
 template <int N, typename S, typename T, bool WithSlope>
 ARCFORGE_INLINE void quantize_block(const S* x, T* y, int64_t count, float inv_scale, const float* slope) {
   int64_t k = 0;
   if constexpr (N > 0) {
-    using F = typename Lanes<N>::f32;
-    typedef T Bytes __attribute__((vector_size(N)));
-    const F magic = F{} + 12582912.0f;  // 1.5 * 2^23
     for (; k + N <= count; k += N) {
-      F v = load_lanes<N>(x + k);
+      typename Lanes<N>::f32 v = load_lanes<N>(x + k);
       if constexpr (WithSlope) v = v < 0.0f ? v * load_lanes<N>(slope + k) : v;
-      v = v * inv_scale;
-      v = v > low_end<T> ? v : F{} + low_end<T>;  // NaN too
-      v = v < high_end<T> ? v : F{} + high_end<T>;
-      v = (v + magic) - magic;
-      const Bytes out = __builtin_convertvector(__builtin_convertvector(v, typename Lanes<N>::i32), Bytes);
-      std::memcpy(y + k, &out, sizeof out);
+      store_quantized<N>(y + k, v, inv_scale);
     }
   }
   for (; k < count; ++k) {
     float v = cpu::lanes::load(x[k]);
     if constexpr (WithSlope) v = v < 0.0f ? v * slope[k] : v;
-    v *= inv_scale;
-    v = v > low_end<T> ? v : low_end<T>;
-    v = v < high_end<T> ? v : high_end<T>;
-    y[k] = static_cast<T>(std::nearbyint(v));
+    store_quantized(y[k], v, inv_scale);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "arcforge/common/error.hpp"
@@ -293,32 +294,43 @@ TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
   const auto ort = why.empty() ? run_onnxruntime(out, {x}) : std::vector<Tensor>{};
   std::vector<Precision> precisions = {Precision::int8};
   if (runtime::cpu_runs_bf16()) precisions.push_back(Precision::int8_bf16);
-  for (const Precision p : precisions) {
-    SCOPED_TRACE(to_string(p));
-    const auto model = Model::load(out, {.precision = p, .threads = 2});
-    std::vector<runtime::StepTiming> steps;
-    const auto int8 = model.new_session().run({x}, steps);
-    EXPECT_TRUE(kernels_of(steps, "pd_QuantizeLinear").empty());
-    EXPECT_TRUE(kernels_of(steps, "prelu_d").empty());
-    const std::vector<std::string> dw = kernels_of(steps, "dw");
-    ASSERT_FALSE(dw.empty());
-    EXPECT_EQ(dw.back(), "loop:quantize") << "the depthwise conv's PReLU and the quantization in one loop";
-    if (p == Precision::int8_bf16) {
-      // The conv itself and the loop, no conversion before: the expand conv wrote bf16.
-      ASSERT_EQ(dw.size(), 2u) << dw.front();
-      EXPECT_NE(dw.front().find("bf16"), std::string::npos) << dw.front();
+  // arcforge's depthwise loop (the default) does the conv, its PReLU and the quantization in one
+  // pass; with ARCFORGE_RUNTIME_DEPTHWISE=0 oneDNN's conv, then the quantizing loop with the PReLU.
+  for (const bool depthwise_loop : {true, false}) {
+    for (const Precision p : precisions) {
+      SCOPED_TRACE(to_string(p) + (depthwise_loop ? "" : ", ARCFORGE_RUNTIME_DEPTHWISE=0"));
+      if (!depthwise_loop) ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);  // read when planning (the first run)
+      const auto model = Model::load(out, {.precision = p, .threads = 2});
+      std::vector<runtime::StepTiming> steps;
+      const auto int8 = model.new_session().run({x}, steps);
+      ::unsetenv("ARCFORGE_RUNTIME_DEPTHWISE");
+      EXPECT_TRUE(kernels_of(steps, "pd_QuantizeLinear").empty());
+      EXPECT_TRUE(kernels_of(steps, "prelu_d").empty());
+      const std::vector<std::string> dw = kernels_of(steps, "dw");
+      ASSERT_FALSE(dw.empty());
+      if (depthwise_loop) {
+        EXPECT_EQ(dw, std::vector<std::string>{"loop:depthwise"}) << "conv, PReLU and quantization in one loop";
+      } else {
+        EXPECT_EQ(dw.back(), "loop:quantize") << "the depthwise conv's PReLU and the quantization in one loop";
+      }
+      if (p == Precision::int8_bf16 && !depthwise_loop) {
+        // The conv itself and the loop, no conversion before: the expand conv wrote bf16.
+        ASSERT_EQ(dw.size(), 2u) << dw.front();
+        EXPECT_NE(dw.front().find("bf16"), std::string::npos) << dw.front();
+      }
+      EXPECT_EQ(kernels_of(steps, "x_QuantizeLinear"), std::vector<std::string>{"loop:quantize"});
+      EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
+      if (!why.empty()) {
+        std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
+        continue;
+      }
+      const Difference d = compare(int8[0], ort[0]);
+      std::printf("[quantize] MobileFaceNet block, %s%s: ONNX Runtime vs arcforge max abs diff %.3g of scale "
+                  "%.3g, min cosine %.6f\n", to_string(p).c_str(), depthwise_loop ? "" : " (oneDNN depthwise)",
+                  d.max_abs, d.scale, min_cosine(int8[0], ort[0]));
+      if (p == Precision::int8) EXPECT_LE(d.max_abs, 1e-3 * d.scale);
+      else EXPECT_GE(min_cosine(int8[0], ort[0]), 0.999);  // bf16 activations: ~3 significant digits
     }
-    EXPECT_EQ(kernels_of(steps, "x_QuantizeLinear"), std::vector<std::string>{"loop:quantize"});
-    EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
-    if (!why.empty()) {
-      std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
-      continue;
-    }
-    const Difference d = compare(int8[0], ort[0]);
-    std::printf("[quantize] MobileFaceNet block, %s: ONNX Runtime vs arcforge max abs diff %.3g of scale %.3g, "
-                "min cosine %.6f\n", to_string(p).c_str(), d.max_abs, d.scale, min_cosine(int8[0], ort[0]));
-    if (p == Precision::int8) EXPECT_LE(d.max_abs, 1e-3 * d.scale);
-    else EXPECT_GE(min_cosine(int8[0], ort[0]), 0.999);  // bf16 activations: ~3 significant digits
   }
 }
 

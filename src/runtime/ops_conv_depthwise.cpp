@@ -1,0 +1,122 @@
+// A float depthwise 3x3 convolution on arcforge's depthwise loop (depthwise_loop.hpp), with its
+// PReLU post-op and the quantization an int8 convolution after it wants, all in one pass. It reads
+// its input in the layout the producer wrote (channels-last or nChw8c/nChw16c; anything else keeps
+// oneDNN) and writes the same layout.
+#include <cstdlib>
+#include <cstring>
+
+#include <omp.h>
+
+#include "conv_geometry.hpp"
+#include "depthwise_loop.hpp"
+
+namespace arcforge::runtime::detail {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using Type = DepthwiseLoop::Type;
+
+// The format of a 4-D activation the loop reads and writes (channels-last, nChw16c, nChw8c), or
+// `undef`.
+tag format_of(const md_t& md) {
+  const Dims d = md.dims();
+  if (d.size() != 4) return tag::undef;
+  for (const auto& [blocked, block] : {std::pair{tag::nChw16c, 16}, std::pair{tag::nChw8c, 8}}) {
+    if (d[1] % block == 0 && md == md_t(d, md.data_type(), blocked)) return blocked;
+  }
+  return md == md_t(d, md.data_type(), tag::acdb) ? tag::acdb : tag::undef;
+}
+
+// The loop's view of dims N, C, H, W in one of those formats.
+ActivationLayout layout_of(const Dims& d, tag format) {
+  const int64_t c = d[1], h = d[2], w = d[3];
+  if (format == tag::acdb) return {c, 0, h * w * c, w * c, c};
+  const int64_t block = format == tag::nChw16c ? 16 : 8;
+  return {block, h * w * block, c * h * w, w * block, block};
+}
+
+// One slope per channel from a PReLU's constant (one value, or one per channel).
+bool slopes_of(const HostTensor* slope, int64_t channels, std::vector<float>& out) {
+  if (!slope || slope->dtype != DType::f32) return false;
+  if (slope->numel() == 1) {
+    out.assign(static_cast<std::size_t>(channels), slope->f[0]);
+    return true;
+  }
+  if (slope->numel() != channels) return false;
+  out = slope->f;
+  return true;
+}
+
+Type type_of(dt t) {
+  switch (t) {
+    case dt::bf16: return Type::bf16;
+    case dt::u8: return Type::u8;
+    case dt::s8: return Type::s8;
+    default: return Type::f32;
+  }
+}
+
+}  // namespace
+
+bool depthwise_loop_enabled() {
+  const char* env = std::getenv("ARCFORGE_RUNTIME_DEPTHWISE");
+  return !(env && std::strcmp(env, "0") == 0);
+}
+
+bool plan_conv_depthwise(PlanBuilder& b, const Node& n, const ConvGeometry& geo, const HostTensor& w,
+                         const HostTensor* bias, dt act) {
+  const Dims& x = geo.in_dims;
+  const int64_t channels = x[1];
+  if (!depthwise_loop_enabled() || geo.group != channels || geo.out_channels != channels || geo.kernel_h != 3 ||
+      geo.kernel_w != 3 || geo.dilation_h != 1 || geo.dilation_w != 1 || w.numel() != channels * 9 ||
+      geo.out_h < 1 || geo.out_w < 1) {
+    return false;
+  }
+  DepthwiseLoop d;
+  const md_t src_md = b.desc(n.input(0));
+  const tag format = format_of(src_md);
+  if ((src_md.data_type() != dt::f32 && src_md.data_type() != dt::bf16) || format == tag::undef) return false;
+  if (n.post_ops.size() > 1) return false;
+  if (n.post_ops.size() == 1) {
+    const PostOp& p = n.post_ops[0];
+    if (p.kind != PostOp::Kind::prelu || !slopes_of(b.host(p.operand), channels, d.output_slope)) return false;
+  }
+
+  d.channels = channels;
+  d.in_h = x[2];
+  d.in_w = x[3];
+  d.out_h = geo.out_h;
+  d.out_w = geo.out_w;
+  d.stride_h = geo.stride_h;
+  d.stride_w = geo.stride_w;
+  d.pad_t = geo.pad_t;
+  d.pad_l = geo.pad_l;
+  d.weights.resize(static_cast<std::size_t>(channels * 9));
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t t = 0; t < 9; ++t) d.weights[t * channels + c] = w.f[c * 9 + t];
+  }
+  d.bias = bias ? bias->f : std::vector<float>(static_cast<std::size_t>(channels), 0.0f);
+  d.source = type_of(src_md.data_type());
+  const dt out_t = !n.quant.dst_quantized ? act : n.quant.dst_signed ? dt::s8 : dt::u8;
+  d.destination = type_of(out_t);
+  if (n.quant.dst_quantized) d.inv_scale = 1.0f / n.quant.dst_scale;
+
+  const Dims out_dims = {x[0], channels, geo.out_h, geo.out_w};
+  d.src_layout = layout_of(x, format);
+  d.dst_layout = layout_of(out_dims, format);
+  const MemRef src = b.input(n.input(0), src_md);
+  const MemRef dst = b.output(n.outputs.at(0), md_t(out_dims, out_t, format));
+  const int64_t rows = x[0] * geo.out_h;
+  b.add_custom({src, dst}, [d = std::move(d), rows](const std::vector<char*>& p) {
+#pragma omp parallel
+    {
+      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+      if (begin < end) depthwise_rows(d, p[0], p[1], begin, end);
+    }
+  }, "loop:depthwise");
+  return true;
+}
+
+}  // namespace arcforge::runtime::detail
