@@ -21,6 +21,9 @@ dnnl::post_ops post_op_chain(PlanBuilder& b, const Node& n, const Dims& out_dims
 // Runs the post-ops one by one, in place on `dst` (used when oneDNN cannot fuse them).
 void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, const Dims& out_dims);
 bool is_reference_impl(const dnnl::primitive_desc_base& pd);
+// One slope per channel from a PReLU's constant (fp32, one value or one per channel); empty when it
+// is neither (or absent).
+std::vector<float> prelu_slope_per_channel(const HostTensor* slope, int64_t channels);
 // One oneDNN PReLU from `src` to `dst` (both in layout `md`) with a constant slope of dims
 // `slope_dims` (broadcast to md's). The slope is packed once, under `key`, into the layout oneDNN
 // asks for: with a blocked source (nChw8c on AVX2) and a plain slope oneDNN 2.6 has only its

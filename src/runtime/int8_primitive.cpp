@@ -51,13 +51,11 @@ bool add_prelu_and_quantize(PlanBuilder& b, const Node& n, const MemRef& x, cons
                             dnnl::memory::data_type quant_t, const Dims& out_dims) {
   if (n.post_ops.size() != 1 || n.post_ops[0].kind != PostOp::Kind::prelu) return false;
   const HostTensor* slope = b.host(n.post_ops[0].operand);
-  if (!slope || slope->dtype != DType::f32) return false;
   const int64_t channels = out_dims[1];
-  if (slope->numel() != 1 && slope->numel() != channels) return false;
-  HostTensor per_channel = HostTensor::from_f32({channels}, std::vector<float>(static_cast<size_t>(channels)));
-  for (int64_t c = 0; c < channels; ++c) per_channel.f[c] = slope->f[slope->numel() == 1 ? 0 : c];
+  const std::vector<float> per_channel = prelu_slope_per_channel(slope, channels);
+  if (per_channel.empty()) return false;
   const md_t dst_md = with_type(x.md, quant_t);
-  const QuantizeLoop loop{1.0f / n.quant.dst_scale, quant_t == dnnl::memory::data_type::s8, per_channel.f, channels,
+  const QuantizeLoop loop{1.0f / n.quant.dst_scale, quant_t == dnnl::memory::data_type::s8, per_channel, channels,
                           false};  // add_quantize_loop sets the source type
   if (quantize_loop_fits(x.md, dst_md, loop)) return add_quantize_loop(b, x, b.output(out, dst_md), loop);
   for (float w : slope->f) {
@@ -73,7 +71,7 @@ bool add_prelu_and_quantize(PlanBuilder& b, const Node& n, const MemRef& x, cons
   if (is_reference_impl(pd)) return false;
   MemRef dst = b.output(out, dst_md);
   b.add(dnnl::binary(pd), {{DNNL_ARG_SRC_0, x},
-                           {DNNL_ARG_SRC_1, b.fixed(per_channel, wmd)},
+                           {DNNL_ARG_SRC_1, b.fixed(HostTensor::from_f32({channels}, per_channel), wmd)},
                            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, x},
                            {DNNL_ARG_DST, dst}});
   return true;

@@ -113,6 +113,13 @@ void add_unfused_post_ops(PlanBuilder& b, const Node& n, const MemRef& dst, cons
   }
 }
 
+std::vector<float> prelu_slope_per_channel(const HostTensor* slope, int64_t channels) {
+  if (!slope || slope->dtype != DType::f32 || (slope->numel() != 1 && slope->numel() != channels)) return {};
+  std::vector<float> out(static_cast<std::size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) out[c] = slope->f[slope->numel() == 1 ? 0 : c];
+  return out;
+}
+
 void add_constant_prelu(PlanBuilder& b, const md_t& md, const MemRef& src, const MemRef& dst, const HostTensor& slope,
                         const Dims& slope_dims, const std::string& key) {
   const md_t wanted(slope_dims, dt::f32, tag::any);

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "conv_geometry.hpp"
+#include "conv_post_ops.hpp"
 #include "depthwise_loop.hpp"
 
 namespace arcforge::runtime::detail {
@@ -34,18 +35,6 @@ ActivationLayout layout_of(const Dims& d, tag format) {
   if (format == tag::acdb) return {c, 0, h * w * c, w * c, c};
   const int64_t block = format == tag::nChw16c ? 16 : 8;
   return {block, h * w * block, c * h * w, w * block, block};
-}
-
-// One slope per channel from a PReLU's constant (one value, or one per channel).
-bool slopes_of(const HostTensor* slope, int64_t channels, std::vector<float>& out) {
-  if (!slope || slope->dtype != DType::f32) return false;
-  if (slope->numel() == 1) {
-    out.assign(static_cast<std::size_t>(channels), slope->f[0]);
-    return true;
-  }
-  if (slope->numel() != channels) return false;
-  out = slope->f;
-  return true;
 }
 
 Type type_of(dt t) {
@@ -80,7 +69,9 @@ bool plan_conv_depthwise(PlanBuilder& b, const Node& n, const ConvGeometry& geo,
   if (n.post_ops.size() > 1) return false;
   if (n.post_ops.size() == 1) {
     const PostOp& p = n.post_ops[0];
-    if (p.kind != PostOp::Kind::prelu || !slopes_of(b.host(p.operand), channels, d.output_slope)) return false;
+    if (p.kind != PostOp::Kind::prelu) return false;
+    d.output_slope = prelu_slope_per_channel(b.host(p.operand), channels);
+    if (d.output_slope.empty()) return false;
   }
 
   d.channels = channels;
