@@ -30,15 +30,15 @@ MemRef fused_int8_destination(PlanBuilder& b, const PostOpPlan& post, const std:
   return post.sum_in_place ? b.output_accumulating(out, post.sum_addend, dst) : b.output(out, dst);
 }
 
-void add_quantizing_reorder(PlanBuilder& b, const MemRef& fp32, const std::string& out, dnnl::memory::data_type quant_t,
-                            float dst_scale) {
-  MemRef dst = b.output(out, with_type(fp32.md, quant_t));
+void add_output_quantization(PlanBuilder& b, const MemRef& x, const std::string& out,
+                             dnnl::memory::data_type quant_t, float dst_scale) {
+  MemRef dst = b.output(out, with_type(x.md, quant_t));
   const bool is_signed = quant_t == dnnl::memory::data_type::s8;
-  if (add_quantize_loop(b, fp32, dst, plain_quantization(1.0f / dst_scale, is_signed))) return;
+  if (add_quantize_loop(b, x, dst, plain_quantization(1.0f / dst_scale, is_signed))) return;
   dnnl::primitive_attr attr;
   attr.set_output_scales(0, {1.0f / dst_scale});
-  dnnl::reorder::primitive_desc rpd(b.engine(), fp32.md, b.engine(), dst.md, attr);
-  b.add(dnnl::reorder(rpd), {{DNNL_ARG_FROM, fp32}, {DNNL_ARG_TO, dst}});
+  dnnl::reorder::primitive_desc rpd(b.engine(), x.md, b.engine(), dst.md, attr);
+  b.add(dnnl::reorder(rpd), {{DNNL_ARG_FROM, x}, {DNNL_ARG_TO, dst}});
 }
 
 // A PReLU post-op that oneDNN cannot fuse into the convolution, and the quantization after it, in
@@ -55,7 +55,7 @@ bool add_prelu_and_quantize(PlanBuilder& b, const Node& n, const MemRef& x, cons
   const std::vector<float> per_channel = prelu_slope_per_channel(slope, channels);
   if (per_channel.empty()) return false;
   const md_t dst_md = with_type(x.md, quant_t);
-  const QuantizeLoop loop{1.0f / n.quant.dst_scale, quant_t == dnnl::memory::data_type::s8, per_channel, channels,
+  const QuantizeLoop loop{1.0f / n.quant.dst_scale, quant_t == dnnl::memory::data_type::s8, per_channel,
                           false};  // add_quantize_loop sets the source type
   if (quantize_loop_fits(x.md, dst_md, loop)) return add_quantize_loop(b, x, b.output(out, dst_md), loop);
   for (float w : slope->f) {

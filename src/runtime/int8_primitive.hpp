@@ -13,9 +13,10 @@ std::vector<float> int8_output_scales(const QuantConv& q, int64_t channels);
 HostTensor accumulator_bias(const HostTensor& bias, const std::vector<float>& scales);
 // Per-output-channel output scales (mask 1 << 1), each times `extra`.
 dnnl::primitive_attr scaled_attr(const std::vector<float>& scales, float extra);
-// Rounds an fp32 result into the node's quantized output (one scaling reorder by 1 / s_y).
-void add_quantizing_reorder(PlanBuilder& b, const MemRef& fp32, const std::string& out, dnnl::memory::data_type quant_t,
-                            float dst_scale);
+// Rounds a float result (fp32 or bf16) into the node's quantized output, y = x / s_y: the quantizing
+// loop, else oneDNN's scaling reorder.
+void add_output_quantization(PlanBuilder& b, const MemRef& x, const std::string& out,
+                             dnnl::memory::data_type quant_t, float dst_scale);
 
 // A node's single PReLU post-op (oneDNN 2.6 fuses none into a convolution) and the quantization of
 // its fp32 result x into the node's u8/s8 output `out`, in one pass. False (nothing added) when

@@ -185,7 +185,7 @@ void plan_conv(PlanBuilder& b, const Node& n) {
   const dt quant_t = n.quant.dst_signed ? dt::s8 : dt::u8;
   if (!fused && add_prelu_and_quantize(b, n, dst, out, quant_t, out_dims)) return;
   if (!fused) add_unfused_post_ops(b, n, dst, out_dims);
-  add_quantizing_reorder(b, dst, out, quant_t, n.quant.dst_scale);
+  add_output_quantization(b, dst, out, quant_t, n.quant.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

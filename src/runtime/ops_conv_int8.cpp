@@ -43,7 +43,7 @@ void plan_dequantized_conv(PlanBuilder& b, const Node& n, const ConvGeometry& ge
   args[DNNL_ARG_DST] = y;
   b.add(dnnl::convolution_forward(pd), std::move(args));
   add_unfused_post_ops(b, n, y, out_dims);
-  if (q.dst_quantized) add_quantizing_reorder(b, y, out, q.dst_signed ? dt::s8 : dt::u8, q.dst_scale);
+  if (q.dst_quantized) add_output_quantization(b, y, out, q.dst_signed ? dt::s8 : dt::u8, q.dst_scale);
 }
 
 }  // namespace
@@ -101,7 +101,7 @@ void plan_conv_int8(PlanBuilder& b, const Node& n) {
   b.add(dnnl::convolution_forward(pd), std::move(args));
   if (add_prelu_and_quantize(b, n, tmp, out, quant_t, out_dims)) return;
   add_unfused_post_ops(b, n, tmp, out_dims);
-  add_quantizing_reorder(b, tmp, out, quant_t, q.dst_scale);
+  add_output_quantization(b, tmp, out, quant_t, q.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

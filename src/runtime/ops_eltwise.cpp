@@ -150,7 +150,7 @@ void plan_batchnorm(PlanBuilder& b, const Node& n) {
                            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
                             b.weights("bn_shift/" + n.name, shift, plain_md(cdims), cmd)},
                            {DNNL_ARG_DST, out}});
-  if (quantize_after) add_quantizing_reorder(b, out, n.outputs.at(0), quant_t, n.quant.dst_scale);
+  if (quantize_after) add_output_quantization(b, out, n.outputs.at(0), quant_t, n.quant.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

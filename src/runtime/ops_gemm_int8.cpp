@@ -50,7 +50,7 @@ void plan_gemm_int8(PlanBuilder& b, const Node& n) {
   args[DNNL_ARG_DST] = tmp;
   b.add(dnnl::inner_product_forward(pd), std::move(args));
   add_unfused_post_ops(b, n, tmp, {m, cols});
-  if (q.dst_quantized) add_quantizing_reorder(b, tmp, out, quant_t, q.dst_scale);
+  if (q.dst_quantized) add_output_quantization(b, tmp, out, quant_t, q.dst_scale);
 }
 
 }  // namespace arcforge::runtime::detail

@@ -5,6 +5,9 @@
 
 #include <omp.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "quantize_lanes.hpp"
 
 namespace arcforge::runtime::detail {
@@ -36,8 +39,9 @@ ARCFORGE_INLINE void quantize_block(const S* x, T* y, int64_t count, float inv_s
 template <int N, typename S, typename T>
 ARCFORGE_INLINE void quantize_typed(const QuantizeLoop& q, const S* x, T* y, int64_t begin, int64_t end) {
   if (q.slope.empty()) return quantize_block<N, S, T, false>(x + begin, y + begin, end - begin, q.inv_scale, nullptr);
-  for (int64_t at = begin; at < end; at += q.channels) {
-    quantize_block<N, S, T, true>(x + at, y + at, q.channels, q.inv_scale, q.slope.data());
+  const int64_t channels = static_cast<int64_t>(q.slope.size());
+  for (int64_t at = begin; at < end; at += channels) {
+    quantize_block<N, S, T, true>(x + at, y + at, channels, q.inv_scale, q.slope.data());
   }
 }
 
@@ -71,7 +75,13 @@ void quantize_range(const QuantizeLoop& q, const void* x, void* y, int64_t begin
   ARCFORGE_ISA_DISPATCH(quantize_range, q, x, y, begin, end)
 }
 
+bool quantize_loop_enabled() {
+  const char* env = std::getenv("ARCFORGE_RUNTIME_QUANTIZE_LOOP");
+  return !(env && std::strcmp(env, "0") == 0);
+}
+
 bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q) {
+  if (!quantize_loop_enabled()) return false;
   const dt quant_t = q.is_signed ? dt::s8 : dt::u8;
   const std::size_t source_bytes = src.data_type() == dt::f32 ? 4 : src.data_type() == dt::bf16 ? 2 : 0;
   if (source_bytes == 0 || dst != with_type(src, quant_t)) return false;
@@ -81,12 +91,11 @@ bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q)
 
 bool add_quantize_loop(PlanBuilder& b, const MemRef& src, const MemRef& dst, QuantizeLoop q) {
   if (!quantize_loop_fits(src.md, dst.md, q)) return false;
-  if (!q.slope.empty()) q.channels = static_cast<int64_t>(q.slope.size());
   q.bf16_source = src.md.data_type() == dt::bf16;
   const int64_t count = static_cast<int64_t>(dst.md.get_size());
   if (count == 0) return true;
   // Whole channel rows with a slope; else runs of 64 (a cache line of output).
-  const int64_t unit = q.slope.empty() ? 64 : q.channels;
+  const int64_t unit = q.slope.empty() ? 64 : static_cast<int64_t>(q.slope.size());
   b.add_custom({src, dst}, [q, count, unit](const std::vector<char*>& p) {
     const char* x = p[0];
     const int64_t units = (count + unit - 1) / unit;

@@ -16,7 +16,6 @@ struct QuantizeLoop {
   float inv_scale = 1.0f;
   bool is_signed = false;      // s8, else u8
   std::vector<float> slope;    // empty: no PReLU; else one per channel (the innermost dimension)
-  int64_t channels = 1;        // with a slope: the innermost extent
   bool bf16_source = false;    // x holds bf16 bits (uint16_t), else floats
 };
 
@@ -29,10 +28,13 @@ inline QuantizeLoop plain_quantization(float inv_scale, bool is_signed) {
 }
 
 // Elements [begin, end) of x (float or bf16, as q says) into y (int8_t or uint8_t). With a slope,
-// begin and end are multiples of `channels`.
+// begin and end are multiples of its size (the channels).
 void quantize_range(const QuantizeLoop& q, const void* x, void* y, int64_t begin, int64_t end);
 
-// Whether the loop can run from `src` (fp32 or bf16) to `dst` (u8/s8): the two must hold the same
+// False when ARCFORGE_RUNTIME_QUANTIZE_LOOP=0 (read when a shape is planned): oneDNN's scaling
+// reorder, or its binary primitive for a PReLU, then quantizes instead (for comparisons and tests).
+bool quantize_loop_enabled();
+// Whether the loop is enabled and can run from `src` (fp32 or bf16) to `dst` (u8/s8): the two must hold the same
 // elements in the same order, and, with a slope, the channels innermost, one slope each.
 bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q);
 // Adds the loop as a plan step: false (nothing added) where it does not fit.

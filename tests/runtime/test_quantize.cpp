@@ -4,6 +4,7 @@
 // and the int8 output stays close to the fp32 model's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -209,7 +210,8 @@ std::string iresnet_block_net(const TempDir& dir, bool negative_slope) {
 
 TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
   REQUIRE_CPU_VNNI();
-  int conv1_steps[2] = {0, 0};  // steps planned for conv1 (input reorder, conv, post-ops), per variant
+  // Steps planned for conv1 (input reorder, conv, post-ops), per slope variant and quantizing path.
+  int conv1_steps[2][2] = {{0, 0}, {0, 0}};
   for (bool negative_slope : {false, true}) {
     TempDir dir;
     const std::string fp32_path = iresnet_block_net(dir, negative_slope);
@@ -221,30 +223,47 @@ TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
     const auto report = runtime::quantize_model(fp32_path, calib, out, o);
     EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"conv1", "conv2"}));
     const Tensor x{{3, 16, 12, 12}, random_values(3 * 16 * 144, 790, -2.0f, 2.0f)};
-    const auto model = Model::load(out, {.precision = Precision::int8, .threads = 2});
-    std::vector<runtime::StepTiming> steps;
-    const auto int8 = model.new_session().run({x}, steps);
-    // The quantizations of n (after the BN) and of p (after the PReLU) have no step of their own
-    // where the one-pass forms apply: the BN always, the PReLU when no slope is negative.
-    int quantize_steps = 0;
-    for (const auto& step : steps) quantize_steps += step.node.find("QuantizeLinear") != std::string::npos;
-    EXPECT_EQ(quantize_steps, 0) << (negative_slope ? "negative slope" : "slopes in [0, 1]");
-    for (const auto& step : steps) conv1_steps[negative_slope] += step.node == "conv1";
-    EXPECT_EQ(kernels_of(steps, "conv1").back(), "loop:quantize") << "PReLU and quantization in one loop";
     const auto qdq_fp32 = Model::load(out, {.precision = Precision::fp32, .threads = 2}).run({x});
-    EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
     const std::string why = ort_unavailable_reason();
-    if (!why.empty()) {
-      std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
-      continue;
+    const auto ort = why.empty() ? run_onnxruntime(out, {x}) : std::vector<Tensor>{};
+    // arcforge's quantizing loop (the default), then, with ARCFORGE_RUNTIME_QUANTIZE_LOOP=0, oneDNN:
+    // one binary primitive for slopes in [0, 1], else the PReLU and a scaling reorder.
+    for (const bool quantize_loop : {true, false}) {
+      SCOPED_TRACE(std::string(negative_slope ? "negative slope" : "slopes in [0, 1]") +
+                   (quantize_loop ? "" : ", ARCFORGE_RUNTIME_QUANTIZE_LOOP=0"));
+      if (!quantize_loop) ::setenv("ARCFORGE_RUNTIME_QUANTIZE_LOOP", "0", 1);  // read when planning (the first run)
+      const auto model = Model::load(out, {.precision = Precision::int8, .threads = 2});
+      std::vector<runtime::StepTiming> steps;
+      const auto int8 = model.new_session().run({x}, steps);
+      ::unsetenv("ARCFORGE_RUNTIME_QUANTIZE_LOOP");
+      // The quantizations of n (after the BN) and of p (after the PReLU) have no step of their own
+      // where the one-pass forms apply: the BN always, the PReLU when no slope is negative.
+      int quantize_steps = 0;
+      for (const auto& step : steps) quantize_steps += step.node.find("QuantizeLinear") != std::string::npos;
+      EXPECT_EQ(quantize_steps, 0);
+      for (const auto& step : steps) conv1_steps[quantize_loop][negative_slope] += step.node == "conv1";
+      const std::vector<std::string> conv1 = kernels_of(steps, "conv1");
+      ASSERT_FALSE(conv1.empty());
+      if (quantize_loop) {
+        EXPECT_EQ(conv1.back(), "loop:quantize") << "PReLU and quantization in one loop";
+      } else {
+        EXPECT_EQ(std::count(conv1.begin(), conv1.end(), "loop:quantize"), 0);
+      }
+      EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
+      if (!why.empty()) {
+        std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
+        continue;
+      }
+      const Difference d = compare(int8[0], ort[0]);
+      std::printf("[quantize] IResNet block%s%s: ONNX Runtime vs arcforge int8 max abs diff %.3g of scale %.3g\n",
+                  negative_slope ? " (a negative slope)" : "", quantize_loop ? "" : " (oneDNN quantizing)", d.max_abs,
+                  d.scale);
+      EXPECT_LE(d.max_abs, 1e-3 * d.scale);
     }
-    const auto ort = run_onnxruntime(out, {x});
-    const Difference d = compare(int8[0], ort[0]);
-    std::printf("[quantize] IResNet block%s: ONNX Runtime vs arcforge int8 max abs diff %.3g of scale %.3g\n",
-                negative_slope ? " (a negative slope)" : "", d.max_abs, d.scale);
-    EXPECT_LE(d.max_abs, 1e-3 * d.scale);
   }
-  EXPECT_EQ(conv1_steps[1], conv1_steps[0]) << "PReLU and quantization: one pass, whatever the slopes' signs";
+  EXPECT_EQ(conv1_steps[1][1], conv1_steps[1][0]) << "the loop: PReLU and quantization in one pass";
+  EXPECT_EQ(conv1_steps[0][0], conv1_steps[1][0]) << "oneDNN's binary: PReLU and quantization in one pass";
+  EXPECT_EQ(conv1_steps[0][1], conv1_steps[1][0] + 1) << "a negative slope: the PReLU, then a scaling reorder";
 }
 
 // A MobileFaceNet block as `--keep-fp32 depthwise` quantizes it: Q -> expand (1x1) -> PReLU ->
@@ -295,30 +314,45 @@ TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
   std::vector<Precision> precisions = {Precision::int8};
   if (runtime::cpu_runs_bf16()) precisions.push_back(Precision::int8_bf16);
   // arcforge's depthwise loop (the default) does the conv, its PReLU and the quantization in one
-  // pass; with ARCFORGE_RUNTIME_DEPTHWISE=0 oneDNN's conv, then the quantizing loop with the PReLU.
-  for (const bool depthwise_loop : {true, false}) {
+  // pass; with ARCFORGE_RUNTIME_DEPTHWISE=0 oneDNN's conv, then the quantizing loop with the PReLU;
+  // with ARCFORGE_RUNTIME_QUANTIZE_LOOP=0 too, oneDNN's conv and oneDNN's binary primitive (or, on
+  // bf16 data, the PReLU and a scaling reorder).
+  enum class Path { depthwise_loop, quantize_loop, onednn };
+  for (const Path path : {Path::depthwise_loop, Path::quantize_loop, Path::onednn}) {
     for (const Precision p : precisions) {
-      SCOPED_TRACE(to_string(p) + (depthwise_loop ? "" : ", ARCFORGE_RUNTIME_DEPTHWISE=0"));
-      if (!depthwise_loop) ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);  // read when planning (the first run)
+      const char* what = path == Path::depthwise_loop  ? ""
+                         : path == Path::quantize_loop ? " (oneDNN depthwise)"
+                                                       : " (oneDNN depthwise and quantizing)";
+      SCOPED_TRACE(to_string(p) + what);
+      // Both read when planning (the first run).
+      if (path != Path::depthwise_loop) ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);
+      if (path == Path::onednn) ::setenv("ARCFORGE_RUNTIME_QUANTIZE_LOOP", "0", 1);
       const auto model = Model::load(out, {.precision = p, .threads = 2});
       std::vector<runtime::StepTiming> steps;
       const auto int8 = model.new_session().run({x}, steps);
       ::unsetenv("ARCFORGE_RUNTIME_DEPTHWISE");
+      ::unsetenv("ARCFORGE_RUNTIME_QUANTIZE_LOOP");
       EXPECT_TRUE(kernels_of(steps, "pd_QuantizeLinear").empty());
       EXPECT_TRUE(kernels_of(steps, "prelu_d").empty());
       const std::vector<std::string> dw = kernels_of(steps, "dw");
       ASSERT_FALSE(dw.empty());
-      if (depthwise_loop) {
+      const std::vector<std::string> x_quantize = kernels_of(steps, "x_QuantizeLinear");
+      if (path == Path::depthwise_loop) {
         EXPECT_EQ(dw, std::vector<std::string>{"loop:depthwise"}) << "conv, PReLU and quantization in one loop";
-      } else {
+      } else if (path == Path::quantize_loop) {
         EXPECT_EQ(dw.back(), "loop:quantize") << "the depthwise conv's PReLU and the quantization in one loop";
+      } else {
+        EXPECT_EQ(std::count(dw.begin(), dw.end(), "loop:quantize"), 0);
+        EXPECT_EQ(std::count(x_quantize.begin(), x_quantize.end(), "loop:quantize"), 0);
       }
-      if (p == Precision::int8_bf16 && !depthwise_loop) {
+      if (p == Precision::int8_bf16 && path == Path::quantize_loop) {
         // The conv itself and the loop, no conversion before: the expand conv wrote bf16.
         ASSERT_EQ(dw.size(), 2u) << dw.front();
         EXPECT_NE(dw.front().find("bf16"), std::string::npos) << dw.front();
       }
-      EXPECT_EQ(kernels_of(steps, "x_QuantizeLinear"), std::vector<std::string>{"loop:quantize"});
+      if (path != Path::onednn) {
+        EXPECT_EQ(x_quantize, std::vector<std::string>{"loop:quantize"});
+      }
       EXPECT_GE(min_cosine(int8[0], qdq_fp32[0]), 0.9999);
       if (!why.empty()) {
         std::printf("SKIPPED the ONNX Runtime run: %s\n", why.c_str());
@@ -326,7 +360,7 @@ TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
       }
       const Difference d = compare(int8[0], ort[0]);
       std::printf("[quantize] MobileFaceNet block, %s%s: ONNX Runtime vs arcforge max abs diff %.3g of scale "
-                  "%.3g, min cosine %.6f\n", to_string(p).c_str(), depthwise_loop ? "" : " (oneDNN depthwise)",
+                  "%.3g, min cosine %.6f\n", to_string(p).c_str(), what,
                   d.max_abs, d.scale, min_cosine(int8[0], ort[0]));
       if (p == Precision::int8) EXPECT_LE(d.max_abs, 1e-3 * d.scale);
       else EXPECT_GE(min_cosine(int8[0], ort[0]), 0.999);  // bf16 activations: ~3 significant digits

@@ -77,7 +77,7 @@ TEST(QuantizeLoop, MatchesTheReferenceAtEveryIsa) {
         for (const bool bf16 : {false, true}) {
           SCOPED_TRACE(std::string(isa_name(isa)) + (is_signed ? " s8" : " u8") + (bf16 ? " from bf16" : "") +
                        " inv_scale " + std::to_string(inv_scale));
-          const QuantizeLoop q{inv_scale, is_signed, {}, 1, bf16};
+          const QuantizeLoop q{inv_scale, is_signed, {}, bf16};
           // Ranges that start and end inside vectors: the loop's tails.
           std::vector<float> x = awkward_values(301, 11 + static_cast<uint32_t>(inv_scale * 100));
           if (bf16) x = widened(to_bf16(x));  // what the loop reads
@@ -105,7 +105,7 @@ TEST(QuantizeLoop, PReLUPerChannelAtEveryIsa) {
         std::vector<float> slope(static_cast<std::size_t>(channels));
         // Some negative, some above 1.
         for (int64_t c = 0; c < channels; ++c) slope[c] = -0.6f + 0.2f * static_cast<float>(c % 10);
-        const QuantizeLoop q{0.37f, is_signed, slope, channels, bf16};
+        const QuantizeLoop q{0.37f, is_signed, slope, bf16};
         const int64_t pixels = 7;
         std::vector<float> x = awkward_values(static_cast<std::size_t>(pixels * channels), 29);
         if (bf16) x = widened(to_bf16(x));
@@ -138,7 +138,7 @@ TEST(QuantizeLoop, BitIdenticalToOneDnnScalingReorder) {
       attr.set_output_scales(0, {inv_scale});
       dnnl::reorder(dnnl::reorder::primitive_desc(eng, src, eng, dst, attr)).execute(stream, from, to);
       stream.wait();
-      const std::vector<int> ours = run_loop({inv_scale, is_signed, {}, 1, false}, x, 0, count);
+      const std::vector<int> ours = run_loop({inv_scale, is_signed, {}, false}, x, 0, count);
       for (int64_t k = 0; k < count; ++k) {
         const int theirs = is_signed ? by_onednn[k] : static_cast<uint8_t>(by_onednn[k]);
         ASSERT_EQ(ours[k], theirs) << "element " << k << " = " << x[k];
