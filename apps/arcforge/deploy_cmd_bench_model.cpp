@@ -11,6 +11,7 @@
 
 #include "arcforge/common/atomic_file.hpp"
 #include "arcforge/common/error.hpp"
+#include "arcforge/cpu/isa.hpp"
 #include "arcforge/runtime/model.hpp"
 #include "commands.hpp"
 
@@ -150,7 +151,9 @@ void run(const BenchArgs& a) {
                         {"first_run_ms", first_ms},
                         {"repeats", n},
                         {"micro_batch", session.micro_batch(shapes)},
-                        {"arena_bytes", session.arena_bytes(shapes)}};
+                        {"arena_bytes", session.arena_bytes(shapes)},
+                        {"onednn_isa", runtime::onednn_isa_name()},
+                        {"kernel_isa", cpu::cpu_kernel_isa_name(cpu::cpu_kernel_active_isa())}};
   if (!a.profile.empty()) out["profile"] = write_profile(session, inputs, a.profile);
   if (a.json) {
     std::printf("%s\n", out.dump().c_str());

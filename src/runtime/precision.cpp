@@ -87,4 +87,21 @@ bool cpu_has_int8_dot_product() {
          effective == isa::avx512_core_amx || effective == isa::avx2_vnni;
 }
 
+std::string onednn_isa_name() {
+  using isa = dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case isa::sse41: return "SSE41";
+    case isa::avx: return "AVX";
+    case isa::avx2: return "AVX2";
+    case isa::avx2_vnni: return "AVX2_VNNI";
+    case isa::avx512_mic: return "AVX512_MIC";
+    case isa::avx512_mic_4ops: return "AVX512_MIC_4OPS";
+    case isa::avx512_core: return "AVX512_CORE";
+    case isa::avx512_core_vnni: return "AVX512_CORE_VNNI";
+    case isa::avx512_core_bf16: return "AVX512_CORE_BF16";
+    case isa::avx512_core_amx: return "AVX512_CORE_AMX";
+    default: return "other";
+  }
+}
+
 }  // namespace arcforge::runtime

@@ -16,15 +16,8 @@ class ForcedIsa {
   ForcedIsa& operator=(const ForcedIsa&) = delete;
 };
 
-inline const char* isa_name(cpu::CpuKernelIsa isa) {
-  switch (isa) {
-    case cpu::CpuKernelIsa::baseline: return "baseline";
-    case cpu::CpuKernelIsa::avx2: return "avx2";
-    case cpu::CpuKernelIsa::avx512: return "avx512";
-    case cpu::CpuKernelIsa::avx512_bf16: return "avx512_bf16";
-  }
-  return "?";
-}
+// The level's name, for traces.
+inline constexpr auto isa_name = cpu::cpu_kernel_isa_name;
 
 // Every level up to the best this CPU runs.
 inline std::vector<cpu::CpuKernelIsa> runnable_isas() {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "arcforge/cpu/bf16_speed.hpp"
+#include "arcforge/cpu/isa.hpp"
 #include "arcforge/runtime/model.hpp"
 #include "arcforge/runtime/quantize.hpp"
 
@@ -108,6 +109,31 @@ std::string conv_model(const TempDir& dir) {
   m.input("x", {-1, 8, 6, 6}).output("y").initializer("w", {16, 8, 3, 3}, std::vector<float>(16 * 8 * 9, 0.01f));
   m.node("Conv", {"x", "w"}, {"y"});
   return m.save(dir.path() / "conv.onnx");
+}
+
+// ONEDNN_MAX_CPU_ISA caps arcforge's own kernels (the depthwise and quantizing loops, Winograd,
+// attention) with oneDNN's, so that one variable runs the process as on an older CPU; bench-model
+// reports both levels.
+TEST(Cli, OneDnnIsaCapAlsoCapsArcforgesKernels) {
+  TempDir dir;
+  const std::string bench =
+      std::string(ARCFORGE_CLI) + " bench-model " + conv_model(dir) + " --threads 1 --repeats 2 --json";
+  int rc = 0;
+  const auto native = nlohmann::json::parse(stdout_of(bench, &rc));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(native.at("kernel_isa"), cpu::cpu_kernel_isa_name(cpu::cpu_kernel_best_isa()));
+  EXPECT_EQ(native.at("onednn_isa"), runtime::onednn_isa_name());
+  std::printf("[isa] this CPU: oneDNN %s, arcforge's kernels %s\n", runtime::onednn_isa_name().c_str(),
+              cpu::cpu_kernel_isa_name(cpu::cpu_kernel_best_isa()));
+  if (cpu::cpu_kernel_best_isa() < cpu::CpuKernelIsa::avx2) GTEST_SKIP() << "no AVX2 here: nothing to cap";
+  const auto avx2 = nlohmann::json::parse(stdout_of("ONEDNN_MAX_CPU_ISA=AVX2 " + bench, &rc));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(avx2.at("kernel_isa"), "avx2");
+  EXPECT_EQ(avx2.at("onednn_isa"), "AVX2");
+  const auto baseline = nlohmann::json::parse(stdout_of("DNNL_MAX_CPU_ISA=SSE41 " + bench, &rc));  // the old name
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(baseline.at("kernel_isa"), "baseline");
+  EXPECT_EQ(baseline.at("onednn_isa"), "SSE41");
 }
 
 // On a CPU without bf16 convolutions in oneDNN (AVX2; forced here with oneDNN's own

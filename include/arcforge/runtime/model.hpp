@@ -68,6 +68,9 @@ Precision effective_precision(Precision requested);
 // against 0.992 with VNNI), and gains speed over fp32 on large models only (r50 1.9x, MobileFaceNet
 // none); Model::load warns when an int8 precision runs on such a CPU.
 bool cpu_has_int8_dot_product();
+// The instruction set oneDNN runs here, in ONEDNN_MAX_CPU_ISA's spelling ("AVX512_CORE_BF16", ...;
+// the variable honoured), for benchmark reports beside arcforge's own kernels' level.
+std::string onednn_isa_name();
 
 struct Options {
   Precision precision = Precision::fp32;
