@@ -167,7 +167,7 @@ for c in "${cases[@]}"; do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u +%F)," \
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u '+%F %H:%M UTC')," \
   "load average before: $load_before, after: $load_after, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}," \
   "rounds=$rounds"
 echo

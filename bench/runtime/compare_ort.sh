@@ -28,7 +28,7 @@ if [ -n "${ARCFORGE_BENCH_CASES:-}" ]; then IFS=';' read -r -a cases <<< "$ARCFO
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u +%F)," \
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u '+%F %H:%M UTC')," \
   "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| model | input | batch | arcforge fp32 ms/image | ONNX Runtime fp32 ms/image | ORT / arcforge |"

@@ -33,7 +33,7 @@ ort() {  # file batch
 }
 min() { node -e "console.log(Math.min(${1:-Infinity}, $2))"; }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u +%F)," \
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads=$threads, $(date -u '+%F %H:%M UTC')," \
   "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| batch | arcforge fp32 | arcforge bf16 | arcforge int8 | arcforge int8+bf16 | ORT fp32 | ORT int8 (same QDQ file) |"
