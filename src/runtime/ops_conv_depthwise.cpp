@@ -2,14 +2,13 @@
 // PReLU post-op and the quantization an int8 convolution after it wants, all in one pass. It reads
 // its input in the layout the producer wrote (channels-last or nChw8c/nChw16c; anything else keeps
 // oneDNN) and writes the same layout.
-#include <cstdlib>
-#include <cstring>
 
 #include <omp.h>
 
 #include "conv_geometry.hpp"
 #include "conv_post_ops.hpp"
 #include "depthwise_loop.hpp"
+#include "env_switch.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -49,8 +48,7 @@ Type type_of(dt t) {
 }  // namespace
 
 bool depthwise_loop_enabled() {
-  const char* env = std::getenv("ARCFORGE_RUNTIME_DEPTHWISE");
-  return !(env && std::strcmp(env, "0") == 0);
+  return !turned_off_by_env("ARCFORGE_RUNTIME_DEPTHWISE");
 }
 
 bool plan_conv_depthwise(PlanBuilder& b, const Node& n, const ConvGeometry& geo, const HostTensor& w,

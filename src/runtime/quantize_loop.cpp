@@ -5,9 +5,7 @@
 
 #include <omp.h>
 
-#include <cstdlib>
-#include <cstring>
-
+#include "env_switch.hpp"
 #include "quantize_lanes.hpp"
 
 namespace arcforge::runtime::detail {
@@ -75,13 +73,8 @@ void quantize_range(const QuantizeLoop& q, const void* x, void* y, int64_t begin
   ARCFORGE_ISA_DISPATCH(quantize_range, q, x, y, begin, end)
 }
 
-bool quantize_loop_enabled() {
-  const char* env = std::getenv("ARCFORGE_RUNTIME_QUANTIZE_LOOP");
-  return !(env && std::strcmp(env, "0") == 0);
-}
-
 bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q) {
-  if (!quantize_loop_enabled()) return false;
+  if (turned_off_by_env("ARCFORGE_RUNTIME_QUANTIZE_LOOP")) return false;
   const dt quant_t = q.is_signed ? dt::s8 : dt::u8;
   const std::size_t source_bytes = src.data_type() == dt::f32 ? 4 : src.data_type() == dt::bf16 ? 2 : 0;
   if (source_bytes == 0 || dst != with_type(src, quant_t)) return false;

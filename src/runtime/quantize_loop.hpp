@@ -31,11 +31,10 @@ inline QuantizeLoop plain_quantization(float inv_scale, bool is_signed) {
 // begin and end are multiples of its size (the channels).
 void quantize_range(const QuantizeLoop& q, const void* x, void* y, int64_t begin, int64_t end);
 
-// False when ARCFORGE_RUNTIME_QUANTIZE_LOOP=0 (read when a shape is planned): oneDNN's scaling
-// reorder, or its binary primitive for a PReLU, then quantizes instead (for comparisons and tests).
-bool quantize_loop_enabled();
-// Whether the loop is enabled and can run from `src` (fp32 or bf16) to `dst` (u8/s8): the two must hold the same
-// elements in the same order, and, with a slope, the channels innermost, one slope each.
+// Whether the loop can run from `src` (fp32 or bf16) to `dst` (u8/s8): the two must hold the same
+// elements in the same order, and, with a slope, the channels innermost, one slope each. Never
+// with ARCFORGE_RUNTIME_QUANTIZE_LOOP=0: oneDNN's scaling reorder, or its binary primitive for a
+// PReLU, then quantizes instead.
 bool quantize_loop_fits(const md_t& src, const md_t& dst, const QuantizeLoop& q);
 // Adds the loop as a plan step: false (nothing added) where it does not fit.
 bool add_quantize_loop(PlanBuilder& b, const MemRef& src, const MemRef& dst, QuantizeLoop q);
