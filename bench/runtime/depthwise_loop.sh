@@ -28,10 +28,8 @@ if [ -z "${INT8_MODEL:-}" ]; then
     --keep-fp32 depthwise,last --mean 127.5 --std 128 --bgr --threads "$threads" > /dev/null 2>&1
 fi
 
-ms_per_image() {  # file precision batch depthwise(1/0)
-  ARCFORGE_RUNTIME_DEPTHWISE=$4 "$cli" bench-model "$1" --precision "$2" --batch "$3" --threads "$threads" \
-    --json 2>/dev/null | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["ms_per_image"])'
-}
+# shellcheck source=switch_ab_lib.sh
+source bench/runtime/switch_ab_lib.sh
 
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $threads threads, $rounds rounds, $(date -u '+%F %H:%M UTC')"
 echo "| precision | batch | loop | oneDNN + PReLU pass | oneDNN / loop |"
@@ -40,17 +38,6 @@ for precision in $precisions; do
   file=$model
   [[ $precision == int8* ]] && file=$int8
   for b in 1 "$batch"; do
-    loop=() onednn=()
-    for ((r = 0; r < rounds; r++)); do
-      loop+=("$(ms_per_image "$file" "$precision" "$b" 1)")
-      onednn+=("$(ms_per_image "$file" "$precision" "$b" 0)")
-    done
-    /usr/bin/python3 - "$precision" "$b" "${loop[*]}" "${onednn[*]}" <<'PY'
-import statistics, sys
-precision, batch, loop, onednn = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
-loop, onednn = [float(v) for v in loop], [float(v) for v in onednn]
-ratio = statistics.median(o / l for l, o in zip(loop, onednn))
-print(f"| {precision} | {batch} | {statistics.median(loop):.3f} | {statistics.median(onednn):.3f} | {ratio:.3f} |")
-PY
+    switch_ab_row "" ARCFORGE_RUNTIME_DEPTHWISE "$file" "$precision" "$b"
   done
 done

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "quantize_lanes.hpp"
+#include "channel_vectors.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -16,18 +16,6 @@ using cpu::lanes::Lanes;
 using cpu::lanes::Bf16Native;
 using cpu::lanes::load_lanes;
 using Type = DepthwiseLoop::Type;
-
-// W lanes, or one plain float for the channels left over.
-template <int W>
-struct VecOf {
-  using type = typename Lanes<W>::f32;
-};
-template <>
-struct VecOf<1> {
-  using type = float;
-};
-template <int W>
-using Vec = typename VecOf<W>::type;
 
 template <int W, typename S>
 ARCFORGE_INLINE Vec<W> load_vec(const S* p) {
@@ -46,29 +34,9 @@ ARCFORGE_INLINE Vec<W> load_vec(const S* p) {
   }
 }
 
-ARCFORGE_INLINE int64_t channel_offset(const ActivationLayout& l, int64_t c) {
-  return c / l.block * l.block_step + c % l.block;
-}
-
 template <int W>
 ARCFORGE_INLINE Vec<W> prelu(Vec<W> v, Vec<W> slope) {
   return v < 0.0f ? v * slope : v;
-}
-
-// W values to y: W = 1 through the scalar conversions.
-template <int W, typename D>
-ARCFORGE_INLINE void put(D* y, Vec<W> v, float inv_scale) {
-  if constexpr (std::is_same_v<D, float> || std::is_same_v<D, uint16_t> || std::is_same_v<D, Bf16Native>) {
-    if constexpr (W == 1) {
-      cpu::lanes::store(*y, v);
-    } else {
-      cpu::lanes::store_lanes<W>(y, v);
-    }
-  } else if constexpr (W == 1) {
-    store_quantized(*y, v, inv_scale);
-  } else {
-    store_quantized<W>(y, v, inv_scale);
-  }
 }
 
 // Channels [c, c + W) of output row `row`. The columns whose taps all fall inside the image run
@@ -115,9 +83,7 @@ ARCFORGE_INLINE void channel_run(const DepthwiseLoop& d, const S* src, D* dst, i
     }
     finish(x, acc);
   };
-  // Interior columns: left >= 0 and left + 2 < in_w.
-  const int64_t first = std::min(d.out_w, (d.pad_l + sw - 1) / sw);
-  const int64_t last = d.in_w - 3 + d.pad_l < 0 ? -1 : std::min(d.out_w - 1, (d.in_w - 3 + d.pad_l) / sw);
+  const auto [first, last] = interior_columns(d.in_w, d.out_w, d.pad_l, sw);
   int64_t x = 0;
   for (; x < first; ++x) checked(x);
   for (; x + 3 <= last; x += 4) {

@@ -8,14 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace arcforge::runtime::detail {
+#include "activation_layout.hpp"
 
-// Where channel c of pixel (y, x) of image n lies, in elements: n * image + (c / block) * block_step
-// + c % block + y * row + x * pixel. Channels-last: block = channels, pixel = channels. nChwXc:
-// block = X, pixel = X, block_step = H * W * X.
-struct ActivationLayout {
-  int64_t block = 1, block_step = 0, image = 0, row = 0, pixel = 0;
-};
+namespace arcforge::runtime::detail {
 
 struct DepthwiseLoop {
   enum class Type { f32, bf16, u8, s8 };

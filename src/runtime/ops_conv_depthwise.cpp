@@ -3,12 +3,12 @@
 // its input in the layout the producer wrote (channels-last or nChw8c/nChw16c; anything else keeps
 // oneDNN) and writes the same layout.
 
-#include <omp.h>
-
 #include "conv_geometry.hpp"
 #include "conv_post_ops.hpp"
 #include "depthwise_loop.hpp"
 #include "env_switch.hpp"
+#include "loop_layouts.hpp"
+#include "parallel_rows.hpp"
 
 namespace arcforge::runtime::detail {
 namespace {
@@ -16,25 +16,6 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 using Type = DepthwiseLoop::Type;
-
-// The format of a 4-D activation the loop reads and writes (channels-last, nChw16c, nChw8c), or
-// `undef`.
-tag format_of(const md_t& md) {
-  const Dims d = md.dims();
-  if (d.size() != 4) return tag::undef;
-  for (const auto& [blocked, block] : {std::pair{tag::nChw16c, 16}, std::pair{tag::nChw8c, 8}}) {
-    if (d[1] % block == 0 && md == md_t(d, md.data_type(), blocked)) return blocked;
-  }
-  return md == md_t(d, md.data_type(), tag::acdb) ? tag::acdb : tag::undef;
-}
-
-// The loop's view of dims N, C, H, W in one of those formats.
-ActivationLayout layout_of(const Dims& d, tag format) {
-  const int64_t c = d[1], h = d[2], w = d[3];
-  if (format == tag::acdb) return {c, 0, h * w * c, w * c, c};
-  const int64_t block = format == tag::nChw16c ? 16 : 8;
-  return {block, h * w * block, c * h * w, w * block, block};
-}
 
 Type type_of(dt t) {
   switch (t) {
@@ -62,7 +43,7 @@ bool plan_conv_depthwise(PlanBuilder& b, const Node& n, const ConvGeometry& geo,
   }
   DepthwiseLoop d;
   const md_t src_md = b.desc(n.input(0));
-  const tag format = format_of(src_md);
+  const tag format = loop_format_of(src_md);
   if ((src_md.data_type() != dt::f32 && src_md.data_type() != dt::bf16) || format == tag::undef) return false;
   if (n.post_ops.size() > 1) return false;
   if (n.post_ops.size() == 1) {
@@ -92,18 +73,13 @@ bool plan_conv_depthwise(PlanBuilder& b, const Node& n, const ConvGeometry& geo,
   if (n.quant.dst_quantized) d.inv_scale = 1.0f / n.quant.dst_scale;
 
   const Dims out_dims = {x[0], channels, geo.out_h, geo.out_w};
-  d.src_layout = layout_of(x, format);
-  d.dst_layout = layout_of(out_dims, format);
+  d.src_layout = loop_layout_of(x, format);
+  d.dst_layout = loop_layout_of(out_dims, format);
   const MemRef src = b.input(n.input(0), src_md);
   const MemRef dst = b.output(n.outputs.at(0), md_t(out_dims, out_t, format));
   const int64_t rows = x[0] * geo.out_h;
   b.add_custom({src, dst}, [d = std::move(d), rows](const std::vector<char*>& p) {
-#pragma omp parallel
-    {
-      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
-      if (begin < end) depthwise_rows(d, p[0], p[1], begin, end);
-    }
+    for_rows_on_each_thread(rows, [&](int64_t begin, int64_t end) { depthwise_rows(d, p[0], p[1], begin, end); });
   }, "loop:depthwise");
   return true;
 }

@@ -1,6 +1,8 @@
 #pragma once
 // Running a model through ONNX Runtime (npm onnxruntime-node, tests/runtime/node/run_model.js) and
 // locating the shared third-party models. Tests that need either skip loudly when it is missing.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -85,6 +87,23 @@ inline Difference compare(const runtime::Tensor& ours, const runtime::Tensor& re
     d.scale = std::max(d.scale, std::abs(static_cast<double>(ref.data[k])));
   }
   return d;
+}
+
+// Runs the model at `p` on x (2 threads): its first output, and the kernels of the steps that ran
+// node `node`, joined with " + ". A step that ran node `absorbed` (one that should have been fused
+// into another) fails the test.
+inline std::pair<std::string, runtime::Tensor> run_naming_kernels(const std::string& path, runtime::Precision p,
+                                                                  const runtime::Tensor& x, const std::string& node,
+                                                                  const std::string& absorbed) {
+  const auto model = runtime::Model::load(path, {.precision = p, .threads = 2});
+  std::vector<runtime::StepTiming> steps;
+  auto y = model.new_session().run({x}, steps);
+  std::string kernel;
+  for (const auto& step : steps) {
+    EXPECT_NE(step.node, absorbed) << absorbed << " runs as a step of its own";
+    if (step.node == node) kernel += (kernel.empty() ? "" : " + ") + step.kernel;
+  }
+  return {kernel, y.at(0)};
 }
 
 }  // namespace arcforge::test

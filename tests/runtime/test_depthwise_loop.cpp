@@ -15,31 +15,20 @@
 #include "arcforge/runtime/model.hpp"
 #include "depthwise_loop.hpp"
 #include "forced_isa.hpp"
+#include "loop_layouts_for_tests.hpp"
 #include "onnx_builder.hpp"
+#include "parity_util.hpp"
 #include "reference_ops.hpp"
 
 namespace arcforge::test {
 namespace {
 
-using runtime::detail::ActivationLayout;
 using runtime::detail::DepthwiseLoop;
 using Type = DepthwiseLoop::Type;
 
 struct Shape {
   int64_t channels, h, w, stride, pad_t, pad_l, pad_b, pad_r;
 };
-
-// Channels-last (block 0) or nChwXc (block X): where element (n, c, y, x) of an [N, C, H, W]
-// tensor lies, written out from the format's definition rather than from ActivationLayout.
-int64_t offset_in(int block, int64_t n, int64_t c, int64_t y, int64_t x, int64_t C, int64_t H, int64_t W) {
-  if (block == 0) return ((n * H + y) * W + x) * C + c;
-  return (((n * (C / block) + c / block) * H + y) * W + x) * block + c % block;
-}
-
-ActivationLayout layout_for(int block, int64_t C, int64_t H, int64_t W) {
-  if (block == 0) return {C, 0, H * W * C, W * C, C};
-  return {block, H * W * block, C * H * W, W * block, block};
-}
 
 std::size_t size_of(Type t) { return t == Type::f32 ? 4 : t == Type::bf16 ? 2 : 1; }
 
@@ -253,20 +242,6 @@ std::string depthwise_net(const TempDir& dir, int64_t C, int64_t stride) {
   return m.save(dir.file("dw" + std::to_string(C) + "_" + std::to_string(stride) + ".onnx"));
 }
 
-// The kernel of the depthwise conv's one step, and its output.
-std::pair<std::string, runtime::Tensor> run_depthwise_net(const std::string& path, runtime::Precision p,
-                                                          const runtime::Tensor& x) {
-  const auto model = runtime::Model::load(path, {.precision = p, .threads = 2});
-  std::vector<runtime::StepTiming> steps;
-  auto y = model.new_session().run({x}, steps);
-  std::string kernel;
-  for (const auto& step : steps) {
-    EXPECT_NE(step.node, "prelu_d") << "the depthwise conv's PReLU runs as a step of its own";
-    if (step.node == "dw") kernel += (kernel.empty() ? "" : " + ") + step.kernel;
-  }
-  return {kernel, y.at(0)};
-}
-
 TEST(DepthwiseLoop, RunsTheModelsDepthwiseConvWithItsPReLU) {
   TempDir dir;
   std::vector<runtime::Precision> precisions = {runtime::Precision::fp32};
@@ -277,21 +252,17 @@ TEST(DepthwiseLoop, RunsTheModelsDepthwiseConvWithItsPReLU) {
       const runtime::Tensor x{{3, C, 10, 10}, random_values(3 * C * 100, 506, -2.0f, 2.0f)};
       for (const runtime::Precision p : precisions) {
         SCOPED_TRACE(runtime::to_string(p) + " C " + std::to_string(C) + " stride " + std::to_string(stride));
-        const auto [kernel, ours] = run_depthwise_net(path, p, x);
+        const auto [kernel, ours] = run_naming_kernels(path, p, x, "dw", "prelu_d");
         EXPECT_EQ(kernel, "loop:depthwise");
         ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);  // read when planning
-        const auto [onednn_kernel, theirs] = run_depthwise_net(path, p, x);
+        const auto [onednn_kernel, theirs] = run_naming_kernels(path, p, x, "dw", "prelu_d");
         ::unsetenv("ARCFORGE_RUNTIME_DEPTHWISE");
         EXPECT_EQ(onednn_kernel.find("loop"), std::string::npos) << onednn_kernel;
         ASSERT_EQ(ours.shape, theirs.shape);
-        double scale = 0, diff = 0;
-        for (std::size_t k = 0; k < ours.data.size(); ++k) {
-          scale = std::max(scale, std::fabs(static_cast<double>(theirs.data[k])));
-          diff = std::max(diff, std::fabs(static_cast<double>(ours.data[k]) - theirs.data[k]));
-        }
+        const Difference d = compare(ours, theirs);
         // fp32: both accumulate nine products in fp32; bf16: both round the same fp32 sums to bf16,
         // in whichever order they add them.
-        EXPECT_LE(diff, (p == runtime::Precision::fp32 ? 1e-5 : 1.6e-2) * scale);
+        EXPECT_LE(d.max_abs, (p == runtime::Precision::fp32 ? 1e-5 : 1.6e-2) * d.scale);
       }
     }
   }
