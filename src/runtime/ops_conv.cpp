@@ -155,6 +155,8 @@ void plan_conv(PlanBuilder& b, const Node& n) {
   }
   // A depthwise 3x3 runs on arcforge's loop, its PReLU and any quantization of its output included.
   if (plan_conv_depthwise(b, n, geo, w, bias, act)) return;
+  // So does a first layer over a planar image, read in place with its activation.
+  if (plan_conv_stem(b, n, geo, w, bias, act)) return;
   // Any other float convolution that writes a QuantizeLinear's output (optimize_quant.cpp absorbs it
   // where the last post-op is a PReLU, which then runs in the quantizing pass) runs on oneDNN.
   const bool quantize_after = n.quant.dst_quantized;

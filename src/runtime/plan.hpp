@@ -231,6 +231,10 @@ bool plan_conv_winograd(PlanBuilder&, const Node&, const ConvGeometry&, const Ho
 // `act` (or the quantized type its QuantConv says); false, with nothing added, where it does not fit.
 bool plan_conv_depthwise(PlanBuilder&, const Node&, const ConvGeometry&, const HostTensor& weights,
                          const HostTensor* bias, dnnl::memory::data_type act);
+// A network's first convolution (3x3 over a 1- or 3-channel fp32 NCHW image) on arcforge's stem loop
+// (ops_conv_stem.cpp), writing `act`; false, with nothing added, where it does not fit.
+bool plan_conv_stem(PlanBuilder&, const Node&, const ConvGeometry&, const HostTensor& weights,
+                    const HostTensor* bias, dnnl::memory::data_type act);
 void plan_gemm_int8(PlanBuilder&, const Node&);
 void plan_quantize(PlanBuilder&, const Node&);
 void plan_dequantize(PlanBuilder&, const Node&);
