@@ -8,7 +8,8 @@
 #   bench/runtime/depthwise_loop.sh [BUILD_DIR] [THREADS] [ROUNDS]
 #
 # The int8 file is made here as compare_precisions.sh makes it (INT8_MODEL=FILE uses that one);
-# PRECISIONS (default "fp32 bf16 int8 int8+bf16"), BATCH (default 32).
+# PRECISIONS (default "fp32 bf16 int8 int8+bf16"), BATCH (default 32), MODEL (default paddle's; e.g.
+# `arcforge export --arch mbf --random-init`'s, whose groups of two channels the loop also runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -17,7 +18,7 @@ rounds=${3:-5}
 cli="$build/bin/arcforge"
 [ -x "$cli" ] || { echo "no $cli: build arcforge_cli first" >&2; exit 1; }
 shared=${ARCFORGE_SHARED_DIR:-../shared}
-model="$shared/models/paddle_mobilefacenet128.onnx"
+model=${MODEL:-$shared/models/paddle_mobilefacenet128.onnx}
 batch=${BATCH:-32}
 precisions=${PRECISIONS:-"fp32 bf16 int8 int8+bf16"}
 tmp=$(mktemp -d)

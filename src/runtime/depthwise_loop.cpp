@@ -34,6 +34,17 @@ ARCFORGE_INLINE Vec<W> load_vec(const S* p) {
   }
 }
 
+// Lanes 2k and 2k + 1 swapped: each channel's partner in a group of two.
+template <int W>
+ARCFORGE_INLINE Vec<W> swap_pairs(Vec<W> v) {
+  using I = typename Lanes<W>::i32;
+  if constexpr (W == 8) {
+    return __builtin_shuffle(v, I{1, 0, 3, 2, 5, 4, 7, 6});
+  } else {
+    return __builtin_shuffle(v, I{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+  }
+}
+
 template <int W>
 ARCFORGE_INLINE Vec<W> prelu(Vec<W> v, Vec<W> slope) {
   return v < 0.0f ? v * slope : v;
@@ -42,13 +53,19 @@ ARCFORGE_INLINE Vec<W> prelu(Vec<W> v, Vec<W> slope) {
 // Channels [c, c + W) of output row `row`. The columns whose taps all fall inside the image run
 // four at a time, branch-free within each kernel row (four independent sums, and with stride 1 the
 // six input pixels they share loaded once); the columns at the edges one at a time, with checks.
-template <int W, typename S, typename D, bool OutputPrelu>
+template <int W, typename S, typename D, bool OutputPrelu, bool Pairs>
 ARCFORGE_INLINE void channel_run(const DepthwiseLoop& d, const S* src, D* dst, int64_t row, int64_t c) {
   using V = Vec<W>;
   const int64_t n = row / d.out_h, y = row % d.out_h;
   V w[9];
 #pragma GCC unroll 9
   for (int t = 0; t < 9; ++t) w[t] = load_vec<W>(d.weights.data() + t * d.channels + c);
+  V wp[Pairs ? 9 : 1];
+  if constexpr (Pairs) {
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; ++t) wp[t] = load_vec<W>(d.partner_weights.data() + t * d.channels + c);
+  }
+  const int64_t partner = c % 2 == 0 ? 1 : -1;  // where channel c's partner lies (W = 1)
   const V bias = load_vec<W>(d.bias.data() + c);
   V out_slope{};
   if constexpr (OutputPrelu) out_slope = load_vec<W>(d.output_slope.data() + c);
@@ -64,7 +81,16 @@ ARCFORGE_INLINE void channel_run(const DepthwiseLoop& d, const S* src, D* dst, i
     inside[kh] = top + kh >= 0 && top + kh < d.in_h;
     lines[kh] = in + (top + kh) * sl.row;
   }
-  const auto tap = [&](const S* p) { return load_vec<W>(p); };
+  // acc += tap k at p: the channel's own input, and with Pairs its partner's.
+  const auto mac = [&](V& acc, const S* p, int k) {
+    const V v = load_vec<W>(p);
+    acc += v * w[k];
+    if constexpr (Pairs && W == 1) {
+      acc += load_vec<1>(p + partner) * wp[k];
+    } else if constexpr (Pairs) {
+      acc += swap_pairs<W>(v) * wp[k];
+    }
+  };
   const auto finish = [&](int64_t x, V acc) {
     if constexpr (OutputPrelu) acc = prelu<W>(acc, out_slope);
     put<W>(out + x * d.dst_layout.pixel, acc, d.inv_scale);
@@ -78,7 +104,7 @@ ARCFORGE_INLINE void channel_run(const DepthwiseLoop& d, const S* src, D* dst, i
 #pragma GCC unroll 3
       for (int kw = 0; kw < 3; ++kw) {
         const int64_t at = left + kw;
-        if (at >= 0 && at < d.in_w) acc += tap(lines[kh] + at * pixel) * w[kh * 3 + kw];
+        if (at >= 0 && at < d.in_w) mac(acc, lines[kh] + at * pixel, kh * 3 + kw);
       }
     }
     finish(x, acc);
@@ -96,7 +122,7 @@ ARCFORGE_INLINE void channel_run(const DepthwiseLoop& d, const S* src, D* dst, i
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
 #pragma GCC unroll 3
-        for (int kw = 0; kw < 3; ++kw) acc[j] += tap(line + (j * sw + kw) * pixel) * w[kh * 3 + kw];
+        for (int kw = 0; kw < 3; ++kw) mac(acc[j], line + (j * sw + kw) * pixel, kh * 3 + kw);
       }
     }
 #pragma GCC unroll 4
@@ -106,7 +132,7 @@ ARCFORGE_INLINE void channel_run(const DepthwiseLoop& d, const S* src, D* dst, i
 }
 
 // Runs of W channels where a run never straddles a layout block; the rest one channel at a time.
-template <int N, typename S, typename D, bool OutputPrelu>
+template <int N, typename S, typename D, bool OutputPrelu, bool Pairs>
 ARCFORGE_INLINE void rows_typed(const DepthwiseLoop& d, const S* src, D* dst, int64_t begin, int64_t end) {
   const auto fits = [&](int w) {
     const auto ok = [&](const ActivationLayout& l) { return l.block % w == 0 || l.block == d.channels; };
@@ -117,19 +143,24 @@ ARCFORGE_INLINE void rows_typed(const DepthwiseLoop& d, const S* src, D* dst, in
     int64_t c = 0;
     if constexpr (N >= 8) {
       if (width == N) {
-        for (; c + N <= d.channels; c += N) channel_run<N, S, D, OutputPrelu>(d, src, dst, row, c);
+        for (; c + N <= d.channels; c += N) channel_run<N, S, D, OutputPrelu, Pairs>(d, src, dst, row, c);
       } else if (width == 8) {
-        for (; c + 8 <= d.channels; c += 8) channel_run<8, S, D, OutputPrelu>(d, src, dst, row, c);
+        for (; c + 8 <= d.channels; c += 8) channel_run<8, S, D, OutputPrelu, Pairs>(d, src, dst, row, c);
       }
     }
-    for (; c < d.channels; ++c) channel_run<1, S, D, OutputPrelu>(d, src, dst, row, c);
+    for (; c < d.channels; ++c) channel_run<1, S, D, OutputPrelu, Pairs>(d, src, dst, row, c);
   }
 }
 
 template <int N, typename S, typename D>
 ARCFORGE_INLINE void rows_to(const DepthwiseLoop& d, const S* src, D* dst, int64_t begin, int64_t end) {
-  if (!d.output_slope.empty()) return rows_typed<N, S, D, true>(d, src, dst, begin, end);
-  rows_typed<N, S, D, false>(d, src, dst, begin, end);
+  const bool prelu = !d.output_slope.empty();
+  if (d.pairs) {
+    if (prelu) return rows_typed<N, S, D, true, true>(d, src, dst, begin, end);
+    return rows_typed<N, S, D, false, true>(d, src, dst, begin, end);
+  }
+  if (prelu) return rows_typed<N, S, D, true, false>(d, src, dst, begin, end);
+  rows_typed<N, S, D, false, false>(d, src, dst, begin, end);
 }
 
 template <int N, typename S>

@@ -17,6 +17,10 @@ struct DepthwiseLoop {
   int64_t channels = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
   int64_t stride_h = 1, stride_w = 1, pad_t = 0, pad_l = 0;
   std::vector<float> weights;       // 9 per channel, tap-major: weights[(kh * 3 + kw) * channels + c]
+  // Groups of two channels (InsightFace's MobileFaceNet at scale 2: 128 channels in 64 groups):
+  // channel c also sums its partner c ^ 1's input with these weights, laid out as `weights`.
+  bool pairs = false;
+  std::vector<float> partner_weights;
   std::vector<float> bias;          // one per channel
   std::vector<float> output_slope;  // empty, or one per channel: PReLU on the output
   Type source = Type::f32;          // f32 or bf16

@@ -71,11 +71,11 @@ struct Expected {
 };
 
 Expected reference(const Shape& s, const ref::Vec& x, const std::vector<float>& w, const std::vector<float>& bias,
-                   const std::vector<float>& slope) {
+                   const std::vector<float>& slope, bool pairs) {
   Expected e;
   const auto conv = [&](const ref::Vec& in, const ref::Vec& wt, const ref::Vec& b) {
     return ref::conv2d(in, kBatch, s.channels, s.h, s.w, wt, s.channels, 3, 3, b, s.stride, s.pad_t, s.pad_l,
-                       s.pad_b, s.pad_r, s.channels, 1, e.out_h, e.out_w);
+                       s.pad_b, s.pad_r, pairs ? s.channels / 2 : s.channels, 1, e.out_h, e.out_w);
   };
   e.value = conv(x, ref::to_double(w), ref::to_double(bias));
   ref::Vec abs_x(x), abs_w = ref::to_double(w), abs_b = ref::to_double(bias);
@@ -108,7 +108,8 @@ double destination_of(Type dst, double value, float inv_scale) {
   return std::nearbyint(std::clamp(value * inv_scale, lo, hi));
 }
 
-void check_case(const Shape& s, int block, Type src, Type dst, bool with_prelu) {
+// `pairs`: two channels per group (weights [C, 2, 3, 3]), else one.
+void check_case(const Shape& s, int block, Type src, Type dst, bool with_prelu, bool pairs) {
   const uint32_t seed = static_cast<uint32_t>(s.channels * 131 + s.h * 17 + s.w + s.stride * 7 + s.pad_t);
   std::vector<float> x = random_values(static_cast<std::size_t>(kBatch * s.channels * s.h * s.w), seed, -2.0f, 2.0f);
   for (std::size_t k = 0; k < x.size(); k += 11) x[k] = 0.0f;
@@ -120,14 +121,16 @@ void check_case(const Shape& s, int block, Type src, Type dst, bool with_prelu) 
     }
   }
   DepthwiseLoop d;
-  const std::vector<float> w = random_values(static_cast<std::size_t>(s.channels * 9), seed + 1, -0.6f, 0.6f);
+  const int64_t per_group = pairs ? 2 : 1;
+  const std::vector<float> w =
+      random_values(static_cast<std::size_t>(s.channels * 9 * per_group), seed + 1, -0.6f, 0.6f);
   d.bias = random_values(static_cast<std::size_t>(s.channels), seed + 2);
   std::vector<float> slope;
   if (with_prelu) {
     // Negative, zero, fractional and above one.
     for (int64_t c = 0; c < s.channels; ++c) slope.push_back(-0.5f + 0.25f * static_cast<float>(c % 9));
   }
-  const Expected e = reference(s, ref::to_double(x), w, d.bias, slope);
+  const Expected e = reference(s, ref::to_double(x), w, d.bias, slope, pairs);
 
   d.channels = s.channels;
   d.in_h = s.h;
@@ -137,9 +140,16 @@ void check_case(const Shape& s, int block, Type src, Type dst, bool with_prelu) 
   d.stride_h = d.stride_w = s.stride;
   d.pad_t = s.pad_t;
   d.pad_l = s.pad_l;
-  d.weights.resize(w.size());
+  // Input j of output channel c's group is channel c - c % 2 + j: its own is j = c % 2.
+  d.pairs = pairs;
+  d.weights.resize(static_cast<std::size_t>(s.channels * 9));
+  if (pairs) d.partner_weights.resize(d.weights.size());
   for (int64_t c = 0; c < s.channels; ++c) {
-    for (int64_t t = 0; t < 9; ++t) d.weights[t * s.channels + c] = w[c * 9 + t];
+    const int64_t own = pairs ? c % 2 : 0;
+    for (int64_t t = 0; t < 9; ++t) {
+      d.weights[t * s.channels + c] = w[(c * per_group + own) * 9 + t];
+      if (pairs) d.partner_weights[t * s.channels + c] = w[(c * per_group + 1 - own) * 9 + t];
+    }
   }
   d.output_slope = slope;
   d.source = src;
@@ -207,12 +217,15 @@ TEST(DepthwiseLoop, MatchesTheDoubleReferenceAtEveryIsa) {
         if (block != 0 && s.channels % block != 0) continue;
         for (const Type src : {Type::f32, Type::bf16}) {
           for (const Type dst : {Type::f32, Type::bf16, Type::u8, Type::s8}) {
-            for (const bool prelu : {false, true}) {
+            for (const int cases_of_prelu_and_pairs : {0, 1, 2, 3}) {
+              const bool prelu = cases_of_prelu_and_pairs % 2 == 1, pairs = cases_of_prelu_and_pairs >= 2;
+              if (pairs && s.channels % 2 != 0) continue;
               SCOPED_TRACE(std::string(isa_name(isa)) + " " + std::to_string(s.channels) + "x" + std::to_string(s.h) +
                            "x" + std::to_string(s.w) + " stride " + std::to_string(s.stride) + " pad_t " +
                            std::to_string(s.pad_t) + (block ? " nChw" + std::to_string(block) + "c" : " channels-last") +
-                           " " + name_of(src) + " -> " + name_of(dst) + (prelu ? " with PReLU" : ""));
-              check_case(s, block, src, dst, prelu);
+                           " " + name_of(src) + " -> " + name_of(dst) + (prelu ? " with PReLU" : "") +
+                           (pairs ? ", two channels per group" : ""));
+              check_case(s, block, src, dst, prelu, pairs);
               if (HasFatalFailure()) return;
               ++cases;
             }
@@ -224,22 +237,25 @@ TEST(DepthwiseLoop, MatchesTheDoubleReferenceAtEveryIsa) {
   std::printf("[depthwise loop] %d cases against the double reference\n", cases);
 }
 
-// A MobileFaceNet depthwise stage: 1x1 expand -> PReLU -> dw 3x3 (stride 1 or 2) -> PReLU.
-std::string depthwise_net(const TempDir& dir, int64_t C, int64_t stride) {
+// A MobileFaceNet depthwise stage: 1x1 expand -> PReLU -> dw 3x3 (stride 1 or 2) -> PReLU; with
+// `per_group` 2, the dw conv in groups of two channels, as InsightFace's MobileFaceNet at scale 2.
+std::string depthwise_net(const TempDir& dir, int64_t C, int64_t stride, int64_t per_group) {
   OnnxBuilder m(13);
   m.input("x", {-1, C, 10, 10}).output("y");
   m.initializer("we", {C, C, 1, 1}, random_values(C * C, 501, -0.4f, 0.4f)).initializer("s1", {C, 1, 1},
                                                                                         random_values(C, 502, 0, 0.4f));
-  m.initializer("wd", {C, 1, 3, 3}, random_values(C * 9, 503, -0.5f, 0.5f)).initializer("bd", {C}, random_values(C, 504));
+  m.initializer("wd", {C, per_group, 3, 3}, random_values(C * 9 * per_group, 503, -0.5f, 0.5f));
+  m.initializer("bd", {C}, random_values(C, 504));
   m.initializer("s2", {C, 1, 1}, random_values(C, 505, -0.2f, 1.2f));
   m.node("Conv", {"x", "we"}, {"e"}, "expand");
   m.node("PRelu", {"e", "s1"}, {"pe"}, "prelu_e");
   auto& dw = m.node("Conv", {"pe", "wd", "bd"}, {"d"}, "dw");
   OnnxBuilder::attr(dw, "pads", std::vector<int64_t>{1, 1, 1, 1});
   OnnxBuilder::attr(dw, "strides", std::vector<int64_t>{stride, stride});
-  OnnxBuilder::attr(dw, "group", int64_t{C});
+  OnnxBuilder::attr(dw, "group", int64_t{C / per_group});
   m.node("PRelu", {"d", "s2"}, {"y"}, "prelu_d");
-  return m.save(dir.file("dw" + std::to_string(C) + "_" + std::to_string(stride) + ".onnx"));
+  return m.save(dir.file("dw" + std::to_string(C) + "_" + std::to_string(stride) + "_" + std::to_string(per_group) +
+                         ".onnx"));
 }
 
 TEST(DepthwiseLoop, RunsTheModelsDepthwiseConvWithItsPReLU) {
@@ -248,21 +264,24 @@ TEST(DepthwiseLoop, RunsTheModelsDepthwiseConvWithItsPReLU) {
   if (runtime::cpu_runs_bf16()) precisions.push_back(runtime::Precision::bf16);
   for (const int64_t C : {24, 32}) {
     for (const int64_t stride : {1, 2}) {
-      const std::string path = depthwise_net(dir, C, stride);
-      const runtime::Tensor x{{3, C, 10, 10}, random_values(3 * C * 100, 506, -2.0f, 2.0f)};
-      for (const runtime::Precision p : precisions) {
-        SCOPED_TRACE(runtime::to_string(p) + " C " + std::to_string(C) + " stride " + std::to_string(stride));
-        const auto [kernel, ours] = run_naming_kernels(path, p, x, "dw", "prelu_d");
-        EXPECT_EQ(kernel, "loop:depthwise");
-        ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);  // read when planning
-        const auto [onednn_kernel, theirs] = run_naming_kernels(path, p, x, "dw", "prelu_d");
-        ::unsetenv("ARCFORGE_RUNTIME_DEPTHWISE");
-        EXPECT_EQ(onednn_kernel.find("loop"), std::string::npos) << onednn_kernel;
-        ASSERT_EQ(ours.shape, theirs.shape);
-        const Difference d = compare(ours, theirs);
-        // fp32: both accumulate nine products in fp32; bf16: both round the same fp32 sums to bf16,
-        // in whichever order they add them.
-        EXPECT_LE(d.max_abs, (p == runtime::Precision::fp32 ? 1e-5 : 1.6e-2) * d.scale);
+      for (const int64_t per_group : {1, 2}) {
+        const std::string path = depthwise_net(dir, C, stride, per_group);
+        const runtime::Tensor x{{3, C, 10, 10}, random_values(3 * C * 100, 506, -2.0f, 2.0f)};
+        for (const runtime::Precision p : precisions) {
+          SCOPED_TRACE(runtime::to_string(p) + " C " + std::to_string(C) + " stride " + std::to_string(stride) +
+                       " channels per group " + std::to_string(per_group));
+          const auto [kernel, ours] = run_naming_kernels(path, p, x, "dw", "prelu_d");
+          EXPECT_EQ(kernel, "loop:depthwise");
+          ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);  // read when planning
+          const auto [onednn_kernel, theirs] = run_naming_kernels(path, p, x, "dw", "prelu_d");
+          ::unsetenv("ARCFORGE_RUNTIME_DEPTHWISE");
+          EXPECT_EQ(onednn_kernel.find("loop"), std::string::npos) << onednn_kernel;
+          ASSERT_EQ(ours.shape, theirs.shape);
+          const Difference d = compare(ours, theirs);
+          // fp32: both accumulate 9 (18) products in fp32; bf16: both round the same fp32 sums to bf16,
+          // in whichever order they add them.
+          EXPECT_LE(d.max_abs, (p == runtime::Precision::fp32 ? 1e-5 : 1.6e-2) * d.scale);
+        }
       }
     }
   }
