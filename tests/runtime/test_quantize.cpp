@@ -271,7 +271,8 @@ TEST(Quantize, IResNetBlockFusesQuantizationIntoBatchNormAndPRelu) {
 // PReLU (slopes negative, in [0, 1] and above 1) runs in the quantizing pass after it: no step of
 // its own, no QuantizeLinear step; under int8+bf16 the expand conv writes bf16, the depthwise conv
 // runs in bf16 and the pass reads bf16.
-std::string mobilefacenet_block_net(const TempDir& dir) {
+// `per_group` 2: the depthwise conv in groups of two channels (InsightFace's MobileFaceNet at scale 2).
+std::string mobilefacenet_block_net(const TempDir& dir, int64_t per_group = 1) {
   constexpr int64_t C = 16, E = 32;
   OnnxBuilder m(13);
   m.input("x", {-1, C, 10, 10}).output("y");
@@ -280,17 +281,18 @@ std::string mobilefacenet_block_net(const TempDir& dir) {
   slope2[9] = 1.7f;
   m.initializer("we", {E, C, 1, 1}, random_values(E * C, 81, -0.3f, 0.3f)).initializer("be", {E}, random_values(E, 82));
   m.initializer("s1", {E, 1, 1}, random_values(E, 84, 0.0f, 0.4f)).initializer("s2", {E, 1, 1}, slope2);
-  m.initializer("wd", {E, 1, 3, 3}, random_values(E * 9, 85, -0.5f, 0.5f)).initializer("bd", {E}, random_values(E, 86));
+  m.initializer("wd", {E, per_group, 3, 3}, random_values(E * 9 * per_group, 85, -0.5f, 0.5f));
+  m.initializer("bd", {E}, random_values(E, 86));
   m.initializer("wp", {C, E, 1, 1}, random_values(C * E, 87, -0.3f, 0.3f));
   m.node("Conv", {"x", "we", "be"}, {"e"}, "expand");
   m.node("PRelu", {"e", "s1"}, {"pe"}, "prelu_e");
   auto& dw = m.node("Conv", {"pe", "wd", "bd"}, {"d"}, "dw");
   OnnxBuilder::attr(dw, "pads", std::vector<int64_t>{1, 1, 1, 1});
-  OnnxBuilder::attr(dw, "group", int64_t{E});
+  OnnxBuilder::attr(dw, "group", int64_t{E / per_group});
   m.node("PRelu", {"d", "s2"}, {"pd"}, "prelu_d");
   m.node("Conv", {"pd", "wp"}, {"p"}, "project");
   m.node("Add", {"p", "x"}, {"y"}, "residual");
-  return m.save(dir.path() / "mbf_block.onnx");
+  return m.save(dir.path() / ("mbf_block" + std::to_string(per_group) + ".onnx"));
 }
 
 TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
@@ -366,6 +368,35 @@ TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
       else EXPECT_GE(min_cosine(int8[0], ort[0]), 0.999);  // bf16 activations: ~3 significant digits
     }
   }
+}
+
+// `--keep-fp32 depthwise` keeps a conv of two channels per group too, and the depthwise loop runs it
+// with its PReLU and the quantization for the next int8 conv, matching ONNX Runtime.
+TEST(Quantize, KeptGroupsOfTwoChannelsRunOnTheDepthwiseLoop) {
+  REQUIRE_CPU_VNNI();
+  TempDir dir;
+  const std::string out = dir.file("mbf_block2.int8.onnx");
+  std::vector<Tensor> calib;
+  for (uint32_t k = 0; k < 4; ++k) {
+    calib.push_back({{2, 16, 10, 10}, random_values(2 * 16 * 100, 880 + k, -2.0f, 2.0f)});
+  }
+  runtime::QuantizeOptions o;
+  o.threads = 2;
+  o.keep_fp32 = {"depthwise"};
+  const auto report = runtime::quantize_model(mobilefacenet_block_net(dir, 2), calib, out, o);
+  EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"expand", "project"}));
+  EXPECT_EQ(report.kept_fp32, (std::vector<std::string>{"dw"}));
+  const Tensor x{{3, 16, 10, 10}, random_values(3 * 16 * 100, 890, -2.0f, 2.0f)};
+  std::vector<runtime::StepTiming> steps;
+  const auto int8 = Model::load(out, {.precision = Precision::int8, .threads = 2}).new_session().run({x}, steps);
+  EXPECT_EQ(kernels_of(steps, "dw"), std::vector<std::string>{"loop:depthwise"});
+  const std::string why = ort_unavailable_reason();
+  if (!why.empty()) GTEST_SKIP() << "SKIPPED the ONNX Runtime run: " << why;
+  const auto ort = run_onnxruntime(out, {x});
+  const Difference d = compare(int8[0], ort[0]);
+  std::printf("[quantize] MobileFaceNet block, two channels per group: ONNX Runtime vs arcforge max abs diff %.3g "
+              "of scale %.3g\n", d.max_abs, d.scale);
+  EXPECT_LE(d.max_abs, 1e-3 * d.scale);
 }
 
 TEST(Quantize, KeepsFirstAndLastInFp32AndRaisesOldOpsets) {

@@ -31,7 +31,7 @@ struct QuantizeOptions {
   CalibrationMethod method = CalibrationMethod::mse;
   double percentile = 99.99;  // of |x|, for CalibrationMethod::percentile
   // Convolutions left in fp32: "first" (those reading a graph input), "last" (those whose output
-  // reaches a graph output without another Conv), "depthwise" (one input channel per group), or
+  // reaches a graph output without another Conv), "depthwise" (one or two input channels per group), or
   // node names. For MobileFaceNet, {"depthwise", "last"} is what keeps the cosine to fp32 >= 0.99.
   std::vector<std::string> keep_fp32;
   // Operator types to quantize: "Conv" (default) and/or "Gemm" (a constant 2-D B, transA 0,
