@@ -295,10 +295,10 @@ std::string mobilefacenet_block_net(const TempDir& dir, int64_t per_group = 1) {
   return m.save(dir.path() / ("mbf_block" + std::to_string(per_group) + ".onnx"));
 }
 
-TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
-  REQUIRE_CPU_VNNI();
-  TempDir dir;
-  const std::string out = dir.file("mbf_block.int8.onnx");
+// The block above quantized with `--keep-fp32 depthwise`: its expand and project convs in int8, the
+// depthwise conv kept. Returns the QDQ file.
+std::string quantize_mobilefacenet_block(const TempDir& dir, int64_t per_group) {
+  const std::string out = dir.file("mbf_block" + std::to_string(per_group) + ".int8.onnx");
   std::vector<Tensor> calib;
   for (uint32_t k = 0; k < 4; ++k) {
     calib.push_back({{2, 16, 10, 10}, random_values(2 * 16 * 100, 880 + k, -2.0f, 2.0f)});
@@ -306,10 +306,20 @@ TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
   runtime::QuantizeOptions o;
   o.threads = 2;
   o.keep_fp32 = {"depthwise"};
-  const auto report = runtime::quantize_model(mobilefacenet_block_net(dir), calib, out, o);
+  const auto report = runtime::quantize_model(mobilefacenet_block_net(dir, per_group), calib, out, o);
   EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"expand", "project"}));
   EXPECT_EQ(report.kept_fp32, (std::vector<std::string>{"dw"}));
-  const Tensor x{{3, 16, 10, 10}, random_values(3 * 16 * 100, 890, -2.0f, 2.0f)};
+  return out;
+}
+
+// An input that is not among the calibration batches.
+Tensor mobilefacenet_block_input() { return {{3, 16, 10, 10}, random_values(3 * 16 * 100, 890, -2.0f, 2.0f)}; }
+
+TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
+  REQUIRE_CPU_VNNI();
+  TempDir dir;
+  const std::string out = quantize_mobilefacenet_block(dir, 1);
+  const Tensor x = mobilefacenet_block_input();
   const auto qdq_fp32 = Model::load(out, {.precision = Precision::fp32, .threads = 2}).run({x});
   const std::string why = ort_unavailable_reason();
   const auto ort = why.empty() ? run_onnxruntime(out, {x}) : std::vector<Tensor>{};
@@ -375,18 +385,8 @@ TEST(Quantize, KeptDepthwiseConvQuantizesWithItsPReLUInOnePass) {
 TEST(Quantize, KeptGroupsOfTwoChannelsRunOnTheDepthwiseLoop) {
   REQUIRE_CPU_VNNI();
   TempDir dir;
-  const std::string out = dir.file("mbf_block2.int8.onnx");
-  std::vector<Tensor> calib;
-  for (uint32_t k = 0; k < 4; ++k) {
-    calib.push_back({{2, 16, 10, 10}, random_values(2 * 16 * 100, 880 + k, -2.0f, 2.0f)});
-  }
-  runtime::QuantizeOptions o;
-  o.threads = 2;
-  o.keep_fp32 = {"depthwise"};
-  const auto report = runtime::quantize_model(mobilefacenet_block_net(dir, 2), calib, out, o);
-  EXPECT_EQ(report.quantized_convs, (std::vector<std::string>{"expand", "project"}));
-  EXPECT_EQ(report.kept_fp32, (std::vector<std::string>{"dw"}));
-  const Tensor x{{3, 16, 10, 10}, random_values(3 * 16 * 100, 890, -2.0f, 2.0f)};
+  const std::string out = quantize_mobilefacenet_block(dir, 2);
+  const Tensor x = mobilefacenet_block_input();
   std::vector<runtime::StepTiming> steps;
   const auto int8 = Model::load(out, {.precision = Precision::int8, .threads = 2}).new_session().run({x}, steps);
   EXPECT_EQ(kernels_of(steps, "dw"), std::vector<std::string>{"loop:depthwise"});
