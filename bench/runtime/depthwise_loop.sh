@@ -10,6 +10,8 @@
 # The int8 file is made here as compare_precisions.sh makes it (INT8_MODEL=FILE uses that one);
 # PRECISIONS (default "fp32 bf16 int8 int8+bf16"), BATCH (default 32), MODEL (default paddle's; e.g.
 # `arcforge export --arch mbf --random-init`'s, whose groups of two channels the loop also runs).
+# DETECTORS=1 times the detectors of ../shared/models instead, in fp32: their depthwise convs have
+# ReLU, which oneDNN fuses, and which the loop takes on fp32 data only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -24,7 +26,7 @@ precisions=${PRECISIONS:-"fp32 bf16 int8 int8+bf16"}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 int8=${INT8_MODEL:-$tmp/paddle.int8.onnx}
-if [ -z "${INT8_MODEL:-}" ]; then
+if [ -z "${INT8_MODEL:-}" ] && [ "${DETECTORS:-0}" != 1 ]; then
   "$cli" quantize "$model" --calib "$shared/faces/insightface/small_lfw.bin" --out "$int8" \
     --keep-fp32 depthwise,last --mean 127.5 --std 128 --bgr --threads "$threads" > /dev/null 2>&1
 fi
@@ -33,6 +35,20 @@ fi
 source bench/runtime/switch_ab_lib.sh
 
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $threads threads, $rounds rounds, $(date -u '+%F %H:%M UTC')"
+if [ "${DETECTORS:-0}" = 1 ]; then
+  models="$shared/models"
+  echo "| model, precision | batch | loop | oneDNN (ReLU fused) | oneDNN / loop |"
+  echo "| --- | --- | --- | --- | --- |"
+  # file, input size (- for the file's own), batches
+  for c in "scrfd_500m_bnkps 640x640 1 8" "scrfd_2.5g_bnkps 640x640 1" "yunet_n_320_320 - 1" "version-RFB-320 - 1"; do
+    read -r file size batches <<< "$c"
+    [ "$size" = - ] && size=""
+    for b in $batches; do
+      switch_ab_row "$file, " ARCFORGE_RUNTIME_DEPTHWISE "$models/$file.onnx" fp32 "$b" "$size"
+    done
+  done
+  exit 0
+fi
 echo "| precision | batch | loop | oneDNN + PReLU pass | oneDNN / loop |"
 echo "| --- | --- | --- | --- | --- |"
 for precision in $precisions; do

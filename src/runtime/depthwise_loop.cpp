@@ -138,13 +138,16 @@ ARCFORGE_INLINE void rows_typed(const DepthwiseLoop& d, const S* src, D* dst, in
     const auto ok = [&](const ActivationLayout& l) { return l.block % w == 0 || l.block == d.channels; };
     return w > 0 && ok(d.src_layout) && ok(d.dst_layout);
   };
-  const int64_t width = fits(N) ? N : fits(8) && N > 8 ? 8 : 1;
+  // Where N fits, 8 does too: runs of N, then of 8 for what is left (SCRFD's 40, 72 and 152 channels
+  // channels-last: 16 + 16 + 8), then one at a time.
+  const bool wide = N > 8 && fits(N), eight = N >= 8 && fits(8);
   for (int64_t row = begin; row < end; ++row) {
     int64_t c = 0;
     if constexpr (N >= 8) {
-      if (width == N) {
+      if (wide) {
         for (; c + N <= d.channels; c += N) channel_run<N, S, D, OutputPrelu, Pairs>(d, src, dst, row, c);
-      } else if (width == 8) {
+      }
+      if (eight) {
         for (; c + 8 <= d.channels; c += 8) channel_run<8, S, D, OutputPrelu, Pairs>(d, src, dst, row, c);
       }
     }

@@ -106,6 +106,29 @@ inline std::pair<std::string, runtime::Tensor> run_naming_kernels(const std::str
   return {kernel, y.at(0)};
 }
 
+// Runs a model whose step `node` one of the runtime's own loops may take, then again with the loop's
+// switch `loop_switch` (read when planning) set to 0, and checks which kernel ran that step: the
+// first run `loop_kernel`, or no loop at all where `loop_kernel` is empty; the second no loop.
+// `absorbed` (the activation after `node`) must run in the same step both times. Returns how far
+// the first output lies from the second (oneDNN's).
+inline Difference loop_against_onednn(const std::string& path, runtime::Precision p, const runtime::Tensor& x,
+                                      const std::string& node, const std::string& absorbed,
+                                      const char* loop_switch, const std::string& loop_kernel) {
+  const auto [kernel, ours] = run_naming_kernels(path, p, x, node, absorbed);
+  if (loop_kernel.empty()) {
+    EXPECT_EQ(kernel.find("loop"), std::string::npos) << kernel;
+  } else {
+    EXPECT_EQ(kernel, loop_kernel);
+  }
+  ::setenv(loop_switch, "0", 1);
+  const auto [onednn_kernel, theirs] = run_naming_kernels(path, p, x, node, absorbed);
+  ::unsetenv(loop_switch);
+  EXPECT_EQ(onednn_kernel.find("loop"), std::string::npos) << onednn_kernel;
+  EXPECT_EQ(ours.shape, theirs.shape);
+  if (ours.shape != theirs.shape) return {};
+  return compare(ours, theirs);
+}
+
 }  // namespace arcforge::test
 
 // Skips (loudly) a test of bf16 arithmetic where oneDNN has no bf16 convolutions: AVX2 and older

@@ -208,6 +208,7 @@ TEST(DepthwiseLoop, MatchesTheDoubleReferenceAtEveryIsa) {
       {32, 3, 19, 1, 1, 1, 1, 1},   // a long row: blocks of four columns and a remainder
       {16, 4, 4, 1, 2, 2, 2, 2},    // padding wider than the kernel: whole columns of zeros
       {21, 2, 2, 1, 1, 1, 1, 1},    // 16 + 5 channels: a vector and a tail
+      {26, 3, 6, 1, 1, 1, 1, 1},    // 16 + 8 + 2 channels: a vector, a half vector and a tail
   };
   int cases = 0;
   for (const auto isa : runnable_isas()) {
@@ -237,9 +238,11 @@ TEST(DepthwiseLoop, MatchesTheDoubleReferenceAtEveryIsa) {
   std::printf("[depthwise loop] %d cases against the double reference\n", cases);
 }
 
-// A MobileFaceNet depthwise stage: 1x1 expand -> PReLU -> dw 3x3 (stride 1 or 2) -> PReLU; with
-// `per_group` 2, the dw conv in groups of two channels, as InsightFace's MobileFaceNet at scale 2.
-std::string depthwise_net(const TempDir& dir, int64_t C, int64_t stride, int64_t per_group) {
+// A MobileFaceNet depthwise stage: 1x1 expand -> PReLU -> dw 3x3 (stride 1 or 2) -> `activation`
+// (PRelu, Relu or LeakyRelu: SCRFD's depthwise convs have ReLU); with `per_group` 2, the dw conv in
+// groups of two channels, as InsightFace's MobileFaceNet at scale 2.
+std::string depthwise_net(const TempDir& dir, int64_t C, int64_t stride, int64_t per_group,
+                          const std::string& activation = "PRelu") {
   OnnxBuilder m(13);
   m.input("x", {-1, C, 10, 10}).output("y");
   m.initializer("we", {C, C, 1, 1}, random_values(C * C, 501, -0.4f, 0.4f)).initializer("s1", {C, 1, 1},
@@ -253,34 +256,38 @@ std::string depthwise_net(const TempDir& dir, int64_t C, int64_t stride, int64_t
   OnnxBuilder::attr(dw, "pads", std::vector<int64_t>{1, 1, 1, 1});
   OnnxBuilder::attr(dw, "strides", std::vector<int64_t>{stride, stride});
   OnnxBuilder::attr(dw, "group", int64_t{C / per_group});
-  m.node("PRelu", {"d", "s2"}, {"y"}, "prelu_d");
+  if (activation == "PRelu") {
+    m.node("PRelu", {"d", "s2"}, {"y"}, "act_d");
+  } else {
+    auto& act = m.node(activation, {"d"}, {"y"}, "act_d");
+    if (activation == "LeakyRelu") OnnxBuilder::attr(act, "alpha", 0.15f);
+  }
   return m.save(dir.file("dw" + std::to_string(C) + "_" + std::to_string(stride) + "_" + std::to_string(per_group) +
-                         ".onnx"));
+                         activation + ".onnx"));
 }
 
-TEST(DepthwiseLoop, RunsTheModelsDepthwiseConvWithItsPReLU) {
+// The conv and its activation run as one step, on the loop, except ReLU and leaky ReLU on bf16 data,
+// which oneDNN's kernel fuses and runs faster; either way the result matches oneDNN's alone.
+TEST(DepthwiseLoop, RunsTheModelsDepthwiseConvWithItsActivation) {
   TempDir dir;
   std::vector<runtime::Precision> precisions = {runtime::Precision::fp32};
   if (runtime::cpu_runs_bf16()) precisions.push_back(runtime::Precision::bf16);
-  for (const int64_t C : {24, 32}) {
-    for (const int64_t stride : {1, 2}) {
-      for (const int64_t per_group : {1, 2}) {
-        const std::string path = depthwise_net(dir, C, stride, per_group);
-        const runtime::Tensor x{{3, C, 10, 10}, random_values(3 * C * 100, 506, -2.0f, 2.0f)};
-        for (const runtime::Precision p : precisions) {
-          SCOPED_TRACE(runtime::to_string(p) + " C " + std::to_string(C) + " stride " + std::to_string(stride) +
-                       " channels per group " + std::to_string(per_group));
-          const auto [kernel, ours] = run_naming_kernels(path, p, x, "dw", "prelu_d");
-          EXPECT_EQ(kernel, "loop:depthwise");
-          ::setenv("ARCFORGE_RUNTIME_DEPTHWISE", "0", 1);  // read when planning
-          const auto [onednn_kernel, theirs] = run_naming_kernels(path, p, x, "dw", "prelu_d");
-          ::unsetenv("ARCFORGE_RUNTIME_DEPTHWISE");
-          EXPECT_EQ(onednn_kernel.find("loop"), std::string::npos) << onednn_kernel;
-          ASSERT_EQ(ours.shape, theirs.shape);
-          const Difference d = compare(ours, theirs);
-          // fp32: both accumulate 9 (18) products in fp32; bf16: both round the same fp32 sums to bf16,
-          // in whichever order they add them.
-          EXPECT_LE(d.max_abs, (p == runtime::Precision::fp32 ? 1e-5 : 1.6e-2) * d.scale);
+  for (const std::string activation : {"PRelu", "Relu", "LeakyRelu"}) {
+    for (const int64_t C : {24, 40}) {
+      for (const int64_t stride : {1, 2}) {
+        for (const int64_t per_group : {1, 2}) {
+          const std::string path = depthwise_net(dir, C, stride, per_group, activation);
+          const runtime::Tensor x{{3, C, 10, 10}, random_values(3 * C * 100, 506, -2.0f, 2.0f)};
+          for (const runtime::Precision p : precisions) {
+            SCOPED_TRACE(runtime::to_string(p) + " " + activation + " C " + std::to_string(C) + " stride " +
+                         std::to_string(stride) + " channels per group " + std::to_string(per_group));
+            const bool onednn_faster = activation != "PRelu" && p == runtime::Precision::bf16;
+            const Difference d = loop_against_onednn(path, p, x, "dw", "act_d", "ARCFORGE_RUNTIME_DEPTHWISE",
+                                                     onednn_faster ? "" : "loop:depthwise");
+            // fp32: both accumulate 9 (18) products in fp32; bf16: both round the same fp32 sums to
+            // bf16, in whichever order they add them.
+            EXPECT_LE(d.max_abs, (p == runtime::Precision::fp32 ? 1e-5 : 1.6e-2) * d.scale);
+          }
         }
       }
     }

@@ -213,18 +213,8 @@ TEST(StemConv, RunsTheModelsFirstConvWithItsActivation) {
     for (const runtime::Precision p : precisions) {
       SCOPED_TRACE(runtime::to_string(p) + " " + std::to_string(c.in_channels) + " -> " +
                    std::to_string(c.out_channels) + " stride " + std::to_string(c.stride) + " " + c.activation);
-      const auto [kernel, ours] = run_naming_kernels(path, p, x, "stem", "act");
-      if (c.loop && vectors) {
-        EXPECT_EQ(kernel, "loop:stem");
-      } else {
-        EXPECT_EQ(kernel.find("loop"), std::string::npos) << kernel;
-      }
-      ::setenv("ARCFORGE_RUNTIME_STEM", "0", 1);  // read when planning
-      const auto [onednn_kernel, theirs] = run_naming_kernels(path, p, x, "stem", "act");
-      ::unsetenv("ARCFORGE_RUNTIME_STEM");
-      EXPECT_EQ(onednn_kernel.find("loop"), std::string::npos) << onednn_kernel;
-      ASSERT_EQ(ours.shape, theirs.shape);
-      const Difference d = compare(ours, theirs);
+      const Difference d =
+          loop_against_onednn(path, p, x, "stem", "act", "ARCFORGE_RUNTIME_STEM", c.loop && vectors ? "loop:stem" : "");
       // fp32: both sum 27 products in fp32; bf16: both round fp32 sums to bf16 (oneDNN also rounds
       // the input and weights to bf16 first).
       EXPECT_LE(d.max_abs, (p == runtime::Precision::fp32 ? 1e-5 : 3e-2) * d.scale);
