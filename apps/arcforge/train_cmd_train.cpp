@@ -24,7 +24,7 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> overrides;
   std::string resume;
-  std::string out, arch, margin, precision, device;
+  std::string out, arch, margin, precision, device, profile;
   int64_t steps = 0, batch = 0;
   int threads = 0;
   int nproc = 0;
@@ -79,6 +79,7 @@ void run(const TrainArgs& a) {
   if (!a.device.empty()) overrides.push_back("train.device=\"" + a.device + "\"");
   if (a.steps > 0) overrides.push_back("train.steps=" + std::to_string(a.steps));
   if (a.batch > 0) overrides.push_back("train.batch_size=" + std::to_string(a.batch));
+  if (!a.profile.empty()) overrides.push_back("log.profile=\"" + a.profile + "\"");
   if (a.threads > 0) overrides.push_back("train.threads=" + std::to_string(a.threads));
 
   std::string resume = a.resume;
@@ -164,6 +165,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--steps", args->steps, "Optimizer steps (train.steps)");
   cmd->add_option("--batch", args->batch, "Batch size (train.batch_size)");
   cmd->add_option("--threads", args->threads, "CPU threads (train.threads; default all)");
+  cmd->add_option("--profile", args->profile,
+                  "Write a Chrome trace of log.profile_steps (2) steps after the warm-up to FILE (log.profile)");
   cmd->add_option("--nproc", args->nproc,
                   "Start N training processes on this machine (c10d Gloo; one GPU each on CUDA)");
   cmd->add_flag("--json", args->json, "Print one JSON object with the results");

@@ -16,6 +16,7 @@
 #include "train/train/graphed_step.hpp"
 #include "train/train/step_ops.hpp"
 #include "train/train/step_tally.hpp"
+#include "train/train/step_trace.hpp"
 #include "train/train/trainer.hpp"
 
 using namespace arcforge;
@@ -233,6 +234,57 @@ TEST(Trainer, PhaseTimingReportsEveryPhaseAndChangesNothing) {
   expect_same_checkpoints(timed.checkpoint, plain.checkpoint);
   fs::remove_all(timed_dir);
   fs::remove_all(plain_dir);
+}
+
+// log.profile's steps: after the three warm-up steps, or as late as a short run allows.
+TEST(StepTrace, TracesTheStepsAfterTheWarmUp) {
+  const auto steps = [](int64_t first, int64_t total, int64_t count) {
+    const TracedSteps t = traced_steps(first, total, count);
+    return std::pair<int64_t, int64_t>{t.first, t.count};
+  };
+  EXPECT_EQ(steps(0, 100, 2), (std::pair<int64_t, int64_t>{3, 2}));
+  EXPECT_EQ(steps(0, 4, 2), (std::pair<int64_t, int64_t>{2, 2}));
+  EXPECT_EQ(steps(0, 1, 2), (std::pair<int64_t, int64_t>{0, 1}));
+  EXPECT_EQ(steps(40, 100, 3), (std::pair<int64_t, int64_t>{43, 3}));  // a resumed run
+  EXPECT_EQ(steps(10, 10, 2), (std::pair<int64_t, int64_t>{10, 0}));
+}
+
+// log.profile writes a Chrome trace (a JSON array of complete events) holding exactly the traced
+// steps' operators, forward and backward, and leaves the trajectory alone.
+TEST(Trainer, ProfileWritesAChromeTraceOfTheTracedStepsAndChangesNothing) {
+  const std::string dir = temp_dir("profile");
+  const auto convolutions_traced = [&](int64_t profile_steps, const std::string& run) {
+    TrainConfig c = small_config(dir + "/" + run, 5);
+    c.log.profile = dir + "/" + run + ".trace.json";
+    c.log.profile_steps = profile_steps;
+    const TrainResult r = run_training(c);
+    std::ifstream in(c.log.profile);
+    const nlohmann::json events = nlohmann::json::parse(in);
+    EXPECT_TRUE(events.is_array());
+    int64_t forward = 0, backward = 0;
+    for (const auto& e : events) {
+      EXPECT_EQ(e.at("ph"), "X");
+      EXPECT_GE(e.at("dur").get<double>(), 0.0);
+      const std::string name = e.at("name");
+      forward += name == "aten::convolution";
+      backward += name == "aten::convolution_backward";
+    }
+    EXPECT_EQ(forward, backward) << run;
+    return std::pair<int64_t, std::string>{forward, r.checkpoint};
+  };
+  const auto [one_step, one_checkpoint] = convolutions_traced(1, "one");
+  const auto [two_steps, two_checkpoint] = convolutions_traced(2, "two");
+  EXPECT_GT(one_step, 20) << "mbf has more than 20 convolutions";
+  EXPECT_EQ(two_steps, 2 * one_step);
+  const TrainResult plain = run_training(small_config(dir + "/plain", 5));
+  expect_same_checkpoints(one_checkpoint, plain.checkpoint);
+  expect_same_checkpoints(two_checkpoint, plain.checkpoint);
+  // A trace into a folder that does not exist is refused before anything trains.
+  TrainConfig missing = small_config(dir + "/missing", 5);
+  missing.log.profile = dir + "/no/such/folder/trace.json";
+  EXPECT_THROW(run_training(missing), ConfigError);
+  EXPECT_FALSE(fs::exists(dir + "/missing/checkpoint.pt"));
+  fs::remove_all(dir);
 }
 
 // train.cuda_graph needs CUDA: on a CPU run it is refused by name before anything trains.

@@ -174,6 +174,7 @@ void validate(const TrainConfig& c, const std::string& source) {
           "train.label_smoothing must be in [0, 1)");
   require(c.data.num_identities > 1, "data.num_identities must be at least 2");
   require(c.log.every > 0, "log.every must be positive");
+  require(c.log.profile_steps > 0, "log.profile_steps must be positive");
   require(c.data.make_ahead == "auto" || c.data.make_ahead == "on" || c.data.make_ahead == "off",
           "data.make_ahead must be auto, on or off, not '" + c.data.make_ahead + "'");
   require(c.train.deferred_verdict == "auto" || c.train.deferred_verdict == "on" || c.train.deferred_verdict == "off",
@@ -313,6 +314,8 @@ TrainConfig parse_config(const std::string& toml_text, const std::vector<std::st
   r.get("log", "metrics", c.log.metrics);
   r.get("log", "phase_timing", c.log.phase_timing);
   r.get("log", "sync_check", c.log.sync_check);
+  r.get("log", "profile", c.log.profile);
+  r.get("log", "profile_steps", c.log.profile_steps);
 
   r.check_no_unknown_keys();
   validate(c, source);
@@ -399,7 +402,8 @@ std::string to_toml(const TrainConfig& c) {
                            {"batch_size", c.eval.batch_size},
                            {"sets", string_array(c.eval.sets)},
                            {"set_root", c.eval.set_root}}},
-      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}, {"phase_timing", c.log.phase_timing}, {"sync_check", c.log.sync_check}}},
+      {"log", toml::table{{"every", c.log.every}, {"metrics", c.log.metrics}, {"phase_timing", c.log.phase_timing}, {"sync_check", c.log.sync_check},
+                          {"profile", c.log.profile}, {"profile_steps", c.log.profile_steps}}},
   };
   std::ostringstream out;
   out << toml::toml_formatter(t, toml::format_flags::none);

@@ -110,6 +110,10 @@ struct LogConfig {
   // CUDA: from the second step on, any host-device synchronisation inside a step other than the
   // finiteness verdict fails the run, naming the call (PyTorch's sync debug mode). No-op on CPU.
   bool sync_check = false;
+  // A Chrome trace of profile_steps steps after the warm-up, every libtorch operator
+  // (train/train/step_trace.hpp); empty = none. The leader's steps alone in a multi-process run.
+  std::string profile;
+  int64_t profile_steps = 2;
 };
 
 struct TrainConfig {

@@ -29,6 +29,7 @@
 #include "train/train/prefetched_batches.hpp"
 #include "train/train/step_ops.hpp"
 #include "train/train/step_tally.hpp"
+#include "train/train/step_trace.hpp"
 
 namespace arcforge::train {
 namespace {
@@ -364,6 +365,8 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   int64_t window_steps = 0;
   const int64_t first_step = counters.step;
   PhaseTimer phases(config.log.phase_timing, device);
+  StepTrace trace(leader ? config.log.profile : std::string(),
+                  traced_steps(first_step, total_steps, config.log.profile_steps));
   HostSyncCheck sync_check(config.log.sync_check && device.is_cuda());
 
   // train.cuda_graph: one process, CUDA; the step's device work is then captured once and replayed.
@@ -410,6 +413,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
     phases.start_step();
     const auto t0 = Clock::now();
     const int64_t step = counters.step;
+    trace.before_step(step);
     // The first step pays for one-time uploads and kernel selection; every later one is checked.
     // Under train.cuda_graph only the replays are: warm-up and capture synchronise on purpose.
     const bool capturing = graph.captures_at(step - first_step);
@@ -525,6 +529,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
       ++steps_timed;
     }
     phases.end_step(timed);
+    trace.after_step(step);
 
     if (!deferred && counters.nonfinite_consecutive >= config.train.max_nonfinite_steps) stop_for_nonfinite_steps();
     const bool reports = counters.step == total_steps || counters.step % config.log.every == 0 ||
