@@ -8,6 +8,7 @@
 
 #include "train/nn/cpu_lanes.hpp"
 #include "train/nn/prelu.hpp"
+#include "train/nn/traced_op.hpp"
 
 namespace arcforge::nn {
 namespace {
@@ -343,6 +344,7 @@ torch::Tensor batch_norm_prelu(const torch::Tensor& x, torch::nn::BatchNorm2d& b
   }
   const RunningStats running{bn->running_mean, bn->running_var, *bn->options.momentum(), bn->options.eps()};
   // No PReLU travels as an empty slope: autograd's Function takes no undefined tensor.
+  ARCFORGE_TRACE_OP("arcforge::batch_norm_prelu");
   return BatchNormPReLUFunction::apply(x, bn->weight, bn->bias, slope.defined() ? slope : torch::empty({0}), running);
 }
 

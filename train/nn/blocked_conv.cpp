@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "train/nn/cpu_kernel_isa.hpp"
+#include "train/nn/traced_op.hpp"
 
 #ifdef ARCFORGE_TRAIN_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
@@ -232,6 +233,7 @@ torch::Tensor blocked_conv2d(const torch::Tensor& x, const torch::Tensor& weight
     throw std::invalid_argument("blocked_conv2d: needs float CPU tensors x [N,C,H,W] and weight [O,C,kh,kw], groups 1, "
                                 "and a non-empty output; got x " + c10::str(x.sizes()) + ", weight " +
                                 c10::str(weight.sizes()));
+  ARCFORGE_TRACE_OP("arcforge::blocked_conv");
   return BlockedConvFunction::apply(x, weight, spec);
 }
 

@@ -1,7 +1,8 @@
 #include "train/nn/cpu_attention.hpp"
 
-#include "train/nn/cpu_lanes.hpp"
 #include "arcforge/cpu/attention_tiles.hpp"
+#include "train/nn/cpu_lanes.hpp"
+#include "train/nn/traced_op.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -162,6 +163,7 @@ bool attention_uses_cpu_kernel(const torch::Tensor& qkv, int64_t heads) {
 
 torch::Tensor attention_from_qkv(const torch::Tensor& qkv, int64_t heads) {
   if (!attention_uses_cpu_kernel(qkv, heads)) return attention_reference_path(qkv, heads);
+  ARCFORGE_TRACE_OP("arcforge::attention");
   return AttentionFunction::apply(qkv, heads);
 }
 

@@ -8,6 +8,7 @@
 
 #include "train/compat/torch_compat.hpp"
 #include "train/nn/cpu_lanes.hpp"
+#include "train/nn/traced_op.hpp"
 
 namespace arcforge::nn {
 namespace {
@@ -543,6 +544,7 @@ torch::Tensor grouped_conv2d(const torch::Tensor& x, const torch::Tensor& weight
     return at::conv2d(x, weight, {}, {spec.stride[0], spec.stride[1]}, {spec.padding[0], spec.padding[1]}, {1, 1},
                       spec.groups);
   }
+  ARCFORGE_TRACE_OP("arcforge::grouped_conv");
   return GroupedConvFunction::apply(input, w, spec);
 }
 

@@ -1,6 +1,7 @@
 #include "train/nn/prelu.hpp"
 
 #include "train/nn/cpu_lanes.hpp"
+#include "train/nn/traced_op.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -269,6 +270,7 @@ bool prelu_uses_cpu_kernel(const torch::Tensor& x, const torch::Tensor& weight) 
 
 torch::Tensor prelu(const torch::Tensor& x, const torch::Tensor& weight) {
   if (!prelu_uses_cpu_kernel(x, weight)) return at::prelu(x, weight);
+  ARCFORGE_TRACE_OP("arcforge::prelu");
   return PReLUFunction::apply(x, weight);
 }
 

@@ -1,6 +1,7 @@
 #include "train/nn/relu6.hpp"
 
 #include "train/nn/cpu_lanes.hpp"
+#include "train/nn/traced_op.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -112,6 +113,7 @@ bool relu6_uses_cpu_kernel(const torch::Tensor& x) {
 
 torch::Tensor relu6(const torch::Tensor& x) {
   if (!relu6_uses_cpu_kernel(x)) return torch::hardtanh(x, 0.0, 6.0);
+  ARCFORGE_TRACE_OP("arcforge::relu6");
   return ReLU6Function::apply(x);
 }
 
