@@ -1,12 +1,11 @@
 #include "train/train/step_trace.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <ostream>
 
 // PyTorch's profiler with the Chrome-trace writer (libtorch 1.13 and 2.x alike); guarded so that a
 // libtorch without it still builds and refuses log.profile by name.
-#include <filesystem>
-
 #if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
 #define ARCFORGE_HAVE_RECORD_PROFILE 1
@@ -30,7 +29,6 @@ struct StepTrace::Recording {
 #endif
 
 TracedSteps traced_steps(int64_t first_step_of_run, int64_t total_steps, int64_t steps) {
-  constexpr int64_t kWarmUpSteps = 3;
   const int64_t remaining = std::max<int64_t>(0, total_steps - first_step_of_run);
   const int64_t count = std::min(steps, remaining);
   return {first_step_of_run + std::min(kWarmUpSteps, remaining - count), count};

@@ -10,8 +10,12 @@
 
 namespace arcforge::train {
 
-// The steps traced: `steps` of them, from the run's fourth (the first three pay for allocator
-// growth and kernel selection) or as late as the run allows.
+// The first steps of a run pay for allocator growth and kernel selection: throughput leaves them
+// out (trainer.cpp), and so does the trace.
+inline constexpr int64_t kWarmUpSteps = 3;
+
+// The steps traced: `steps` of them, after the warm-up steps where the run is long enough, else
+// as late as the run allows.
 struct TracedSteps {
   int64_t first = 0, count = 0;
 };

@@ -360,7 +360,7 @@ TrainResult run_training(const TrainConfig& requested, const std::string& resume
   int64_t steps_timed = 0;
   // The first steps of a run pay for allocator growth and kernel selection; throughput leaves
   // them out when the run is long enough to have a steady state.
-  const int64_t untimed_steps = total_steps - counters.step > 10 ? 3 : 0;
+  const int64_t untimed_steps = total_steps - counters.step > 10 ? kWarmUpSteps : 0;
   double window_loss = 0;
   int64_t window_steps = 0;
   const int64_t first_step = counters.step;
